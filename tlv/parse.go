@@ -1,0 +1,479 @@
+package tlv
+
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+// parser holds the state of one parse: the message (for offsets and
+// aliasing), the resolved limits, the parameter count and an address arena
+// shared by all transports of the message.
+type parser struct {
+	msg     []byte
+	lim     Limits
+	nparams int
+	addrs   []netip.Addr
+}
+
+func (p *parser) u16(off int) uint16 { return binary.BigEndian.Uint16(p.msg[off:]) }
+func (p *parser) u32(off int) uint32 { return binary.BigEndian.Uint32(p.msg[off:]) }
+
+// raw returns the TLV starting at off, clipped to the message.
+func (p *parser) raw(off, end int) []byte {
+	if end > len(p.msg) {
+		end = len(p.msg)
+	}
+	if off > end {
+		off = end
+	}
+	return p.msg[off:end:end]
+}
+
+func (p *parser) fail(err error, off int, t ParamType, cause CauseCode, act Action, raw []byte) *ParseError {
+	return &ParseError{Offset: off, Type: t, Cause: cause, Action: act, Param: raw, Err: err}
+}
+
+// invalid is the usual "Invalid Values, report" error about the TLV at hdr.
+func (p *parser) invalid(err error, hdr, end int, t ParamType) *ParseError {
+	return p.fail(err, hdr, t, CauseInvalidValues, ActionReport, p.raw(hdr, end))
+}
+
+// iter walks the parameters of one container region [off, end).
+type iter struct {
+	p     *parser
+	off   int
+	end   int
+	depth int
+	idx   int // index of the parameter last returned
+	unk   []RawParam
+}
+
+func (p *parser) iter(off, end, depth int) (iter, error) {
+	if depth > p.lim.MaxDepth {
+		return iter{}, p.fail(ErrTooDeep, off, 0, CauseInvalidValues, ActionDiscard, nil)
+	}
+	return iter{p: p, off: off, end: end, depth: depth, idx: -1}, nil
+}
+
+// param is one parameter found by iter.next: header offset, value bounds.
+type param struct {
+	t   ParamType
+	hdr int
+	vs  int
+	ve  int
+}
+
+func (pr param) vlen() int { return pr.ve - pr.vs }
+
+// next returns the next parameter; ok is false at the end of the container.
+func (it *iter) next() (pr param, ok bool, err error) {
+	p := it.p
+	if it.off >= it.end {
+		return param{}, false, nil
+	}
+	rem := it.end - it.off
+	if rem < ParamHeaderLen {
+		return param{}, false, p.fail(ErrTruncated, it.off, 0, CauseInvalidValues, ActionReport, p.raw(it.off, it.end))
+	}
+	t := ParamType(p.u16(it.off))
+	l := int(p.u16(it.off + 2))
+	if l < ParamHeaderLen || l > rem {
+		return param{}, false, p.fail(ErrLength, it.off, t, CauseInvalidValues, ActionReport, p.raw(it.off, it.end))
+	}
+	p.nparams++
+	if p.nparams > p.lim.MaxParams {
+		return param{}, false, p.fail(ErrTooManyParams, it.off, t, CauseInvalidValues, ActionDiscard, nil)
+	}
+	pl := pad(l)
+	next := it.off + pl
+	if pl > rem {
+		// A final parameter may lack its padding (SPEC §1.2); anything
+		// else that stops inside the padding is malformed.
+		if l != rem {
+			return param{}, false, p.fail(ErrPadding, it.off, t, CauseInvalidValues, ActionReport, p.raw(it.off, it.off+l))
+		}
+		next = it.end
+	}
+	pr = param{t: t, hdr: it.off, vs: it.off + ParamHeaderLen, ve: it.off + l}
+	it.off = next
+	it.idx++
+	return pr, true, nil
+}
+
+// unknown handles a parameter the container does not expect, by its action
+// bits (RFC 5354 §2): 00 and 01 stop with an error, 10 and 11 keep it raw.
+func (it *iter) unknown(pr param) error {
+	act := pr.t.Action()
+	if act == ActionDiscard || act == ActionReport {
+		return it.p.fail(ErrUnrecognizedParam, pr.hdr, pr.t, CauseUnrecognizedParameter, act, it.p.raw(pr.hdr, pr.ve))
+	}
+	it.unk = append(it.unk, RawParam{Type: pr.t, Value: it.p.msg[pr.vs:pr.ve:pr.ve], Index: it.idx})
+	return nil
+}
+
+func (it *iter) dup(pr param) error {
+	return it.p.invalid(ErrDuplicateParam, pr.hdr, pr.ve, pr.t)
+}
+
+func (p *parser) missing(off int, t ParamType) error {
+	return p.fail(ErrMissingParam, off, t, CauseInvalidValues, ActionReport, nil)
+}
+
+// fixed checks a fixed-size parameter.
+func (p *parser) fixed(pr param, n int) error {
+	if pr.vlen() != n {
+		return p.invalid(ErrLength, pr.hdr, pr.ve, pr.t)
+	}
+	return nil
+}
+
+func (p *parser) poolHandle(pr param) (PoolHandle, error) {
+	n := pr.vlen()
+	if n == 0 {
+		return nil, p.invalid(ErrInvalidValue, pr.hdr, pr.ve, pr.t)
+	}
+	if n > p.lim.MaxPoolHandle {
+		return nil, p.invalid(ErrTooLarge, pr.hdr, pr.ve, pr.t)
+	}
+	return PoolHandle(p.msg[pr.vs:pr.ve:pr.ve]), nil
+}
+
+func (p *parser) u32Param(pr param) (uint32, error) {
+	if err := p.fixed(pr, 4); err != nil {
+		return 0, err
+	}
+	return p.u32(pr.vs), nil
+}
+
+func (p *parser) checksum(pr param) (uint16, error) {
+	if err := p.fixed(pr, 2); err != nil {
+		return 0, err
+	}
+	return p.u16(pr.vs), nil
+}
+
+func (p *parser) policy(pr param) (Policy, error) {
+	if pr.vlen() < 4 {
+		return Policy{}, p.invalid(ErrLength, pr.hdr, pr.ve, pr.t)
+	}
+	return Policy{Type: p.u32(pr.vs), Value: p.msg[pr.vs+4 : pr.ve : pr.ve]}, nil
+}
+
+func (p *parser) cookie(pr param) []byte { return p.msg[pr.vs:pr.ve:pr.ve] }
+
+func isTransport(t ParamType) bool {
+	return t >= ParamDCCPTransport && t <= ParamUDPLiteTransport
+}
+
+func (p *parser) addr(pr param) (netip.Addr, error) {
+	switch pr.t {
+	case ParamIPv4Address:
+		if err := p.fixed(pr, 4); err != nil {
+			return netip.Addr{}, err
+		}
+		return netip.AddrFrom4([4]byte(p.msg[pr.vs : pr.vs+4])), nil
+	default:
+		if err := p.fixed(pr, 16); err != nil {
+			return netip.Addr{}, err
+		}
+		return netip.AddrFrom16([16]byte(p.msg[pr.vs : pr.vs+16])), nil
+	}
+}
+
+// transport parses an SCTP/TCP/UDP/UDP-Lite/DCCP Transport parameter
+// (RFC 5354 §3.3-§3.7) at nesting depth depth.
+func (p *parser) transport(pr param, depth int) (Transport, error) {
+	tr := Transport{Type: pr.t}
+	fixed := 4
+	if pr.t == ParamDCCPTransport {
+		fixed = 8
+	}
+	if pr.vlen() < fixed {
+		return tr, p.invalid(ErrLength, pr.hdr, pr.ve, pr.t)
+	}
+	tr.Port = p.u16(pr.vs)
+	switch pr.t {
+	case ParamSCTPTransport, ParamTCPTransport:
+		tr.Use = TransportUse(p.u16(pr.vs + 2))
+		if tr.Use > TransportUseDataPlusControl {
+			return tr, p.invalid(ErrInvalidValue, pr.hdr, pr.ve, pr.t)
+		}
+	case ParamDCCPTransport:
+		tr.ServiceCode = p.u32(pr.vs + 4)
+	}
+	it, err := p.iter(pr.vs+fixed, pr.ve, depth+1)
+	if err != nil {
+		return tr, err
+	}
+	start := len(p.addrs)
+	for {
+		sub, ok, err := it.next()
+		if err != nil {
+			return tr, err
+		}
+		if !ok {
+			break
+		}
+		switch sub.t {
+		case ParamIPv4Address, ParamIPv6Address:
+			a, err := p.addr(sub)
+			if err != nil {
+				return tr, err
+			}
+			p.addrs = append(p.addrs, a)
+		default:
+			if err := it.unknown(sub); err != nil {
+				return tr, err
+			}
+		}
+	}
+	if len(p.addrs) == start {
+		return tr, p.fail(ErrMissingParam, pr.hdr, ParamIPv4Address, CauseInvalidValues, ActionReport, p.raw(pr.hdr, pr.ve))
+	}
+	tr.Addrs = p.addrs[start:len(p.addrs):len(p.addrs)]
+	tr.Unknown = it.unk
+	return tr, nil
+}
+
+// poolElement parses a Pool Element parameter (RFC 5354 §3.x).
+func (p *parser) poolElement(pr param, depth int, pe *PoolElement) error {
+	if pr.vlen() < 12 {
+		return p.invalid(ErrLength, pr.hdr, pr.ve, pr.t)
+	}
+	pe.ID = p.u32(pr.vs)
+	pe.HomeServerID = p.u32(pr.vs + 4)
+	pe.RegistrationLife = int32(p.u32(pr.vs + 8))
+	it, err := p.iter(pr.vs+12, pr.ve, depth+1)
+	if err != nil {
+		return err
+	}
+	var havePolicy bool
+	for {
+		sub, ok, err := it.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		switch {
+		case isTransport(sub.t):
+			var dst *Transport
+			switch {
+			case pe.UserTransport.Type == 0:
+				dst = &pe.UserTransport
+			case pe.ASAPTransport.Type == 0 && sub.t == ParamSCTPTransport && havePolicy:
+				dst = &pe.ASAPTransport
+			case pe.ASAPTransport.Type == 0 && havePolicy:
+				// The ASAP transport is always SCTP (RFC 5352 §1).
+				return p.invalid(ErrInvalidValue, sub.hdr, sub.ve, sub.t)
+			default:
+				return it.dup(sub)
+			}
+			if *dst, err = p.transport(sub, depth+1); err != nil {
+				return err
+			}
+		case sub.t == ParamPolicy:
+			if havePolicy {
+				return it.dup(sub)
+			}
+			if pe.Policy, err = p.policy(sub); err != nil {
+				return err
+			}
+			havePolicy = true
+		default:
+			if err := it.unknown(sub); err != nil {
+				return err
+			}
+		}
+	}
+	if pe.UserTransport.Type == 0 {
+		return p.fail(ErrMissingParam, pr.hdr, ParamSCTPTransport, CauseInvalidValues, ActionReport, p.raw(pr.hdr, pr.ve))
+	}
+	if !havePolicy {
+		return p.fail(ErrMissingParam, pr.hdr, ParamPolicy, CauseInvalidValues, ActionReport, p.raw(pr.hdr, pr.ve))
+	}
+	pe.Unknown = it.unk
+	return nil
+}
+
+// serverInfo parses a Server Information parameter (RFC 5354 §3.x).
+func (p *parser) serverInfo(pr param, depth int, si *ServerInfo) error {
+	if pr.vlen() < 4 {
+		return p.invalid(ErrLength, pr.hdr, pr.ve, pr.t)
+	}
+	si.ServerID = p.u32(pr.vs)
+	it, err := p.iter(pr.vs+4, pr.ve, depth+1)
+	if err != nil {
+		return err
+	}
+	for {
+		sub, ok, err := it.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		switch {
+		case sub.t == ParamSCTPTransport:
+			if si.Transport.Type != 0 {
+				return it.dup(sub)
+			}
+			if si.Transport, err = p.transport(sub, depth+1); err != nil {
+				return err
+			}
+		case isTransport(sub.t):
+			// ENRP runs over SCTP only (RFC 5353 §2).
+			return p.invalid(ErrInvalidValue, sub.hdr, sub.ve, sub.t)
+		default:
+			if err := it.unknown(sub); err != nil {
+				return err
+			}
+		}
+	}
+	if si.Transport.Type == 0 {
+		return p.fail(ErrMissingParam, pr.hdr, ParamSCTPTransport, CauseInvalidValues, ActionReport, p.raw(pr.hdr, pr.ve))
+	}
+	si.Unknown = it.unk
+	return nil
+}
+
+// operationError parses an Operation Error parameter (RFC 5354 §3.x): one or
+// more error causes, each padded to 4 bytes; the last may lack its padding.
+func (p *parser) operationError(pr param) (OperationError, error) {
+	var e OperationError
+	n := 0
+	for pass := 0; pass < 2; pass++ {
+		off := pr.vs
+		for off < pr.ve {
+			rem := pr.ve - off
+			if rem < 4 {
+				return e, p.invalid(ErrTruncated, pr.hdr, pr.ve, pr.t)
+			}
+			l := int(p.u16(off + 2))
+			if l < 4 || l > rem {
+				return e, p.invalid(ErrLength, pr.hdr, pr.ve, pr.t)
+			}
+			pl := pad(l)
+			if pl > rem {
+				if l != rem {
+					return e, p.invalid(ErrPadding, pr.hdr, pr.ve, pr.t)
+				}
+				pl = rem
+			}
+			if pass == 0 {
+				n++
+				p.nparams++
+				if p.nparams > p.lim.MaxParams {
+					return e, p.fail(ErrTooManyParams, off, pr.t, CauseInvalidValues, ActionDiscard, nil)
+				}
+			} else {
+				e.Causes = append(e.Causes, Cause{Code: CauseCode(p.u16(off)), Info: p.msg[off+4 : off+l : off+l]})
+			}
+			off += pl
+		}
+		if pass == 0 {
+			if n == 0 {
+				return e, p.invalid(ErrInvalidValue, pr.hdr, pr.ve, pr.t)
+			}
+			e.Causes = make([]Cause, 0, n)
+		}
+	}
+	return e, nil
+}
+
+// countTop counts the top-level parameters of type t in [off, end) without
+// validating them, to size slices before filling them.
+func (p *parser) countTop(off, end int, t ParamType) int {
+	n := 0
+	for end-off >= 4 {
+		l := int(p.u16(off + 2))
+		if l < 4 {
+			break
+		}
+		if ParamType(p.u16(off)) == t {
+			n++
+		}
+		off += pad(l)
+	}
+	return n
+}
+
+// ParseParam parses one parameter TLV at the start of b with the default
+// limits. See Limits.ParseParam.
+func ParseParam(b []byte) (Param, int, error) { return Limits{}.ParseParam(b) }
+
+// ParseParam parses one parameter TLV at the start of b and returns it with
+// the number of bytes it used, padding included (a final parameter without
+// padding is accepted). Known types come back as Address, Transport, Policy,
+// PoolHandle, PoolElement, ServerInfo, OperationError, CookieParam,
+// PEIdentifier, PEChecksum or HandleResolutionOption; other types as
+// RawParam when their action bits say "skip" and as an error otherwise.
+// The result aliases b.
+func (l Limits) ParseParam(b []byte) (Param, int, error) {
+	l = l.resolve()
+	if len(b) > l.MaxMessageSize {
+		return nil, 0, &ParseError{Err: ErrTooLarge, Cause: CauseInvalidValues, Action: ActionDiscard}
+	}
+	p := &parser{msg: b, lim: l}
+	it, err := p.iter(0, len(b), 1)
+	if err != nil {
+		return nil, 0, err
+	}
+	pr, ok, err := it.next()
+	if err != nil {
+		return nil, 0, err
+	}
+	if !ok {
+		return nil, 0, p.fail(ErrTruncated, 0, 0, CauseInvalidValues, ActionReport, nil)
+	}
+	v, err := p.one(&it, pr)
+	if err != nil {
+		return nil, 0, err
+	}
+	return v, it.off, nil
+}
+
+func (p *parser) one(it *iter, pr param) (Param, error) {
+	switch {
+	case pr.t == ParamIPv4Address || pr.t == ParamIPv6Address:
+		a, err := p.addr(pr)
+		return Address{Addr: a}, err
+	case isTransport(pr.t):
+		tr, err := p.transport(pr, 1)
+		return tr, err
+	case pr.t == ParamPolicy:
+		pol, err := p.policy(pr)
+		return pol, err
+	case pr.t == ParamPoolHandle:
+		h, err := p.poolHandle(pr)
+		return h, err
+	case pr.t == ParamPoolElement:
+		var pe PoolElement
+		err := p.poolElement(pr, 1, &pe)
+		return pe, err
+	case pr.t == ParamServerInformation:
+		var si ServerInfo
+		err := p.serverInfo(pr, 1, &si)
+		return si, err
+	case pr.t == ParamOperationError:
+		e, err := p.operationError(pr)
+		return e, err
+	case pr.t == ParamCookie:
+		return CookieParam(p.cookie(pr)), nil
+	case pr.t == ParamPEIdentifier:
+		v, err := p.u32Param(pr)
+		return PEIdentifier(v), err
+	case pr.t == ParamPEChecksum:
+		v, err := p.checksum(pr)
+		return PEChecksum(v), err
+	case pr.t == ParamHandleResolutionOption:
+		v, err := p.u32Param(pr)
+		return HandleResolutionOption(v), err
+	}
+	if err := it.unknown(pr); err != nil {
+		return nil, err
+	}
+	return it.unk[0], nil
+}

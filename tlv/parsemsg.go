@@ -1,0 +1,773 @@
+package tlv
+
+import "net/netip"
+
+// resolve fills in the defaults of zero fields.
+func (l Limits) resolve() Limits {
+	if l.MaxMessageSize <= 0 {
+		l.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = DefaultMaxDepth
+	}
+	if l.MaxPoolHandle <= 0 {
+		l.MaxPoolHandle = DefaultMaxPoolHandle
+	}
+	if l.MaxParams <= 0 {
+		l.MaxParams = DefaultMaxParams
+	}
+	return l
+}
+
+// begin checks the common header (RFC 5352 §2.1, RFC 5353 §2.1) and the
+// limits, and returns a parser over exactly Message Length bytes.
+func (l Limits) begin(b []byte) (*parser, uint8, uint8, error) {
+	l = l.resolve()
+	if len(b) > l.MaxMessageSize {
+		return nil, 0, 0, &ParseError{Offset: l.MaxMessageSize, Err: ErrTooLarge, Cause: CauseInvalidValues, Action: ActionDiscard}
+	}
+	if len(b) < HeaderLen {
+		return nil, 0, 0, &ParseError{Offset: len(b), Err: ErrTruncated, Cause: CauseInvalidValues, Action: ActionDiscard}
+	}
+	n := int(b[2])<<8 | int(b[3])
+	switch {
+	case n < HeaderLen:
+		return nil, 0, 0, &ParseError{Offset: 2, Err: ErrLength, Cause: CauseInvalidValues, Action: ActionDiscard}
+	case n > len(b):
+		return nil, 0, 0, &ParseError{Offset: len(b), Err: ErrTruncated, Cause: CauseInvalidValues, Action: ActionDiscard}
+	case len(b)-n > 3:
+		// Up to 3 bytes of padding after a Message Length that left
+		// out the last parameter's padding are tolerated; more means
+		// the length is wrong.
+		return nil, 0, 0, &ParseError{Offset: n, Err: ErrLength, Cause: CauseInvalidValues, Action: ActionDiscard}
+	}
+	p := &parser{msg: b[:n:n], lim: l}
+	return p, b[0], b[1], nil
+}
+
+func (p *parser) unknownMessage() error {
+	return p.fail(ErrUnknownMessage, 0, 0, CauseUnrecognizedMessage, ActionReport, p.msg)
+}
+
+func (p *parser) needFixed(n int) error {
+	if len(p.msg) < n {
+		return p.fail(ErrLength, 2, 0, CauseInvalidValues, ActionReport, nil)
+	}
+	return nil
+}
+
+// ParseASAP parses one ASAP message (RFC 5352 §2) with the default limits.
+func ParseASAP(b []byte) (ASAPMessage, error) { return Limits{}.ParseASAP(b) }
+
+// ParseENRP parses one ENRP message (RFC 5353 §2) with the default limits.
+func ParseENRP(b []byte) (ENRPMessage, error) { return Limits{}.ParseENRP(b) }
+
+// ParseASAP parses one ASAP message: b holds exactly one message (one SCTP
+// message with PPID 11, or one UDP datagram for ASAP_SERVER_ANNOUNCE). The
+// result is a pointer to one of the ASAP message structs. Byte slices in the
+// result (pool handles, cookies, policy values, raw parameters) alias b.
+// Errors are *ParseError values; the limits are checked before anything is
+// allocated.
+func (l Limits) ParseASAP(b []byte) (ASAPMessage, error) {
+	p, t, flags, err := l.begin(b)
+	if err != nil {
+		return nil, err
+	}
+	var m ASAPMessage
+	switch ASAPType(t) {
+	case ASAPRegistration:
+		x := &Registration{}
+		err, m = p.registration(x), x
+	case ASAPDeregistration:
+		x := &Deregistration{}
+		err, m = p.phID(HeaderLen, &x.PoolHandle, &x.PEID, nil, &x.Unknown), x
+	case ASAPRegistrationResponse:
+		x := &RegistrationResponse{Reject: flags&FlagRegistrationReject != 0}
+		err, m = p.phID(HeaderLen, &x.PoolHandle, &x.PEID, &x.Error, &x.Unknown), x
+	case ASAPDeregistrationResponse:
+		x := &DeregistrationResponse{}
+		err, m = p.phID(HeaderLen, &x.PoolHandle, &x.PEID, &x.Error, &x.Unknown), x
+	case ASAPHandleResolution:
+		x := &HandleResolution{}
+		err, m = p.handleResolution(x), x
+	case ASAPHandleResolutionResponse:
+		x := &HandleResolutionResponse{}
+		err, m = p.pesMessage(&x.PoolHandle, &x.Policy, &x.PEs, &x.Error, &x.Unknown), x
+	case ASAPEndpointKeepAlive:
+		x := &EndpointKeepAlive{Home: flags&FlagKeepAliveHome != 0}
+		err, m = p.keepAlive(x), x
+	case ASAPEndpointKeepAliveAck:
+		x := &EndpointKeepAliveAck{}
+		err, m = p.phID(HeaderLen, &x.PoolHandle, &x.PEID, nil, &x.Unknown), x
+	case ASAPEndpointUnreachable:
+		x := &EndpointUnreachable{}
+		err, m = p.phID(HeaderLen, &x.PoolHandle, &x.PEID, nil, &x.Unknown), x
+	case ASAPServerAnnounce:
+		x := &ServerAnnounce{}
+		err, m = p.serverAnnounce(x), x
+	case ASAPCookie:
+		x := &CookieMessage{}
+		err, m = p.cookieMessage(&x.Cookie, &x.Unknown), x
+	case ASAPCookieEcho:
+		x := &CookieEcho{}
+		err, m = p.cookieMessage(&x.Cookie, &x.Unknown), x
+	case ASAPBusinessCard:
+		x := &BusinessCard{}
+		err, m = p.pesMessage(&x.PoolHandle, &x.Policy, &x.PEs, nil, &x.Unknown), x
+	case ASAPErrorType:
+		x := &ASAPError{}
+		err, m = p.errorMessage(HeaderLen, &x.Error, &x.Unknown), x
+	default:
+		return nil, p.unknownMessage()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// ParseENRP parses one ENRP message (SCTP PPID 12, or one ENRP multicast
+// datagram). The result is a pointer to one of the ENRP message structs and
+// aliases b like ParseASAP's.
+func (l Limits) ParseENRP(b []byte) (ENRPMessage, error) {
+	p, t, flags, err := l.begin(b)
+	if err != nil {
+		return nil, err
+	}
+	switch ENRPType(t) {
+	case ENRPPresence, ENRPHandleTableRequest, ENRPHandleTableResponse, ENRPHandleUpdate,
+		ENRPListRequest, ENRPListResponse, ENRPInitTakeover, ENRPInitTakeoverAck,
+		ENRPTakeoverServer, ENRPErrorType:
+	default:
+		return nil, p.unknownMessage()
+	}
+	if err := p.needFixed(ENRPHeaderLen); err != nil {
+		return nil, err
+	}
+	h := ENRPHeader{SenderID: p.u32(4), ReceiverID: p.u32(8)}
+	var m ENRPMessage
+	switch ENRPType(t) {
+	case ENRPPresence:
+		x := &Presence{ENRPHeader: h, ReplyRequired: flags&FlagPresenceReplyRequired != 0}
+		err, m = p.presence(x), x
+	case ENRPHandleTableRequest:
+		x := &HandleTableRequest{ENRPHeader: h, OwnChildrenOnly: flags&FlagOwnChildrenOnly != 0}
+		err, m = p.noParams(ENRPHeaderLen, &x.Unknown), x
+	case ENRPHandleTableResponse:
+		x := &HandleTableResponse{ENRPHeader: h, Reject: flags&FlagTableReject != 0, MoreToSend: flags&FlagMoreToSend != 0}
+		err, m = p.tableResponse(x), x
+	case ENRPHandleUpdate:
+		x := &HandleUpdate{ENRPHeader: h, TakeoverSuggested: flags&FlagTakeoverSuggested != 0}
+		err, m = p.handleUpdate(x), x
+	case ENRPListRequest:
+		x := &ListRequest{ENRPHeader: h}
+		err, m = p.noParams(ENRPHeaderLen, &x.Unknown), x
+	case ENRPListResponse:
+		x := &ListResponse{ENRPHeader: h, Reject: flags&FlagListReject != 0}
+		err, m = p.listResponse(x), x
+	case ENRPInitTakeover:
+		x := &InitTakeover{ENRPHeader: h}
+		err, m = p.takeover(&x.TargetID, &x.Unknown), x
+	case ENRPInitTakeoverAck:
+		x := &InitTakeoverAck{ENRPHeader: h}
+		err, m = p.takeover(&x.TargetID, &x.Unknown), x
+	case ENRPTakeoverServer:
+		x := &TakeoverServer{ENRPHeader: h}
+		err, m = p.takeover(&x.TargetID, &x.Unknown), x
+	case ENRPErrorType:
+		x := &ENRPError{ENRPHeader: h}
+		err, m = p.errorMessage(ENRPHeaderLen, &x.Error, &x.Unknown), x
+	}
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (p *parser) top(off int) (iter, error) { return p.iter(off, len(p.msg), 1) }
+
+func (p *parser) registration(m *Registration) error {
+	it, err := p.top(HeaderLen)
+	if err != nil {
+		return err
+	}
+	var havePE bool
+	for {
+		pr, ok, err := it.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		switch pr.t {
+		case ParamPoolHandle:
+			if m.PoolHandle != nil {
+				return it.dup(pr)
+			}
+			if m.PoolHandle, err = p.poolHandle(pr); err != nil {
+				return err
+			}
+		case ParamPoolElement:
+			if havePE {
+				return it.dup(pr)
+			}
+			p.addrs = make([]netip.Addr, 0, 4)
+			if err := p.poolElement(pr, 1, &m.PE); err != nil {
+				return err
+			}
+			havePE = true
+		default:
+			if err := it.unknown(pr); err != nil {
+				return err
+			}
+		}
+	}
+	if m.PoolHandle == nil {
+		return p.missing(HeaderLen, ParamPoolHandle)
+	}
+	if !havePE {
+		return p.missing(HeaderLen, ParamPoolElement)
+	}
+	m.Unknown = it.unk
+	return nil
+}
+
+// phID parses the messages made of Pool Handle, PE Identifier and, when e
+// is not nil, an optional Operation Error.
+func (p *parser) phID(off int, h *PoolHandle, id *uint32, e **OperationError, unk *[]RawParam) error {
+	it, err := p.top(off)
+	if err != nil {
+		return err
+	}
+	var haveID bool
+	for {
+		pr, ok, err := it.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		switch {
+		case pr.t == ParamPoolHandle:
+			if *h != nil {
+				return it.dup(pr)
+			}
+			if *h, err = p.poolHandle(pr); err != nil {
+				return err
+			}
+		case pr.t == ParamPEIdentifier:
+			if haveID {
+				return it.dup(pr)
+			}
+			if *id, err = p.u32Param(pr); err != nil {
+				return err
+			}
+			haveID = true
+		case pr.t == ParamOperationError && e != nil:
+			if *e != nil {
+				return it.dup(pr)
+			}
+			oe, err := p.operationError(pr)
+			if err != nil {
+				return err
+			}
+			*e = &oe
+		default:
+			if err := it.unknown(pr); err != nil {
+				return err
+			}
+		}
+	}
+	if *h == nil {
+		return p.missing(off, ParamPoolHandle)
+	}
+	if !haveID {
+		return p.missing(off, ParamPEIdentifier)
+	}
+	*unk = it.unk
+	return nil
+}
+
+func (p *parser) handleResolution(m *HandleResolution) error {
+	it, err := p.top(HeaderLen)
+	if err != nil {
+		return err
+	}
+	for {
+		pr, ok, err := it.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		switch pr.t {
+		case ParamPoolHandle:
+			if m.PoolHandle != nil {
+				return it.dup(pr)
+			}
+			if m.PoolHandle, err = p.poolHandle(pr); err != nil {
+				return err
+			}
+		case ParamHandleResolutionOption:
+			if m.HasItems {
+				return it.dup(pr)
+			}
+			if m.Items, err = p.u32Param(pr); err != nil {
+				return err
+			}
+			m.HasItems = true
+		default:
+			if err := it.unknown(pr); err != nil {
+				return err
+			}
+		}
+	}
+	if m.PoolHandle == nil {
+		return p.missing(HeaderLen, ParamPoolHandle)
+	}
+	m.Unknown = it.unk
+	return nil
+}
+
+// pesMessage parses Handle Resolution Response and Business Card: Pool
+// Handle, optional policy, Pool Elements, and (when e != nil) an optional
+// Operation Error.
+func (p *parser) pesMessage(h *PoolHandle, pol **Policy, pes *[]PoolElement, e **OperationError, unk *[]RawParam) error {
+	n := p.countTop(HeaderLen, len(p.msg), ParamPoolElement)
+	if n > p.lim.MaxParams {
+		return p.fail(ErrTooManyParams, HeaderLen, ParamPoolElement, CauseInvalidValues, ActionDiscard, nil)
+	}
+	it, err := p.top(HeaderLen)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		*pes = make([]PoolElement, 0, n)
+		p.addrs = make([]netip.Addr, 0, 2*n)
+	}
+	for {
+		pr, ok, err := it.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		switch {
+		case pr.t == ParamPoolHandle:
+			if *h != nil {
+				return it.dup(pr)
+			}
+			if *h, err = p.poolHandle(pr); err != nil {
+				return err
+			}
+		case pr.t == ParamPolicy:
+			if *pol != nil {
+				return it.dup(pr)
+			}
+			v, err := p.policy(pr)
+			if err != nil {
+				return err
+			}
+			*pol = &v
+		case pr.t == ParamPoolElement:
+			*pes = append(*pes, PoolElement{})
+			if err := p.poolElement(pr, 1, &(*pes)[len(*pes)-1]); err != nil {
+				return err
+			}
+		case pr.t == ParamOperationError && e != nil:
+			if *e != nil {
+				return it.dup(pr)
+			}
+			oe, err := p.operationError(pr)
+			if err != nil {
+				return err
+			}
+			*e = &oe
+		default:
+			if err := it.unknown(pr); err != nil {
+				return err
+			}
+		}
+	}
+	if *h == nil {
+		return p.missing(HeaderLen, ParamPoolHandle)
+	}
+	*unk = it.unk
+	return nil
+}
+
+func (p *parser) keepAlive(m *EndpointKeepAlive) error {
+	if err := p.needFixed(HeaderLen + 4); err != nil {
+		return err
+	}
+	m.ServerID = p.u32(HeaderLen)
+	it, err := p.top(HeaderLen + 4)
+	if err != nil {
+		return err
+	}
+	for {
+		pr, ok, err := it.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		switch pr.t {
+		case ParamPoolHandle:
+			if m.PoolHandle != nil {
+				return it.dup(pr)
+			}
+			if m.PoolHandle, err = p.poolHandle(pr); err != nil {
+				return err
+			}
+		case ParamPEIdentifier:
+			if m.HasPEID {
+				return it.dup(pr)
+			}
+			if m.PEID, err = p.u32Param(pr); err != nil {
+				return err
+			}
+			m.HasPEID = true
+		default:
+			if err := it.unknown(pr); err != nil {
+				return err
+			}
+		}
+	}
+	if m.PoolHandle == nil {
+		return p.missing(HeaderLen+4, ParamPoolHandle)
+	}
+	m.Unknown = it.unk
+	return nil
+}
+
+func (p *parser) serverAnnounce(m *ServerAnnounce) error {
+	if err := p.needFixed(HeaderLen + 4); err != nil {
+		return err
+	}
+	m.ServerID = p.u32(HeaderLen)
+	it, err := p.top(HeaderLen + 4)
+	if err != nil {
+		return err
+	}
+	for {
+		pr, ok, err := it.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		if isTransport(pr.t) {
+			tr, err := p.transport(pr, 1)
+			if err != nil {
+				return err
+			}
+			m.Transports = append(m.Transports, tr)
+			continue
+		}
+		if err := it.unknown(pr); err != nil {
+			return err
+		}
+	}
+	m.Unknown = it.unk
+	return nil
+}
+
+func (p *parser) cookieMessage(c *[]byte, unk *[]RawParam) error {
+	it, err := p.top(HeaderLen)
+	if err != nil {
+		return err
+	}
+	var have bool
+	for {
+		pr, ok, err := it.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		if pr.t == ParamCookie {
+			if have {
+				return it.dup(pr)
+			}
+			*c, have = p.cookie(pr), true
+			continue
+		}
+		if err := it.unknown(pr); err != nil {
+			return err
+		}
+	}
+	if !have {
+		return p.missing(HeaderLen, ParamCookie)
+	}
+	*unk = it.unk
+	return nil
+}
+
+func (p *parser) errorMessage(off int, e *OperationError, unk *[]RawParam) error {
+	it, err := p.top(off)
+	if err != nil {
+		return err
+	}
+	var have bool
+	for {
+		pr, ok, err := it.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		if pr.t == ParamOperationError {
+			if have {
+				return it.dup(pr)
+			}
+			if *e, err = p.operationError(pr); err != nil {
+				return err
+			}
+			have = true
+			continue
+		}
+		if err := it.unknown(pr); err != nil {
+			return err
+		}
+	}
+	if !have {
+		return p.missing(off, ParamOperationError)
+	}
+	*unk = it.unk
+	return nil
+}
+
+// noParams parses a message that defines no parameters: only skippable
+// unknown ones may follow.
+func (p *parser) noParams(off int, unk *[]RawParam) error {
+	it, err := p.top(off)
+	if err != nil {
+		return err
+	}
+	for {
+		pr, ok, err := it.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		if err := it.unknown(pr); err != nil {
+			return err
+		}
+	}
+	*unk = it.unk
+	return nil
+}
+
+func (p *parser) presence(m *Presence) error {
+	it, err := p.top(ENRPHeaderLen)
+	if err != nil {
+		return err
+	}
+	var haveSum bool
+	for {
+		pr, ok, err := it.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		switch pr.t {
+		case ParamPEChecksum:
+			if haveSum {
+				return it.dup(pr)
+			}
+			if m.Checksum, err = p.checksum(pr); err != nil {
+				return err
+			}
+			haveSum = true
+		case ParamServerInformation:
+			if m.Info != nil {
+				return it.dup(pr)
+			}
+			si := &ServerInfo{}
+			if err := p.serverInfo(pr, 1, si); err != nil {
+				return err
+			}
+			m.Info = si
+		default:
+			if err := it.unknown(pr); err != nil {
+				return err
+			}
+		}
+	}
+	if !haveSum {
+		return p.missing(ENRPHeaderLen, ParamPEChecksum)
+	}
+	m.Unknown = it.unk
+	return nil
+}
+
+func (p *parser) tableResponse(m *HandleTableResponse) error {
+	npe := p.countTop(ENRPHeaderLen, len(p.msg), ParamPoolElement)
+	nph := p.countTop(ENRPHeaderLen, len(p.msg), ParamPoolHandle)
+	if npe+nph > p.lim.MaxParams {
+		return p.fail(ErrTooManyParams, ENRPHeaderLen, 0, CauseInvalidValues, ActionDiscard, nil)
+	}
+	it, err := p.top(ENRPHeaderLen)
+	if err != nil {
+		return err
+	}
+	var pes []PoolElement
+	if npe > 0 {
+		pes = make([]PoolElement, 0, npe)
+		p.addrs = make([]netip.Addr, 0, 4*npe)
+	}
+	if nph > 0 {
+		m.Pools = make([]PoolEntry, 0, nph)
+	}
+	first := 0 // index in pes of the current pool's first PE
+	for {
+		pr, ok, err := it.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		switch pr.t {
+		case ParamPoolHandle:
+			h, err := p.poolHandle(pr)
+			if err != nil {
+				return err
+			}
+			if len(m.Pools) > 0 {
+				m.Pools[len(m.Pools)-1].PEs = pes[first:len(pes):len(pes)]
+			}
+			first = len(pes)
+			m.Pools = append(m.Pools, PoolEntry{PoolHandle: h})
+		case ParamPoolElement:
+			if len(m.Pools) == 0 {
+				// A Pool Element must follow its Pool Handle (RFC 5353 §2.3).
+				return p.invalid(ErrInvalidValue, pr.hdr, pr.ve, pr.t)
+			}
+			pes = append(pes, PoolElement{})
+			if err := p.poolElement(pr, 1, &pes[len(pes)-1]); err != nil {
+				return err
+			}
+		default:
+			if err := it.unknown(pr); err != nil {
+				return err
+			}
+		}
+	}
+	if len(m.Pools) > 0 && len(pes) > first {
+		m.Pools[len(m.Pools)-1].PEs = pes[first:len(pes):len(pes)]
+	}
+	m.Unknown = it.unk
+	return nil
+}
+
+func (p *parser) handleUpdate(m *HandleUpdate) error {
+	if err := p.needFixed(ENRPHeaderLen + 4); err != nil {
+		return err
+	}
+	m.Action = UpdateAction(p.u16(ENRPHeaderLen))
+	if m.Action != UpdateAddPE && m.Action != UpdateDelPE {
+		return p.fail(ErrInvalidValue, ENRPHeaderLen, 0, CauseInvalidValues, ActionReport, nil)
+	}
+	it, err := p.top(ENRPHeaderLen + 4)
+	if err != nil {
+		return err
+	}
+	var havePE bool
+	for {
+		pr, ok, err := it.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		switch pr.t {
+		case ParamPoolHandle:
+			if m.PoolHandle != nil {
+				return it.dup(pr)
+			}
+			if m.PoolHandle, err = p.poolHandle(pr); err != nil {
+				return err
+			}
+		case ParamPoolElement:
+			if havePE {
+				return it.dup(pr)
+			}
+			p.addrs = make([]netip.Addr, 0, 4)
+			if err := p.poolElement(pr, 1, &m.PE); err != nil {
+				return err
+			}
+			havePE = true
+		default:
+			if err := it.unknown(pr); err != nil {
+				return err
+			}
+		}
+	}
+	if m.PoolHandle == nil {
+		return p.missing(ENRPHeaderLen+4, ParamPoolHandle)
+	}
+	if !havePE {
+		return p.missing(ENRPHeaderLen+4, ParamPoolElement)
+	}
+	m.Unknown = it.unk
+	return nil
+}
+
+func (p *parser) listResponse(m *ListResponse) error {
+	n := p.countTop(ENRPHeaderLen, len(p.msg), ParamServerInformation)
+	if n > p.lim.MaxParams {
+		return p.fail(ErrTooManyParams, ENRPHeaderLen, 0, CauseInvalidValues, ActionDiscard, nil)
+	}
+	it, err := p.top(ENRPHeaderLen)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		m.Servers = make([]ServerInfo, 0, n)
+		p.addrs = make([]netip.Addr, 0, 2*n)
+	}
+	for {
+		pr, ok, err := it.next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		if pr.t == ParamServerInformation {
+			m.Servers = append(m.Servers, ServerInfo{})
+			if err := p.serverInfo(pr, 1, &m.Servers[len(m.Servers)-1]); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := it.unknown(pr); err != nil {
+			return err
+		}
+	}
+	m.Unknown = it.unk
+	return nil
+}
+
+func (p *parser) takeover(target *uint32, unk *[]RawParam) error {
+	if err := p.needFixed(ENRPHeaderLen + 4); err != nil {
+		return err
+	}
+	*target = p.u32(ENRPHeaderLen)
+	return p.noParams(ENRPHeaderLen+4, unk)
+}
