@@ -1,0 +1,287 @@
+package policy
+
+// A B+ tree of entries ordered by (key, seq), used by the sorted policies.
+// Leaves hold the entries and are linked left to right, so the first n
+// entries are read without a stack. Internal nodes hold child pointers and
+// separators. Every node except the root is kept at least half full; an
+// append at the far right end (new sequence numbers always go there for
+// round robin and for equal keys) splits off a one-entry leaf instead of
+// halving, so trees filled in order are nearly 100 % full.
+
+const (
+	nodeCap = 64 // entries per leaf, children per internal node
+	nodeMin = nodeCap / 2
+)
+
+type entry struct {
+	key  uint64
+	seq  uint32
+	slot int32
+}
+
+func (a entry) less(b entry) bool {
+	return a.key < b.key || (a.key == b.key && a.seq < b.seq)
+}
+
+type node struct {
+	n    int
+	leaf bool
+	// Leaf: the entries. Internal: items[i] (i >= 1) is a separator, at most
+	// every entry under kids[i] and greater than every entry under kids[i-1].
+	items [nodeCap]entry
+	kids  []*node // internal only, len nodeCap
+	next  *node   // leaf only: right neighbour
+}
+
+func newLeaf() *node { return &node{leaf: true} }
+
+func newInternal() *node { return &node{kids: make([]*node, nodeCap)} }
+
+type btree struct {
+	root *node
+	size int
+}
+
+// lowerBound returns the index of the first item in s not less than e.
+func lowerBound(s []entry, e entry) int {
+	lo, hi := 0, len(s)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if s[m].less(e) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
+// childIndex returns the child of internal node nd whose range holds e.
+func childIndex(nd *node, e entry) int {
+	// largest i >= 1 with items[i] <= e, or 0
+	lo, hi := 1, nd.n
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if e.less(nd.items[m]) {
+			hi = m
+		} else {
+			lo = m + 1
+		}
+	}
+	return lo - 1
+}
+
+func (t *btree) first() *node {
+	nd := t.root
+	if nd == nil {
+		return nil
+	}
+	for !nd.leaf {
+		nd = nd.kids[0]
+	}
+	return nd
+}
+
+// min returns the smallest entry; ok is false when the tree is empty.
+func (t *btree) min() (entry, bool) {
+	l := t.first()
+	if l == nil || l.n == 0 {
+		return entry{}, false
+	}
+	return l.items[0], true
+}
+
+// insert adds e, which must not be present.
+func (t *btree) insert(e entry) {
+	if t.root == nil {
+		t.root = newLeaf()
+	}
+	right, sep := t.insertRec(t.root, e, true)
+	if right != nil {
+		r := newInternal()
+		r.kids[0], r.kids[1] = t.root, right
+		r.items[1] = sep
+		r.n = 2
+		t.root = r
+	}
+	t.size++
+}
+
+func (t *btree) insertRec(nd *node, e entry, rightmost bool) (*node, entry) {
+	if nd.leaf {
+		pos := lowerBound(nd.items[:nd.n], e)
+		if nd.n < nodeCap {
+			copy(nd.items[pos+1:nd.n+1], nd.items[pos:nd.n])
+			nd.items[pos] = e
+			nd.n++
+			return nil, entry{}
+		}
+		r := newLeaf()
+		if rightmost && pos == nd.n {
+			r.items[0] = e
+			r.n = 1
+		} else {
+			mid := nodeCap / 2
+			r.n = copy(r.items[:], nd.items[mid:nd.n])
+			nd.n = mid
+			if pos <= mid {
+				copy(nd.items[pos+1:nd.n+1], nd.items[pos:nd.n])
+				nd.items[pos] = e
+				nd.n++
+			} else {
+				p := pos - mid
+				copy(r.items[p+1:r.n+1], r.items[p:r.n])
+				r.items[p] = e
+				r.n++
+			}
+		}
+		r.next = nd.next
+		nd.next = r
+		return r, r.items[0]
+	}
+	i := childIndex(nd, e)
+	kid, sep := t.insertRec(nd.kids[i], e, rightmost && i == nd.n-1)
+	if kid == nil {
+		return nil, entry{}
+	}
+	pos := i + 1 // new child position
+	if nd.n < nodeCap {
+		copy(nd.kids[pos+1:nd.n+1], nd.kids[pos:nd.n])
+		copy(nd.items[pos+1:nd.n+1], nd.items[pos:nd.n])
+		nd.kids[pos], nd.items[pos] = kid, sep
+		nd.n++
+		return nil, entry{}
+	}
+	// Internal nodes are few (one per ~nodeCap leaves), so they always
+	// split in halves; only leaves take the append shortcut.
+	r := newInternal()
+	// Split the nodeCap+1 children: left keeps mid, right gets the rest.
+	var kids [nodeCap + 1]*node
+	var seps [nodeCap + 1]entry
+	copy(kids[:pos], nd.kids[:pos])
+	copy(seps[:pos], nd.items[:pos])
+	kids[pos], seps[pos] = kid, sep
+	copy(kids[pos+1:], nd.kids[pos:nd.n])
+	copy(seps[pos+1:], nd.items[pos:nd.n])
+	mid := (nodeCap + 1) / 2
+	copy(nd.kids, kids[:mid])
+	copy(nd.items[:mid], seps[:mid])
+	clear(nd.kids[mid:])
+	nd.n = mid
+	r.n = copy(r.kids, kids[mid:])
+	copy(r.items[:r.n], seps[mid:])
+	return r, seps[mid]
+}
+
+// delete removes e and reports whether it was present.
+func (t *btree) delete(e entry) bool {
+	if t.root == nil || !t.deleteRec(t.root, e) {
+		return false
+	}
+	t.size--
+	if !t.root.leaf && t.root.n == 1 {
+		t.root = t.root.kids[0]
+	}
+	return true
+}
+
+func (t *btree) deleteRec(nd *node, e entry) bool {
+	if nd.leaf {
+		pos := lowerBound(nd.items[:nd.n], e)
+		if pos == nd.n || nd.items[pos] != e {
+			return false
+		}
+		copy(nd.items[pos:nd.n-1], nd.items[pos+1:nd.n])
+		nd.n--
+		return true
+	}
+	i := childIndex(nd, e)
+	if !t.deleteRec(nd.kids[i], e) {
+		return false
+	}
+	if nd.kids[i].n < nodeMin {
+		rebalance(nd, i)
+	}
+	return true
+}
+
+// rebalance fixes the underfull child i of nd by merging it with a neighbour
+// or by sharing the neighbour's items evenly.
+func rebalance(nd *node, i int) {
+	if nd.n < 2 {
+		return
+	}
+	j := i
+	if j == nd.n-1 {
+		j--
+	}
+	l, r := nd.kids[j], nd.kids[j+1]
+	if l.leaf {
+		total := l.n + r.n
+		if total <= nodeCap {
+			copy(l.items[l.n:], r.items[:r.n])
+			l.n = total
+			l.next = r.next
+			removeKid(nd, j+1)
+			return
+		}
+		var buf [2 * nodeCap]entry
+		copy(buf[:], l.items[:l.n])
+		copy(buf[l.n:], r.items[:r.n])
+		k := total / 2
+		l.n = copy(l.items[:], buf[:k])
+		r.n = copy(r.items[:], buf[k:total])
+		nd.items[j+1] = r.items[0]
+		return
+	}
+	total := l.n + r.n
+	var kids [2 * nodeCap]*node
+	var seps [2 * nodeCap]entry
+	copy(kids[:], l.kids[:l.n])
+	copy(seps[:], l.items[:l.n])
+	copy(kids[l.n:], r.kids[:r.n])
+	copy(seps[l.n:], r.items[:r.n])
+	seps[l.n] = nd.items[j+1]
+	if total <= nodeCap {
+		copy(l.kids, kids[:total])
+		copy(l.items[:total], seps[:total])
+		l.n = total
+		removeKid(nd, j+1)
+		return
+	}
+	k := total / 2
+	l.n = copy(l.kids, kids[:k])
+	copy(l.items[:k], seps[:k])
+	clear(l.kids[k:])
+	r.n = copy(r.kids, kids[k:total])
+	copy(r.items[:r.n], seps[k:total])
+	clear(r.kids[r.n:])
+	nd.items[j+1] = seps[k]
+}
+
+func removeKid(nd *node, i int) {
+	copy(nd.kids[i:nd.n-1], nd.kids[i+1:nd.n])
+	copy(nd.items[i:nd.n-1], nd.items[i+1:nd.n])
+	nd.n--
+	nd.kids[nd.n] = nil
+}
+
+// appendFirst appends the slots of the first n entries to dst.
+func (t *btree) appendFirst(n int, dst []int32) []int32 {
+	for l := t.first(); l != nil && n > 0; l = l.next {
+		for i := 0; i < l.n && n > 0; i++ {
+			dst = append(dst, l.items[i].slot)
+			n--
+		}
+	}
+	return dst
+}
+
+// all returns every entry in order.
+func (t *btree) all() []entry {
+	out := make([]entry, 0, t.size)
+	for l := t.first(); l != nil; l = l.next {
+		out = append(out, l.items[:l.n]...)
+	}
+	return out
+}

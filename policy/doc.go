@@ -1,0 +1,35 @@
+// Package policy implements the RSerPool pool member selection policies of
+// RFC 5356 and the extended policies of RSPLIB: which pool elements (PEs) a
+// registrar returns for a handle resolution (RFC 5352) and which one a pool
+// user picks from its cache.
+//
+// # Usage
+//
+// Decode a PE's Pool Member Selection Policy parameter with [Decode], keep one
+// [Selector] per pool (made by [New] for the pool's [Type]) and feed it the
+// pool's members, each under a small integer slot chosen by the caller:
+//
+//	t, v, err := policy.Decode(pe.Policy) // *Error with the RFC cause if bad
+//	sel, err := policy.New(t, rand.NewPCG(seed1, seed2))
+//	sel.Add(slot, v)             // registration
+//	sel.Update(slot, newValues)  // re-registration with new values
+//	slots = sel.Select(3, slots[:0])
+//	sel.Remove(slot)
+//
+// The policy parameter of a handle resolution response is [Encode](t, v) with
+// the pool's type and, as RSPLIB does, the first selected PE's values.
+//
+// # Semantics
+//
+// Sorted policies (round robin, weighted round robin, priority, least used and
+// variants) return the first n members in their sort order; only the first
+// [Options.MaxIncrement] of them (default 1) get a new sequence number and the
+// policy's update (WRR counters, degradation), so one resolution moves the
+// round robin position by one whatever n is. Randomized policies draw n
+// members without repeats, each with probability weight/Σweight, from the
+// injected math/rand/v2 source. Degradation grows after each selection and is
+// reset by Update.
+//
+// Every operation is O(log n) in the pool size; memory is about 40 bytes per
+// member for the sorted policies and 13 for the randomized ones.
+package policy

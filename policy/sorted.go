@@ -1,0 +1,202 @@
+package policy
+
+import "math"
+
+// sortedSlot is a member of a sorted selector: its current position in the
+// tree (key, seq) and one policy-specific number. 16 bytes.
+type sortedSlot struct {
+	key uint64
+	seq uint32 // 0: slot not present
+	aux uint32 // WRR: Weight; degradation policies: LoadDegradation
+}
+
+// sortedSelector implements the policies that take the first n members in a
+// sort order (RFC 5356 round robin, weighted round robin, priority, least
+// used and its variants). The order is (key, seq): key comes from the policy
+// values and seq is the pool's sequence number, handed out anew whenever a
+// member is added, updated or selected, which serves ties round robin.
+type sortedSelector struct {
+	typ      Type
+	maxInc   int
+	tree     btree
+	slots    []sortedSlot
+	seq      uint32 // next sequence number, >= 1
+	seqLimit uint32 // renumber when seq would pass it (lowered by tests)
+	// WRR keeps the round in the key's upper half; rounds are shifted down
+	// once the smallest passes roundLimit (lowered by tests).
+	roundLimit uint32
+}
+
+func newSortedSelector(t Type, maxInc int) *sortedSelector {
+	return &sortedSelector{
+		typ: t, maxInc: maxInc, seq: 1,
+		seqLimit:   math.MaxUint32 - 1,
+		roundLimit: math.MaxUint32 / 2,
+	}
+}
+
+// Type returns the selector's policy type.
+func (s *sortedSelector) Type() Type { return s.typ }
+
+func (s *sortedSelector) Len() int { return s.tree.size }
+
+func satAdd(a, b uint64) uint64 {
+	if a+b > MaxLoad {
+		return MaxLoad
+	}
+	return a + b
+}
+
+// dpfPenalty is Distance × DPF in load units (RSPLIB: Distance ×
+// (DPF/0xffffffff) × 0xffffffff), saturated at MaxLoad.
+func dpfPenalty(distance, dpf uint32) uint64 {
+	p := uint64(distance) * uint64(dpf)
+	if p > MaxLoad {
+		return MaxLoad
+	}
+	return p
+}
+
+// initial returns the key and aux of a member joining with values v.
+func (s *sortedSelector) initial(v Values) (key uint64, aux uint32) {
+	switch s.typ {
+	case RoundRobin:
+		return 0, 0
+	case WeightedRoundRobin:
+		// RSPLIB: a new PE joins the current round (the smallest) with its
+		// full weight as virtual counter.
+		var round uint64
+		if e, ok := s.tree.min(); ok {
+			round = e.key >> 32
+		}
+		return round<<32 | uint64(v.Weight), v.Weight
+	case Priority:
+		return uint64(^v.Priority), 0 // higher priority first
+	case LeastUsed:
+		return uint64(v.Load), 0
+	case LeastUsedDegradation:
+		return uint64(v.Load), v.LoadDegradation
+	case PriorityLeastUsed:
+		return satAdd(uint64(v.Load), uint64(v.LoadDegradation)), 0
+	case PriorityLeastUsedDegradation:
+		return satAdd(uint64(v.Load), uint64(v.LoadDegradation)), v.LoadDegradation
+	case LeastUsedDPF:
+		return satAdd(uint64(v.Load), dpfPenalty(v.Distance, v.LoadDPF)), 0
+	case LeastUsedDegradationDPF:
+		return satAdd(uint64(v.Load), dpfPenalty(v.Distance, v.LoadDPF)), v.LoadDegradation
+	}
+	return 0, 0
+}
+
+// hook is the per-selection update of a member's key.
+func (s *sortedSelector) hook(key uint64, aux uint32) uint64 {
+	switch s.typ {
+	case WeightedRoundRobin:
+		// Each PE is picked Weight times per round (RFC 5356 WRR; RSPLIB
+		// VirtualCounter/RoundCounter).
+		if uint32(key) > 1 {
+			return key - 1
+		}
+		return (key>>32+1)<<32 | uint64(aux)
+	case LeastUsedDegradation, PriorityLeastUsedDegradation, LeastUsedDegradationDPF:
+		// key = min(base + Degradation, max); Degradation += LoadDegradation
+		// (saturating) gives min(key + LoadDegradation, max).
+		return satAdd(key, uint64(aux))
+	}
+	return key
+}
+
+func (s *sortedSelector) grow(slot int32) {
+	if int(slot) < len(s.slots) {
+		return
+	}
+	n := max(2*len(s.slots), int(slot)+1, 16)
+	ns := make([]sortedSlot, n)
+	copy(ns, s.slots)
+	s.slots = ns
+}
+
+// reserve makes sure that k sequence numbers can be handed out without
+// wrapping, renumbering the members (in order) when needed.
+func (s *sortedSelector) reserve(k int) {
+	if uint64(s.seq)+uint64(k) < uint64(s.seqLimit) {
+		return
+	}
+	s.rebuild(0)
+}
+
+// rebuild renumbers every member 1..n in order and subtracts sub from every
+// key. Both keep the order; it costs O(n) and runs once per ~2^32 sequence
+// numbers or WRR rounds.
+func (s *sortedSelector) rebuild(sub uint64) {
+	all := s.tree.all()
+	s.tree = btree{}
+	for i, e := range all {
+		e.seq = uint32(i + 1)
+		e.key -= sub
+		st := &s.slots[e.slot]
+		st.seq, st.key = e.seq, e.key
+		s.tree.insert(e)
+	}
+	s.seq = uint32(len(all) + 1)
+}
+
+func (s *sortedSelector) Add(slot int32, v Values) {
+	if slot < 0 {
+		return
+	}
+	s.grow(slot)
+	if s.slots[slot].seq != 0 {
+		s.Remove(slot)
+	}
+	s.reserve(1)
+	key, aux := s.initial(v)
+	e := entry{key: key, seq: s.seq, slot: slot}
+	s.seq++
+	s.slots[slot] = sortedSlot{key: key, seq: e.seq, aux: aux}
+	s.tree.insert(e)
+}
+
+// Update re-inserts the member as if it had just been added: degradation is
+// reset, a WRR member restarts in the current round, and the member goes
+// behind the others of equal key.
+func (s *sortedSelector) Update(slot int32, v Values) {
+	s.Remove(slot)
+	s.Add(slot, v)
+}
+
+func (s *sortedSelector) Remove(slot int32) {
+	if slot < 0 || int(slot) >= len(s.slots) || s.slots[slot].seq == 0 {
+		return
+	}
+	st := s.slots[slot]
+	s.tree.delete(entry{key: st.key, seq: st.seq, slot: slot})
+	s.slots[slot] = sortedSlot{}
+}
+
+func (s *sortedSelector) Select(n int, dst []int32) []int32 {
+	if n <= 0 || s.tree.size == 0 {
+		return dst
+	}
+	if s.typ == WeightedRoundRobin {
+		if e, _ := s.tree.min(); uint32(e.key>>32) >= s.roundLimit {
+			s.rebuild(e.key >> 32 << 32)
+		}
+	}
+	s.reserve(s.maxInc)
+	start := len(dst)
+	dst = s.tree.appendFirst(n, dst)
+	upd := dst[start:]
+	if len(upd) > s.maxInc {
+		upd = upd[:s.maxInc]
+	}
+	for _, slot := range upd {
+		st := &s.slots[slot]
+		s.tree.delete(entry{key: st.key, seq: st.seq, slot: slot})
+		st.key = s.hook(st.key, st.aux)
+		st.seq = s.seq
+		s.seq++
+		s.tree.insert(entry{key: st.key, seq: st.seq, slot: slot})
+	}
+	return dst
+}
