@@ -9,4 +9,5 @@ require (
 	github.com/pion/transport/v5 v5.1.4 // indirect
 	github.com/stretchr/testify v1.12.1 // indirect
 	golang.org/x/net v0.62.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
 )
