@@ -1,0 +1,390 @@
+package sctp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	pionsctp "github.com/pion/sctp"
+
+	"github.com/go-rserpool/rserpool/transport"
+)
+
+// recvQueueLen is how many received messages wait for Recv before the
+// stream readers stop taking data from pion, which then closes the receive
+// window.
+const recvQueueLen = 64
+
+// readScratch is the size of the buffer a stream reader first reads into;
+// bigger messages get a buffer of their own size.
+const readScratch = 2048
+
+// Conn is one SCTP association carried over UDP. It implements
+// [transport.Conn]. Its methods are safe for concurrent use.
+type Conn struct {
+	assoc  *pionsctp.Association
+	wire   wireObserver
+	local  transport.Addr
+	remote transport.Addr
+	cfg    *Config
+	onEnd  func(*Conn) // called once when Close finishes; may be nil
+
+	recvCh chan transport.Message
+
+	mu      sync.Mutex
+	streams map[uint16]*stream
+	ending  bool // the association ended; no more stream readers
+	readers sync.WaitGroup
+
+	readErr   error         // first error a stream reader saw; under mu
+	localErr  error         // why we aborted on our own; under mu
+	termErr   error         // set before assocDone is closed
+	assocDone chan struct{} // the association ended and every reader stopped
+	loopDone  chan struct{} // the accept loop returned
+
+	closing   atomic.Bool
+	closed    chan struct{} // Close was called
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// stream is one pion stream and the signal that its send buffer drained.
+type stream struct {
+	s       *pionsctp.Stream
+	drained chan struct{}
+}
+
+// wireObserver is implemented by the net.Conn under an association: it
+// reports what closing chunks the peer sent.
+type wireObserver interface {
+	seen() chunkFlags
+}
+
+func newConn(assoc *pionsctp.Association, w wireObserver, local, remote transport.Addr, cfg *Config, onEnd func(*Conn)) (*Conn, error) {
+	c := &Conn{
+		assoc:     assoc,
+		wire:      w,
+		local:     local,
+		remote:    remote,
+		cfg:       cfg,
+		onEnd:     onEnd,
+		recvCh:    make(chan transport.Message, recvQueueLen),
+		streams:   make(map[uint16]*stream),
+		assocDone: make(chan struct{}),
+		loopDone:  make(chan struct{}),
+		closed:    make(chan struct{}),
+	}
+	// Stream 0 always has a reader, so that the end of the association is
+	// seen even if the peer never sends anything.
+	if _, err := c.stream(0); err != nil {
+		assoc.Abort("")
+		_ = assoc.Close()
+		return nil, err
+	}
+	go c.acceptLoop()
+	return c, nil
+}
+
+// acceptLoop takes the streams the peer opens (pion drops new streams when
+// more than 16 wait to be accepted) and gives each one a reader. When the
+// association ends it waits for the readers and publishes the final error.
+func (c *Conn) acceptLoop() {
+	defer close(c.loopDone)
+	for {
+		s, err := c.assoc.AcceptStream()
+		if err != nil {
+			break
+		}
+		c.mu.Lock()
+		if _, ok := c.streams[s.StreamIdentifier()]; !ok && !c.ending {
+			c.addStreamLocked(s)
+		}
+		c.mu.Unlock()
+	}
+	c.mu.Lock()
+	c.ending = true
+	c.mu.Unlock()
+	c.readers.Wait()
+	c.termErr = c.classify()
+	close(c.assocDone)
+}
+
+// classify turns the way the association ended into a transport error.
+func (c *Conn) classify() error {
+	c.mu.Lock()
+	readErr, localErr := c.readErr, c.localErr
+	c.mu.Unlock()
+	seen := c.wire.seen()
+	switch {
+	case localErr != nil:
+		return localErr
+	case c.closing.Load():
+		return transport.ErrClosed
+	case seen&sawAbort != 0:
+		// An ABORT is the COMMUNICATION LOST notification of RFC 9260 §10.2.
+		return fmt.Errorf("%w: peer sent ABORT", transport.ErrAssociationLost)
+	case seen&sawShutdown != 0:
+		// SHUTDOWN COMPLETE notification (RFC 9260 §9.2, §10.2).
+		return transport.ErrPeerClosed
+	case readErr != nil:
+		return fmt.Errorf("%w: %w", transport.ErrAssociationLost, readErr)
+	default:
+		return transport.ErrAssociationLost
+	}
+}
+
+// stream returns the stream with identifier id, opening it if needed.
+func (c *Conn) stream(id uint16) (*stream, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, ok := c.streams[id]; ok {
+		return st, nil
+	}
+	if c.ending {
+		return nil, c.endErrLocked()
+	}
+	s, err := c.assoc.OpenStream(id, pionsctp.PayloadTypeUnknown)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", transport.ErrAssociationLost, err)
+	}
+	return c.addStreamLocked(s), nil
+}
+
+func (c *Conn) endErrLocked() error {
+	if c.closing.Load() {
+		return transport.ErrClosed
+	}
+	return transport.ErrAssociationLost
+}
+
+func (c *Conn) addStreamLocked(s *pionsctp.Stream) *stream {
+	st := &stream{s: s, drained: make(chan struct{}, 1)}
+	s.SetBufferedAmountLowThreshold(uint64(c.cfg.SendBuffer) / 2)
+	s.OnBufferedAmountLow(func() {
+		select {
+		case st.drained <- struct{}{}:
+		default:
+		}
+	})
+	c.streams[s.StreamIdentifier()] = st
+	c.readers.Add(1)
+	go c.readStream(s)
+	return st
+}
+
+// readStream moves the messages of one stream into recvCh until the
+// association ends.
+func (c *Conn) readStream(s *pionsctp.Stream) {
+	defer c.readers.Done()
+	id := s.StreamIdentifier()
+	scratch := make([]byte, readScratch)
+	for {
+		n, ppi, err := s.ReadSCTP(scratch)
+		var data []byte
+		switch {
+		case err == nil:
+			data = make([]byte, n)
+			copy(data, scratch[:n])
+		case errors.Is(err, io.ErrShortBuffer) && n <= transport.MaxMessageSize:
+			data = make([]byte, n)
+			if n, ppi, err = s.ReadSCTP(data); err != nil {
+				c.readerFailed(err)
+				return
+			}
+			data = data[:n]
+		case errors.Is(err, io.ErrShortBuffer):
+			c.fail(fmt.Errorf("%w: peer sent %d bytes (limit %d)", transport.ErrMessageTooLarge, n, transport.MaxMessageSize))
+			return
+		default:
+			c.readerFailed(err)
+			return
+		}
+		select {
+		case c.recvCh <- transport.Message{PPID: uint32(ppi), Stream: id, Data: data}:
+		case <-c.closed:
+			return
+		}
+	}
+}
+
+func (c *Conn) readerFailed(err error) {
+	c.mu.Lock()
+	if c.readErr == nil {
+		c.readErr = err
+	}
+	c.mu.Unlock()
+}
+
+// fail aborts the association on our own initiative, for a reason that
+// Recv and Send report afterwards.
+func (c *Conn) fail(err error) {
+	c.mu.Lock()
+	if c.localErr == nil {
+		c.localErr = err
+	}
+	c.mu.Unlock()
+	go c.assoc.Abort(err.Error()) // Abort waits for the read loop, which may be calling us
+}
+
+// Send sends one whole message on stream m.Stream with payload protocol
+// identifier m.PPID. It returns once pion has queued the message; it blocks
+// only while more than [Config.SendBuffer] bytes of the stream await
+// acknowledgement, until ctx is done. Messages larger than
+// [transport.MaxMessageSize] fail with [transport.ErrMessageTooLarge], empty
+// ones with [transport.ErrEmptyMessage].
+func (c *Conn) Send(ctx context.Context, m transport.Message) error {
+	switch {
+	case len(m.Data) > transport.MaxMessageSize:
+		return fmt.Errorf("%w: %d bytes (limit %d)", transport.ErrMessageTooLarge, len(m.Data), transport.MaxMessageSize)
+	case len(m.Data) == 0:
+		return transport.ErrEmptyMessage
+	}
+	if err := c.endedErr(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	st, err := c.stream(m.Stream)
+	if err != nil {
+		return err
+	}
+	for st.s.BufferedAmount() > uint64(c.cfg.SendBuffer) {
+		select {
+		case <-st.drained:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.assocDone:
+			return c.termErr
+		case <-c.closed:
+			return transport.ErrClosed
+		}
+	}
+	if _, err := st.s.WriteSCTP(m.Data, pionsctp.PayloadProtocolIdentifier(m.PPID)); err != nil {
+		if e := c.endedErr(); e != nil {
+			return e
+		}
+		return fmt.Errorf("%w: %w", transport.ErrAssociationLost, err)
+	}
+	return nil
+}
+
+// endedErr returns the error for using a closed or ended association, or nil.
+func (c *Conn) endedErr() error {
+	select {
+	case <-c.closed:
+		return transport.ErrClosed
+	default:
+	}
+	select {
+	case <-c.assocDone:
+		return c.termErr
+	default:
+	}
+	return nil
+}
+
+// Recv returns the next message from any stream, in order within each
+// stream. Once the association has ended and every message received before
+// has been returned, Recv fails with [transport.ErrPeerClosed] after a
+// graceful SHUTDOWN by the peer, [transport.ErrAssociationLost] after an
+// ABORT or a failure, and [transport.ErrClosed] after Close.
+func (c *Conn) Recv(ctx context.Context) (transport.Message, error) {
+	select {
+	case m := <-c.recvCh:
+		return m, nil
+	default:
+	}
+	select {
+	case m := <-c.recvCh:
+		return m, nil
+	case <-c.assocDone:
+		select {
+		case m := <-c.recvCh:
+			return m, nil
+		default:
+			return transport.Message{}, c.termErr
+		}
+	case <-c.closed:
+		return transport.Message{}, transport.ErrClosed
+	case <-ctx.Done():
+		return transport.Message{}, ctx.Err()
+	}
+}
+
+// LocalAddr returns the local UDP address of the association.
+func (c *Conn) LocalAddr() transport.Addr { return c.local }
+
+// RemoteAddr returns the peer's UDP address (Kind [transport.KindSCTPUDP]),
+// or its kernel SCTP address (Kind [transport.KindSCTP]) if it was dialed
+// as one.
+func (c *Conn) RemoteAddr() transport.Addr { return c.remote }
+
+// Close ends the association gracefully, as [Conn.Shutdown] does, waiting at
+// most [Config.ShutdownTimeout] for the peer before it aborts.
+func (c *Conn) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ShutdownTimeout)
+	defer cancel()
+	return c.Shutdown(ctx)
+}
+
+// Shutdown ends the association with the SHUTDOWN exchange of RFC 9260 §9.2:
+// data already sent is delivered and acknowledged first. If ctx ends before
+// the exchange completes, or the association cannot shut down gracefully,
+// Shutdown sends an ABORT (RFC 9260 §9.1) instead. Either way, when Shutdown
+// returns the association's goroutines have stopped and Recv and Send fail
+// with [transport.ErrClosed]. Shutdown returns ctx's error if it had to
+// abort because ctx ended, and nil otherwise; later calls return the first
+// call's result.
+func (c *Conn) Shutdown(ctx context.Context) error {
+	c.closeOnce.Do(func() {
+		c.closing.Store(true)
+		c.closeErr = c.shutdown(ctx)
+		close(c.closed)
+		_ = c.assoc.Close()
+		<-c.loopDone
+		if c.onEnd != nil {
+			c.onEnd(c)
+		}
+	})
+	return c.closeErr
+}
+
+// abort ends the association at once with an ABORT.
+func (c *Conn) abort() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = c.Shutdown(ctx)
+}
+
+func (c *Conn) shutdown(ctx context.Context) error {
+	select {
+	case <-c.assocDone:
+		return nil // already over: nothing to say to the peer
+	default:
+	}
+	if ctx.Err() != nil {
+		c.assoc.Abort("")
+		return ctx.Err()
+	}
+	err := c.assoc.Shutdown(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, pionsctp.ErrShutdownNonEstablished):
+		// The peer started a shutdown of its own, or the association is
+		// ending: let it finish.
+		select {
+		case <-c.assocDone:
+			return nil
+		case <-ctx.Done():
+		}
+	}
+	c.assoc.Abort("")
+	return ctx.Err()
+}
+
+var _ transport.Conn = (*Conn)(nil)

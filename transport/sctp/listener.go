@@ -1,0 +1,371 @@
+package sctp
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/transport/v5/deadline"
+
+	pionsctp "github.com/pion/sctp"
+
+	"github.com/go-rserpool/rserpool/transport"
+)
+
+// inQueueLen is how many datagrams wait for one association's pion read
+// loop before the listener drops more (SCTP retransmits them).
+const inQueueLen = 256
+
+// demuxKey names one association on a listener's socket: the peer's UDP
+// address and the SCTP port pair of the common header (RFC 6951 §5.4).
+type demuxKey struct {
+	peer      netip.AddrPort
+	peerPort  uint16 // SCTP source port of the peer's packets
+	localPort uint16 // SCTP destination port of the peer's packets
+}
+
+// Listener accepts associations on one UDP socket that serves every peer.
+// It implements [transport.Listener].
+type Listener struct {
+	cfg  *Config
+	pc   *net.UDPConn
+	addr transport.Addr
+
+	acceptCh chan *Conn
+	done     chan struct{} // closed by Close
+	readDone chan struct{} // the socket reader returned
+	readErr  error         // why it returned; set before readDone is closed
+
+	mu      sync.Mutex
+	assocs  map[demuxKey]*pktConn
+	backlog int                // associations in handshake or waiting for Accept
+	conns   map[*Conn]struct{} // accepted and not yet closed
+	wg      sync.WaitGroup     // handshake goroutines
+
+	closeOnce  sync.Once
+	sockClosed bool // under mu
+}
+
+// Listen opens a UDP socket at at (Kind [transport.KindSCTPUDP]) and accepts
+// SCTP associations on it, with any SCTP port pair. Port 0 picks a free
+// port; use [DefaultPort] (9899) for kernel SCTP peers to reach the
+// listener. Ports 3863 and 9901 fail with [ErrReservedPort].
+func (t *Transport) Listen(at transport.Addr) (transport.Listener, error) {
+	if at.Kind != transport.KindSCTPUDP || !at.AddrPort.Addr().IsValid() {
+		return nil, fmt.Errorf("%w: %v kind %d", ErrUnsupportedAddr, at.AddrPort, at.Kind)
+	}
+	if err := checkPort(at.AddrPort.Port()); err != nil {
+		return nil, err
+	}
+	pc, err := net.ListenUDP(udpNetwork(at.AddrPort.Addr()), net.UDPAddrFromAddrPort(at.AddrPort))
+	if err != nil {
+		return nil, err
+	}
+	l := &Listener{
+		cfg:      &t.cfg,
+		pc:       pc,
+		addr:     transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: pc.LocalAddr().(*net.UDPAddr).AddrPort()},
+		acceptCh: make(chan *Conn, t.cfg.Backlog),
+		done:     make(chan struct{}),
+		readDone: make(chan struct{}),
+		assocs:   make(map[demuxKey]*pktConn),
+		conns:    make(map[*Conn]struct{}),
+	}
+	go l.readLoop()
+	return l, nil
+}
+
+// Addr returns the listener's UDP address.
+func (l *Listener) Addr() transport.Addr { return l.addr }
+
+// Accept returns the next established association.
+func (l *Listener) Accept(ctx context.Context) (transport.Conn, error) {
+	select {
+	case c := <-l.acceptCh:
+		return l.accepted(c)
+	case <-l.done:
+		return nil, transport.ErrClosed
+	case <-l.readDone:
+		select {
+		case <-l.done:
+			return nil, transport.ErrClosed
+		default:
+			return nil, l.readErr
+		}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (l *Listener) accepted(c *Conn) (transport.Conn, error) {
+	l.mu.Lock()
+	l.backlog--
+	l.mu.Unlock()
+	return c, nil
+}
+
+// Close stops accepting: a waiting Accept returns [transport.ErrClosed],
+// associations still in their handshake or not yet accepted are aborted,
+// and INITs are no longer answered. Associations already accepted stay
+// open; they share the listener's UDP socket, which is closed, and its
+// reader goroutine stopped, when the last of them closes. Close returns
+// when the listener's own goroutines have stopped.
+func (l *Listener) Close() error {
+	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		close(l.done)
+		var pending []*pktConn
+		for _, p := range l.assocs {
+			if !p.established.Load() {
+				pending = append(pending, p)
+			}
+		}
+		l.mu.Unlock()
+		for _, p := range pending {
+			_ = p.Close()
+		}
+		l.wg.Wait() // every handshake goroutine has queued its Conn or given up
+		for {
+			select {
+			case c := <-l.acceptCh:
+				l.mu.Lock()
+				l.backlog--
+				l.mu.Unlock()
+				c.abort()
+				continue
+			default:
+			}
+			break
+		}
+		l.release()
+	})
+	return nil
+}
+
+// release closes the socket once the listener is closed and no association
+// uses it any more, and waits for the reader goroutine.
+func (l *Listener) release() {
+	l.mu.Lock()
+	closeNow := false
+	select {
+	case <-l.done:
+		closeNow = len(l.conns) == 0 && !l.sockClosed
+	default:
+	}
+	if closeNow {
+		l.sockClosed = true
+	}
+	l.mu.Unlock()
+	if closeNow {
+		_ = l.pc.Close()
+		<-l.readDone
+	}
+}
+
+// readLoop reads every datagram of the socket and hands it to its
+// association.
+func (l *Listener) readLoop() {
+	defer close(l.readDone)
+	buf := make([]byte, 1<<16)
+	for {
+		n, from, err := l.pc.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			l.readErr = fmt.Errorf("%w: %w", transport.ErrClosed, err)
+			return
+		}
+		l.dispatch(buf[:n], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+	}
+}
+
+func (l *Listener) dispatch(pkt []byte, from netip.AddrPort) {
+	typ, ok := firstChunkType(pkt)
+	if !ok {
+		return
+	}
+	key := demuxKey{
+		peer:      from,
+		peerPort:  binary.BigEndian.Uint16(pkt[0:]),
+		localPort: binary.BigEndian.Uint16(pkt[2:]),
+	}
+	if key.peerPort == 0 || key.localPort == 0 {
+		return // RFC 9260 §3.1: port 0 is never valid
+	}
+	if typ == chunkInit {
+		var err error
+		if pkt, _, err = RewriteInit(pkt); err != nil {
+			return
+		}
+	}
+	l.mu.Lock()
+	p := l.assocs[key]
+	l.mu.Unlock()
+	if p == nil {
+		if typ != chunkInit {
+			if reply := ootbReply(pkt); reply != nil {
+				_, _ = l.pc.WriteToUDPAddrPort(reply, from)
+			}
+			return
+		}
+		if p = l.newAssociation(key); p == nil {
+			return
+		}
+	}
+	p.deliver(pkt)
+}
+
+// newAssociation registers a pending association for an INIT from key and
+// starts its handshake, or returns nil when the listener is closed or its
+// backlog is full.
+func (l *Listener) newAssociation(key demuxKey) *pktConn {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-l.done:
+		return nil
+	default:
+	}
+	if l.backlog >= l.cfg.Backlog {
+		return nil
+	}
+	l.backlog++
+	p := &pktConn{
+		l:      l,
+		key:    key,
+		remote: net.UDPAddrFromAddrPort(key.peer),
+		in:     make(chan []byte, inQueueLen),
+		closed: make(chan struct{}),
+		rd:     deadline.New(),
+	}
+	l.assocs[key] = p
+	l.wg.Add(1)
+	go l.handshake(p)
+	return p
+}
+
+// handshake runs pion's server side of the four-way handshake for one
+// association and queues the result for Accept.
+func (l *Listener) handshake(p *pktConn) {
+	defer l.wg.Done()
+	timer := time.AfterFunc(l.cfg.HandshakeTimeout, func() { _ = p.Close() })
+	assoc, err := pionsctp.Server(l.cfg.pionConfig(p))
+	if !timer.Stop() && err == nil {
+		_ = assoc.Close()
+		err = os.ErrDeadlineExceeded
+	}
+	if err != nil {
+		_ = p.Close()
+		l.mu.Lock()
+		l.backlog--
+		l.mu.Unlock()
+		return
+	}
+	p.established.Store(true)
+	remote := transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: p.key.peer}
+	c, err := newConn(assoc, p, l.addr, remote, l.cfg, l.forget)
+	if err != nil {
+		_ = p.Close()
+		l.mu.Lock()
+		l.backlog--
+		l.mu.Unlock()
+		return
+	}
+	l.mu.Lock()
+	l.conns[c] = struct{}{}
+	l.mu.Unlock()
+	select {
+	case <-l.done:
+		// Close drains what sits in acceptCh; this one was not queued.
+		l.mu.Lock()
+		l.backlog--
+		l.mu.Unlock()
+		c.abort()
+	case l.acceptCh <- c:
+	}
+}
+
+// forget drops a closed association from the listener's books.
+func (l *Listener) forget(c *Conn) {
+	l.mu.Lock()
+	delete(l.conns, c)
+	l.mu.Unlock()
+	l.release()
+}
+
+func (l *Listener) remove(p *pktConn) {
+	l.mu.Lock()
+	if l.assocs[p.key] == p {
+		delete(l.assocs, p.key)
+	}
+	l.mu.Unlock()
+}
+
+var _ transport.Listener = (*Listener)(nil)
+
+// pktConn is the net.Conn that one association on a listener reads and
+// writes: datagrams from the demultiplexer in, the shared socket out.
+type pktConn struct {
+	l           *Listener
+	key         demuxKey
+	remote      *net.UDPAddr
+	in          chan []byte
+	closed      chan struct{}
+	closeOnce   sync.Once
+	rd          *deadline.Deadline
+	flags       atomic.Uint32
+	established atomic.Bool
+}
+
+func (p *pktConn) seen() chunkFlags { return chunkFlags(p.flags.Load()) }
+
+// deliver queues a copy of pkt, dropping it if the association lags.
+func (p *pktConn) deliver(pkt []byte) {
+	if f := scanChunks(pkt); f != 0 {
+		p.flags.Or(uint32(f))
+	}
+	b := make([]byte, len(pkt))
+	copy(b, pkt)
+	select {
+	case p.in <- b:
+	default:
+	}
+}
+
+func (p *pktConn) Read(b []byte) (int, error) {
+	select {
+	case pkt := <-p.in:
+		return copy(b, pkt), nil
+	case <-p.closed:
+		return 0, net.ErrClosed
+	case <-p.rd.Done():
+		return 0, os.ErrDeadlineExceeded
+	}
+}
+
+func (p *pktConn) Write(b []byte) (int, error) {
+	select {
+	case <-p.closed:
+		return 0, net.ErrClosed
+	default:
+	}
+	return p.l.pc.WriteToUDPAddrPort(b, p.key.peer)
+}
+
+func (p *pktConn) Close() error {
+	p.closeOnce.Do(func() {
+		close(p.closed)
+		p.l.remove(p)
+	})
+	return nil
+}
+
+func (p *pktConn) LocalAddr() net.Addr                { return p.l.pc.LocalAddr() }
+func (p *pktConn) RemoteAddr() net.Addr               { return p.remote }
+func (p *pktConn) SetDeadline(t time.Time) error      { p.rd.Set(t); return nil }
+func (p *pktConn) SetReadDeadline(t time.Time) error  { p.rd.Set(t); return nil }
+func (p *pktConn) SetWriteDeadline(_ time.Time) error { return nil } // UDP writes do not block for long
