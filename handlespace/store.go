@@ -99,6 +99,8 @@ type Store struct {
 	scrAddrs []netip.Addr
 	scrVal   []byte
 	scrSlots []int32
+
+	seed uint32 // hash seed of the PE-ID tables
 }
 
 const chunkBits = 12
@@ -164,7 +166,7 @@ type pool struct {
 	utype   tlv.ParamType
 	uuse    tlv.TransportUse
 	sel     policy.Selector
-	ids     map[uint32]int32 // PE ID -> record
+	ids     idTable // PE ID -> record
 	slotPE  []int32          // selector slot -> record, -1 if free
 	freeSl  []int32
 	members seqList // records in registration order, for Page
@@ -202,6 +204,7 @@ func New(cfg Config) (*Store, error) {
 	if s.rnd == nil {
 		s.rnd = rand.NewPCG(rand.Uint64(), rand.Uint64())
 	}
+	s.seed = uint32(rand.Uint64())
 	s.ext = make(map[int32]*extData)
 	s.owners = make(map[uint32]*owner)
 	s.byName = make(map[string]int32)
@@ -217,7 +220,13 @@ func (s *Store) allocRec() int32 {
 		return i
 	}
 	i := s.nrec
-	if int(i)&(chunkSize-1) == 0 {
+	switch {
+	case i < chunkSize: // the first chunk grows by appending, for small stores
+		if i == 0 {
+			s.chunks = append(s.chunks, make([]rec, 0, 64))
+		}
+		s.chunks[0] = append(s.chunks[0], rec{})
+	case int(i)&(chunkSize-1) == 0:
 		s.chunks = append(s.chunks, make([]rec, chunkSize))
 	}
 	s.nrec++
@@ -250,8 +259,8 @@ func (s *Store) find(handle tlv.PoolHandle, id uint32) (*pool, int32) {
 	if p == nil {
 		return nil, -1
 	}
-	ri, ok := p.ids[id]
-	if !ok {
+	ri := p.ids.get(id)
+	if ri < 0 {
 		return nil, -1
 	}
 	return p, ri
@@ -309,10 +318,9 @@ func (s *Store) Register(handle tlv.PoolHandle, pe *tlv.PoolElement, expiry time
 		if useOf(ut) != p.uuse {
 			return false, errorf(tlv.CauseInconsistentDataControlConfig, "pool transport use %d, PE %d", p.uuse, useOf(ut))
 		}
-		if i, ok := p.ids[pe.ID]; ok {
-			ri = i
-		} else if len(p.ids) >= s.cfg.MaxPEsPerPool {
-			return false, errorf(tlv.CauseLackOfResources, "pool holds %d PEs", len(p.ids))
+		ri = p.ids.get(pe.ID)
+		if ri < 0 && p.ids.n >= s.cfg.MaxPEsPerPool {
+			return false, errorf(tlv.CauseLackOfResources, "pool holds %d PEs", p.ids.n)
 		}
 	} else if len(s.byName) >= s.cfg.MaxPools {
 		return false, errorf(tlv.CauseLackOfResources, "store holds %d pools", len(s.byName))
@@ -363,7 +371,7 @@ func (s *Store) Register(handle tlv.PoolHandle, pe *tlv.PoolElement, expiry time
 		r.slot = int32(len(p.slotPE))
 		p.slotPE = append(p.slotPE, ri)
 	}
-	p.ids[pe.ID] = ri
+	p.ids.put(pe.ID, ri)
 	s.addMember(p, ri, r)
 	s.ownerLink(ri, r, p)
 	s.setExpiry(ri, r, expiry)
@@ -387,8 +395,8 @@ func (s *Store) newPool(name string, sel policy.Selector, pe *tlv.PoolElement) (
 		utype:  pe.UserTransport.Type,
 		uuse:   useOf(&pe.UserTransport),
 		sel:    sel,
-		ids:    make(map[uint32]int32),
 	}
+	p.ids.init(s.seed)
 	var pi int32
 	if n := len(s.freePool); n > 0 {
 		pi = s.freePool[n-1]
@@ -558,14 +566,14 @@ func (s *Store) removeRec(p *pool, pi int32, ri int32, r *rec) {
 	p.sel.Remove(r.slot)
 	p.slotPE[r.slot] = -1
 	p.freeSl = append(p.freeSl, r.slot)
-	delete(p.ids, r.id)
+	p.ids.del(r.id)
 	p.members.remove(r.pos, func(idx, pos int32) { s.rec(idx).pos = pos })
 	s.ownerUnlink(ri, r, p)
 	if r.heap >= 0 {
 		s.heap.remove(r.heap, s)
 	}
 	s.pes--
-	if len(p.ids) == 0 {
+	if p.ids.n == 0 {
 		s.dropPool(p, pi)
 	}
 	s.freeRec(ri)
@@ -625,8 +633,8 @@ func (s *Store) Select(handle tlv.PoolHandle, n int, dst []tlv.PoolElement) ([]t
 	if n <= 0 {
 		return dst, tlv.Policy{Type: p.ptype}, nil
 	}
-	if n > len(p.ids) {
-		n = len(p.ids)
+	if n > p.ids.n {
+		n = p.ids.n
 	}
 	s.scrSlots = p.sel.Select(n, s.scrSlots[:0])
 	s.resetScratch(len(s.scrSlots))
@@ -920,7 +928,7 @@ func (s *Store) ForEachPool(fn func(PoolInfo) bool) {
 			continue
 		}
 		p := s.pools[e.idx]
-		if !fn(PoolInfo{Handle: tlv.PoolHandle(p.handle), PolicyType: p.ptype, Transport: p.utype, Use: p.uuse, PEs: len(p.ids)}) {
+		if !fn(PoolInfo{Handle: tlv.PoolHandle(p.handle), PolicyType: p.ptype, Transport: p.utype, Use: p.uuse, PEs: p.ids.n}) {
 			return
 		}
 	}

@@ -1,0 +1,235 @@
+package handlespace
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/go-rserpool/rserpool/policy"
+	"github.com/go-rserpool/rserpool/tlv"
+)
+
+// The inputs follow the C reference harness (rsplib-hsbench): one pool,
+// scattered PE IDs, owner 0x01020304, SCTP user and ASAP transports with one
+// IPv4 address each, load = level*(0xffffffff/100), weight 1 + i%100.
+
+var benchSizes = []int{1000, 100000, 1000000}
+
+const benchHome = 0x01020304
+
+var benchHandle = tlv.PoolHandle("hsbench-pool")
+
+func benchID(i int) uint32 { return uint32(uint64(i+1) * 2654435761) }
+
+type benchInput struct {
+	pe    tlv.PoolElement
+	uaddr [1]netip.Addr
+	aaddr [1]netip.Addr
+	val   [16]byte
+}
+
+// make fills in the inputs of PE i into reusable storage, as a registrar
+// does after parsing a message.
+func (in *benchInput) make(pt policy.Type, i int, variant int) *tlv.PoolElement {
+	h := uint32(uint64(i+1) * 3266489917)
+	if variant != 0 {
+		h = uint32(uint64(i+1) * 2246822519)
+	}
+	load := ((h >> 8) % 101) * (0xffffffff / 100)
+	weight := uint32(1 + (i+7*variant)%100)
+	a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+	in.uaddr[0], in.aaddr[0] = a, a
+	pe := &in.pe
+	*pe = tlv.PoolElement{
+		ID: benchID(i), HomeServerID: benchHome, RegistrationLife: 15000,
+		UserTransport: tlv.Transport{Type: tlv.ParamSCTPTransport, Port: uint16(10000 + i%50000), Addrs: in.uaddr[:]},
+		ASAPTransport: tlv.Transport{Type: tlv.ParamSCTPTransport, Port: uint16(20000 + i%40000), Addrs: in.aaddr[:]},
+		Policy:        tlv.Policy{Type: uint32(pt)},
+	}
+	v := policy.Values{Load: load, Weight: weight, Priority: weight, LoadDegradation: 0xffffffff / 100,
+		LoadDPF: 0xffffffff / 1000, WeightDPF: 0xffffffff / 1000, Distance: uint32(i % 200)}
+	b := policy.AppendValue(in.val[:0], pt, v)
+	pe.Policy.Value = b
+	return pe
+}
+
+var benchBase = time.Unix(1_000_000, 0)
+
+func benchStore(b *testing.B) *Store {
+	s, err := New(Config{Rand: rand.NewPCG(1, 2), Now: func() time.Time { return benchBase }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+func fill(b *testing.B, s *Store, pt policy.Type, n int, variant int, in *benchInput) {
+	for i := range n {
+		if _, err := s.Register(benchHandle, in.make(pt, i, variant), benchBase.Add(time.Duration(i)*time.Microsecond)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// forSizes runs fn as sub-benchmarks pes=N; fn does N operations per
+// iteration and ns/op is reported per PE.
+func forSizes(b *testing.B, fn func(b *testing.B, n int)) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("pes=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			fn(b, n)
+		})
+	}
+}
+
+// perPE turns the per-iteration time into time per PE operation.
+func perPE(b *testing.B, n int, ops int) {
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(ops), "ns/PE")
+}
+
+// BenchmarkRegister: time per registration while filling an empty store.
+func BenchmarkRegister(b *testing.B) {
+	forSizes(b, func(b *testing.B, n int) {
+		// The store is emptied (untimed) after each fill and reused, like
+		// the C harness does between its repetitions.
+		var in benchInput
+		s := benchStore(b)
+		ops := 0
+		for b.Loop() {
+			fill(b, s, policy.LeastUsed, n, 0, &in)
+			ops += n
+			b.StopTimer()
+			s.PopExpired(benchBase.Add(time.Hour), nil)
+			b.StartTimer()
+		}
+		perPE(b, n, ops)
+	})
+}
+
+// BenchmarkReregister: update each of N stored PEs with a new load/weight.
+func BenchmarkReregister(b *testing.B) {
+	forSizes(b, func(b *testing.B, n int) {
+		var in benchInput
+		s := benchStore(b)
+		fill(b, s, policy.LeastUsed, n, 0, &in)
+		ops, v := 0, 1
+		for b.Loop() {
+			fill(b, s, policy.LeastUsed, n, v, &in)
+			v ^= 1
+			ops += n
+		}
+		perPE(b, n, ops)
+	})
+}
+
+// BenchmarkDeregister: remove all N.
+func BenchmarkDeregister(b *testing.B) {
+	forSizes(b, func(b *testing.B, n int) {
+		var in benchInput
+		s := benchStore(b)
+		ops := 0
+		for b.Loop() {
+			b.StopTimer()
+			fill(b, s, policy.LeastUsed, n, 0, &in)
+			b.StartTimer()
+			for i := range n {
+				if _, ok := s.Deregister(benchHandle, benchID(i)); !ok {
+					b.Fatal("missing PE")
+				}
+			}
+			ops += n
+		}
+		perPE(b, n, ops)
+	})
+}
+
+// BenchmarkExpire: one PopExpired call that expires all N, per PE.
+func BenchmarkExpire(b *testing.B) {
+	forSizes(b, func(b *testing.B, n int) {
+		var in benchInput
+		s := benchStore(b)
+		ops := 0
+		for b.Loop() {
+			b.StopTimer()
+			fill(b, s, policy.LeastUsed, n, 0, &in)
+			b.StartTimer()
+			if got := s.PopExpired(benchBase.Add(time.Hour), nil); got != n {
+				b.Fatalf("expired %d of %d", got, n)
+			}
+			ops += n
+		}
+		perPE(b, n, ops)
+	})
+}
+
+// BenchmarkChecksum: the owner's PE checksum (kept incrementally).
+func BenchmarkChecksum(b *testing.B) {
+	forSizes(b, func(b *testing.B, n int) {
+		var in benchInput
+		s := benchStore(b)
+		fill(b, s, policy.LeastUsed, n, 0, &in)
+		var sink uint16
+		for b.Loop() {
+			sink += s.Checksum(benchHome)
+		}
+		_ = sink
+	})
+}
+
+// BenchmarkSelect: handle resolution of k items from a pool of N PEs.
+func BenchmarkSelect(b *testing.B) {
+	for _, pt := range policy.Types() {
+		b.Run("policy="+pt.String(), func(b *testing.B) {
+			for _, k := range []int{1, 3, 16} {
+				b.Run(fmt.Sprintf("items=%d", k), func(b *testing.B) {
+					for _, n := range benchSizes {
+						b.Run(fmt.Sprintf("pes=%d", n), func(b *testing.B) {
+							b.ReportAllocs()
+							var in benchInput
+							s := benchStore(b)
+							fill(b, s, pt, n, 0, &in)
+							buf := make([]tlv.PoolElement, 0, k)
+							for b.Loop() {
+								var err error
+								buf, _, err = s.Select(benchHandle, k, buf)
+								if err != nil || len(buf) != k {
+									b.Fatal(err, len(buf))
+								}
+							}
+						})
+					}
+				})
+			}
+		})
+	}
+}
+
+// BenchmarkMemory reports heap bytes per stored PE.
+func BenchmarkMemory(b *testing.B) {
+	for _, n := range []int{1000000} {
+		b.Run(fmt.Sprintf("pes=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			var in benchInput
+			var perPE float64
+			for b.Loop() {
+				b.StopTimer()
+				var m0, m1 runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&m0)
+				b.StartTimer()
+				s := benchStore(b)
+				fill(b, s, policy.LeastUsed, n, 0, &in)
+				b.StopTimer()
+				runtime.GC()
+				runtime.ReadMemStats(&m1)
+				perPE = float64(m1.HeapAlloc-m0.HeapAlloc) / float64(n)
+				runtime.KeepAlive(s)
+				b.StartTimer()
+			}
+			b.ReportMetric(perPE, "B/PE")
+		})
+	}
+}
