@@ -38,6 +38,7 @@ type hunter struct {
 	home     AssocID
 	homeAddr transport.Addr
 	homeSID  uint32 // server ID of the home, 0 while unknown
+	lastHome transport.Addr // the home most recently lost
 
 	hunting  bool
 	deadline time.Time                  // end of the current round
@@ -150,9 +151,16 @@ func (h *hunter) startHunt(now time.Time) bool {
 	if h.hunting {
 		return true
 	}
+	failed := h.homeAddr
+	if !failed.AddrPort.IsValid() {
+		failed = h.lastHome
+	}
 	h.dropHome()
 	h.hunting = true
 	clear(h.tried)
+	if failed.AddrPort.IsValid() {
+		h.tried[failed] = true // the registrar that failed us goes last
+	}
 	return h.round(now)
 }
 
@@ -236,6 +244,7 @@ func (h *hunter) lost(now time.Time, id AssocID) bool {
 		return false
 	}
 	if id != 0 && id == h.home {
+		h.lastHome = h.homeAddr
 		h.home, h.homeSID = 0, 0
 		h.homeAddr = transport.Addr{}
 		return true

@@ -82,7 +82,7 @@ type Timers struct {
 	T1ENRPRequest        time.Duration // default DefaultT1ENRPRequest
 	T2Registration       time.Duration // default DefaultT2Registration
 	T3Deregistration     time.Duration // default DefaultT3Deregistration
-	T4Reregistration     time.Duration // default min(MaxT4Reregistration, life − T4LifetimeMargin), at least life/3
+	T4Reregistration     time.Duration // default min(MaxT4Reregistration, max(life − T4LifetimeMargin, life/3))
 	T5ServerHunt         time.Duration // default DefaultT5ServerHunt
 	T7ENRPOutdate        time.Duration // default DefaultT7ENRPOutdate
 	MaxRegAttempt        int           // default DefaultMaxRegAttempt
@@ -132,9 +132,9 @@ func reregistrationInterval(configured, life time.Duration) time.Duration {
 	if configured > 0 {
 		return configured
 	}
-	t4 := min(MaxT4Reregistration, life-T4LifetimeMargin)
+	t4 := life - T4LifetimeMargin
 	if t4 < life/3 {
 		t4 = life / 3
 	}
-	return t4
+	return min(MaxT4Reregistration, t4)
 }
