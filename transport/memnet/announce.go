@@ -94,9 +94,6 @@ func (n *Network) deliverDatagramLocked(ev *event) {
 func (a *announcer) Recv(ctx context.Context) ([]byte, transport.Addr, error) {
 	n := a.n
 	for {
-		if err := ctx.Err(); err != nil {
-			return nil, transport.Addr{}, err
-		}
 		n.mu.Lock()
 		if a.closed {
 			n.mu.Unlock()
@@ -113,6 +110,9 @@ func (a *announcer) Recv(ctx context.Context) ([]byte, transport.Addr, error) {
 			return d.b, d.from, nil
 		}
 		n.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			return nil, transport.Addr{}, err
+		}
 		select {
 		case <-a.notify:
 		case <-a.done:

@@ -167,9 +167,6 @@ func (l *listener) Addr() transport.Addr { return l.addr }
 func (l *listener) Accept(ctx context.Context) (transport.Conn, error) {
 	n := l.nd.n
 	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
 		n.mu.Lock()
 		if l.closed {
 			n.mu.Unlock()
@@ -186,6 +183,9 @@ func (l *listener) Accept(ctx context.Context) (transport.Conn, error) {
 			return c, nil
 		}
 		n.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		select {
 		case <-l.notify:
 		case <-l.done:
@@ -373,9 +373,6 @@ func (n *Network) loseLocked(as *assoc) {
 func (c *conn) Recv(ctx context.Context) (transport.Message, error) {
 	n := c.n
 	for {
-		if err := ctx.Err(); err != nil {
-			return transport.Message{}, err
-		}
 		n.mu.Lock()
 		if c.closed {
 			n.mu.Unlock()
@@ -398,6 +395,9 @@ func (c *conn) Recv(ctx context.Context) (transport.Message, error) {
 			return transport.Message{}, fmt.Errorf("memnet: recv from %v: %w", c.rem, err)
 		}
 		n.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			return transport.Message{}, err
+		}
 		select {
 		case <-c.notify:
 		case <-c.done:
