@@ -35,7 +35,7 @@ const (
 	ENRPHeaderLen = 12
 	// MaxMessageLen is the largest value the 16-bit Message Length can hold.
 	MaxMessageLen = 0xffff
-	// PEChecksumLen is the Parameter Length of PE Checksum (RFC 5354 §3.x):
+	// PEChecksumLen is the Parameter Length of PE Checksum (RFC 5354 §3.15):
 	// a 16-bit checksum, padded to 8 bytes on the wire.
 	PEChecksumLen = 6
 )

@@ -82,7 +82,7 @@ func (t ParamType) Action() Action { return Action(t >> 14) }
 
 // ParseError describes why a message or parameter could not be parsed. It
 // carries what an ASAP/ENRP endpoint needs to answer with an Operation Error
-// (RFC 5354 §3.9): the cause code, and the raw bytes to put in the cause.
+// (RFC 5354 §3.12): the cause code, and the raw bytes to put in the cause.
 type ParseError struct {
 	// Offset is the byte offset of the offending item from the start of the
 	// parsed buffer.
@@ -99,7 +99,7 @@ type ParseError struct {
 	// Param is the raw offending TLV (header included, padding excluded;
 	// clipped to the input) or, for Unrecognized Message, the whole
 	// message. It aliases the parsed buffer. It is the cause information
-	// to send back (RFC 5354 §3.9) and may be nil.
+	// to send back (RFC 5354 §3.12) and may be nil.
 	Param []byte
 	// Err is one of the sentinel errors of this package.
 	Err error

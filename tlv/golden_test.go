@@ -39,13 +39,13 @@ const (
 	gPE = "000a 0028 | 0000002a | 00000000 | 00007530 |" + gSCTPv4 + gPolicyRR
 	// Pool Element with an ASAP transport (ENRP form): 40+36 = 76 = 0x4c.
 	gPEASAP = "000a 004c | 0000002a | 11111111 | 00007530 |" + gSCTPv4 + gPolicyRR + gSCTPv46
-	// §3.11 PE Identifier 0x2a.
+	// §3.14 PE Identifier 0x2a.
 	gPEID = "000e 0008 | 0000002a"
 	// §3.12 Operation Error with one cause, Unknown Pool Handle (0x9).
 	gOpErr = "000c 0008 | 0009 0004"
 	// §3.13 Cookie "cookie!" (7 bytes): length 11, 1 pad byte.
 	gCookie = "000d 000b | 636f6f6b 696521 00"
-	// §3.6 Server Information: server ID 0x01020304, SCTP transport.
+	// §3.11 Server Information: server ID 0x01020304, SCTP transport.
 	gServerInfo = "000b 0018 | 01020304 |" + gSCTPv4
 )
 
@@ -110,7 +110,7 @@ func TestGoldenParams(t *testing.T) {
 		{"PoolHandle", "RFC 5354 §3.9", gPHabc, PoolHandle("abc")},
 		{"PoolElement", "RFC 5354 §3.10", gPE, goldenPE()},
 		{"PoolElementASAP", "RFC 5354 §3.10", gPEASAP, goldenPEASAP()},
-		{"ServerInformation", "RFC 5354 §3.6", gServerInfo, ServerInfo{ServerID: 0x01020304, Transport: sctpV4()}},
+		{"ServerInformation", "RFC 5354 §3.11", gServerInfo, ServerInfo{ServerID: 0x01020304, Transport: sctpV4()}},
 		{"OperationError", "RFC 5354 §3.12", gOpErr, OperationError{Causes: []Cause{{Code: CauseUnknownPoolHandle, Info: []byte{}}}}},
 		{"OperationErrorTwoCauses", "RFC 5354 §3.12", "000c 0014 | 0003 000b | 00010006 abcd 00 00 | 0006 0004",
 			OperationError{Causes: []Cause{
@@ -118,8 +118,8 @@ func TestGoldenParams(t *testing.T) {
 				{Code: CauseLackOfResources, Info: []byte{}},
 			}}},
 		{"Cookie", "RFC 5354 §3.13", gCookie, CookieParam("cookie!")},
-		{"PEIdentifier", "RFC 5354 §3.11", gPEID, PEIdentifier(0x2a)},
-		{"PEChecksum", "RFC 5354 §3.14", "000f 0006 | beef 0000", PEChecksum(0xbeef)},
+		{"PEIdentifier", "RFC 5354 §3.14", gPEID, PEIdentifier(0x2a)},
+		{"PEChecksum", "RFC 5354 §3.15", "000f 0006 | beef 0000", PEChecksum(0xbeef)},
 		{"HandleResolutionOption", "draft-dreibholz-rserpool-asap-hropt §3", "803f 0008 | 00000010", HandleResolutionOption(16)},
 		{"UnknownSkip", "RFC 5354 §2 (action 10)", "8123 0006 | 4142 0000", RawParam{Type: 0x8123, Value: []byte("AB")}},
 		{"UnknownSkipReport", "RFC 5354 §2 (action 11)", "c123 0004", RawParam{Type: 0xc123, Value: []byte{}}},

@@ -23,14 +23,14 @@ type Param interface {
 // netip.Addr values.
 type Address struct{ Addr netip.Addr }
 
-// CookieParam is the Cookie parameter (RFC 5354 §3.x) as returned by
+// CookieParam is the Cookie parameter (RFC 5354 §3.13) as returned by
 // ParseParam: opaque bytes chosen by the PE.
 type CookieParam []byte
 
-// PEIdentifier is the PE Identifier parameter (RFC 5354 §3.x).
+// PEIdentifier is the PE Identifier parameter (RFC 5354 §3.14).
 type PEIdentifier uint32
 
-// PEChecksum is the PE Checksum parameter (RFC 5354 §3.x): Parameter
+// PEChecksum is the PE Checksum parameter (RFC 5354 §3.15): Parameter
 // Length 6, padded to 8 bytes.
 type PEChecksum uint16
 
@@ -481,7 +481,7 @@ func (e *OperationError) appendTo(b []byte) []byte {
 // the padding (Cause Length excludes the padding).
 func (c Cause) Len() int { return pad(4 + len(c.Info)) }
 
-// AppendTo appends the error cause TLV (RFC 5354 §3.9).
+// AppendTo appends the error cause TLV (RFC 5354 §3.12).
 func (c Cause) AppendTo(b []byte) []byte {
 	n := 4 + len(c.Info)
 	b = append(b, byte(c.Code>>8), byte(c.Code), byte(n>>8), byte(n))

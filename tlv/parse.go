@@ -235,7 +235,7 @@ func (p *parser) transport(pr param, depth int) (Transport, error) {
 	return tr, nil
 }
 
-// poolElement parses a Pool Element parameter (RFC 5354 §3.x).
+// poolElement parses a Pool Element parameter (RFC 5354 §3.10).
 func (p *parser) poolElement(pr param, depth int, pe *PoolElement) error {
 	if pr.vlen() < 12 {
 		return p.invalid(ErrLength, pr.hdr, pr.ve, pr.t)
@@ -297,7 +297,7 @@ func (p *parser) poolElement(pr param, depth int, pe *PoolElement) error {
 	return nil
 }
 
-// serverInfo parses a Server Information parameter (RFC 5354 §3.x).
+// serverInfo parses a Server Information parameter (RFC 5354 §3.11).
 func (p *parser) serverInfo(pr param, depth int, si *ServerInfo) error {
 	if pr.vlen() < 4 {
 		return p.invalid(ErrLength, pr.hdr, pr.ve, pr.t)
@@ -339,7 +339,7 @@ func (p *parser) serverInfo(pr param, depth int, si *ServerInfo) error {
 	return nil
 }
 
-// operationError parses an Operation Error parameter (RFC 5354 §3.x): one or
+// operationError parses an Operation Error parameter (RFC 5354 §3.12): one or
 // more error causes, each padded to 4 bytes; the last may lack its padding.
 func (p *parser) operationError(pr param) (OperationError, error) {
 	var e OperationError

@@ -72,10 +72,10 @@ const (
 )
 
 // CauseCode is an error cause code inside an Operation Error parameter
-// (RFC 5354 §3.10).
+// (RFC 5354 §3.12).
 type CauseCode uint16
 
-// Error causes (RFC 5354 §3.10).
+// Error causes (RFC 5354 §3.12).
 const (
 	CauseUnspecified                   CauseCode = 0x0
 	CauseUnrecognizedParameter         CauseCode = 0x1
@@ -137,7 +137,8 @@ type Policy struct {
 	Value []byte
 }
 
-// PoolElement is the Pool Element parameter (RFC 5354 §3.10? see doc).
+// PoolElement is the Pool Element parameter (RFC 5354 §3.10). The Home ENRP
+// Server Identifier is 0 while the PE has no home registrar.
 type PoolElement struct {
 	ID               uint32
 	HomeServerID     uint32

@@ -100,7 +100,7 @@ func Unrecognized(m Message) []RawParam {
 
 // UnrecognizedError builds the Operation Error that reports the parameters
 // Unrecognized returned: one Unrecognized Parameter cause per parameter,
-// carrying its TLV (RFC 5354 §3.9). It returns nil for an empty list.
+// carrying its TLV (RFC 5354 §3.12). It returns nil for an empty list.
 func UnrecognizedError(params []RawParam) *OperationError {
 	if len(params) == 0 {
 		return nil
