@@ -167,7 +167,7 @@ type pool struct {
 	uuse    tlv.TransportUse
 	sel     policy.Selector
 	ids     idTable // PE ID -> record
-	slotPE  []int32          // selector slot -> record, -1 if free
+	slotPE  []int32 // selector slot -> record, -1 if free
 	freeSl  []int32
 	members seqList // records in registration order, for Page
 	mseq    uint32
