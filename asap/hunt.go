@@ -37,7 +37,7 @@ type hunter struct {
 	nextID   AssocID
 	home     AssocID
 	homeAddr transport.Addr
-	homeSID  uint32 // server ID of the home, 0 while unknown
+	homeSID  uint32         // server ID of the home, 0 while unknown
 	lastHome transport.Addr // the home most recently lost
 
 	hunting  bool

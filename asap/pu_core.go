@@ -39,6 +39,11 @@ type PUConfig struct {
 	// HuntParallel is how many registrars one server-hunt round dials at
 	// once; default DefaultHuntParallel.
 	HuntParallel int
+	// DialTimeout is how long PoolUser.Dial waits for one PE; default
+	// DefaultDialTimeout. MaxFailover bounds the PEs one Dial tries;
+	// default DefaultMaxFailover. (Driver settings; the core ignores them.)
+	DialTimeout time.Duration
+	MaxFailover int
 	// Rand seeds server-hunt order and randomized policies; nil means a
 	// randomly seeded source.
 	Rand rand.Source
@@ -235,6 +240,13 @@ func (c *PoolUserCore) ReportUnreachable(now time.Time, handle []byte, peID uint
 	}
 	if c.h.hasHome() {
 		c.out = append(c.out, Send{Assoc: c.h.home, Msg: &tlv.EndpointUnreachable{PoolHandle: bytes.Clone(handle), PEID: peID}})
+	}
+}
+
+// drop removes a PE from the cache without reporting it.
+func (c *PoolUserCore) drop(handle []byte, peID uint32) {
+	if pc := c.cache[string(handle)]; pc != nil {
+		pc.remove(peID)
 	}
 }
 

@@ -1,0 +1,169 @@
+// Package loop runs a sans-IO protocol core on one goroutine: the pattern
+// of golang.org/x/net/quic's conn loop. Every touch of the core happens on
+// the loop goroutine; other goroutines (association readers, dialers, the
+// host's API calls) hand it closures with Post or Call. One timer follows
+// the core's NextDeadline, read from an injected Clock.
+//
+// Associations are driven by Link: a reader goroutine that posts received
+// messages to the loop and a writer goroutine with a bounded queue, so that
+// the loop never blocks on the network. Every goroutine belongs to the
+// Loop and ends when the Loop's context ends; Run returns after all have.
+package loop
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Clock is the time source of a Loop. Real is the default; inside a
+// testing/synctest bubble Real runs on virtual time.
+type Clock interface {
+	Now() time.Time
+	NewTimer(d time.Duration) Timer
+}
+
+// Timer is a resettable one-shot timer, like *time.Timer.
+type Timer interface {
+	C() <-chan time.Time
+	Stop() bool
+	Reset(d time.Duration) bool
+}
+
+// Real is the wall clock.
+var Real Clock = realClock{}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+func (realClock) NewTimer(d time.Duration) Timer {
+	return realTimer{time.NewTimer(d)}
+}
+
+type realTimer struct{ *time.Timer }
+
+func (t realTimer) C() <-chan time.Time { return t.Timer.C }
+
+// Core is what a Loop drives: the timer side of a sans-IO core.
+type Core interface {
+	NextDeadline() time.Time
+	HandleTimeout(now time.Time)
+}
+
+// Loop serialises work on one goroutine.
+type Loop struct {
+	clock Clock
+	work  chan func(now time.Time)
+	done  chan struct{}
+	ctx   context.Context
+	wg    sync.WaitGroup
+}
+
+// New returns a Loop bound to ctx: Run ends when ctx ends. A nil clock
+// means Real.
+func New(ctx context.Context, clock Clock) *Loop {
+	if clock == nil {
+		clock = Real
+	}
+	return &Loop{clock: clock, work: make(chan func(time.Time), 64), done: make(chan struct{}), ctx: ctx}
+}
+
+// Context returns the Loop's context; goroutines started for the Loop
+// stop when it ends.
+func (l *Loop) Context() context.Context { return l.ctx }
+
+// Now returns the clock's time.
+func (l *Loop) Now() time.Time { return l.clock.Now() }
+
+// Run drives core until the Loop's context ends: it runs posted work and
+// the core's timeouts, and calls after (if not nil) after each, where the
+// driver empties the core's outbox. It waits for the goroutines started
+// with Go before it returns.
+func (l *Loop) Run(core Core, after func(now time.Time)) {
+	defer func() {
+		close(l.done)
+		l.wg.Wait()
+	}()
+	timer := l.clock.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	armed := time.Time{}
+	rearm := func() {
+		d := core.NextDeadline()
+		if d.Equal(armed) {
+			return
+		}
+		timer.Stop()
+		armed = d
+		if !d.IsZero() {
+			timer.Reset(max(d.Sub(l.clock.Now()), 0))
+		}
+	}
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case f := <-l.work:
+			now := l.clock.Now()
+			f(now)
+			if after != nil {
+				after(now)
+			}
+		case <-timer.C():
+			armed = time.Time{}
+			now := l.clock.Now()
+			if d := core.NextDeadline(); !d.IsZero() && !now.Before(d) {
+				core.HandleTimeout(now)
+				if after != nil {
+					after(now)
+				}
+			}
+		}
+		rearm()
+	}
+}
+
+// Post queues f to run on the loop. It returns false when the loop has
+// stopped (f will never run). It blocks while the queue is full.
+func (l *Loop) Post(f func(now time.Time)) bool {
+	select {
+	case l.work <- f:
+		return true
+	case <-l.done:
+		return false
+	case <-l.ctx.Done():
+		return false
+	}
+}
+
+// Call runs f on the loop and waits for it. It fails with ctx's error or
+// ErrStopped.
+func (l *Loop) Call(ctx context.Context, f func(now time.Time)) error {
+	ran := make(chan struct{})
+	g := func(now time.Time) { f(now); close(ran) }
+	select {
+	case l.work <- g:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-l.done:
+		return ErrStopped
+	case <-l.ctx.Done():
+		return ErrStopped
+	}
+	select {
+	case <-ran:
+		return nil
+	case <-l.done:
+		return ErrStopped
+	}
+}
+
+// Go runs f on a new goroutine owned by the loop: Run waits for it. f must
+// return when the Loop's context ends.
+func (l *Loop) Go(f func(ctx context.Context)) {
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		f(l.ctx)
+	}()
+}
