@@ -33,13 +33,48 @@ type node struct {
 	next  *node   // leaf only: right neighbour
 }
 
-func newLeaf() *node { return &node{leaf: true} }
-
-func newInternal() *node { return &node{kids: make([]*node, nodeCap)} }
-
 type btree struct {
 	root *node
 	size int
+	// Nodes freed by merges, reused by splits so that a steady state of
+	// selections (delete at the left, insert at the right) does not allocate.
+	freeLeaves, freeInternals []*node
+}
+
+const maxFree = 4
+
+func (t *btree) newLeaf() *node {
+	if k := len(t.freeLeaves); k > 0 {
+		nd := t.freeLeaves[k-1]
+		t.freeLeaves = t.freeLeaves[:k-1]
+		return nd
+	}
+	return &node{leaf: true}
+}
+
+func (t *btree) newInternal() *node {
+	if k := len(t.freeInternals); k > 0 {
+		nd := t.freeInternals[k-1]
+		t.freeInternals = t.freeInternals[:k-1]
+		return nd
+	}
+	return &node{kids: make([]*node, nodeCap)}
+}
+
+// release keeps a node that left the tree for reuse.
+func (t *btree) release(nd *node) {
+	nd.n = 0
+	nd.next = nil
+	if nd.leaf {
+		if len(t.freeLeaves) < maxFree {
+			t.freeLeaves = append(t.freeLeaves, nd)
+		}
+		return
+	}
+	clear(nd.kids)
+	if len(t.freeInternals) < maxFree {
+		t.freeInternals = append(t.freeInternals, nd)
+	}
 }
 
 // lowerBound returns the index of the first item in s not less than e.
@@ -94,11 +129,11 @@ func (t *btree) min() (entry, bool) {
 // insert adds e, which must not be present.
 func (t *btree) insert(e entry) {
 	if t.root == nil {
-		t.root = newLeaf()
+		t.root = t.newLeaf()
 	}
 	right, sep := t.insertRec(t.root, e, true)
 	if right != nil {
-		r := newInternal()
+		r := t.newInternal()
 		r.kids[0], r.kids[1] = t.root, right
 		r.items[1] = sep
 		r.n = 2
@@ -116,7 +151,7 @@ func (t *btree) insertRec(nd *node, e entry, rightmost bool) (*node, entry) {
 			nd.n++
 			return nil, entry{}
 		}
-		r := newLeaf()
+		r := t.newLeaf()
 		if rightmost && pos == nd.n {
 			r.items[0] = e
 			r.n = 1
@@ -154,7 +189,7 @@ func (t *btree) insertRec(nd *node, e entry, rightmost bool) (*node, entry) {
 	}
 	// Internal nodes are few (one per ~nodeCap leaves), so they always
 	// split in halves; only leaves take the append shortcut.
-	r := newInternal()
+	r := t.newInternal()
 	// Split the nodeCap+1 children: left keeps mid, right gets the rest.
 	var kids [nodeCap + 1]*node
 	var seps [nodeCap + 1]entry
@@ -180,7 +215,9 @@ func (t *btree) delete(e entry) bool {
 	}
 	t.size--
 	if !t.root.leaf && t.root.n == 1 {
-		t.root = t.root.kids[0]
+		old := t.root
+		t.root = old.kids[0]
+		t.release(old)
 	}
 	return true
 }
@@ -200,14 +237,14 @@ func (t *btree) deleteRec(nd *node, e entry) bool {
 		return false
 	}
 	if nd.kids[i].n < nodeMin {
-		rebalance(nd, i)
+		t.rebalance(nd, i)
 	}
 	return true
 }
 
 // rebalance fixes the underfull child i of nd by merging it with a neighbour
 // or by sharing the neighbour's items evenly.
-func rebalance(nd *node, i int) {
+func (t *btree) rebalance(nd *node, i int) {
 	if nd.n < 2 {
 		return
 	}
@@ -223,6 +260,7 @@ func rebalance(nd *node, i int) {
 			l.n = total
 			l.next = r.next
 			removeKid(nd, j+1)
+			t.release(r)
 			return
 		}
 		var buf [2 * nodeCap]entry
@@ -247,6 +285,7 @@ func rebalance(nd *node, i int) {
 		copy(l.items[:total], seps[:total])
 		l.n = total
 		removeKid(nd, j+1)
+		t.release(r)
 		return
 	}
 	k := total / 2

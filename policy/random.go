@@ -8,8 +8,10 @@ import (
 // randomSelector implements the policies that draw members at random, each
 // with probability weight/Σweight and without repeats within one Select
 // (RFC 5356 random, weighted random, randomized least used and RSPLIB's
-// variants). Weights live in a Fenwick tree over slots, so a draw, a
-// temporary removal and an update are O(log n).
+// variants). Slots are grouped in blocks of 64; a Fenwick tree holds the
+// block sums (1/64 of the slots, so it stays in cache) and a draw scans one
+// block's weights linearly. A draw, a temporary removal and an update are
+// O(log n); memory is about 4 bytes per slot.
 //
 // One draw takes u = Uint64N(Σweight) from the source and picks the first
 // slot, in slot order, whose cumulative weight exceeds u.
@@ -18,13 +20,15 @@ type randomSelector struct {
 	maxInc  int
 	rng     *rand.Rand
 	n       int
-	fen     []uint64 // 1-based Fenwick tree; len(fen) = capacity+1, capacity a power of two
-	w       []uint32 // current weight per slot
+	fen     []uint64 // 1-based Fenwick tree over block sums; len(fen) = blocks+1, blocks a power of two
+	w       []uint32 // current weight per slot; len(w) = 64 × blocks
 	present []uint64 // bitset
 	// Degradation policies only (RLUD, RPLUD):
 	used []uint32 // min(Load (+ LoadDegradation for RPLUD), max)
 	ld   []uint32 // LoadDegradation
 	deg  []uint32 // local degradation counter
+
+	saved []uint32 // scratch for Select
 }
 
 func newRandomSelector(t Type, src rand.Source, maxInc int) *randomSelector {
@@ -93,8 +97,10 @@ func (s *randomSelector) weightOf(slot int32, v Values) uint32 {
 	return 0
 }
 
+const blockShift = 6 // 64 slots per block
+
 func (s *randomSelector) add(slot int32, delta uint64) {
-	for i := int(slot) + 1; i < len(s.fen); i += i & -i {
+	for i := int(slot>>blockShift) + 1; i < len(s.fen); i += i & -i {
 		s.fen[i] += delta
 	}
 }
@@ -111,15 +117,24 @@ func (s *randomSelector) find(u uint64) int32 {
 			u -= fen[next]
 		}
 	}
-	return int32(pos)
+	// pos is the block; scan its weights.
+	base := pos << blockShift
+	blk := s.w[base : base+1<<blockShift]
+	for i, w := range blk {
+		if u < uint64(w) {
+			return int32(base + i)
+		}
+		u -= uint64(w)
+	}
+	return int32(base + len(blk) - 1) // unreachable while the sums are right
 }
 
 func (s *randomSelector) grow(slot int32) {
-	capacity := len(s.fen) - 1
+	capacity := len(s.w)
 	if int(slot) < capacity {
 		return
 	}
-	nc := max(16, capacity)
+	nc := max(1<<blockShift, capacity)
 	for nc <= int(slot) {
 		nc *= 2
 	}
@@ -136,10 +151,13 @@ func (s *randomSelector) grow(slot int32) {
 			*a = x
 		}
 	}
-	fen := make([]uint64, nc+1)
-	for i := 1; i <= nc; i++ {
-		fen[i] += uint64(w[i-1])
-		if j := i + i&-i; j <= nc {
+	nb := nc >> blockShift
+	fen := make([]uint64, nb+1)
+	for i, x := range w {
+		fen[i>>blockShift+1] += uint64(x)
+	}
+	for i := 1; i <= nb; i++ {
+		if j := i + i&-i; j <= nb {
 			fen[j] += fen[i]
 		}
 	}
@@ -147,7 +165,7 @@ func (s *randomSelector) grow(slot int32) {
 }
 
 func (s *randomSelector) has(slot int32) bool {
-	return slot >= 0 && int(slot) < len(s.fen)-1 && s.present[slot>>6]&(1<<(slot&63)) != 0
+	return slot >= 0 && int(slot) < len(s.w) && s.present[slot>>6]&(1<<(slot&63)) != 0
 }
 
 func (s *randomSelector) Add(slot int32, v Values) {
@@ -183,7 +201,7 @@ func (s *randomSelector) Remove(slot int32) {
 
 func (s *randomSelector) Select(n int, dst []int32) []int32 {
 	start := len(dst)
-	removed := 0 // dst[start:start+removed] are temporarily out of the tree
+	s.saved = s.saved[:0] // weights of the slots temporarily taken out
 	for len(dst)-start < n {
 		t := s.total()
 		if t == 0 {
@@ -194,23 +212,28 @@ func (s *randomSelector) Select(n int, dst []int32) []int32 {
 		if len(dst)-start == n {
 			break // last draw: no need to take it out
 		}
-		s.add(slot, -uint64(s.w[slot]))
-		removed++
+		w := s.w[slot]
+		s.saved = append(s.saved, w)
+		s.add(slot, -uint64(w))
+		s.w[slot] = 0
 	}
 	deg := s.degrades()
 	for i, slot := range dst[start:] {
-		old := s.w[slot]
+		old := s.w[slot] // 0 if taken out
+		w := old
+		if i < len(s.saved) {
+			w = s.saved[i]
+		}
 		if deg && i < s.maxInc {
 			// Degradation applied after selection (RFC 5356 LUD semantics,
 			// extended by RSPLIB to the randomized variants).
 			d := satAdd(uint64(s.deg[slot]), uint64(s.ld[slot]))
 			s.deg[slot] = uint32(d)
-			s.w[slot] = fraction(uint64(s.used[slot]), d)
+			w = fraction(uint64(s.used[slot]), d)
 		}
-		if i < removed {
-			s.add(slot, uint64(s.w[slot]))
-		} else if s.w[slot] != old {
-			s.add(slot, uint64(s.w[slot])-uint64(old))
+		if w != old {
+			s.w[slot] = w
+			s.add(slot, uint64(w)-uint64(old))
 		}
 	}
 	return dst
