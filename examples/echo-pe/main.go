@@ -1,0 +1,124 @@
+// Command echo-pe is a pool element (RFC 5352 §3.1) that echoes each
+// request prefixed with its name. It listens for pool users over
+// user-space SCTP, registers that address in a pool at a registrar,
+// answers the registrar's keep-alives, and deregisters on SIGINT.
+//
+//	go run ./examples/registrar &
+//	go run ./examples/echo-pe -pool echo -name pe-1
+//	go run ./examples/pu-client -pool echo -n 5
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-rserpool/rserpool/asap"
+	"github.com/go-rserpool/rserpool/examples/internal/echo"
+	"github.com/go-rserpool/rserpool/tlv"
+	"github.com/go-rserpool/rserpool/transport"
+	"github.com/go-rserpool/rserpool/transport/sctp"
+)
+
+func main() {
+	registrars := flag.String("registrar", "127.0.0.1:9899", "registrar address(es), comma separated (SCTP over UDP)")
+	pool := flag.String("pool", "echo", "pool handle to register in")
+	listen := flag.String("listen", "127.0.0.1:0", "address pool users reach this PE at (SCTP over UDP)")
+	name := flag.String("name", "", "name put in front of each answer (default: the PE ID)")
+	verbose := flag.Bool("v", false, "log ASAP debug messages")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *registrars, *pool, *listen, *name, *verbose); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(ctx context.Context, registrars, pool, listen, name string, verbose bool) error {
+	regs, err := parseAddrs(registrars)
+	if err != nil {
+		return err
+	}
+	at, err := transport.ParseAddr(listen)
+	if err != nil {
+		return err
+	}
+	tr := sctp.New(sctp.Config{})
+
+	// The listener pool users reach; its address goes into the registration.
+	ln, err := tr.Listen(at)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	user, err := asap.TransportParam(ln.Addr(), tlv.TransportUseDataOnly)
+	if err != nil {
+		return err
+	}
+
+	cfg := asap.PEConfig{PoolHandle: []byte(pool), UserTransport: user, Registrars: regs}
+	if verbose {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	pe, err := asap.NewPoolElement(cfg, tr)
+	if err != nil {
+		return err
+	}
+	defer pe.Close()
+	if name == "" {
+		name = fmt.Sprintf("pe-%08x", pe.ID())
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- echo.Serve(ctx, ln, name) }()
+
+	if err := pe.Register(ctx); err != nil {
+		return fmt.Errorf("register in pool %q: %w", pool, err)
+	}
+	log.Printf("%s: registered in pool %q as PE %08x, serving at %v", name, pool, pe.ID(), ln.Addr())
+
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		return err
+	}
+
+	// SIGINT: leave the pool cleanly, then stop serving.
+	dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := pe.Deregister(dctx); err != nil {
+		log.Printf("%s: deregister: %v", name, err)
+	} else {
+		log.Printf("%s: deregistered", name)
+	}
+	ln.Close()
+	if err := <-served; err != nil && !errors.Is(err, transport.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
+// parseAddrs reads a comma-separated list of transport addresses.
+func parseAddrs(s string) ([]transport.Addr, error) {
+	var out []transport.Addr
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		a, err := transport.ParseAddr(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}

@@ -1,0 +1,90 @@
+// Command pu-client is a pool user (RFC 5352 §3.5): it resolves a pool
+// handle at a registrar, sends N echo requests to pool elements chosen by
+// the pool's policy, and prints who answered. A PE that fails is reported
+// unreachable and the request goes to the next one.
+//
+//	go run ./examples/pu-client -registrar 127.0.0.1:9899 -pool echo -n 10
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-rserpool/rserpool/asap"
+	"github.com/go-rserpool/rserpool/examples/internal/echo"
+	"github.com/go-rserpool/rserpool/transport"
+	"github.com/go-rserpool/rserpool/transport/sctp"
+)
+
+func main() {
+	registrars := flag.String("registrar", "127.0.0.1:9899", "registrar address(es), comma separated (SCTP over UDP)")
+	pool := flag.String("pool", "echo", "pool handle to use")
+	n := flag.Int("n", 5, "number of requests")
+	every := flag.Duration("every", 0, "pause between requests")
+	timeout := flag.Duration("timeout", 2*time.Second, "how long to wait for one PE's answer before failing over")
+	verbose := flag.Bool("v", false, "log ASAP debug messages")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *registrars, *pool, *n, *every, *timeout, *verbose); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(ctx context.Context, registrars, pool string, n int, every, timeout time.Duration, verbose bool) error {
+	var regs []transport.Addr
+	for _, f := range strings.Split(registrars, ",") {
+		a, err := transport.ParseAddr(strings.TrimSpace(f))
+		if err != nil {
+			return err
+		}
+		regs = append(regs, a)
+	}
+	cfg := asap.PUConfig{Registrars: regs}
+	if verbose {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	pu, err := asap.NewPoolUser(cfg, sctp.New(sctp.Config{}))
+	if err != nil {
+		return err
+	}
+	defer pu.Close()
+
+	handle := []byte(pool)
+	pes, err := pu.Resolve(ctx, handle)
+	if err != nil {
+		return fmt.Errorf("resolve pool %q: %w", pool, err)
+	}
+	fmt.Printf("pool %q: %d PE(s) resolved\n", pool, len(pes))
+	for _, pe := range pes {
+		fmt.Printf("  PE %08x at %v\n", pe.ID, pe.UserTransport.Addrs)
+	}
+
+	for i := 1; i <= n; i++ {
+		a, err := echo.Call(ctx, pu, handle, fmt.Sprintf("request %d", i), timeout)
+		for _, id := range a.Failed {
+			fmt.Printf("request %d: PE %08x failed, reported unreachable, failing over\n", i, id)
+		}
+		if err != nil {
+			return fmt.Errorf("request %d: %w", i, err)
+		}
+		fmt.Printf("request %d answered by %s (PE %08x)\n", i, a.From, a.PE)
+		if every > 0 && i < n {
+			select {
+			case <-time.After(every):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	return nil
+}
