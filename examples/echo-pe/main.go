@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/go-rserpool/rserpool/asap"
-	"github.com/go-rserpool/rserpool/examples/internal/echo"
+	"github.com/go-rserpool/rserpool/internal/echo"
 	"github.com/go-rserpool/rserpool/tlv"
 	"github.com/go-rserpool/rserpool/transport"
 	"github.com/go-rserpool/rserpool/transport/sctp"
