@@ -119,7 +119,7 @@ func (t Type) String() string {
 	if inf, ok := infos[t]; ok {
 		return inf.name
 	}
-	return fmt.Sprintf("Type(%#08x)", uint32(t))
+	return fmt.Sprintf("Type(0x%08x)", uint32(t))
 }
 
 // Known reports whether this package implements policy t.
