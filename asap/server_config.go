@@ -1,0 +1,246 @@
+package asap
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/go-rserpool/rserpool/tlv"
+	"github.com/go-rserpool/rserpool/transport"
+)
+
+// Registrar-side defaults (RFC 5352 §3.2-3.7, RFC 5353 §7). Values the RFC
+// text does not fix are RSPLIB's (see ../shared/SPEC.md §7); every one is
+// a field of [ServerConfig].
+const (
+	// DefaultMaxBadPEReport is MAX-BAD-PE-REPORT (RFC 5353 §7, used by
+	// RFC 5352 §3.5): after this many ASAP_ENDPOINT_UNREACHABLE reports
+	// about one PE the registrar removes it.
+	DefaultMaxBadPEReport = 3
+
+	// DefaultKeepAliveInterval is how long a registrar lets a PE it owns
+	// stay silent before it sends an ASAP_ENDPOINT_KEEP_ALIVE (RFC 5352
+	// §3.7). The RFC gives no value; this is RSPLIB's 5 s.
+	DefaultKeepAliveInterval = 5 * time.Second
+
+	// DefaultKeepAliveTimeout is how long the registrar waits for the
+	// ASAP_ENDPOINT_KEEP_ALIVE_ACK before it removes the PE (RFC 5352
+	// §3.7). RSPLIB's 5 s.
+	DefaultKeepAliveTimeout = 5 * time.Second
+
+	// DefaultResolutionItems is how many PEs a handle resolution returns
+	// when the pool user sends no Handle Resolution Option, or asks for 0
+	// items (draft-dreibholz-rserpool-asap-hropt; RSPLIB's default 3).
+	DefaultResolutionItems = 3
+
+	// DefaultMaxResolutionItems caps the Handle Resolution Option's item
+	// count (RSPLIB's 128).
+	DefaultMaxResolutionItems = 128
+
+	// DefaultMaxPEsPerAssoc bounds the PEs one association may register,
+	// so that one peer cannot fill the store (RFC 5355 §3 registration
+	// flooding; the cause sent is Lack of Resources).
+	DefaultMaxPEsPerAssoc = 1024
+
+	// DefaultAssocRate and DefaultAssocBurst are the per-association
+	// token bucket for incoming ASAP messages (RFC 5355 flooding and
+	// handlespace scanning): messages beyond it are dropped unanswered.
+	DefaultAssocRate  = 10000.0 // messages per second
+	DefaultAssocBurst = 1000    // messages
+
+	// Unlimited, in MaxPEsPerAssoc or AssocRate, turns the limit off.
+	Unlimited = -1
+)
+
+// AddressCheck says how a registrar checks the addresses of a PE's user
+// transport against the association the registration arrived on
+// (RFC 5352 §3.2, RFC 5355 §3 address spoofing).
+type AddressCheck uint8
+
+const (
+	// AddressCheckAssociation (the default) keeps only the user-transport
+	// addresses that are addresses of the association's peer; an
+	// unspecified address (0.0.0.0 or ::) is replaced by the peer address.
+	// A registration with no address left is rejected with Invalid Values.
+	//
+	// Over transports whose associations have a single peer address
+	// (memnet, and user-space SCTP over UDP, where the association runs
+	// over one UDP 4-tuple and SCTP multi-homing is not visible), that is
+	// the association's remote IP: a multi-homed PE keeps only the address
+	// it registered from.
+	AddressCheckAssociation AddressCheck = iota
+	// AddressCheckOff stores the user transport as the PE sent it.
+	AddressCheckOff
+)
+
+// AssocInfo describes an association a pool element or pool user opened
+// to the registrar. It is handed to the authorization hook.
+type AssocInfo struct {
+	Local  transport.Addr // the registrar's end
+	Remote transport.Addr // the peer's end
+}
+
+// AuthorizeFunc decides whether the PE may register in the pool named
+// handle (RFC 5355 §3, SPEC §8 item 2). A non-nil error rejects the
+// registration with "Rejected due to security considerations" (0xa). pe
+// is read-only and valid only during the call.
+type AuthorizeFunc func(assoc AssocInfo, handle tlv.PoolHandle, pe *tlv.PoolElement) error
+
+// ServerConfig configures a [ServerCore]: the ASAP procedures of a
+// registrar (RFC 5352 §3.2-3.7). A zero field takes the default named in
+// its comment; ServerID is required.
+type ServerConfig struct {
+	// ServerID is the registrar's ENRP server identifier (non-zero). It
+	// becomes the Home ENRP Server Identifier of every PE registered here
+	// and is sent in keep-alives and announces.
+	ServerID uint32
+
+	// MaxBadPEReport is MAX-BAD-PE-REPORT; default DefaultMaxBadPEReport.
+	MaxBadPEReport int
+	// KeepAliveInterval and KeepAliveTimeout drive the supervision of
+	// owned PEs (RFC 5352 §3.7); defaults DefaultKeepAliveInterval and
+	// DefaultKeepAliveTimeout.
+	KeepAliveInterval time.Duration
+	KeepAliveTimeout  time.Duration
+
+	// ResolutionItems is the PE count of a handle resolution without
+	// HROPT (default DefaultResolutionItems); MaxResolutionItems caps an
+	// HROPT request (default DefaultMaxResolutionItems).
+	ResolutionItems    int
+	MaxResolutionItems int
+
+	// MaxPEsPerAssoc bounds the PEs one association registers; default
+	// DefaultMaxPEsPerAssoc, Unlimited for none.
+	MaxPEsPerAssoc int
+	// AssocRate (messages/s) and AssocBurst are each association's token
+	// bucket; defaults DefaultAssocRate and DefaultAssocBurst. AssocRate
+	// Unlimited turns flood protection off.
+	AssocRate  float64
+	AssocBurst int
+
+	// AddressCheck is the anti-spoofing rule for user transports; the
+	// zero value is AddressCheckAssociation.
+	AddressCheck AddressCheck
+	// Authorize, if not nil, is asked about every registration.
+	Authorize AuthorizeFunc
+
+	// AnnounceInterval is T6-serverannounce (RFC 5352 §5.1); default
+	// DefaultT6ServerAnnounce. Announces are emitted only when Announce is
+	// true; AnnounceTransports go into them (none: receivers use the
+	// datagram's source address, RFC 5352 §3.6).
+	Announce           bool
+	AnnounceInterval   time.Duration
+	AnnounceTransports []tlv.Transport
+
+	// Limits bound what the parser accepts (HandleData); zero fields take
+	// the tlv defaults.
+	Limits tlv.Limits
+
+	// Logger receives debug logs; nil logs nothing.
+	Logger *slog.Logger
+}
+
+// withDefaults validates c and fills in the defaults.
+func (c ServerConfig) withDefaults() (ServerConfig, error) {
+	bad := func(field string, v any) (ServerConfig, error) {
+		return c, fmt.Errorf("%w: ServerConfig.%s = %v", ErrInvalidConfig, field, v)
+	}
+	if c.ServerID == 0 {
+		return bad("ServerID", 0)
+	}
+	if c.MaxBadPEReport < 0 {
+		return bad("MaxBadPEReport", c.MaxBadPEReport)
+	}
+	if c.MaxBadPEReport == 0 {
+		c.MaxBadPEReport = DefaultMaxBadPEReport
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"KeepAliveInterval", &c.KeepAliveInterval, DefaultKeepAliveInterval},
+		{"KeepAliveTimeout", &c.KeepAliveTimeout, DefaultKeepAliveTimeout},
+		{"AnnounceInterval", &c.AnnounceInterval, DefaultT6ServerAnnounce},
+	} {
+		if *d.v < 0 {
+			return bad(d.name, *d.v)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if c.ResolutionItems < 0 {
+		return bad("ResolutionItems", c.ResolutionItems)
+	}
+	if c.ResolutionItems == 0 {
+		c.ResolutionItems = DefaultResolutionItems
+	}
+	if c.MaxResolutionItems < 0 {
+		return bad("MaxResolutionItems", c.MaxResolutionItems)
+	}
+	if c.MaxResolutionItems == 0 {
+		c.MaxResolutionItems = DefaultMaxResolutionItems
+	}
+	if c.ResolutionItems > c.MaxResolutionItems {
+		return bad("ResolutionItems", fmt.Sprintf("%d > MaxResolutionItems %d", c.ResolutionItems, c.MaxResolutionItems))
+	}
+	switch {
+	case c.MaxPEsPerAssoc == 0:
+		c.MaxPEsPerAssoc = DefaultMaxPEsPerAssoc
+	case c.MaxPEsPerAssoc < 0 && c.MaxPEsPerAssoc != Unlimited:
+		return bad("MaxPEsPerAssoc", c.MaxPEsPerAssoc)
+	}
+	switch {
+	case c.AssocRate == 0:
+		c.AssocRate = DefaultAssocRate
+	case c.AssocRate < 0 && c.AssocRate != Unlimited:
+		return bad("AssocRate", c.AssocRate)
+	}
+	if c.AssocBurst < 0 {
+		return bad("AssocBurst", c.AssocBurst)
+	}
+	if c.AssocBurst == 0 {
+		c.AssocBurst = DefaultAssocBurst
+	}
+	if c.AddressCheck > AddressCheckOff {
+		return bad("AddressCheck", c.AddressCheck)
+	}
+	return c, nil
+}
+
+// filterUserTransport applies AddressCheckAssociation (RFC 5352 §3.2):
+// it returns t with only the addresses of remote (unspecified ones
+// replaced by it), and false when none is left.
+func filterUserTransport(t tlv.Transport, remote transport.Addr) (tlv.Transport, bool) {
+	if !remote.AddrPort.IsValid() {
+		// Without a peer address there is nothing to check against.
+		return t, true
+	}
+	ra := remote.AddrPort.Addr().Unmap().WithZone("")
+	var keep []netip.Addr
+	for _, a := range t.Addrs {
+		a = a.Unmap()
+		if a.IsUnspecified() {
+			a = ra
+		}
+		if a == ra && len(keep) == 0 {
+			keep = append(keep, a)
+		}
+	}
+	if len(keep) == 0 {
+		return t, false
+	}
+	t.Addrs = keep
+	t.Unknown = nil
+	return t, true
+}
+
+// serverLogger returns l, or a logger that discards everything.
+func serverLogger(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}
