@@ -493,7 +493,8 @@ func (c *ServerCore) NextDeadline() time.Time {
 
 // HandleTimeout runs what is due at now: registration expiry (RFC 5352
 // §3.2), keep-alive sends and timeouts (§3.7) and the Server Announce
-// (§3.6, T6).
+// (§3.6, T6). A driver calls it once when it starts, which sends the
+// first announce.
 func (c *ServerCore) HandleTimeout(now time.Time) {
 	c.start(now)
 	c.expired = c.expired[:0]

@@ -1,0 +1,63 @@
+// Package enrp is the registrar of Reliable Server Pooling: an ENRP server
+// (RFC 5353) that serves the Aggregate Server Access Protocol (ASAP,
+// RFC 5352) to pool elements (PEs) and pool users (PUs).
+//
+// A [Registrar] owns a handlespace (package handlespace): pools named by
+// pool handles, each holding PEs with their transports and selection
+// policy values (RFC 5356). On an ASAP listener it
+//
+//   - accepts or refuses registrations (RFC 5352 §3.2) with the RFC 5354
+//     error causes: Invalid Values, Inconsistent Pooling Policy, Transport
+//     Type or Data/Control Configuration, Non-unique PE Identifier, Lack of
+//     Resources (store limits and per-association limits), and Rejected due
+//     to security considerations (Config.Authorize);
+//   - keeps only user-transport addresses that belong to the PE's
+//     association (Config.AddressCheck, RFC 5355 address spoofing);
+//   - removes PEs on deregistration (§3.4), at the end of their
+//     registration life, when they stop answering Endpoint Keep Alive or
+//     their association goes down (§3.7), and after MAX-BAD-PE-REPORT
+//     Endpoint Unreachable reports (§3.5);
+//   - answers handle resolutions with up to N PEs chosen by the pool's
+//     policy (§3.5; N from the HROPT option, default 3, at most 128);
+//   - announces itself with ASAP_SERVER_ANNOUNCE every T6 on the multicast
+//     Announcer the host configures (§3.6);
+//   - answers unknown messages and "report" parameters with ASAP_ERROR
+//     (RFC 5354 §2), drops floods per association, and never panics on peer
+//     input.
+//
+// # Usage
+//
+//	r, err := enrp.New(enrp.Config{
+//		Transport:  sctp.New(sctp.Config{}),
+//		ListenAddr: transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:9899")},
+//		Announcer:  ann, // e.g. transport/multicast on the loopback interface; nil: no announces
+//	})
+//	if err != nil { ... }
+//	go r.Run(ctx)   // serves until ctx ends
+//	defer r.Close()
+//	pools, err := r.Pools(ctx) // read-only view of the handlespace
+//
+// A host that already has a listener passes it as Config.Listener. The
+// zero values of the other Config fields are the RFC defaults (RSPLIB's
+// where the RFC gives none); see the asap.Default* constants.
+//
+// # Design
+//
+// The protocol logic is sans-IO: asap.ServerCore runs the ASAP server
+// procedures on the store, and this package's server core owns the store
+// and the core. They take messages and timer expiries with an explicit
+// time and return messages to send and their next deadline. Run is the
+// driver: one goroutine that owns the core and the store, fed by a reader
+// and a writer goroutine per association and an accept goroutine, all of
+// which end when Run returns. Slow associations are aborted rather than
+// allowed to stall the loop (Config.SendQueue).
+//
+// # Limitations
+//
+// The registrar runs alone: ENRP peering (Presence, handle updates, table
+// transfer, takeover; RFC 5353 §3) is not implemented yet. It will be added
+// behind the same API. There is no TLS or IPsec (RFC 5353 §6): run
+// registrars on trusted networks. Over SCTP in user space the association
+// shows one peer address, so a multi-homed PE registers only the address it
+// registers from.
+package enrp
