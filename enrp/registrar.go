@@ -23,12 +23,12 @@ import (
 // context ends or Close is called), and read its state with Stats, Pools
 // and PoolElements from any goroutine.
 type Registrar struct {
-	cfg     Config
-	log     *slog.Logger
-	id      uint32
-	l       transport.Listener
-	ownL    bool
-	core    *server
+	cfg  Config
+	log  *slog.Logger
+	id   uint32
+	l    transport.Listener
+	ownL bool
+	core *server
 
 	events chan event
 	calls  chan func()
