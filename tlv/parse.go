@@ -183,33 +183,41 @@ func (p *parser) addr(pr param) (netip.Addr, error) {
 // transport parses an SCTP/TCP/UDP/UDP-Lite/DCCP Transport parameter
 // (RFC 5354 §3.3-§3.7) at nesting depth depth.
 func (p *parser) transport(pr param, depth int) (Transport, error) {
-	tr := Transport{Type: pr.t}
+	var tr Transport
+	err := p.transportInto(pr, depth, &tr)
+	return tr, err
+}
+
+// transportInto is transport writing into dst, which avoids copying the
+// struct (and its write barriers) when dst is on the heap.
+func (p *parser) transportInto(pr param, depth int, tr *Transport) error {
+	tr.Type = pr.t
 	fixed := 4
 	if pr.t == ParamDCCPTransport {
 		fixed = 8
 	}
 	if pr.vlen() < fixed {
-		return tr, p.invalid(ErrLength, pr.hdr, pr.ve, pr.t)
+		return p.invalid(ErrLength, pr.hdr, pr.ve, pr.t)
 	}
 	tr.Port = p.u16(pr.vs)
 	switch pr.t {
 	case ParamSCTPTransport, ParamTCPTransport:
 		tr.Use = TransportUse(p.u16(pr.vs + 2))
 		if tr.Use > TransportUseDataPlusControl {
-			return tr, p.invalid(ErrInvalidValue, pr.hdr, pr.ve, pr.t)
+			return p.invalid(ErrInvalidValue, pr.hdr, pr.ve, pr.t)
 		}
 	case ParamDCCPTransport:
 		tr.ServiceCode = p.u32(pr.vs + 4)
 	}
 	it, err := p.iter(pr.vs+fixed, pr.ve, depth+1)
 	if err != nil {
-		return tr, err
+		return err
 	}
 	start := len(p.addrs)
 	for {
 		sub, ok, err := it.next()
 		if err != nil {
-			return tr, err
+			return err
 		}
 		if !ok {
 			break
@@ -218,21 +226,21 @@ func (p *parser) transport(pr param, depth int) (Transport, error) {
 		case ParamIPv4Address, ParamIPv6Address:
 			a, err := p.addr(sub)
 			if err != nil {
-				return tr, err
+				return err
 			}
 			p.addrs = append(p.addrs, a)
 		default:
 			if err := it.unknown(sub); err != nil {
-				return tr, err
+				return err
 			}
 		}
 	}
 	if len(p.addrs) == start {
-		return tr, p.fail(ErrMissingParam, pr.hdr, ParamIPv4Address, CauseInvalidValues, ActionReport, p.raw(pr.hdr, pr.ve))
+		return p.fail(ErrMissingParam, pr.hdr, ParamIPv4Address, CauseInvalidValues, ActionReport, p.raw(pr.hdr, pr.ve))
 	}
 	tr.Addrs = p.addrs[start:len(p.addrs):len(p.addrs)]
 	tr.Unknown = it.unk
-	return tr, nil
+	return nil
 }
 
 // poolElement parses a Pool Element parameter (RFC 5354 §3.10).
@@ -270,7 +278,7 @@ func (p *parser) poolElement(pr param, depth int, pe *PoolElement) error {
 			default:
 				return it.dup(sub)
 			}
-			if *dst, err = p.transport(sub, depth+1); err != nil {
+			if err := p.transportInto(sub, depth+1, dst); err != nil {
 				return err
 			}
 		case sub.t == ParamPolicy:
@@ -320,7 +328,7 @@ func (p *parser) serverInfo(pr param, depth int, si *ServerInfo) error {
 			if si.Transport.Type != 0 {
 				return it.dup(sub)
 			}
-			if si.Transport, err = p.transport(sub, depth+1); err != nil {
+			if err := p.transportInto(sub, depth+1, &si.Transport); err != nil {
 				return err
 			}
 		case isTransport(sub.t):
