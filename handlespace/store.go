@@ -75,7 +75,8 @@ type Cursor struct {
 // callbacks of PopExpired, ForEachOwnedBy, ForEachPE and Sweep, alias memory
 // owned by the Store: they are read-only and valid only until the next call
 // of any Store method (for callbacks: until the callback returns). Use
-// ClonePoolElement to keep one. Lookup and Page return independent copies.
+// ClonePoolElement to keep one. Pool handles passed to callbacks are
+// read-only too. Lookup and Page return independent copies.
 type Store struct {
 	cfg Config
 	now func() time.Time
@@ -159,9 +160,10 @@ type owner struct {
 
 type pool struct {
 	handle  string
-	hsum    uint64 // 16-bit word sum of the handle, odd length zero padded
-	seq     uint64 // creation sequence (Page order)
-	opos    int32  // index in Store.order
+	hb      tlv.PoolHandle // the handle as bytes, handed out read-only
+	hsum    uint64         // 16-bit word sum of the handle, odd length zero padded
+	seq     uint64         // creation sequence (Page order)
+	opos    int32          // index in Store.order
 	ptype   uint32
 	utype   tlv.ParamType
 	uuse    tlv.TransportUse
@@ -235,9 +237,11 @@ func (s *Store) allocRec() int32 {
 
 func (s *Store) freeRec(i int32) {
 	r := s.rec(i)
+	if r.flags&flagExt != 0 {
+		delete(s.ext, i)
+	}
 	*r = rec{pool: -1, heap: -1, onext: s.free}
 	s.free = i
-	delete(s.ext, i) // no-op unless flagExt was set
 }
 
 // Pools is the number of pools (pools with at least one PE).
@@ -390,6 +394,7 @@ func useOf(t *tlv.Transport) tlv.TransportUse {
 func (s *Store) newPool(name string, sel policy.Selector, pe *tlv.PoolElement) (*pool, int32) {
 	p := &pool{
 		handle: name,
+		hb:     tlv.PoolHandle(name),
 		hsum:   wordSum([]byte(name)),
 		ptype:  pe.Policy.Type,
 		utype:  pe.UserTransport.Type,
@@ -715,7 +720,7 @@ func (s *Store) PopExpired(now time.Time, fn func(handle tlv.PoolHandle, pe tlv.
 		p := s.pools[r.pool]
 		if fn != nil {
 			s.resetScratch(1)
-			fn(tlv.PoolHandle(p.handle), s.materialize(ri, r, p.ptype))
+			fn(p.hb, s.materialize(ri, r, p.ptype))
 		}
 		s.removeRec(p, r.pool, ri, r)
 		n++
@@ -786,7 +791,7 @@ func (s *Store) ForEachOwnedBy(home uint32, fn func(handle tlv.PoolHandle, pe tl
 		next := r.onext
 		p := s.pools[r.pool]
 		s.resetScratch(1)
-		if !fn(tlv.PoolHandle(p.handle), s.materialize(i, r, p.ptype)) {
+		if !fn(p.hb, s.materialize(i, r, p.ptype)) {
 			return
 		}
 		i = next
@@ -901,7 +906,7 @@ func (s *Store) Sweep(home uint32, fn func(handle tlv.PoolHandle, pe tlv.PoolEle
 			p := s.pools[r.pool]
 			if fn != nil {
 				s.resetScratch(1)
-				fn(tlv.PoolHandle(p.handle), s.materialize(i, r, p.ptype))
+				fn(p.hb, s.materialize(i, r, p.ptype))
 			}
 			s.removeRec(p, r.pool, i, r)
 			n++
@@ -992,9 +997,8 @@ func (s *Store) Page(c Cursor, maxPEs int, ownerFilter uint32) (entries []tlv.Po
 				return entries, next, true
 			}
 			if entry == nil {
-				entries = append(entries, tlv.PoolEntry{PoolHandle: tlv.PoolHandle(p.handle)})
+				entries = append(entries, tlv.PoolEntry{PoolHandle: append(tlv.PoolHandle(nil), p.handle...)})
 				entry = &entries[len(entries)-1]
-				entry.PoolHandle = append(tlv.PoolHandle(nil), p.handle...)
 			}
 			s.resetScratch(1)
 			entry.PEs = append(entry.PEs, ClonePoolElement(s.materialize(me.idx, r, p.ptype)))
