@@ -66,7 +66,8 @@ func run(ctx context.Context, registrars, pool string, n int, every, timeout tim
 	}
 	fmt.Printf("pool %q: %d PE(s) resolved\n", pool, len(pes))
 	for _, pe := range pes {
-		fmt.Printf("  PE %08x at %v\n", pe.ID, pe.UserTransport.Addrs)
+		at, _ := asap.AddrOf(pe.UserTransport, transport.KindSCTPUDP)
+		fmt.Printf("  PE %08x at %v\n", pe.ID, at)
 	}
 
 	for i := 1; i <= n; i++ {

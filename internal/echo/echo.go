@@ -53,7 +53,7 @@ func (s *Server) Serve(ctx context.Context, ln transport.Listener) error {
 			return err
 		}
 		if !s.track(c) {
-			abort(c)
+			Abort(c)
 			continue
 		}
 		wg.Add(1)
@@ -76,7 +76,7 @@ func (s *Server) Kill() {
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		abort(c)
+		Abort(c)
 	}
 }
 
@@ -170,7 +170,7 @@ func Call(ctx context.Context, pu *asap.PoolUser, handle []byte, msg string, tim
 			a.From, a.PE, a.Text = from, pe.ID, text
 			return a, nil
 		}
-		abort(c)
+		Abort(c)
 		if ctx.Err() != nil {
 			return a, ctx.Err()
 		}
@@ -183,9 +183,9 @@ func Call(ctx context.Context, pu *asap.PoolUser, handle []byte, msg string, tim
 	return a, fmt.Errorf("echo: %d PEs failed, last: %w", MaxTries, last)
 }
 
-// abort ends c at once (an SCTP ABORT where the transport offers one): a
+// Abort ends c at once (an SCTP ABORT where the transport offers one): a
 // failed PE gets no graceful shutdown to wait for.
-func abort(c transport.Conn) {
+func Abort(c transport.Conn) {
 	if s, ok := c.(interface{ Shutdown(context.Context) error }); ok {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
