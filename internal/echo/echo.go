@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-rserpool/rserpool/asap"
@@ -28,14 +29,16 @@ func Serve(ctx context.Context, ln transport.Listener, name string) error {
 	return (&Server{Name: name}).Serve(ctx, ln)
 }
 
-// Server is an echo server that can also be killed: Kill aborts its
-// associations at once, as if its process had died.
+// Server is an echo server that can also be made to fail: Kill aborts
+// its associations at once, as if its process had died, and Freeze makes
+// it hang.
 type Server struct {
 	Name string
 
 	mu     sync.Mutex
 	conns  map[transport.Conn]struct{}
 	killed bool
+	frozen atomic.Bool
 }
 
 // Serve is like the function Serve.
@@ -80,6 +83,10 @@ func (s *Server) Kill() {
 	}
 }
 
+// Freeze makes the server hang: it keeps its associations and accepts new
+// ones, but answers nothing any more, like a process that is stuck.
+func (s *Server) Freeze() { s.frozen.Store(true) }
+
 func (s *Server) track(c transport.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -107,6 +114,9 @@ func (s *Server) serveConn(ctx context.Context, c transport.Conn) {
 		m, err := c.Recv(ctx)
 		if err != nil {
 			return
+		}
+		if s.frozen.Load() {
+			continue
 		}
 		reply := append([]byte(s.Name+": "), m.Data...)
 		if err := c.Send(ctx, transport.Message{PPID: PPID, Stream: m.Stream, Data: reply}); err != nil {

@@ -1,0 +1,561 @@
+// Command demo runs a whole RSerPool in one process, over user-space SCTP
+// on loopback: a registrar, three echo pool elements and a pool user.
+//
+//	go run ./examples/demo
+//
+// It prints a short trace of:
+//
+//  1. the PEs registering (RFC 5352 §3.1) with a registrar they found by
+//     its multicast ASAP_SERVER_ANNOUNCEs on lo (§3.6), or by its address
+//     when multicast does not work on this host;
+//  2. the pool user resolving the pool handle (§3.5) and sending requests
+//     that PEs chosen by the pool's policy (round robin) answer;
+//  3. pe-2 crashing: its associations are aborted, nothing is
+//     deregistered. The pool user's next dial to it fails, it reports the
+//     PE unreachable (§3.5) and fails over; the registrar removes the PE
+//     when its association goes down (§3.7);
+//  4. pe-3 hanging: its associations stay up but it answers nothing. The
+//     pool user's request times out, it reports the PE and fails over; the
+//     registrar removes the PE when a keep-alive goes unanswered (§3.7);
+//  5. a new pool user seeing only pe-1, which deregisters (§3.3).
+//
+// Timers are tuned (keep-alive after 1 s of silence, 1 s to answer; 1 s
+// request timeout) so that it all takes a few seconds. The demo exits 0
+// when everything happened as described, 1 otherwise.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/go-rserpool/rserpool/asap"
+	"github.com/go-rserpool/rserpool/enrp"
+	"github.com/go-rserpool/rserpool/internal/echo"
+	"github.com/go-rserpool/rserpool/policy"
+	"github.com/go-rserpool/rserpool/tlv"
+	"github.com/go-rserpool/rserpool/transport"
+	"github.com/go-rserpool/rserpool/transport/multicast"
+	"github.com/go-rserpool/rserpool/transport/sctp"
+)
+
+// Demo settings.
+const (
+	pool        = "echo"
+	numPEs      = 3
+	reqTimeout  = time.Second // a PE that does not answer within this is reported
+	maxDuration = 20 * time.Second
+
+	keepAliveInterval = time.Second // registrar: a silent PE gets a keep-alive after this
+	keepAliveTimeout  = time.Second // ... and is removed if it does not answer in time
+	announceInterval  = 250 * time.Millisecond
+)
+
+// announceGroup is the demo's own ASAP announce group on lo: the ASAP
+// port (so that capture tools decode the announces) but not the default
+// group, so that the demo never mixes with a registrar running on the host.
+var announceGroup = netip.AddrPortFrom(netip.AddrFrom4([4]byte{239, 0, 0, 150}), transport.PortASAP)
+
+var loopbackAny = transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:0")}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, maxDuration)
+	defer cancel()
+	if err := run(ctx, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "demo FAILED:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, out io.Writer) error {
+	tr := &tracer{w: out, start: time.Now()}
+	tp := sctp.New(sctp.Config{ShutdownTimeout: time.Second})
+	lo := loopback(ctx)
+
+	// 1. The registrar and three PEs.
+	reg, err := startRegistrar(ctx, tp, lo)
+	if err != nil {
+		return fmt.Errorf("registrar: %w", err)
+	}
+	defer reg.Close()
+	if lo != nil {
+		tr.printf("registrar %08x at %v, announcing itself on %v (lo) every %v",
+			reg.ServerID(), reg.Addr(), announceGroup, announceInterval)
+	} else {
+		tr.printf("registrar %08x at %v (no multicast on lo here: endpoints are given its address)",
+			reg.ServerID(), reg.Addr())
+	}
+	find := finder{lo: lo, reg: reg.Addr()}
+
+	var elems []*element
+	defer func() {
+		for _, e := range elems {
+			e.stop()
+		}
+	}()
+	names := map[netip.AddrPort]string{}
+	for i := 1; i <= numPEs; i++ {
+		e, err := startElement(ctx, fmt.Sprintf("pe-%d", i), tp, find)
+		if err != nil {
+			return err
+		}
+		elems = append(elems, e)
+		names[e.ln.Addr().AddrPort] = e.name
+	}
+	for _, e := range elems {
+		if err := e.pe.Register(ctx); err != nil {
+			return fmt.Errorf("%s: register: %w", e.name, err)
+		}
+		tr.printf("%s registered in pool %q as PE %08x, serving at %v", e.name, pool, e.pe.ID(), e.ln.Addr())
+	}
+
+	// 2. The pool user. Its transport tells the trace about failed dials,
+	// which PoolUser.Dial handles (report, fail over) on its own.
+	putp := &tracingTransport{Transport: tp, tr: tr, names: names}
+	puCfg, puOpts, err := find.puConfig(ctx)
+	if err != nil {
+		return err
+	}
+	puCfg.DialTimeout = reqTimeout
+	pu, err := asap.NewPoolUser(puCfg, putp, puOpts...)
+	if err != nil {
+		return err
+	}
+	defer pu.Close()
+	pes, err := pu.Resolve(ctx, []byte(pool))
+	if err != nil {
+		return fmt.Errorf("pool user: resolve: %w", err)
+	}
+	tr.printf("pool user resolved %q: %d PEs, policy %v", pool, len(pes), policy.Type(pes[0].Policy.Type))
+
+	who, err := phase(ctx, tr, pu, "A", 6)
+	if err != nil {
+		return err
+	}
+	if len(who) != numPEs {
+		return fmt.Errorf("round robin should have reached all %d PEs, reached %v", numPEs, who)
+	}
+
+	// 3. pe-2 crashes.
+	crashed := elems[1]
+	tr.printf("%s CRASHES: all its associations are aborted, it does not deregister", crashed.name)
+	crashRemoved := reg.watchRemoval(ctx, tr, crashed)
+	crashed.crash()
+	if who, err = phase(ctx, tr, pu, "B", 4); err != nil {
+		return err
+	}
+	if slices.Contains(who, crashed.name) {
+		return fmt.Errorf("%s answered after it crashed", crashed.name)
+	}
+
+	// 4. pe-3 hangs.
+	hung := elems[2]
+	tr.printf("%s HANGS: its associations stay up, but it answers nothing any more", hung.name)
+	hangRemoved := reg.watchRemoval(ctx, tr, hung)
+	hung.hang()
+	if who, err = phase(ctx, tr, pu, "C", 4); err != nil {
+		return err
+	}
+	if slices.Contains(who, hung.name) || slices.Contains(who, crashed.name) {
+		return fmt.Errorf("a dead PE answered: %v", who)
+	}
+	for _, ch := range []<-chan error{crashRemoved, hangRemoved} {
+		if err := <-ch; err != nil {
+			return err
+		}
+	}
+
+	// 5. A pool user that starts now only hears of pe-1.
+	pu2Cfg, pu2Opts, err := find.puConfig(ctx)
+	if err != nil {
+		return err
+	}
+	pu2, err := asap.NewPoolUser(pu2Cfg, tp, pu2Opts...)
+	if err != nil {
+		return err
+	}
+	defer pu2.Close()
+	if pes, err = pu2.Resolve(ctx, []byte(pool)); err != nil {
+		return fmt.Errorf("new pool user: resolve: %w", err)
+	}
+	if len(pes) != 1 || pes[0].ID != elems[0].pe.ID() {
+		return fmt.Errorf("a new resolution returns %d PEs, want only %s", len(pes), elems[0].name)
+	}
+	tr.printf("a new pool user resolves %q: 1 PE, %s", pool, elems[0].name)
+	if err := elems[0].pe.Deregister(ctx); err != nil {
+		return fmt.Errorf("%s: deregister: %w", elems[0].name, err)
+	}
+	if n := reg.poolSize(); n != 0 {
+		return fmt.Errorf("pool %q still holds %d PEs after deregistration", pool, n)
+	}
+	tr.printf("%s deregistered; pool %q is empty. Demo OK.", elems[0].name, pool)
+	return nil
+}
+
+// phase sends n requests and prints who answered each; it returns the
+// names of the PEs that answered.
+func phase(ctx context.Context, tr *tracer, pu *asap.PoolUser, label string, n int) ([]string, error) {
+	var who []string
+	for i := 1; i <= n; i++ {
+		msg := fmt.Sprintf("request %s%d", label, i)
+		start := time.Now()
+		a, err := echo.Call(ctx, pu, []byte(pool), msg, reqTimeout)
+		for _, id := range a.Failed {
+			tr.printf("  pool user: PE %08x did not answer %s within %v; reported it unreachable, failing over", id, msg, reqTimeout)
+		}
+		if err != nil {
+			return who, fmt.Errorf("%s: %w", msg, err)
+		}
+		tr.printf("%s answered by %s (PE %08x) in %v", msg, a.From, a.PE, time.Since(start).Round(time.Millisecond))
+		if !slices.Contains(who, a.From) {
+			who = append(who, a.From)
+		}
+	}
+	return who, nil
+}
+
+// tracer prints the demo's trace with the time since the start.
+type tracer struct {
+	mu    sync.Mutex
+	w     io.Writer
+	start time.Time
+}
+
+func (t *tracer) printf(format string, args ...any) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fmt.Fprintf(t.w, "%6.2fs  %s\n", time.Since(t.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// tracingTransport prints the dials to PEs that fail.
+type tracingTransport struct {
+	transport.Transport
+	tr    *tracer
+	names map[netip.AddrPort]string
+}
+
+func (t *tracingTransport) Dial(ctx context.Context, to transport.Addr) (transport.Conn, error) {
+	c, err := t.Transport.Dial(ctx, to)
+	if name, ok := t.names[to.AddrPort]; ok && err != nil {
+		t.tr.printf("  pool user: cannot reach %s (%v); reported it unreachable, failing over", name, err)
+	}
+	return c, err
+}
+
+// finder says how endpoints find the registrar: by its announces on lo,
+// or by its address.
+type finder struct {
+	lo  *net.Interface
+	reg transport.Addr
+}
+
+func (f finder) listen(ctx context.Context) (transport.Announcer, error) {
+	return multicast.Listen(ctx, multicast.Config{Group: announceGroup, Interface: f.lo, TTL: 1, Loopback: true})
+}
+
+func (f finder) peConfig(ctx context.Context, cfg *asap.PEConfig) ([]asap.Option, error) {
+	if f.lo == nil {
+		cfg.Registrars = []transport.Addr{f.reg}
+		return nil, nil
+	}
+	a, err := f.listen(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return []asap.Option{asap.WithAnnouncer(a)}, nil
+}
+
+func (f finder) puConfig(ctx context.Context) (asap.PUConfig, []asap.Option, error) {
+	var cfg asap.PUConfig
+	if f.lo == nil {
+		cfg.Registrars = []transport.Addr{f.reg}
+		return cfg, nil, nil
+	}
+	a, err := f.listen(ctx)
+	if err != nil {
+		return cfg, nil, err
+	}
+	return cfg, []asap.Option{asap.WithAnnouncer(a)}, nil
+}
+
+// loopback returns lo when this host delivers multicast on it (a probe
+// sent to the demo's group comes back), nil otherwise. No other interface
+// is ever used.
+func loopback(ctx context.Context) *net.Interface {
+	lo, err := multicast.LoopbackInterface()
+	if err != nil {
+		return nil
+	}
+	a, err := finder{lo: lo}.listen(ctx)
+	if err != nil {
+		return nil
+	}
+	defer a.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	// The probe is a well-formed ASAP_SERVER_ANNOUNCE with Server ID 0,
+	// which endpoints ignore (0 is no server ID).
+	probe, err := tlv.Append(nil, &tlv.ServerAnnounce{})
+	if err != nil || a.Send(ctx, probe) != nil {
+		return nil
+	}
+	for {
+		b, _, err := a.Recv(ctx)
+		if err != nil {
+			return nil
+		}
+		if string(b) == string(probe) {
+			return lo
+		}
+	}
+}
+
+// element is one echo PE: its listener for pool users, its echo server,
+// and its ASAP pool element, whose transport can abort or silence the
+// associations to registrars.
+type element struct {
+	name   string
+	ln     transport.Listener
+	srv    *echo.Server
+	pe     *asap.PoolElement
+	tp     *failingTransport
+	served chan error
+	once   sync.Once
+}
+
+func startElement(ctx context.Context, name string, tp transport.Transport, find finder) (*element, error) {
+	ln, err := tp.Listen(loopbackAny)
+	if err != nil {
+		return nil, err
+	}
+	user, err := asap.TransportParam(ln.Addr(), tlv.TransportUseDataOnly)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	e := &element{name: name, ln: ln, srv: &echo.Server{Name: name}, tp: &failingTransport{Transport: tp}, served: make(chan error, 1)}
+	cfg := asap.PEConfig{PoolHandle: []byte(pool), UserTransport: user}
+	opts, err := find.peConfig(ctx, &cfg)
+	if err == nil {
+		e.pe, err = asap.NewPoolElement(cfg, e.tp, opts...)
+	}
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	go func() { e.served <- e.srv.Serve(context.Background(), ln) }()
+	return e, nil
+}
+
+// crash makes the PE die as a crashed process does (the kernel aborts
+// its associations): every association is aborted, nothing is
+// deregistered, nothing listens any more.
+func (e *element) crash() {
+	e.srv.Kill()
+	e.tp.abortAll()
+	e.stop()
+}
+
+// hang makes the PE stuck: its associations stay up, but it answers
+// neither pool users nor its registrar's keep-alives.
+func (e *element) hang() {
+	e.srv.Freeze()
+	e.tp.silence()
+}
+
+// stop closes the PE without deregistering it (idempotent).
+func (e *element) stop() {
+	e.once.Do(func() {
+		e.pe.Close()
+		e.ln.Close()
+		<-e.served
+	})
+}
+
+// failingTransport keeps the associations it dials so that they can be
+// aborted (crash) or silenced (hang) later.
+type failingTransport struct {
+	transport.Transport
+	mu    sync.Mutex
+	conns []*silentConn
+}
+
+func (t *failingTransport) Dial(ctx context.Context, to transport.Addr) (transport.Conn, error) {
+	c, err := t.Transport.Dial(ctx, to)
+	if err != nil {
+		return nil, err
+	}
+	sc := &silentConn{Conn: c}
+	t.mu.Lock()
+	t.conns = append(t.conns, sc)
+	t.mu.Unlock()
+	return sc, nil
+}
+
+func (t *failingTransport) abortAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range t.conns {
+		echo.Abort(c.Conn)
+	}
+}
+
+func (t *failingTransport) silence() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range t.conns {
+		c.silent.Store(true)
+	}
+}
+
+// silentConn drops every message both ways once silent.
+type silentConn struct {
+	transport.Conn
+	silent atomic.Bool
+}
+
+func (c *silentConn) Send(ctx context.Context, m transport.Message) error {
+	if c.silent.Load() {
+		return nil
+	}
+	return c.Conn.Send(ctx, m)
+}
+
+func (c *silentConn) Recv(ctx context.Context) (transport.Message, error) {
+	for {
+		m, err := c.Conn.Recv(ctx)
+		if err != nil || !c.silent.Load() {
+			return m, err
+		}
+	}
+}
+
+// registrar wraps an enrp.Registrar with what the demo asks of it.
+type registrar struct {
+	*enrp.Registrar
+	ann    transport.Announcer
+	cancel context.CancelFunc
+	ran    chan error
+}
+
+// startRegistrar starts a registrar on a free loopback port with the demo's
+// tuned keep-alive timers, announcing itself on lo when lo is not nil.
+func startRegistrar(ctx context.Context, tp transport.Transport, lo *net.Interface) (*registrar, error) {
+	cfg := enrp.Config{
+		Transport:         tp,
+		ListenAddr:        loopbackAny,
+		KeepAliveInterval: keepAliveInterval,
+		KeepAliveTimeout:  keepAliveTimeout,
+		AnnounceInterval:  announceInterval,
+	}
+	r := &registrar{ran: make(chan error, 1)}
+	if lo != nil {
+		a, err := finder{lo: lo}.listen(ctx)
+		if err != nil {
+			return nil, err
+		}
+		r.ann, cfg.Announcer = a, a
+	}
+	reg, err := enrp.New(cfg)
+	if err != nil {
+		if r.ann != nil {
+			r.ann.Close()
+		}
+		return nil, err
+	}
+	r.Registrar = reg
+	rctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() { r.ran <- reg.Run(rctx) }()
+	return r, nil
+}
+
+// Close stops the registrar and waits for it.
+func (r *registrar) Close() error {
+	r.cancel()
+	err := r.Registrar.Close()
+	<-r.ran
+	if r.ann != nil {
+		r.ann.Close()
+	}
+	return err
+}
+
+// poolSize returns how many PEs the registrar holds in the pool.
+func (r *registrar) poolSize() int {
+	pes, err := r.PoolElements(context.Background(), []byte(pool))
+	if err != nil {
+		return -1
+	}
+	return len(pes)
+}
+
+// watchRemoval traces the removal of e's PE by the registrar, with the
+// reason its counters give, and then reports on the channel.
+func (r *registrar) watchRemoval(ctx context.Context, tr *tracer, e *element) <-chan error {
+	before, start := r.Stats().ASAP, time.Now()
+	done := make(chan error, 1)
+	go func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			pes, err := r.PoolElements(ctx, []byte(pool))
+			if err != nil {
+				done <- fmt.Errorf("registrar did not remove %s: %w", e.name, err)
+				return
+			}
+			if !slices.ContainsFunc(pes, func(p enrp.PoolElementInfo) bool { return p.PE.ID == e.pe.ID() }) {
+				tr.printf("  registrar: removed %s %v after its failure: %s; %d PE(s) left",
+					e.name, time.Since(start).Round(time.Millisecond), removalReason(before, r.Stats().ASAP), len(pes))
+				done <- nil
+				return
+			}
+			select {
+			case <-ctx.Done():
+				done <- fmt.Errorf("registrar did not remove %s: %w", e.name, ctx.Err())
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return done
+}
+
+// removalReason tells which removal counter moved.
+func removalReason(before, after asap.ServerStats) string {
+	var why []string
+	if after.AssocLostRemoved > before.AssocLostRemoved {
+		why = append(why, "its association went down")
+	}
+	if after.KeepAliveTimeouts > before.KeepAliveTimeouts {
+		why = append(why, "no answer to a keep-alive")
+	}
+	if after.UnreachableRemoved > before.UnreachableRemoved {
+		why = append(why, "MAX-BAD-PE-REPORT unreachable reports")
+	}
+	if after.Expired > before.Expired {
+		why = append(why, "its registration life ran out")
+	}
+	if len(why) == 0 {
+		return "reason unknown"
+	}
+	s := why[0]
+	for _, w := range why[1:] {
+		s += "; " + w
+	}
+	if n := after.UnreachableReports - before.UnreachableReports; n > 0 {
+		s += fmt.Sprintf(" (it got %d unreachable report(s))", n)
+	}
+	return s
+}
