@@ -27,8 +27,8 @@ const (
 // benchNet gives the registrar's transport and address, and a transport
 // per client (memnet: one node each; sctp: one shared transport).
 type benchNet struct {
-	name   string
-	setup  func(b *testing.B) (reg transport.Transport, at transport.Addr, client func() transport.Transport)
+	name  string
+	setup func(b *testing.B) (reg transport.Transport, at transport.Addr, client func() transport.Transport)
 }
 
 var benchNets = []benchNet{
