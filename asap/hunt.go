@@ -223,16 +223,11 @@ func (h *hunter) stopHunt() {
 	}
 }
 
-// connectFailed handles a dial that failed. When the round has no attempt
-// left, the next round starts at once.
+// connectFailed handles a dial that failed. The next round starts when
+// T5 expires, even when every dial of this one failed at once: a refused
+// dial must not turn the hunt into a busy loop.
 func (h *hunter) connectFailed(now time.Time, id AssocID) {
-	if _, ok := h.attempts[id]; !ok {
-		return
-	}
 	delete(h.attempts, id)
-	if h.hunting && len(h.attempts) == 0 {
-		h.round(now)
-	}
 }
 
 // lost handles an association the driver saw go down. It reports whether

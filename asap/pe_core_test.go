@@ -233,6 +233,10 @@ func TestPEServerHuntT5(t *testing.T) {
 		t.Fatal("second round dialled the same registrar")
 	}
 	c.HandleConnectFailed(t0.Add(DefaultT5ServerHunt), b.Assoc)
+	if len(c.Outbox()) != 0 {
+		t.Fatal("a refused dial started the next round before T5")
+	}
+	c.HandleTimeout(t0.Add(2 * DefaultT5ServerHunt))
 	again := oneConnect(t, c.Outbox())
 	if again.Assoc == a.Assoc || again.Assoc == b.Assoc {
 		t.Fatal("association IDs reused")
@@ -479,6 +483,7 @@ func TestPEServerAnnounceTable(t *testing.T) {
 		t.Fatalf("dialled %v, want source address at port 3863", conn.Addr)
 	}
 	c.HandleConnectFailed(t0, conn.Assoc)
+	c.HandleTimeout(t0.Add(DefaultT5ServerHunt))
 	again := oneConnect(t, c.Outbox()) // only one registrar: tried again
 	c.HandleConnectFailed(t0, again.Assoc)
 	c.Outbox()
