@@ -1,0 +1,16 @@
+// Package e2e holds the end-to-end tests of go-rserpool: a registrar
+// (package enrp), pool elements and pool users (package asap) and the
+// echo application (internal/echo), wired together as a host program
+// would, over the in-memory network (transport/memnet, inside
+// testing/synctest bubbles: virtual time, no sleeps) and over user-space
+// SCTP on loopback (transport/sctp).
+//
+// The tests check RFC 5352 procedures across the whole stack:
+// registration (§3.1, §3.2), handle resolution (§3.5), endpoint keep-alive
+// (§3.7), deregistration (§3.3), endpoint unreachable reports and pool
+// user failover (§3.5), and registrar discovery by announces (§3.6). They
+// also measure and log the failover time of a pool user, with the default
+// and with tuned timers.
+//
+// The package has no code of its own outside its tests.
+package e2e
