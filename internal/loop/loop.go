@@ -126,6 +126,9 @@ func (l *Loop) Run(core Core, after func(now time.Time)) {
 // Post queues f to run on the loop. It returns false when the loop has
 // stopped (f will never run). It blocks while the queue is full.
 func (l *Loop) Post(f func(now time.Time)) bool {
+	if l.stopped() {
+		return false
+	}
 	select {
 	case l.work <- f:
 		return true
@@ -139,6 +142,9 @@ func (l *Loop) Post(f func(now time.Time)) bool {
 // Call runs f on the loop and waits for it. It fails with ctx's error or
 // ErrStopped.
 func (l *Loop) Call(ctx context.Context, f func(now time.Time)) error {
+	if l.stopped() {
+		return ErrStopped
+	}
 	ran := make(chan struct{})
 	g := func(now time.Time) { f(now); close(ran) }
 	select {
@@ -155,6 +161,17 @@ func (l *Loop) Call(ctx context.Context, f func(now time.Time)) error {
 		return nil
 	case <-l.done:
 		return ErrStopped
+	}
+}
+
+func (l *Loop) stopped() bool {
+	select {
+	case <-l.done:
+		return true
+	case <-l.ctx.Done():
+		return true
+	default:
+		return false
 	}
 }
 
