@@ -264,6 +264,9 @@ func (r *Registrar) Run(ctx context.Context) error {
 		case evFatal:
 			return fmt.Errorf("enrp: accept: %w", ev.err)
 		}
+		// Publish the counts before the answers leave, so that a peer
+		// that got an answer sees the Stats that go with it.
+		r.snapshot(len(conns))
 		flush()
 		return nil
 	}
@@ -298,11 +301,12 @@ loop:
 			}
 		case <-timer.C:
 			r.core.timeout(time.Now())
+			r.snapshot(len(conns))
 			flush()
 		case f := <-r.calls:
 			f()
 		}
-		r.snapshot(len(conns))
+		r.snapshot(len(conns)) // after flush aborted slow associations
 	}
 	cancel()
 	for id := range conns {
