@@ -1,0 +1,44 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/go-rserpool/rserpool/internal/leakcheck"
+)
+
+// TestDemo runs the demo as `go run ./examples/demo` does, over real
+// loopback SCTP, and checks that every step of its trace happened: round
+// robin over three PEs, failover from the crashed and the hung PE, their
+// removal by the registrar (association loss, keep-alive timeout), and a
+// clean end with no goroutine left behind.
+func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real SCTP over loopback, about 5 s")
+	}
+	leakcheck.Check(t)
+	ctx, cancel := context.WithTimeout(t.Context(), maxDuration)
+	defer cancel()
+	var out bytes.Buffer
+	err := run(ctx, &out)
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"answered by pe-1", "answered by pe-2", "answered by pe-3",
+		"pool user: cannot reach pe-2",            // the crashed PE: dial fails, failover
+		"registrar: removed pe-2",                 // ... and removed
+		"did not answer request C",                // the hung PE: request times out, failover
+		"registrar: removed pe-3",                 // ... and removed
+		"no answer to a keep-alive",               // ... by keep-alive supervision
+		"a new pool user resolves \"echo\": 1 PE", // only pe-1 left
+		"Demo OK",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("trace lacks %q", want)
+		}
+	}
+}
