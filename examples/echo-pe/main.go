@@ -25,6 +25,7 @@ import (
 	"github.com/go-rserpool/rserpool/internal/echo"
 	"github.com/go-rserpool/rserpool/tlv"
 	"github.com/go-rserpool/rserpool/transport"
+	"github.com/go-rserpool/rserpool/transport/multicast"
 	"github.com/go-rserpool/rserpool/transport/sctp"
 )
 
@@ -33,17 +34,18 @@ func main() {
 	pool := flag.String("pool", "echo", "pool handle to register in")
 	listen := flag.String("listen", "127.0.0.1:0", "address pool users reach this PE at (SCTP over UDP)")
 	name := flag.String("name", "", "name put in front of each answer (default: the PE ID)")
+	announce := flag.Bool("announce", false, "also find registrars by their ASAP Server Announces on the loopback interface")
 	verbose := flag.Bool("v", false, "log ASAP debug messages")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *registrars, *pool, *listen, *name, *verbose); err != nil {
+	if err := run(ctx, *registrars, *pool, *listen, *name, *announce, *verbose); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(ctx context.Context, registrars, pool, listen, name string, verbose bool) error {
+func run(ctx context.Context, registrars, pool, listen, name string, announce, verbose bool) error {
 	regs, err := parseAddrs(registrars)
 	if err != nil {
 		return err
@@ -69,7 +71,11 @@ func run(ctx context.Context, registrars, pool, listen, name string, verbose boo
 	if verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	pe, err := asap.NewPoolElement(cfg, tr)
+	opts, err := announces(ctx, announce)
+	if err != nil {
+		return err
+	}
+	pe, err := asap.NewPoolElement(cfg, tr, opts...)
 	if err != nil {
 		return err
 	}
@@ -121,4 +127,21 @@ func parseAddrs(s string) ([]transport.Addr, error) {
 		out = append(out, a)
 	}
 	return out, nil
+}
+
+// announces returns the option that makes an endpoint listen for
+// registrars' announces on lo (RFC 5352 §3.6), if asked to.
+func announces(ctx context.Context, on bool) ([]asap.Option, error) {
+	if !on {
+		return nil, nil
+	}
+	lo, err := multicast.LoopbackInterface() // never another interface
+	if err != nil {
+		return nil, err
+	}
+	a, err := multicast.Listen(ctx, multicast.Config{Group: multicast.DefaultASAPGroup, Interface: lo, TTL: 1, Loopback: true})
+	if err != nil {
+		return nil, err
+	}
+	return []asap.Option{asap.WithAnnouncer(a)}, nil // the endpoint closes it
 }

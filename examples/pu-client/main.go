@@ -21,6 +21,7 @@ import (
 	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/internal/echo"
 	"github.com/go-rserpool/rserpool/transport"
+	"github.com/go-rserpool/rserpool/transport/multicast"
 	"github.com/go-rserpool/rserpool/transport/sctp"
 )
 
@@ -30,20 +31,24 @@ func main() {
 	n := flag.Int("n", 5, "number of requests")
 	every := flag.Duration("every", 0, "pause between requests")
 	timeout := flag.Duration("timeout", 2*time.Second, "how long to wait for one PE's answer before failing over")
+	announce := flag.Bool("announce", false, "also find registrars by their ASAP Server Announces on the loopback interface")
 	verbose := flag.Bool("v", false, "log ASAP debug messages")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *registrars, *pool, *n, *every, *timeout, *verbose); err != nil {
+	if err := run(ctx, *registrars, *pool, *n, *every, *timeout, *announce, *verbose); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(ctx context.Context, registrars, pool string, n int, every, timeout time.Duration, verbose bool) error {
+func run(ctx context.Context, registrars, pool string, n int, every, timeout time.Duration, announce, verbose bool) error {
 	var regs []transport.Addr
 	for _, f := range strings.Split(registrars, ",") {
-		a, err := transport.ParseAddr(strings.TrimSpace(f))
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		a, err := transport.ParseAddr(f)
 		if err != nil {
 			return err
 		}
@@ -53,7 +58,19 @@ func run(ctx context.Context, registrars, pool string, n int, every, timeout tim
 	if verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	pu, err := asap.NewPoolUser(cfg, sctp.New(sctp.Config{}))
+	var opts []asap.Option
+	if announce {
+		lo, err := multicast.LoopbackInterface() // never another interface
+		if err != nil {
+			return err
+		}
+		a, err := multicast.Listen(ctx, multicast.Config{Group: multicast.DefaultASAPGroup, Interface: lo, TTL: 1, Loopback: true})
+		if err != nil {
+			return err
+		}
+		opts = append(opts, asap.WithAnnouncer(a)) // the pool user closes it
+	}
+	pu, err := asap.NewPoolUser(cfg, sctp.New(sctp.Config{}), opts...)
 	if err != nil {
 		return err
 	}
