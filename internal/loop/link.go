@@ -13,8 +13,10 @@ import (
 // ErrStopped: the loop has stopped.
 var ErrStopped = errors.New("loop: stopped")
 
-// SendQueue is how many messages a Link buffers for sending. Beyond it
-// Send drops: ASAP and ENRP retransmit on their own timers.
+// SendQueue is how many messages a Link made by Attach buffers for
+// sending. Beyond it Send fails: ASAP and ENRP retransmit on their own
+// timers, and a driver that cannot afford to lose a message aborts the
+// association instead (see AttachQueue).
 const SendQueue = 256
 
 // Link drives one association for a Loop: a reader goroutine posts each
@@ -22,17 +24,33 @@ const SendQueue = 256
 type Link struct {
 	conn   transport.Conn
 	out    chan transport.Message
+	onRecv func(now time.Time, m transport.Message)
+	ctx    context.Context // ends with Close or a failure; Send fails then
 	cancel context.CancelFunc
 	once   sync.Once
+	// closed is set by Close, or on the loop just before onDown: received
+	// messages still queued after it are dropped. Those received before a
+	// failure are handled before onDown runs.
+	closed atomic.Bool
 }
 
-// Attach starts driving conn. onRecv runs on the loop for every message;
-// onDown runs on the loop once, when the association fails or is closed
-// by the peer (not after Close). Both goroutines end when the Link is
-// closed or the Loop's context ends; the Link then closes conn.
+// Attach starts driving conn with a send queue of SendQueue messages.
+// onRecv runs on the loop for every message; onDown runs on the loop once,
+// when the association fails or is closed by the peer (not after Close).
+// Both goroutines end when the Link is closed or the Loop's context ends;
+// the Link then closes conn.
 func (l *Loop) Attach(conn transport.Conn, onRecv func(now time.Time, m transport.Message), onDown func(now time.Time, err error)) *Link {
+	return l.AttachQueue(conn, SendQueue, onRecv, onDown)
+}
+
+// AttachQueue is Attach with a send queue of queue messages (SendQueue
+// when queue <= 0).
+func (l *Loop) AttachQueue(conn transport.Conn, queue int, onRecv func(now time.Time, m transport.Message), onDown func(now time.Time, err error)) *Link {
+	if queue <= 0 {
+		queue = SendQueue
+	}
 	ctx, cancel := context.WithCancel(l.ctx)
-	k := &Link{conn: conn, out: make(chan transport.Message, SendQueue), cancel: cancel}
+	k := &Link{conn: conn, out: make(chan transport.Message, queue), onRecv: onRecv, ctx: ctx, cancel: cancel}
 	l.Go(func(context.Context) {
 		defer conn.Close()
 		for {
@@ -58,11 +76,8 @@ func (l *Loop) Attach(conn transport.Conn, onRecv func(now time.Time, m transpor
 				}
 				return
 			}
-			if !l.Post(func(now time.Time) {
-				if ctx.Err() == nil {
-					onRecv(now, m)
-				}
-			}) {
+			// The loop skips it if the Link is closed by then.
+			if !l.put(work{k: k, m: m}) {
 				return
 			}
 		}
@@ -74,13 +89,20 @@ func (k *Link) fail(l *Loop, onDown func(time.Time, error), err error) {
 	k.once.Do(func() {
 		k.cancel()
 		k.conn.Close()
-		l.Post(func(now time.Time) { onDown(now, err) })
+		l.Post(func(now time.Time) {
+			if !k.closed.Swap(true) { // not closed meanwhile
+				onDown(now, err)
+			}
+		})
 	})
 }
 
-// Send queues m; it reports false when the queue is full or the link is
-// closed.
+// Send queues m. It reports false, without blocking, when the queue is
+// full or the link is closed or has failed.
 func (k *Link) Send(m transport.Message) bool {
+	if k.ctx.Err() != nil {
+		return false
+	}
 	select {
 	case k.out <- m:
 		return true
@@ -92,18 +114,44 @@ func (k *Link) Send(m transport.Message) bool {
 // Conn returns the association.
 func (k *Link) Conn() transport.Conn { return k.conn }
 
-// Close stops the link and closes the association; onDown is not called.
+// Close stops the link and closes the association; onDown is not called,
+// and messages received but not yet handled are dropped. A driver aborts
+// an association that cannot keep up with its send queue this way.
 func (k *Link) Close() {
 	k.once.Do(func() {
+		k.closed.Store(true)
 		k.cancel()
 		k.conn.Close()
 	})
 }
 
+// Accept accepts associations from ln on a goroutine owned by the loop,
+// until the Loop's context ends. onConn runs on the loop with each one (if
+// the loop stops first, the association is closed). When Accept fails
+// otherwise, onErr runs on the loop once and accepting stops. The Loop
+// does not close ln.
+func (l *Loop) Accept(ln transport.Listener, onConn func(now time.Time, c transport.Conn), onErr func(now time.Time, err error)) {
+	l.Go(func(ctx context.Context) {
+		for {
+			c, err := ln.Accept(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					l.Post(func(now time.Time) { onErr(now, err) })
+				}
+				return
+			}
+			if !l.put(work{f: func(now time.Time) { onConn(now, c) }, c: c}) {
+				c.Close()
+				return
+			}
+		}
+	})
+}
+
 // Dial dials to on a goroutine owned by the loop, giving up after timeout
 // (0: no limit) or when the returned cancel func is called. done runs on
-// the loop with the association or the error; after cancel, a late
-// association is closed and done is not called.
+// the loop with the association or the error; after cancel, or when the
+// loop stops first, a late association is closed and done is not called.
 func (l *Loop) Dial(tr transport.Transport, to transport.Addr, timeout time.Duration, done func(now time.Time, c transport.Conn, err error)) (cancel func()) {
 	ctx, stop := context.WithCancel(l.ctx)
 	if timeout > 0 {
@@ -113,7 +161,7 @@ func (l *Loop) Dial(tr transport.Transport, to transport.Addr, timeout time.Dura
 	l.Go(func(context.Context) {
 		defer stop()
 		c, err := tr.Dial(ctx, to)
-		posted := l.Post(func(now time.Time) {
+		posted := l.put(work{f: func(now time.Time) {
 			if cancelled.Load() {
 				if c != nil {
 					c.Close()
@@ -121,7 +169,7 @@ func (l *Loop) Dial(tr transport.Transport, to transport.Addr, timeout time.Dura
 				return // nobody waits for it any more
 			}
 			done(now, c, err)
-		})
+		}, c: c})
 		if !posted && c != nil {
 			c.Close()
 		}

@@ -14,6 +14,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/go-rserpool/rserpool/transport"
 )
 
 // Clock is the time source of a Loop. Real is the default; inside a
@@ -50,13 +52,38 @@ type Core interface {
 	HandleTimeout(now time.Time)
 }
 
+// Queue is how many pieces of work (posted functions, received messages,
+// accepted associations) wait for the loop before Post blocks.
+const Queue = 256
+
 // Loop serialises work on one goroutine.
 type Loop struct {
 	clock Clock
-	work  chan func(now time.Time)
+	work  chan work
 	done  chan struct{}
 	ctx   context.Context
 	wg    sync.WaitGroup
+}
+
+// work is one item of the loop's queue: a posted function, or a message
+// received on a Link (kept apart so that receiving allocates no closure).
+type work struct {
+	f func(now time.Time)
+	k *Link
+	m transport.Message
+	// c is an association that f hands over to the loop; Run closes it
+	// if it stops before f runs, so that no association leaks.
+	c transport.Conn
+}
+
+func (w *work) run(now time.Time) {
+	if w.k == nil {
+		w.f(now)
+		return
+	}
+	if !w.k.closed.Load() {
+		w.k.onRecv(now, w.m)
+	}
 }
 
 // New returns a Loop bound to ctx: Run ends when ctx ends. A nil clock
@@ -65,7 +92,7 @@ func New(ctx context.Context, clock Clock) *Loop {
 	if clock == nil {
 		clock = Real
 	}
-	return &Loop{clock: clock, work: make(chan func(time.Time), 64), done: make(chan struct{}), ctx: ctx}
+	return &Loop{clock: clock, work: make(chan work, Queue), done: make(chan struct{}), ctx: ctx}
 }
 
 // Context returns the Loop's context; goroutines started for the Loop
@@ -78,11 +105,22 @@ func (l *Loop) Now() time.Time { return l.clock.Now() }
 // Run drives core until the Loop's context ends: it runs posted work and
 // the core's timeouts, and calls after (if not nil) after each, where the
 // driver empties the core's outbox. It waits for the goroutines started
-// with Go before it returns.
+// with Go before it returns, and closes the associations (from Accept or
+// Dial) whose hand-over to the loop was still queued.
 func (l *Loop) Run(core Core, after func(now time.Time)) {
 	defer func() {
 		close(l.done)
 		l.wg.Wait()
+		for { // nobody can queue work any more
+			select {
+			case w := <-l.work:
+				if w.c != nil {
+					w.c.Close()
+				}
+			default:
+				return
+			}
+		}
 	}()
 	timer := l.clock.NewTimer(time.Hour)
 	timer.Stop()
@@ -100,12 +138,15 @@ func (l *Loop) Run(core Core, after func(now time.Time)) {
 		}
 	}
 	for {
+		if l.ctx.Err() != nil {
+			return // no work runs once the end is seen, whatever is queued
+		}
 		select {
 		case <-l.ctx.Done():
 			return
-		case f := <-l.work:
+		case w := <-l.work:
 			now := l.clock.Now()
-			f(now)
+			w.run(now)
 			if after != nil {
 				after(now)
 			}
@@ -126,11 +167,15 @@ func (l *Loop) Run(core Core, after func(now time.Time)) {
 // Post queues f to run on the loop. It returns false when the loop has
 // stopped (f will never run). It blocks while the queue is full.
 func (l *Loop) Post(f func(now time.Time)) bool {
+	return l.put(work{f: f})
+}
+
+func (l *Loop) put(w work) bool {
 	if l.stopped() {
 		return false
 	}
 	select {
-	case l.work <- f:
+	case l.work <- w:
 		return true
 	case <-l.done:
 		return false
@@ -148,7 +193,7 @@ func (l *Loop) Call(ctx context.Context, f func(now time.Time)) error {
 	ran := make(chan struct{})
 	g := func(now time.Time) { f(now); close(ran) }
 	select {
-	case l.work <- g:
+	case l.work <- work{f: g}:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-l.done:
