@@ -47,9 +47,10 @@
 // procedures on the store, and this package's server core owns the store
 // and the core. They take messages and timer expiries with an explicit
 // time and return messages to send and their next deadline. Run is the
-// driver: one goroutine that owns the core and the store, fed by a reader
-// and a writer goroutine per association and an accept goroutine, all of
-// which end when Run returns. Slow associations are aborted rather than
+// driver, on the same loop as the asap PE and PU drivers: one goroutine
+// that owns the core and the store, fed by a reader and a writer goroutine
+// per association and an accept goroutine, all of which end when Run
+// returns. Slow associations are aborted rather than
 // allowed to stall the loop (Config.SendQueue).
 //
 // # Limitations

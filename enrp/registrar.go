@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-rserpool/rserpool/asap"
+	"github.com/go-rserpool/rserpool/internal/loop"
 	"github.com/go-rserpool/rserpool/tlv"
 	"github.com/go-rserpool/rserpool/transport"
 )
@@ -30,11 +31,9 @@ type Registrar struct {
 	ownL bool
 	core *server
 
-	events chan event
-	calls  chan func()
-
 	mu      sync.Mutex
-	state   int // 0 new, 1 running, 2 done
+	state   int        // 0 new, 1 running, 2 done
+	loop    *loop.Loop // set by Run; it owns core
 	cancel  context.CancelFunc
 	done    chan struct{}
 	closeMu sync.Once
@@ -71,9 +70,7 @@ func New(cfg Config) (*Registrar, error) {
 	}
 	r := &Registrar{
 		cfg: cfg, log: log, id: id, l: cfg.Listener,
-		events: make(chan event, 256),
-		calls:  make(chan func()),
-		done:   make(chan struct{}),
+		done: make(chan struct{}),
 	}
 	if r.l == nil {
 		var err error
@@ -124,30 +121,6 @@ func (r *Registrar) Stats() Stats {
 	return r.stats
 }
 
-// event is something the loop goroutine handles.
-type event struct {
-	kind eventKind
-	id   asap.AssocID
-	conn transport.Conn
-	data []byte
-	err  error
-}
-
-type eventKind uint8
-
-const (
-	evAccepted eventKind = iota
-	evData
-	evLost
-	evFatal
-)
-
-// assoc is one association of the loop.
-type assoc struct {
-	c transport.Conn
-	q chan []byte
-}
-
 // Run serves ASAP until ctx ends or Close is called, and returns nil then.
 // It returns an error when the listener fails. Run may be called once.
 //
@@ -166,7 +139,8 @@ func (r *Registrar) Run(ctx context.Context) error {
 	}
 	r.state = 1
 	ctx, cancel := context.WithCancel(ctx)
-	r.cancel = cancel
+	l := loop.New(ctx, loop.Real)
+	r.cancel, r.loop = cancel, l
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
@@ -176,156 +150,113 @@ func (r *Registrar) Run(ctx context.Context) error {
 	}()
 	defer cancel()
 
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // acceptor
-		defer wg.Done()
-		for {
-			c, err := r.l.Accept(ctx)
-			if err != nil {
-				if ctx.Err() == nil {
-					r.post(ctx, event{kind: evFatal, err: err})
-				}
-				return
-			}
-			if !r.post(ctx, event{kind: evAccepted, conn: c}) {
-				c.Close()
-				return
-			}
-		}
-	}()
-
-	conns := make(map[asap.AssocID]*assoc)
-	var nextID asap.AssocID
-	drop := func(id asap.AssocID, now time.Time) {
-		a := conns[id]
-		if a == nil {
-			return
-		}
-		delete(conns, id)
-		close(a.q)
-		a.c.Close()
-		r.core.asapLost(now, id)
-	}
-	flush := func() {
-		for _, o := range r.core.outbox() {
-			switch o := o.(type) {
-			case asap.Send:
-				a := conns[o.Assoc]
-				if a == nil {
-					continue
-				}
-				b, err := tlv.Append(make([]byte, 0, o.Msg.Len()), o.Msg)
-				if err != nil {
-					r.log.Warn("enrp: cannot encode message", "type", o.Msg.ASAPType(), "err", err)
-					continue
-				}
-				select {
-				case a.q <- b:
-				default:
-					r.log.Warn("enrp: association too slow, aborting it", "assoc", o.Assoc, "peer", a.c.RemoteAddr())
-					drop(o.Assoc, time.Now())
-				}
-			case asap.SendAnnounce:
-				if r.cfg.Announcer == nil {
-					continue
-				}
-				b, err := tlv.Marshal(o.Msg)
-				if err == nil {
-					err = r.cfg.Announcer.Send(ctx, b)
-				}
-				if err != nil && ctx.Err() == nil {
-					r.log.Warn("enrp: server announce failed", "err", err)
-				}
-			}
-		}
-	}
-	handle := func(ev event) error {
-		now := time.Now()
-		switch ev.kind {
-		case evAccepted:
-			nextID++
-			id := nextID
-			a := &assoc{c: ev.conn, q: make(chan []byte, r.cfg.SendQueue)}
-			conns[id] = a
-			r.core.asapAccepted(now, id, asap.AssocInfo{Local: ev.conn.LocalAddr(), Remote: ev.conn.RemoteAddr()})
-			wg.Add(2)
-			go r.reader(ctx, &wg, id, ev.conn)
-			go r.writer(ctx, &wg, id, a)
-		case evData:
-			if conns[ev.id] != nil {
-				r.core.asapData(now, ev.id, ev.data)
-			}
-		case evLost:
-			if conns[ev.id] != nil {
-				r.log.Debug("enrp: association ended", "assoc", ev.id, "err", ev.err)
-				drop(ev.id, now)
-			}
-		case evFatal:
-			return fmt.Errorf("enrp: accept: %w", ev.err)
-		}
-		// Publish the counts before the answers leave, so that a peer
-		// that got an answer sees the Stats that go with it.
-		r.snapshot(len(conns))
-		flush()
-		return nil
-	}
-
+	d := &driver{r: r, ctx: ctx, l: l, links: make(map[asap.AssocID]*loop.Link)}
 	// The first timeout starts the clocks (the first Server Announce).
-	r.core.timeout(time.Now())
-	flush()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	var err error
-loop:
-	for {
-		r.rearm(timer)
-		select {
-		case <-ctx.Done():
-			break loop
-		case ev := <-r.events:
-			if err = handle(ev); err != nil {
-				break loop
-			}
-			// Work through what is queued before re-arming the timer.
-			for i := 0; i < 64; i++ {
-				select {
-				case ev := <-r.events:
-					if err = handle(ev); err != nil {
-						break loop
-					}
-					continue
-				default:
-				}
-				break
-			}
-		case <-timer.C:
-			r.core.timeout(time.Now())
-			r.snapshot(len(conns))
-			flush()
-		case f := <-r.calls:
-			f()
-		}
-		r.snapshot(len(conns)) // after flush aborted slow associations
-	}
-	cancel()
-	for id := range conns {
-		drop(id, time.Now())
+	l.Post(r.core.HandleTimeout)
+	l.Accept(r.l, d.accepted, func(_ time.Time, err error) {
+		d.err = fmt.Errorf("enrp: accept: %w", err)
+		cancel()
+	})
+	l.Run(r.core, d.after)
+
+	// Every goroutine of the loop has ended: the core is this one's.
+	now := time.Now()
+	for id, k := range d.links {
+		k.Close()
+		r.core.asapLost(now, id)
 	}
 	r.core.outbox() // PERemoved events of the shutdown
 	r.snapshot(0)
-	wg.Wait()
-	return err
+	return d.err
 }
 
-// rearm sets timer to the core's next deadline.
-func (r *Registrar) rearm(t *time.Timer) {
-	d := r.core.nextDeadline()
-	if d.IsZero() {
-		t.Stop()
-		return
+// driver connects the core to the associations, on the loop goroutine.
+type driver struct {
+	r     *Registrar
+	ctx   context.Context
+	l     *loop.Loop
+	links map[asap.AssocID]*loop.Link
+	next  asap.AssocID
+	lost  []asap.AssocID // aborted during a flush, for the core to hear
+	err   error          // why Run stops, if not its context
+}
+
+// accepted drives a new association under the next id.
+func (d *driver) accepted(now time.Time, c transport.Conn) {
+	d.next++
+	id := d.next
+	d.links[id] = d.l.AttachQueue(c, d.r.cfg.SendQueue, func(now time.Time, m transport.Message) {
+		if m.PPID != transport.PPIDASAP {
+			// ENRP (PPID 12) and anything else do not belong on an ASAP
+			// association.
+			return
+		}
+		d.r.core.asapData(now, id, m.Data)
+	}, func(now time.Time, err error) {
+		if d.links[id] == nil {
+			return
+		}
+		d.r.log.Debug("enrp: association ended", "assoc", id, "err", err)
+		delete(d.links, id)
+		d.r.core.asapLost(now, id)
+	})
+	d.r.core.asapAccepted(now, id, asap.AssocInfo{Local: c.LocalAddr(), Remote: c.RemoteAddr()})
+}
+
+// after runs on the loop after each piece of work: it publishes the
+// counts and carries out the core's outputs.
+func (d *driver) after(now time.Time) {
+	// Publish the counts before the answers leave, so that a peer that
+	// got an answer sees the Stats that go with it.
+	d.r.snapshot(len(d.links))
+	for {
+		d.flush()
+		if len(d.lost) == 0 {
+			return
+		}
+		// Only now: the outputs just handled alias the core's outbox,
+		// which asapLost appends to.
+		for _, id := range d.lost {
+			d.r.core.asapLost(now, id)
+		}
+		d.lost = d.lost[:0]
+		d.r.snapshot(len(d.links))
 	}
-	t.Reset(max(0, time.Until(d)))
+}
+
+// flush carries out the outputs queued in the core.
+func (d *driver) flush() {
+	for _, o := range d.r.core.outbox() {
+		switch o := o.(type) {
+		case asap.Send:
+			k := d.links[o.Assoc]
+			if k == nil {
+				continue
+			}
+			b, err := tlv.Append(make([]byte, 0, o.Msg.Len()), o.Msg)
+			if err != nil {
+				d.r.log.Warn("enrp: cannot encode message", "type", o.Msg.ASAPType(), "err", err)
+				continue
+			}
+			if !k.Send(transport.Message{PPID: transport.PPIDASAP, Data: b}) {
+				d.r.log.Warn("enrp: association too slow, aborting it", "assoc", o.Assoc, "peer", k.Conn().RemoteAddr())
+				k.Close()
+				delete(d.links, o.Assoc)
+				d.lost = append(d.lost, o.Assoc)
+			}
+		case asap.SendAnnounce:
+			if d.r.cfg.Announcer == nil {
+				continue
+			}
+			b, err := tlv.Marshal(o.Msg)
+			if err == nil {
+				err = d.r.cfg.Announcer.Send(d.ctx, b)
+			}
+			if err != nil && d.ctx.Err() == nil {
+				d.r.log.Warn("enrp: server announce failed", "err", err)
+			}
+		}
+	}
 }
 
 func (r *Registrar) snapshot(assocs int) {
@@ -339,51 +270,6 @@ func (r *Registrar) snapshot(assocs int) {
 	r.statsMu.Lock()
 	r.stats = s
 	r.statsMu.Unlock()
-}
-
-// post hands an event to the loop unless ctx ended.
-func (r *Registrar) post(ctx context.Context, ev event) bool {
-	select {
-	case r.events <- ev:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-// reader feeds the association's ASAP messages to the loop.
-func (r *Registrar) reader(ctx context.Context, wg *sync.WaitGroup, id asap.AssocID, c transport.Conn) {
-	defer wg.Done()
-	for {
-		m, err := c.Recv(ctx)
-		if err != nil {
-			r.post(ctx, event{kind: evLost, id: id, err: err})
-			return
-		}
-		if m.PPID != transport.PPIDASAP {
-			// ENRP (PPID 12) and anything else do not belong on an ASAP
-			// association.
-			continue
-		}
-		if !r.post(ctx, event{kind: evData, id: id, data: m.Data}) {
-			return
-		}
-	}
-}
-
-// writer sends what the loop queued for the association.
-func (r *Registrar) writer(ctx context.Context, wg *sync.WaitGroup, id asap.AssocID, a *assoc) {
-	defer wg.Done()
-	for b := range a.q {
-		if err := a.c.Send(ctx, transport.Message{PPID: transport.PPIDASAP, Data: b}); err != nil {
-			if !errors.Is(err, transport.ErrClosed) && ctx.Err() == nil {
-				r.post(ctx, event{kind: evLost, id: id, err: err})
-			}
-			for range a.q { // let the loop close the queue
-			}
-			return
-		}
-	}
 }
 
 // Close stops Run (if it runs), waits for it, and closes the listener if
@@ -418,7 +304,7 @@ func (r *Registrar) closeListener() error {
 // do runs f on the loop goroutine.
 func (r *Registrar) do(ctx context.Context, f func()) error {
 	r.mu.Lock()
-	state := r.state
+	state, l := r.state, r.loop
 	r.mu.Unlock()
 	switch state {
 	case 0:
@@ -426,14 +312,9 @@ func (r *Registrar) do(ctx context.Context, f func()) error {
 	case 2:
 		return ErrClosed
 	}
-	done := make(chan struct{})
-	select {
-	case r.calls <- func() { f(); close(done) }:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-r.done:
+	err := l.Call(ctx, func(time.Time) { f() })
+	if errors.Is(err, loop.ErrStopped) {
 		return ErrClosed
 	}
-	<-done
-	return nil
+	return err
 }

@@ -18,7 +18,7 @@ import (
 // every change to a PE this registrar owns (the future HANDLE_UPDATEs).
 //
 // Like the asap cores it does no I/O and reads no clock: every call takes
-// now, outputs are collected with outbox, and nextDeadline says when
+// now, outputs are collected with outbox, and NextDeadline says when
 // timeout must run. Outputs may alias the store and the input: the caller
 // encodes them before its next call.
 type server struct {
@@ -71,8 +71,11 @@ func (s *server) timeout(now time.Time) {
 	s.asap.HandleTimeout(now)
 }
 
-// nextDeadline is when timeout must next run (zero: nothing scheduled).
-func (s *server) nextDeadline() time.Time { return s.asap.NextDeadline() }
+// HandleTimeout is timeout, for internal/loop.
+func (s *server) HandleTimeout(now time.Time) { s.timeout(now) }
+
+// NextDeadline is when timeout must next run (zero: nothing scheduled).
+func (s *server) NextDeadline() time.Time { return s.asap.NextDeadline() }
 
 // outbox returns what the driver must do. The PE events are where ENRP
 // handle updates to peers will be generated (RFC 5353 §3.6); alone, the
