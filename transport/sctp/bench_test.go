@@ -1,0 +1,117 @@
+package sctp_test
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+
+	"github.com/pion/logging"
+	pionsctp "github.com/pion/sctp"
+
+	"github.com/go-rserpool/rserpool/transport/transporttest"
+)
+
+// BenchmarkRoundTrip compares this transport with bare pion/sctp
+// associations over connected UDP sockets (transport=pion-raw), the ceiling
+// for anything built on pion.
+func BenchmarkRoundTrip(b *testing.B) {
+	b.Run("transport=sctp", func(b *testing.B) {
+		transporttest.BenchmarkRoundTrip(b, factory("127.0.0.1"))
+	})
+	b.Run("transport=pion-raw", func(b *testing.B) {
+		transporttest.BenchmarkRoundTripFuncs(b, pionRawRoundTrips)
+	})
+}
+
+var silent = &logging.DefaultLoggerFactory{Writer: io.Discard, DefaultLogLevel: logging.LogLevelDisabled}
+
+// pionRawRoundTrips opens n pion associations, each over its own pair of
+// connected UDP sockets on 127.0.0.1, with an echo loop on the server end.
+func pionRawRoundTrips(b *testing.B, n int) []transporttest.RoundTripFunc {
+	rts := make([]transporttest.RoundTripFunc, n)
+	for i := range rts {
+		sc, cc := udpPair(b)
+		type result struct {
+			a   *pionsctp.Association
+			err error
+		}
+		srv := make(chan result, 1)
+		go func() {
+			a, err := pionsctp.Server(pionsctp.Config{NetConn: sc, LoggerFactory: silent})
+			srv <- result{a, err}
+		}()
+		client, err := pionsctp.Client(pionsctp.Config{NetConn: cc, LoggerFactory: silent})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := <-srv
+		if r.err != nil {
+			b.Fatal(r.err)
+		}
+		server := r.a
+		var wg sync.WaitGroup
+		b.Cleanup(func() {
+			_ = client.Close()
+			_ = server.Close()
+			wg.Wait()
+		})
+		cs, err := client.OpenStream(0, pionsctp.PayloadTypeUnknown)
+		if err != nil {
+			b.Fatal(err)
+		}
+		wg.Add(1)
+		go func() { // echo
+			defer wg.Done()
+			s, err := server.AcceptStream()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 2048)
+			for {
+				n, ppi, err := s.ReadSCTP(buf)
+				if err != nil {
+					return
+				}
+				if _, err := s.WriteSCTP(buf[:n], ppi); err != nil {
+					return
+				}
+			}
+		}()
+		buf := make([]byte, 2048)
+		rts[i] = func(req []byte) error {
+			if _, err := cs.WriteSCTP(req, 11); err != nil {
+				return err
+			}
+			n, _, err := cs.ReadSCTP(buf)
+			if err != nil {
+				return err
+			}
+			if n != len(req) {
+				return errors.New("answer of the wrong size")
+			}
+			return nil
+		}
+	}
+	return rts
+}
+
+// udpPair returns two UDP sockets on 127.0.0.1 connected to each other.
+func udpPair(b *testing.B) (*net.UDPConn, *net.UDPConn) {
+	lo := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
+	a, err := net.ListenUDP("udp4", lo)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := net.DialUDP("udp4", nil, a.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		b.Fatal(err)
+	}
+	a.Close()
+	s, err := net.DialUDP("udp4", a.LocalAddr().(*net.UDPAddr), c.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s, c
+}
