@@ -100,6 +100,7 @@ type Store struct {
 	scrAddrs []netip.Addr
 	scrVal   []byte
 	scrSlots []int32
+	sink     uint32 // keeps the record prefetch loads of Select alive
 
 	seed uint32 // hash seed of the PE-ID tables
 }
@@ -524,25 +525,37 @@ func (s *Store) polBytes(ri int32, r *rec) []byte {
 // buffers (or ext data); the caller has reserved room in the scratch
 // buffers so that appending does not reallocate.
 func (s *Store) materialize(ri int32, r *rec, ptype uint32) tlv.PoolElement {
-	pe := tlv.PoolElement{ID: r.id, HomeServerID: r.home, RegistrationLife: r.life}
+	var pe tlv.PoolElement
+	s.materializeInto(&pe, ri, r, ptype)
+	return pe
+}
+
+// materializeInto is materialize writing into *pe field by field, which
+// overwrites every field and avoids copying the large struct around.
+func (s *Store) materializeInto(pe *tlv.PoolElement, ri int32, r *rec, ptype uint32) {
+	pe.ID, pe.HomeServerID, pe.RegistrationLife = r.id, r.home, r.life
 	pe.Policy.Type = ptype
 	if r.flags&flagExt != 0 {
 		e := s.ext[ri]
 		pe.UserTransport, pe.ASAPTransport = e.user, e.asap
 		pe.Policy.Value = e.polVal
 		pe.Unknown = e.unknown
-		return pe
+		return
 	}
-	pe.UserTransport = tlv.Transport{Type: r.userType, Port: r.userPort, Use: r.userUse}
-	pe.UserTransport.Addrs = s.scratchAddr(r.userAddr, r.flags&flagUserV4 != 0)
-	pe.ASAPTransport = tlv.Transport{Type: r.asapType, Port: r.asapPort, Use: r.asapUse}
+	pe.Unknown = nil
+	ut := &pe.UserTransport
+	ut.Type, ut.Port, ut.Use, ut.ServiceCode, ut.Unknown = r.userType, r.userPort, r.userUse, 0, nil
+	ut.Addrs = s.scratchAddr(r.userAddr, r.flags&flagUserV4 != 0)
+	at := &pe.ASAPTransport
+	at.Type, at.Port, at.Use, at.ServiceCode, at.Unknown = r.asapType, r.asapPort, r.asapUse, 0, nil
 	if r.flags&flagAsapAddr != 0 {
-		pe.ASAPTransport.Addrs = s.scratchAddr(r.asapAddr, r.flags&flagAsapV4 != 0)
+		at.Addrs = s.scratchAddr(r.asapAddr, r.flags&flagAsapV4 != 0)
+	} else {
+		at.Addrs = nil
 	}
 	n := len(s.scrVal)
 	s.scrVal = append(s.scrVal, r.pol[:r.polLen]...)
 	pe.Policy.Value = s.scrVal[n:len(s.scrVal):len(s.scrVal)]
-	return pe
 }
 
 func (s *Store) scratchAddr(b [16]byte, v4 bool) []netip.Addr {
@@ -642,10 +655,28 @@ func (s *Store) Select(handle tlv.PoolHandle, n int, dst []tlv.PoolElement) ([]t
 		n = p.ids.n
 	}
 	s.scrSlots = p.sel.Select(n, s.scrSlots[:0])
-	s.resetScratch(len(s.scrSlots))
-	for _, sl := range s.scrSlots {
-		ri := p.slotPE[sl]
-		dst = append(dst, s.materialize(ri, s.rec(ri), p.ptype))
+	k := len(s.scrSlots)
+	s.resetScratch(k)
+	if k > 1 {
+		// Touch every record first so that their cache misses overlap
+		// instead of following one another.
+		var sink uint32
+		for i, sl := range s.scrSlots {
+			ri := p.slotPE[sl]
+			s.scrSlots[i] = ri
+			sink += s.rec(ri).id
+		}
+		s.sink = sink
+	} else if k == 1 {
+		s.scrSlots[0] = p.slotPE[s.scrSlots[0]]
+	}
+	if cap(dst) < k {
+		dst = make([]tlv.PoolElement, k)
+	} else {
+		dst = dst[:k]
+	}
+	for i, ri := range s.scrSlots {
+		s.materializeInto(&dst[i], ri, s.rec(ri), p.ptype)
 	}
 	pol := tlv.Policy{Type: p.ptype}
 	if len(dst) > 0 {
