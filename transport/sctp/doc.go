@@ -1,0 +1,102 @@
+// Package sctp implements [transport.Transport] with SCTP (RFC 9260) in user
+// space, github.com/pion/sctp, carried over UDP as RFC 6951 encapsulates
+// SCTP. It needs no kernel SCTP support.
+//
+// # Usage
+//
+//	tr := sctp.New(sctp.Config{}) // the zero Config works
+//	l, err := tr.Listen(transport.Addr{Kind: transport.KindSCTPUDP,
+//		AddrPort: netip.MustParseAddrPort("0.0.0.0:9899")})
+//	...
+//	c, err := l.Accept(ctx)   // or tr.Dial(ctx, addr)
+//	m, err := c.Recv(ctx)     // whole messages with PPID and stream
+//	err = c.Send(ctx, transport.Message{PPID: transport.PPIDASAP, Data: b})
+//	err = c.Close()           // graceful SHUTDOWN, ABORT after ShutdownTimeout
+//
+// ASAP (PPID 11) and ENRP (PPID 12) can share one listener: every message
+// carries its PPID, so the receiver routes by it.
+//
+// # Listener and demultiplexing
+//
+// A [Listener] owns one UDP socket for all of its peers. Each datagram is
+// an SCTP packet; the listener hands it to an association chosen by the
+// peer's UDP address and the SCTP port pair of the common header
+// (RFC 6951 §5.4), and gives each association a net.Conn of its own for
+// pion to read and write. A datagram that starts with an INIT and matches
+// no association starts a new one, for any SCTP port pair. Other packets
+// that match none are answered as RFC 9260 §8.4 says (SHUTDOWN COMPLETE to
+// SHUTDOWN ACK, ABORT to most others, both with the T bit). Associations
+// already accepted outlive [Listener.Close]; the socket closes with the last
+// of them.
+//
+// A dialed association has a connected UDP socket of its own.
+//
+// # Ports
+//
+// pion/sctp dials from SCTP port 5000 to SCTP port 5000; as a server it
+// adopts whatever ports the peer's INIT carries. The listener accepts any
+// SCTP port pair, so the SCTP ports carry no meaning between two users of
+// this package: the UDP port names the endpoint.
+//
+// UDP port 9899 ([DefaultPort], RFC 6951's "sctp-tunneling") is the natural
+// port for a registrar's listener. UDP 3863 and 9901 carry plain-UDP ASAP
+// Server Announces and ENRP Presence multicasts; Listen and Dial refuse
+// them ([ErrReservedPort]).
+//
+// # Advertising an endpoint (RFC 5354 §3.4)
+//
+// RFC 5354's SCTP Transport parameter has an SCTP port and no field for a
+// UDP encapsulation port. Following the convention of package transport, a
+// pool element whose listener is bound to UDP port P advertises an SCTP
+// Transport parameter with Port = P. Our pool users dial UDP port P. A
+// kernel SCTP peer using RFC 6951 (Linux 5.11+: net.sctp.udp_port set, and
+// net.sctp.encap_port or the SCTP_REMOTE_UDP_ENCAPS_PORT socket option
+// giving the remote UDP port) sends to UDP port encap_port with SCTP
+// destination port P. It therefore reaches our listener when P equals its
+// encapsulation port: listen on 9899, advertise 9899, and a kernel whose
+// encap_port is 9899 gets through. A listener on another UDP port is
+// reachable only by kernel peers configured for that port.
+//
+// In the other direction, Dial accepts a [transport.KindSCTP] address (a
+// kernel SCTP endpoint): it sends to UDP port [Config.KernelEncapsulationPort]
+// (default 9899, the kernel's net.sctp.udp_port) of that host and rewrites
+// the SCTP destination port of pion's packets from 5000 to the address's
+// port, and the source port of the answers back to 5000, recomputing the
+// CRC32c each time; packets with a bad CRC32c are dropped before the
+// rewrite.
+//
+// # Linux kernel peers
+//
+// A Linux kernel's INIT always carries a Supported Address Types parameter
+// (0x000c) and may carry IPv4 and IPv6 Address parameters (5, 6). pion/sctp
+// v1.12.1 does not know them, and their type bits (00) tell it to discard
+// the whole packet. The listener therefore passes every INIT through
+// [RewriteInit], which removes those parameters (and Host Name Address, 11)
+// and recomputes the CRC32c. pion/sctp is single-homed and answers the
+// address the INIT came from, as RFC 9260 §5.1.2 allows. The zero-checksum
+// extension (RFC 9653) stays off: a Linux kernel rejects a zero CRC32c.
+//
+// # Closing
+//
+// pion's Association.Close sends neither SHUTDOWN nor ABORT, which would
+// leave a kernel peer with a half-dead association. [Conn.Close] and
+// [Conn.Shutdown] run the SHUTDOWN exchange (RFC 9260 §9.2) and fall back
+// to ABORT (§9.1) when it does not finish in time. The peer's Recv then
+// returns [transport.ErrPeerClosed] (after SHUTDOWN) or
+// [transport.ErrAssociationLost] (after ABORT), once every message that
+// arrived before has been returned. Close returns after the association's
+// goroutines have stopped.
+//
+// # Limitations
+//
+//   - One address per association: pion/sctp does not do multi-homing.
+//   - pion/sctp retransmits DATA without limit and sends no HEARTBEATs, so a
+//     peer that vanishes silently is noticed only through an ICMP error
+//     (dialed associations), an ABORT, or the application's own timeouts
+//     (ASAP/ENRP keep-alives).
+//   - An association's handshake state is kept from the INIT on (pion does
+//     not use stateless cookies); [Config.Backlog] and
+//     [Config.HandshakeTimeout] bound what INIT floods can cost.
+//   - A message of more than [transport.MaxMessageSize] bytes from the peer
+//     aborts the association; Recv reports [transport.ErrMessageTooLarge].
+package sctp
