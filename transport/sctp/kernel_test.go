@@ -310,3 +310,54 @@ func pair(t *testing.T, ip string) (transport.Conn, transport.Conn) {
 	t.Cleanup(func() { s.Close() })
 	return c, s
 }
+
+// Dialing a KindSCTP address goes to the encapsulation port with the
+// address's port as SCTP destination port; our own listener, which accepts
+// any SCTP port pair, plays the kernel here.
+func TestDialKernelAddress(t *testing.T) {
+	leakcheck.Check(t)
+	lst, err := New(Config{}).Listen(transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lst.Close()
+	l := lst.(*Listener)
+	tr := New(Config{KernelEncapsulationPort: l.Addr().AddrPort.Port()})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	to := transport.Addr{Kind: transport.KindSCTP, AddrPort: netip.MustParseAddrPort("127.0.0.1:4242")}
+	c, err := tr.Dial(ctx, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.RemoteAddr() != to {
+		t.Errorf("RemoteAddr %v, want %v", c.RemoteAddr(), to)
+	}
+	s, err := lst.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	l.mu.Lock()
+	var ports []uint16
+	for k := range l.assocs {
+		ports = append(ports, k.localPort, k.peerPort)
+	}
+	l.mu.Unlock()
+	if len(ports) != 2 || ports[0] != 4242 || ports[1] != pionPort {
+		t.Errorf("listener saw SCTP ports (local, peer) %v, want [4242 5000]", ports)
+	}
+	if err := c.Send(ctx, transport.Message{PPID: 11, Data: []byte("translated")}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.Recv(ctx); err != nil || string(m.Data) != "translated" {
+		t.Fatalf("Recv = %q, %v", m.Data, err)
+	}
+	if err := s.Send(ctx, transport.Message{PPID: 11, Data: []byte("back")}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := c.Recv(ctx); err != nil || string(m.Data) != "back" {
+		t.Fatalf("Recv = %q, %v", m.Data, err)
+	}
+}
