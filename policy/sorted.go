@@ -190,7 +190,11 @@ func (s *sortedSelector) Select(n int, dst []int32) []int32 {
 	if len(upd) > s.maxInc {
 		upd = upd[:s.maxInc]
 	}
-	for _, slot := range upd {
+	for i, slot := range upd {
+		if i == 0 {
+			s.updateFirst()
+			continue
+		}
 		st := &s.slots[slot]
 		s.tree.delete(entry{key: st.key, seq: st.seq, slot: slot})
 		st.key = s.hook(st.key, st.aux)
@@ -199,4 +203,43 @@ func (s *sortedSelector) Select(n int, dst []int32) []int32 {
 		s.tree.insert(entry{key: st.key, seq: st.seq, slot: slot})
 	}
 	return dst
+}
+
+// hookUsesAux tells whether hook reads the member's aux value.
+func (s *sortedSelector) hookUsesAux() bool {
+	switch s.typ {
+	case WeightedRoundRobin, LeastUsedDegradation, PriorityLeastUsedDegradation, LeastUsedDegradationDPF:
+		return true
+	}
+	return false
+}
+
+// updateFirst applies the per-selection update to the tree's first member.
+// It reads the member's position from the leaf rather than from s.slots
+// (which, for a large pool, is a cache miss), and when the updated entry
+// still sorts before its successor it is rewritten in place: the leftmost
+// leaf's first entry is never a separator, so no other node changes.
+func (s *sortedSelector) updateFirst() {
+	l := s.tree.first()
+	e := l.items[0]
+	var aux uint32
+	if s.hookUsesAux() {
+		aux = s.slots[e.slot].aux
+	}
+	ne := entry{key: s.hook(e.key, aux), seq: s.seq, slot: e.slot}
+	s.seq++
+	var succ *entry
+	if l.n > 1 {
+		succ = &l.items[1]
+	} else if l.next != nil {
+		succ = &l.next.items[0]
+	}
+	if succ == nil || ne.less(*succ) {
+		l.items[0] = ne
+	} else {
+		s.tree.delete(e)
+		s.tree.insert(ne)
+	}
+	st := &s.slots[e.slot]
+	st.key, st.seq = ne.key, ne.seq
 }
