@@ -25,8 +25,9 @@ type PEConfig struct {
 	// policy.RoundRobin.
 	Policy       policy.Type
 	PolicyValues policy.Values
-	// RegistrationLife is the Registration Life sent to the registrar;
-	// default DefaultRegistrationLife. It sets T4-reregistration.
+	// RegistrationLife is the Registration Life sent to the registrar, in
+	// whole milliseconds (at least 1 ms); default DefaultRegistrationLife.
+	// It sets T4-reregistration.
 	RegistrationLife time.Duration
 	// PEID is the PE Identifier; 0 picks a random non-zero one from Rand
 	// (RFC 5352 §3.1). It stays the same for the PE's lifetime.
@@ -93,8 +94,11 @@ func NewPoolElementCore(cfg PEConfig) (*PoolElementCore, error) {
 	if !cfg.Policy.Known() {
 		return nil, fmt.Errorf("%w: unknown Policy %v", ErrInvalidConfig, cfg.Policy)
 	}
-	if cfg.RegistrationLife < 0 || cfg.RegistrationLife > time.Duration(1<<31-1)*time.Millisecond {
-		return nil, fmt.Errorf("%w: RegistrationLife %v out of range", ErrInvalidConfig, cfg.RegistrationLife)
+	// The wire field counts milliseconds (RFC 5354 §3.10): a life under
+	// 1 ms would go out as 0.
+	if cfg.RegistrationLife < 0 || (cfg.RegistrationLife > 0 && cfg.RegistrationLife < time.Millisecond) ||
+		cfg.RegistrationLife > time.Duration(1<<31-1)*time.Millisecond {
+		return nil, fmt.Errorf("%w: RegistrationLife %v out of range (0 or 1 ms..2^31-1 ms)", ErrInvalidConfig, cfg.RegistrationLife)
 	}
 	if cfg.RegistrationLife == 0 {
 		cfg.RegistrationLife = DefaultRegistrationLife

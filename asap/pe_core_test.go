@@ -534,6 +534,7 @@ func TestPEConfigValidation(t *testing.T) {
 		func(c *PEConfig) { c.UserTransport = tlv.Transport{} },
 		func(c *PEConfig) { c.Policy = 0x7777 },
 		func(c *PEConfig) { c.RegistrationLife = -1 },
+		func(c *PEConfig) { c.RegistrationLife = time.Millisecond - 1 }, // would go out as 0 ms (RFC 5354 §3.10)
 		func(c *PEConfig) { c.Timers.T2Registration = -time.Second },
 		func(c *PEConfig) { c.Timers.MaxRegAttempt = -1 },
 	}

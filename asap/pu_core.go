@@ -27,7 +27,11 @@ type PUConfig struct {
 	Timers Timers
 	// StaleCache is stale.cache.value (RFC 5352 §5.3): how long a handle
 	// resolution answers Resolve and Select without asking the registrar;
-	// default DefaultStaleCacheValue. A negative value disables the cache.
+	// default DefaultStaleCacheValue. A negative value disables the cache:
+	// every Resolve asks a registrar, and each registrar answer serves the
+	// one Select that follows it (PoolUser.Select and Dial resolve for
+	// every selection). The pool's policy state, such as the round-robin
+	// position, still carries over from one answer to the next.
 	StaleCache time.Duration
 	// Items is the Handle Resolution Option item count
 	// (draft-dreibholz-rserpool-asap-hropt): how many PEs to ask for. 0
@@ -44,6 +48,15 @@ type PUConfig struct {
 	// default DefaultMaxFailover. (Driver settings; the core ignores them.)
 	DialTimeout time.Duration
 	MaxFailover int
+	// OnFailover, when set, is told about each PE that PoolUser.Dial gave
+	// up on before failing over: the pool, the PE, and why (the dial error,
+	// or an unusable user transport). It runs on the goroutine that called
+	// Dial, never on the pool user's loop, so it cannot stall the pool
+	// user; it does delay that Dial, so it should return quickly (hand the
+	// event to a channel with a non-blocking send if it must go further).
+	// It may call PoolUser methods and keep handle (a copy). (Driver
+	// setting; the core ignores it.)
+	OnFailover func(handle tlv.PoolHandle, pe tlv.PoolElement, err error)
 	// Rand seeds server-hunt order and randomized policies; nil means a
 	// randomly seeded source.
 	Rand rand.Source
@@ -90,10 +103,13 @@ type poolCache struct {
 	ptype   policy.Type
 	sel     policy.Selector
 	updated time.Time
-	pes     []tlv.PoolElement // by slot
-	alive   []bool
-	slotOf  map[uint32]int32
-	free    []int32
+	// unpicked: with the cache disabled, the latest registrar answer has
+	// not served a Select yet.
+	unpicked bool
+	pes      []tlv.PoolElement // by slot
+	alive    []bool
+	slotOf   map[uint32]int32
+	free     []int32
 }
 
 // NewPoolUserCore validates cfg and returns an idle pool user core.
@@ -210,12 +226,39 @@ func (c *PoolUserCore) fresh(now time.Time, handle []byte) *poolCache {
 // Select picks one PE of the pool from the cache with the pool's policy
 // (RFC 5356; RFC 5352 §3.5 local selection). It returns ErrStale when the
 // cache holds no fresh entry, and ErrNoPoolElement when the fresh entry
-// has no PE left.
+// has no PE left. With the cache disabled (PUConfig.StaleCache < 0) the
+// entry a registrar answer just wrote serves one Select; later ones
+// return ErrStale until the next answer.
 func (c *PoolUserCore) Select(now time.Time, handle []byte) (tlv.PoolElement, error) {
 	pc := c.fresh(now, handle)
 	if pc == nil {
-		return tlv.PoolElement{}, ErrStale
+		if pc = c.cache[string(handle)]; pc == nil || c.stale >= 0 || !pc.unpicked {
+			return tlv.PoolElement{}, ErrStale
+		}
 	}
+	return c.pick(pc, nil)
+}
+
+// selectResolved picks one PE from the pool's latest resolution whatever
+// its age, skipping the PE IDs in skip (which it drops from the cache).
+// A driver calls it right after a ResolutionDone, so that an answer it
+// waited for is used even when the cache is disabled or stale.cache.value
+// ran out on its way. ErrNoPoolElement: no entry, or no PE left in it.
+func (c *PoolUserCore) selectResolved(handle []byte, skip []uint32) (tlv.PoolElement, error) {
+	pc := c.cache[string(handle)]
+	if pc == nil {
+		return tlv.PoolElement{}, ErrNoPoolElement
+	}
+	return c.pick(pc, skip)
+}
+
+// pick runs the pool's policy over the entry, after dropping the PE IDs in
+// skip from it, and marks the entry as having served a selection.
+func (c *PoolUserCore) pick(pc *poolCache, skip []uint32) (tlv.PoolElement, error) {
+	for _, id := range skip {
+		pc.remove(id)
+	}
+	pc.unpicked = false
 	c.slotBuf = pc.sel.Select(1, c.slotBuf[:0])
 	if len(c.slotBuf) == 0 {
 		return tlv.PoolElement{}, ErrNoPoolElement
@@ -320,6 +363,9 @@ func (c *PoolUserCore) onResponse(now time.Time, from AssocID, m *tlv.HandleReso
 		return
 	}
 	pc := c.update(now, q.handle, m)
+	if pc != nil {
+		pc.unpicked = true
+	}
 	if pc == nil || pc.sel.Len() == 0 {
 		c.finish(q, nil, ErrNoPoolElement)
 		return
@@ -363,8 +409,14 @@ func (c *PoolUserCore) update(now time.Time, handle []byte, m *tlv.HandleResolut
 		}
 		seen[pe.ID] = true
 		if s, ok := pc.slotOf[pe.ID]; ok {
+			// Re-inserting a member restarts it behind the others
+			// (policy.Selector.Update); only a changed value may do that,
+			// else each answer would reset the round-robin position.
+			changed := !bytes.Equal(pc.pes[s].Policy.Value, pe.Policy.Value)
 			pc.pes[s] = clonePE(*pe)
-			pc.sel.Update(s, v)
+			if changed {
+				pc.sel.Update(s, v)
+			}
 			continue
 		}
 		pc.add(clonePE(*pe), v)
