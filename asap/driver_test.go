@@ -27,6 +27,8 @@ type fakeRegistrar struct {
 	mu           sync.Mutex
 	pes          map[uint32]tlv.PoolElement
 	acks         int
+	hrs          int  // ASAP_HANDLE_RESOLUTIONs answered
+	keepReported bool // keep reported PEs, as a registrar below MAX-BAD-PE-REPORT does
 	unreachables []uint32
 	wg           sync.WaitGroup
 }
@@ -90,8 +92,11 @@ func (r *fakeRegistrar) serve(t *testing.T, c transport.Conn) {
 			r.acks++
 		case *tlv.EndpointUnreachable:
 			r.unreachables = append(r.unreachables, m.PEID)
-			delete(r.pes, m.PEID)
+			if !r.keepReported {
+				delete(r.pes, m.PEID)
+			}
 		case *tlv.HandleResolution:
+			r.hrs++
 			resp := &tlv.HandleResolutionResponse{PoolHandle: bytes.Clone(m.PoolHandle)}
 			for id := uint32(1); string(m.PoolHandle) == "echo" && id < 1<<16 && len(resp.PEs) < len(r.pes); id++ {
 				if pe, ok := r.pes[id]; ok {

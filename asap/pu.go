@@ -28,6 +28,8 @@ type PoolUser struct {
 	kind        transport.Kind
 	dialTimeout time.Duration
 	maxFailover int
+	noCache     bool
+	onFailover  func(tlv.PoolHandle, tlv.PoolElement, error)
 
 	waits map[uint64]chan ResolutionDone // touched only on the loop
 
@@ -45,7 +47,7 @@ func NewPoolUser(cfg PUConfig, tr transport.Transport, opts ...Option) (*PoolUse
 		return nil, err
 	}
 	pu := &PoolUser{core: core, tr: tr, kind: cfg.Kind, dialTimeout: cfg.DialTimeout, maxFailover: cfg.MaxFailover,
-		waits: map[uint64]chan ResolutionDone{}}
+		noCache: cfg.StaleCache < 0, onFailover: cfg.OnFailover, waits: map[uint64]chan ResolutionDone{}}
 	if pu.dialTimeout == 0 {
 		pu.dialTimeout = DefaultDialTimeout
 	}
@@ -89,49 +91,103 @@ func (pu *PoolUser) Resolve(ctx context.Context, handle []byte) ([]tlv.PoolEleme
 }
 
 // Select picks one PE of the pool with the pool's policy, resolving the
-// handle first when the cache is stale or empty.
+// handle first when the cache is stale or empty, and for every call when
+// the cache is disabled (PUConfig.StaleCache < 0). A PE picked from a
+// resolution it waited for is returned even if that answer aged past
+// stale.cache.value meanwhile.
 func (pu *PoolUser) Select(ctx context.Context, handle []byte) (tlv.PoolElement, error) {
-	resolved := false
-	for {
-		var pe tlv.PoolElement
-		var serr error
-		if err := pu.ep.call(ctx, func(now time.Time) { pe, serr = pu.core.Select(now, handle) }); err != nil {
+	return pu.selectPE(ctx, handle, nil)
+}
+
+// selectPE is Select leaving out (and dropping from the cache) the PEs in
+// skip, which Dial already found unreachable.
+func (pu *PoolUser) selectPE(ctx context.Context, handle []byte, skip []uint32) (tlv.PoolElement, error) {
+	var pe tlv.PoolElement
+	var serr error
+	if !pu.noCache {
+		err := pu.ep.call(ctx, func(now time.Time) {
+			for _, id := range skip {
+				pu.core.drop(handle, id)
+			}
+			pe, serr = pu.core.Select(now, handle)
+		})
+		if err != nil {
 			return tlv.PoolElement{}, err
 		}
-		if serr == nil || resolved || !(errors.Is(serr, ErrStale) || errors.Is(serr, ErrNoPoolElement)) {
+		if serr == nil || !(errors.Is(serr, ErrStale) || errors.Is(serr, ErrNoPoolElement)) {
 			return pe, serr
 		}
-		if _, err := pu.Resolve(ctx, handle); err != nil {
-			return tlv.PoolElement{}, err
-		}
-		resolved = true
 	}
+	if _, err := pu.Resolve(ctx, handle); err != nil {
+		return tlv.PoolElement{}, err
+	}
+	if err := pu.ep.call(ctx, func(time.Time) { pe, serr = pu.core.selectResolved(handle, skip) }); err != nil {
+		return tlv.PoolElement{}, err
+	}
+	return pe, serr
 }
 
 // ReportUnreachable reports a PE the host could not use (RFC 5352 §3.5):
-// it is dropped from the cache and reported to the home registrar.
+// it is dropped from the cache at once and reported to the home registrar
+// with ASAP_ENDPOINT_UNREACHABLE (without a home registrar only the cache
+// is purged). Dial does this itself for PEs it cannot dial; the host calls
+// it for a PE that it found dead after a successful Dial (an association
+// that failed, or a request that timed out), then dials again to fail
+// over. The registrar removes a PE once enough pool users reported it
+// (MAX-BAD-PE-REPORT).
 func (pu *PoolUser) ReportUnreachable(ctx context.Context, handle []byte, peID uint32) error {
 	h := bytes.Clone(handle)
 	return pu.ep.call(ctx, func(now time.Time) { pu.core.ReportUnreachable(now, h, peID) })
 }
 
+// DialError is PoolUser.Dial's error when it tried at least one PE and
+// none could be dialled: Err says why it stopped (ErrNoPoolElement when
+// MaxFailover PEs failed or none was left, else the resolution's error),
+// Last is the failure of the last PE tried. errors.Is and errors.As see
+// both.
+type DialError struct {
+	Pool  tlv.PoolHandle
+	Tried int   // PEs tried, each failed
+	Last  error // the last PE's failure: its dial error, or an unusable transport
+	Err   error // why Dial gave up
+}
+
+// Error implements error.
+func (e *DialError) Error() string {
+	return fmt.Sprintf("asap: dial pool %q: %v after %d PEs tried (last failure: %v)", []byte(e.Pool), e.Err, e.Tried, e.Last)
+}
+
+// Unwrap returns Err and Last.
+func (e *DialError) Unwrap() []error { return []error{e.Err, e.Last} }
+
 // Dial hands the host an association to a live PE of the pool: it selects
 // a PE with the pool's policy (resolving the handle when needed), dials its
 // user transport, and when that fails reports the PE unreachable (RFC
-// 5352 §3.5) and fails over to the next one, up to MaxFailover PEs.
+// 5352 §3.5) and fails over to the next one, up to MaxFailover PEs. One
+// Dial never tries the same PE twice, even when a new resolution returns
+// it again. Each failed PE is passed to PUConfig.OnFailover. When PEs were
+// tried and all failed, the error is a *DialError wrapping the last
+// failure; when ctx ends, ctx's error.
 func (pu *PoolUser) Dial(ctx context.Context, handle []byte) (transport.Conn, tlv.PoolElement, error) {
-	var last error = ErrNoPoolElement
-	for range pu.maxFailover {
-		pe, err := pu.Select(ctx, handle)
+	var tried []uint32
+	var last error
+	for len(tried) < pu.maxFailover {
+		pe, err := pu.selectPE(ctx, handle, tried)
 		if err != nil {
-			if errors.Is(err, ErrNoPoolElement) && last != ErrNoPoolElement {
-				err = fmt.Errorf("%w (last failure: %w)", err, last)
+			if len(tried) == 0 || ctx.Err() != nil || errors.Is(err, ErrClosed) {
+				return nil, tlv.PoolElement{}, err
 			}
-			return nil, tlv.PoolElement{}, err
+			return nil, tlv.PoolElement{}, &DialError{Pool: bytes.Clone(handle), Tried: len(tried), Last: last, Err: err}
 		}
+		tried = append(tried, pe.ID)
 		if !dialable(pe.UserTransport) {
+			// Not the PE's fault: drop it from this pool user's cache
+			// without reporting it.
 			last = fmt.Errorf("asap: PE %08x has a %v user transport", pe.ID, pe.UserTransport.Type)
-			pu.ep.call(ctx, func(time.Time) { pu.core.drop(handle, pe.ID) })
+			if err := pu.ep.call(ctx, func(time.Time) { pu.core.drop(handle, pe.ID) }); err != nil {
+				return nil, tlv.PoolElement{}, err
+			}
+			pu.failedOver(handle, pe, last)
 			continue
 		}
 		addr, err := AddrOf(pe.UserTransport, pu.kind)
@@ -147,13 +203,21 @@ func (pu *PoolUser) Dial(ctx context.Context, handle []byte) (transport.Conn, tl
 		if ctx.Err() != nil {
 			return nil, tlv.PoolElement{}, ctx.Err()
 		}
-		last = err
+		last = fmt.Errorf("asap: PE %08x: %w", pe.ID, err)
 		pu.core.log.Debug("pu: PE unreachable, failing over", "pe", pe.ID, "err", err)
 		if err := pu.ReportUnreachable(ctx, handle, pe.ID); err != nil {
 			return nil, tlv.PoolElement{}, err
 		}
+		pu.failedOver(handle, pe, err)
 	}
-	return nil, tlv.PoolElement{}, fmt.Errorf("%w: %d PEs tried (last failure: %w)", ErrNoPoolElement, pu.maxFailover, last)
+	return nil, tlv.PoolElement{}, &DialError{Pool: bytes.Clone(handle), Tried: len(tried), Last: last, Err: ErrNoPoolElement}
+}
+
+// failedOver tells PUConfig.OnFailover, on the goroutine that runs Dial.
+func (pu *PoolUser) failedOver(handle []byte, pe tlv.PoolElement, err error) {
+	if pu.onFailover != nil {
+		pu.onFailover(bytes.Clone(handle), pe, err)
+	}
 }
 
 // Close stops the pool user and closes its associations.
