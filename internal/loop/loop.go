@@ -171,14 +171,20 @@ func (l *Loop) Post(f func(now time.Time)) bool {
 }
 
 func (l *Loop) put(w work) bool {
-	if l.stopped() {
+	// Run returns only once ctx has ended, so ctx alone tells whether the
+	// loop has stopped. The single-case send is the cheap path (no select
+	// over several channels) for the readers that post every message.
+	if l.ctx.Err() != nil {
 		return false
 	}
 	select {
 	case l.work <- w:
 		return true
-	case <-l.done:
-		return false
+	default:
+	}
+	select {
+	case l.work <- w:
+		return true
 	case <-l.ctx.Done():
 		return false
 	}
