@@ -1,15 +1,19 @@
 package sctp_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 
 	"github.com/pion/logging"
 	pionsctp "github.com/pion/sctp"
 
+	"github.com/go-rserpool/rserpool/transport"
+	"github.com/go-rserpool/rserpool/transport/sctp"
 	"github.com/go-rserpool/rserpool/transport/transporttest"
 )
 
@@ -114,4 +118,58 @@ func udpPair(b *testing.B) (*net.UDPConn, *net.UDPConn) {
 		b.Fatal(err)
 	}
 	return s, c
+}
+
+// BenchmarkDialClose measures a short-lived association as internal/echo
+// uses one: dial, one 100-byte request and its answer, graceful Close.
+func BenchmarkDialClose(b *testing.B) {
+	tr := sctp.New(sctp.Config{})
+	l, err := tr.Listen(transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:0")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		l.Close()
+		wg.Wait()
+	}()
+	wg.Go(func() { // one echo goroutine per association
+		for {
+			s, err := l.Accept(ctx)
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer s.Close()
+				for {
+					m, err := s.Recv(ctx)
+					if err != nil {
+						return
+					}
+					if err := s.Send(ctx, m); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	req := transport.Message{PPID: transport.PPIDASAP, Data: make([]byte, transporttest.RoundTripSize)}
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := tr.Dial(ctx, l.Addr())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Send(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.Recv(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -58,9 +58,12 @@ type stream struct {
 }
 
 // wireObserver is implemented by the net.Conn under an association: it
-// reports what closing chunks the peer sent.
+// reports what closing chunks the peer sent, and asks the peer for an
+// immediate SACK when the association starts to shut down (see
+// sackPrompter).
 type wireObserver interface {
 	seen() chunkFlags
+	promptSack()
 }
 
 func newConn(assoc *pionsctp.Association, w wireObserver, local, remote transport.Addr, cfg *Config, onEnd func(*Conn)) (*Conn, error) {
@@ -369,6 +372,11 @@ func (c *Conn) shutdown(ctx context.Context) error {
 	if ctx.Err() != nil {
 		c.assoc.Abort("")
 		return ctx.Err()
+	}
+	if c.assoc.BufferedAmount() > 0 {
+		// SHUTDOWN waits until all our DATA is acknowledged; do not let
+		// the peer's delayed-ack timer hold it up.
+		c.wire.promptSack()
 	}
 	err := c.assoc.Shutdown(ctx)
 	switch {

@@ -319,9 +319,21 @@ type pktConn struct {
 	rd          *deadline.Deadline
 	flags       atomic.Uint32
 	established atomic.Bool
+	sack        sackPrompter
 }
 
 func (p *pktConn) seen() chunkFlags { return chunkFlags(p.flags.Load()) }
+
+func (p *pktConn) promptSack() {
+	select {
+	case <-p.closed:
+		return
+	default:
+	}
+	if pkt := p.sack.prompt(); pkt != nil {
+		_, _ = p.l.pc.WriteToUDPAddrPort(pkt, p.key.peer)
+	}
+}
 
 // deliver queues a copy of pkt, dropping it if the association lags.
 func (p *pktConn) deliver(pkt []byte) {
@@ -353,7 +365,7 @@ func (p *pktConn) Write(b []byte) (int, error) {
 		return 0, net.ErrClosed
 	default:
 	}
-	return p.l.pc.WriteToUDPAddrPort(b, p.key.peer)
+	return p.l.pc.WriteToUDPAddrPort(p.sack.outgoing(b), p.key.peer)
 }
 
 func (p *pktConn) Close() error {

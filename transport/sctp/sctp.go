@@ -171,7 +171,7 @@ func (t *Transport) Dial(ctx context.Context, to transport.Addr) (transport.Conn
 		return nil, fmt.Errorf("%w: %w", transport.ErrAssociationLost, err)
 	}
 	uc := nc.(*net.UDPConn)
-	dc := &dialConn{UDPConn: uc, peerPort: sctpPort}
+	dc := &dialConn{Conn: uc, peerPort: sctpPort}
 	assoc, err := pionsctp.ClientContext(ctx, t.cfg.pionConfig(dc))
 	if err != nil {
 		_ = uc.Close() // pion closes it too on most paths; a second Close is harmless
@@ -188,17 +188,24 @@ func (t *Transport) Dial(ctx context.Context, to transport.Addr) (transport.Conn
 // socket that notes the closing chunks the peer sends and, for a kernel
 // SCTP peer, translates pion's fixed SCTP port 5000 to the peer's port.
 type dialConn struct {
-	*net.UDPConn
+	net.Conn        // a connected *net.UDPConn
 	peerPort uint16 // the kernel peer's SCTP port; 0 when no translation
 	flags    atomic.Uint32
 	wbuf     []byte // translation buffer; pion's single writeLoop writes
+	sack     sackPrompter
 }
 
 func (d *dialConn) seen() chunkFlags { return chunkFlags(d.flags.Load()) }
 
+func (d *dialConn) promptSack() {
+	if pkt := d.sack.prompt(); pkt != nil {
+		_, _ = d.Conn.Write(pkt)
+	}
+}
+
 func (d *dialConn) Read(p []byte) (int, error) {
 	for {
-		n, err := d.UDPConn.Read(p)
+		n, err := d.Conn.Read(p)
 		if err != nil {
 			return n, err
 		}
@@ -223,12 +230,12 @@ func (d *dialConn) Read(p []byte) (int, error) {
 
 func (d *dialConn) Write(p []byte) (int, error) {
 	if d.peerPort == 0 || len(p) < commonHeaderSize {
-		return d.UDPConn.Write(p)
+		return d.Conn.Write(d.sack.outgoing(p))
 	}
 	d.wbuf = append(d.wbuf[:0], p...)
 	putPorts(d.wbuf, pionPort, d.peerPort)
 	setChecksum(d.wbuf)
-	return d.UDPConn.Write(d.wbuf)
+	return d.Conn.Write(d.sack.outgoing(d.wbuf))
 }
 
 func putPorts(pkt []byte, src, dst uint16) {

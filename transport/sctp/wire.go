@@ -21,6 +21,7 @@ const (
 	chunkError            = 9
 	chunkCookieEcho       = 10
 	chunkShutdownComplete = 14
+	chunkIData            = 64 // RFC 8260 §2.1; pion negotiates it by default
 
 	// INIT parameters that carry or restrict the peer's transport addresses
 	// (RFC 9260 §3.3.2.1). Their two high type bits are 00, "stop processing
