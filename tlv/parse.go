@@ -38,21 +38,28 @@ func (p *parser) invalid(err error, hdr, end int, t ParamType) *ParseError {
 	return p.fail(err, hdr, t, CauseInvalidValues, ActionReport, p.raw(hdr, end))
 }
 
-// iter walks the parameters of one container region [off, end).
+// iter walks the parameters of one container region [off, end), like a
+// bufio.Scanner:
+//
+//	for it.next() {
+//		switch it.pr.t { ... }
+//	}
+//	if it.err != nil { ... }
 type iter struct {
-	p     *parser
-	off   int
-	end   int
-	depth int
-	idx   int // index of the parameter last returned
-	unk   []RawParam
+	p   *parser
+	off int
+	end int
+	idx int   // index of the parameter in pr
+	pr  param // the parameter next found
+	err error // why next stopped early, nil at the end of the container
+	unk []RawParam
 }
 
 func (p *parser) iter(off, end, depth int) (iter, error) {
 	if depth > p.lim.MaxDepth {
 		return iter{}, p.fail(ErrTooDeep, off, 0, CauseInvalidValues, ActionDiscard, nil)
 	}
-	return iter{p: p, off: off, end: end, depth: depth, idx: -1}, nil
+	return iter{p: p, off: off, end: end, idx: -1}, nil
 }
 
 // param is one parameter found by iter.next: header offset, value bounds.
@@ -65,24 +72,29 @@ type param struct {
 
 func (pr param) vlen() int { return pr.ve - pr.vs }
 
-// next returns the next parameter; ok is false at the end of the container.
-func (it *iter) next() (pr param, ok bool, err error) {
+// next moves to the next parameter (it.pr). It returns false at the end of
+// the container and on a malformed parameter header, which it leaves in
+// it.err.
+func (it *iter) next() bool {
 	p := it.p
 	if it.off >= it.end {
-		return param{}, false, nil
+		return false
 	}
 	rem := it.end - it.off
 	if rem < ParamHeaderLen {
-		return param{}, false, p.fail(ErrTruncated, it.off, 0, CauseInvalidValues, ActionReport, p.raw(it.off, it.end))
+		it.err = p.fail(ErrTruncated, it.off, 0, CauseInvalidValues, ActionReport, p.raw(it.off, it.end))
+		return false
 	}
 	t := ParamType(p.u16(it.off))
 	l := int(p.u16(it.off + 2))
 	if l < ParamHeaderLen || l > rem {
-		return param{}, false, p.fail(ErrLength, it.off, t, CauseInvalidValues, ActionReport, p.raw(it.off, it.end))
+		it.err = p.fail(ErrLength, it.off, t, CauseInvalidValues, ActionReport, p.raw(it.off, it.end))
+		return false
 	}
 	p.nparams++
 	if p.nparams > p.lim.MaxParams {
-		return param{}, false, p.fail(ErrTooManyParams, it.off, t, CauseInvalidValues, ActionDiscard, nil)
+		it.err = p.fail(ErrTooManyParams, it.off, t, CauseInvalidValues, ActionDiscard, nil)
+		return false
 	}
 	pl := pad(l)
 	next := it.off + pl
@@ -90,14 +102,15 @@ func (it *iter) next() (pr param, ok bool, err error) {
 		// A final parameter may lack its padding (SPEC §1.2); anything
 		// else that stops inside the padding is malformed.
 		if l != rem {
-			return param{}, false, p.fail(ErrPadding, it.off, t, CauseInvalidValues, ActionReport, p.raw(it.off, it.off+l))
+			it.err = p.fail(ErrPadding, it.off, t, CauseInvalidValues, ActionReport, p.raw(it.off, it.off+l))
+			return false
 		}
 		next = it.end
 	}
-	pr = param{t: t, hdr: it.off, vs: it.off + ParamHeaderLen, ve: it.off + l}
+	it.pr = param{t: t, hdr: it.off, vs: it.off + ParamHeaderLen, ve: it.off + l}
 	it.off = next
 	it.idx++
-	return pr, true, nil
+	return true
 }
 
 // unknown handles a parameter the container does not expect, by its action
@@ -115,8 +128,48 @@ func (it *iter) dup(pr param) error {
 	return it.p.invalid(ErrDuplicateParam, pr.hdr, pr.ve, pr.t)
 }
 
+// handle reads a Pool Handle that may appear once into *h.
+func (it *iter) handle(pr param, h *PoolHandle) error {
+	if *h != nil {
+		return it.dup(pr)
+	}
+	v, err := it.p.poolHandle(pr)
+	*h = v
+	return err
+}
+
+// u32Once reads an 8-byte parameter holding a uint32 that may appear once
+// (PE Identifier, Handle Resolution Option) into *v, setting *have.
+func (it *iter) u32Once(pr param, v *uint32, have *bool) error {
+	if *have {
+		return it.dup(pr)
+	}
+	x, err := it.p.u32Param(pr)
+	*v, *have = x, err == nil
+	return err
+}
+
+// opErr reads an optional Operation Error that may appear once into *e.
+func (it *iter) opErr(pr param, e **OperationError) error {
+	if *e != nil {
+		return it.dup(pr)
+	}
+	oe, err := it.p.operationError(pr)
+	if err != nil {
+		return err
+	}
+	*e = &oe
+	return nil
+}
+
 func (p *parser) missing(off int, t ParamType) error {
 	return p.fail(ErrMissingParam, off, t, CauseInvalidValues, ActionReport, nil)
+}
+
+// missingIn reports that the parameter pr lacks a mandatory parameter of
+// type t; the cause carries pr.
+func (p *parser) missingIn(pr param, t ParamType) error {
+	return p.fail(ErrMissingParam, pr.hdr, t, CauseInvalidValues, ActionReport, p.raw(pr.hdr, pr.ve))
 }
 
 // fixed checks a fixed-size parameter.
@@ -214,14 +267,8 @@ func (p *parser) transportInto(pr param, depth int, tr *Transport) error {
 		return err
 	}
 	start := len(p.addrs)
-	for {
-		sub, ok, err := it.next()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break
-		}
+	for it.next() {
+		sub := it.pr
 		switch sub.t {
 		case ParamIPv4Address, ParamIPv6Address:
 			a, err := p.addr(sub)
@@ -235,8 +282,11 @@ func (p *parser) transportInto(pr param, depth int, tr *Transport) error {
 			}
 		}
 	}
+	if it.err != nil {
+		return it.err
+	}
 	if len(p.addrs) == start {
-		return p.fail(ErrMissingParam, pr.hdr, ParamIPv4Address, CauseInvalidValues, ActionReport, p.raw(pr.hdr, pr.ve))
+		return p.missingIn(pr, ParamIPv4Address)
 	}
 	tr.Addrs = p.addrs[start:len(p.addrs):len(p.addrs)]
 	tr.Unknown = it.unk
@@ -256,14 +306,8 @@ func (p *parser) poolElement(pr param, depth int, pe *PoolElement) error {
 		return err
 	}
 	var havePolicy bool
-	for {
-		sub, ok, err := it.next()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break
-		}
+	for it.next() {
+		sub := it.pr
 		switch {
 		case isTransport(sub.t):
 			var dst *Transport
@@ -295,11 +339,14 @@ func (p *parser) poolElement(pr param, depth int, pe *PoolElement) error {
 			}
 		}
 	}
+	if it.err != nil {
+		return it.err
+	}
 	if pe.UserTransport.Type == 0 {
-		return p.fail(ErrMissingParam, pr.hdr, ParamSCTPTransport, CauseInvalidValues, ActionReport, p.raw(pr.hdr, pr.ve))
+		return p.missingIn(pr, ParamSCTPTransport)
 	}
 	if !havePolicy {
-		return p.fail(ErrMissingParam, pr.hdr, ParamPolicy, CauseInvalidValues, ActionReport, p.raw(pr.hdr, pr.ve))
+		return p.missingIn(pr, ParamPolicy)
 	}
 	pe.Unknown = it.unk
 	return nil
@@ -315,14 +362,8 @@ func (p *parser) serverInfo(pr param, depth int, si *ServerInfo) error {
 	if err != nil {
 		return err
 	}
-	for {
-		sub, ok, err := it.next()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break
-		}
+	for it.next() {
+		sub := it.pr
 		switch {
 		case sub.t == ParamSCTPTransport:
 			if si.Transport.Type != 0 {
@@ -340,8 +381,11 @@ func (p *parser) serverInfo(pr param, depth int, si *ServerInfo) error {
 			}
 		}
 	}
+	if it.err != nil {
+		return it.err
+	}
 	if si.Transport.Type == 0 {
-		return p.fail(ErrMissingParam, pr.hdr, ParamSCTPTransport, CauseInvalidValues, ActionReport, p.raw(pr.hdr, pr.ve))
+		return p.missingIn(pr, ParamSCTPTransport)
 	}
 	si.Unknown = it.unk
 	return nil
@@ -429,14 +473,13 @@ func (l Limits) ParseParam(b []byte) (Param, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	pr, ok, err := it.next()
-	if err != nil {
-		return nil, 0, err
-	}
-	if !ok {
+	if !it.next() {
+		if it.err != nil {
+			return nil, 0, it.err
+		}
 		return nil, 0, p.fail(ErrTruncated, 0, 0, CauseInvalidValues, ActionReport, nil)
 	}
-	v, err := p.one(&it, pr)
+	v, err := p.one(&it, it.pr)
 	if err != nil {
 		return nil, 0, err
 	}

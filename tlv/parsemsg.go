@@ -77,19 +77,19 @@ func (l Limits) ParseASAP(b []byte) (ASAPMessage, error) {
 	switch ASAPType(t) {
 	case ASAPRegistration:
 		x := &Registration{}
-		err, m = p.registration(x), x
+		err, m = p.handlePE(HeaderLen, &x.PoolHandle, &x.PE, &x.Unknown), x
 	case ASAPDeregistration:
 		x := &Deregistration{}
-		err, m = p.phID(HeaderLen, &x.PoolHandle, &x.PEID, nil, &x.Unknown), x
+		err, m = p.handleID(HeaderLen, &x.PoolHandle, &x.PEID, nil, &x.Unknown), x
 	case ASAPRegistrationResponse:
 		x := &RegistrationResponse{Reject: flags&FlagRegistrationReject != 0}
-		err, m = p.phID(HeaderLen, &x.PoolHandle, &x.PEID, &x.Error, &x.Unknown), x
+		err, m = p.handleID(HeaderLen, &x.PoolHandle, &x.PEID, &x.Error, &x.Unknown), x
 	case ASAPDeregistrationResponse:
 		x := &DeregistrationResponse{}
-		err, m = p.phID(HeaderLen, &x.PoolHandle, &x.PEID, &x.Error, &x.Unknown), x
+		err, m = p.handleID(HeaderLen, &x.PoolHandle, &x.PEID, &x.Error, &x.Unknown), x
 	case ASAPHandleResolution:
 		x := &HandleResolution{}
-		err, m = p.handleResolution(x), x
+		err, m = p.handleOpt(HeaderLen, &x.PoolHandle, ParamHandleResolutionOption, &x.Items, &x.HasItems, &x.Unknown), x
 	case ASAPHandleResolutionResponse:
 		x := &HandleResolutionResponse{}
 		err, m = p.pesMessage(&x.PoolHandle, &x.Policy, &x.PEs, &x.Error, &x.Unknown), x
@@ -98,10 +98,10 @@ func (l Limits) ParseASAP(b []byte) (ASAPMessage, error) {
 		err, m = p.keepAlive(x), x
 	case ASAPEndpointKeepAliveAck:
 		x := &EndpointKeepAliveAck{}
-		err, m = p.phID(HeaderLen, &x.PoolHandle, &x.PEID, nil, &x.Unknown), x
+		err, m = p.handleID(HeaderLen, &x.PoolHandle, &x.PEID, nil, &x.Unknown), x
 	case ASAPEndpointUnreachable:
 		x := &EndpointUnreachable{}
-		err, m = p.phID(HeaderLen, &x.PoolHandle, &x.PEID, nil, &x.Unknown), x
+		err, m = p.handleID(HeaderLen, &x.PoolHandle, &x.PEID, nil, &x.Unknown), x
 	case ASAPServerAnnounce:
 		x := &ServerAnnounce{}
 		err, m = p.serverAnnounce(x), x
@@ -167,13 +167,13 @@ func (l Limits) ParseENRP(b []byte) (ENRPMessage, error) {
 		err, m = p.listResponse(x), x
 	case ENRPInitTakeover:
 		x := &InitTakeover{ENRPHeader: h}
-		err, m = p.takeover(&x.TargetID, &x.Unknown), x
+		err, m = p.targetID(&x.TargetID, &x.Unknown), x
 	case ENRPInitTakeoverAck:
 		x := &InitTakeoverAck{ENRPHeader: h}
-		err, m = p.takeover(&x.TargetID, &x.Unknown), x
+		err, m = p.targetID(&x.TargetID, &x.Unknown), x
 	case ENRPTakeoverServer:
 		x := &TakeoverServer{ENRPHeader: h}
-		err, m = p.takeover(&x.TargetID, &x.Unknown), x
+		err, m = p.targetID(&x.TargetID, &x.Unknown), x
 	case ENRPErrorType:
 		x := &ENRPError{ENRPHeader: h}
 		err, m = p.errorMessage(ENRPHeaderLen, &x.Error, &x.Unknown), x
@@ -186,149 +186,102 @@ func (l Limits) ParseENRP(b []byte) (ENRPMessage, error) {
 
 func (p *parser) top(off int) (iter, error) { return p.iter(off, len(p.msg), 1) }
 
-func (p *parser) registration(m *Registration) error {
-	it, err := p.top(HeaderLen)
+// Every message parser below walks the top-level parameters with an iter,
+// keeps the ones its message defines, hands the others to iter.unknown (RFC
+// 5354 §2 action bits), checks that the mandatory ones came, and stores the
+// skipped unknowns. There is one parser per message shape.
+
+// handlePE parses the messages made of a Pool Handle and one Pool Element
+// (ASAP_REGISTRATION, ENRP_HANDLE_UPDATE) from off on.
+func (p *parser) handlePE(off int, h *PoolHandle, pe *PoolElement, unk *[]RawParam) error {
+	it, err := p.top(off)
 	if err != nil {
 		return err
 	}
 	var havePE bool
-	for {
-		pr, ok, err := it.next()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break
-		}
+	for it.next() {
+		pr := it.pr
 		switch pr.t {
 		case ParamPoolHandle:
-			if m.PoolHandle != nil {
-				return it.dup(pr)
-			}
-			if m.PoolHandle, err = p.poolHandle(pr); err != nil {
-				return err
-			}
+			err = it.handle(pr, h)
 		case ParamPoolElement:
 			if havePE {
 				return it.dup(pr)
 			}
 			p.addrs = make([]netip.Addr, 0, 4)
-			if err := p.poolElement(pr, 1, &m.PE); err != nil {
-				return err
-			}
+			err = p.poolElement(pr, 1, pe)
 			havePE = true
 		default:
-			if err := it.unknown(pr); err != nil {
-				return err
-			}
+			err = it.unknown(pr)
 		}
-	}
-	if m.PoolHandle == nil {
-		return p.missing(HeaderLen, ParamPoolHandle)
-	}
-	if !havePE {
-		return p.missing(HeaderLen, ParamPoolElement)
-	}
-	m.Unknown = it.unk
-	return nil
-}
-
-// phID parses the messages made of Pool Handle, PE Identifier and, when e
-// is not nil, an optional Operation Error.
-func (p *parser) phID(off int, h *PoolHandle, id *uint32, e **OperationError, unk *[]RawParam) error {
-	it, err := p.top(off)
-	if err != nil {
-		return err
-	}
-	var haveID bool
-	for {
-		pr, ok, err := it.next()
 		if err != nil {
 			return err
 		}
-		if !ok {
-			break
-		}
-		switch {
-		case pr.t == ParamPoolHandle:
-			if *h != nil {
-				return it.dup(pr)
-			}
-			if *h, err = p.poolHandle(pr); err != nil {
-				return err
-			}
-		case pr.t == ParamPEIdentifier:
-			if haveID {
-				return it.dup(pr)
-			}
-			if *id, err = p.u32Param(pr); err != nil {
-				return err
-			}
-			haveID = true
-		case pr.t == ParamOperationError && e != nil:
-			if *e != nil {
-				return it.dup(pr)
-			}
-			oe, err := p.operationError(pr)
-			if err != nil {
-				return err
-			}
-			*e = &oe
-		default:
-			if err := it.unknown(pr); err != nil {
-				return err
-			}
-		}
+	}
+	if it.err != nil {
+		return it.err
 	}
 	if *h == nil {
 		return p.missing(off, ParamPoolHandle)
 	}
-	if !haveID {
-		return p.missing(off, ParamPEIdentifier)
+	if !havePE {
+		return p.missing(off, ParamPoolElement)
 	}
 	*unk = it.unk
 	return nil
 }
 
-func (p *parser) handleResolution(m *HandleResolution) error {
-	it, err := p.top(HeaderLen)
+// handleID parses the messages made of a Pool Handle, a PE Identifier and,
+// when e is not nil, an optional Operation Error.
+func (p *parser) handleID(off int, h *PoolHandle, id *uint32, e **OperationError, unk *[]RawParam) error {
+	var have bool
+	if err := p.handleU32(off, h, ParamPEIdentifier, id, &have, e, unk); err != nil {
+		return err
+	}
+	if !have {
+		return p.missing(off, ParamPEIdentifier)
+	}
+	return nil
+}
+
+// handleOpt parses the messages made of a Pool Handle and an optional
+// uint32 parameter of type t (ASAP_HANDLE_RESOLUTION with its Handle
+// Resolution Option, ASAP_ENDPOINT_KEEP_ALIVE with the RSPLIB PE Identifier).
+func (p *parser) handleOpt(off int, h *PoolHandle, t ParamType, v *uint32, have *bool, unk *[]RawParam) error {
+	return p.handleU32(off, h, t, v, have, nil, unk)
+}
+
+// handleU32 is handleID and handleOpt: a mandatory Pool Handle, a uint32
+// parameter of type t that may appear once, and, when e is not nil, an
+// optional Operation Error.
+func (p *parser) handleU32(off int, h *PoolHandle, t ParamType, v *uint32, have *bool, e **OperationError, unk *[]RawParam) error {
+	it, err := p.top(off)
 	if err != nil {
 		return err
 	}
-	for {
-		pr, ok, err := it.next()
+	for it.next() {
+		pr := it.pr
+		switch {
+		case pr.t == ParamPoolHandle:
+			err = it.handle(pr, h)
+		case pr.t == t:
+			err = it.u32Once(pr, v, have)
+		case pr.t == ParamOperationError && e != nil:
+			err = it.opErr(pr, e)
+		default:
+			err = it.unknown(pr)
+		}
 		if err != nil {
 			return err
 		}
-		if !ok {
-			break
-		}
-		switch pr.t {
-		case ParamPoolHandle:
-			if m.PoolHandle != nil {
-				return it.dup(pr)
-			}
-			if m.PoolHandle, err = p.poolHandle(pr); err != nil {
-				return err
-			}
-		case ParamHandleResolutionOption:
-			if m.HasItems {
-				return it.dup(pr)
-			}
-			if m.Items, err = p.u32Param(pr); err != nil {
-				return err
-			}
-			m.HasItems = true
-		default:
-			if err := it.unknown(pr); err != nil {
-				return err
-			}
-		}
 	}
-	if m.PoolHandle == nil {
-		return p.missing(HeaderLen, ParamPoolHandle)
+	if it.err != nil {
+		return it.err
 	}
-	m.Unknown = it.unk
+	if *h == nil {
+		return p.missing(off, ParamPoolHandle)
+	}
+	*unk = it.unk
 	return nil
 }
 
@@ -348,101 +301,38 @@ func (p *parser) pesMessage(h *PoolHandle, pol **Policy, pes *[]PoolElement, e *
 		*pes = make([]PoolElement, 0, n)
 		p.addrs = make([]netip.Addr, 0, 2*n)
 	}
-	for {
-		pr, ok, err := it.next()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break
-		}
+	for it.next() {
+		pr := it.pr
 		switch {
 		case pr.t == ParamPoolHandle:
-			if *h != nil {
-				return it.dup(pr)
-			}
-			if *h, err = p.poolHandle(pr); err != nil {
-				return err
-			}
+			err = it.handle(pr, h)
 		case pr.t == ParamPolicy:
 			if *pol != nil {
 				return it.dup(pr)
 			}
-			v, err := p.policy(pr)
-			if err != nil {
-				return err
+			var v Policy
+			if v, err = p.policy(pr); err == nil {
+				*pol = &v
 			}
-			*pol = &v
 		case pr.t == ParamPoolElement:
 			*pes = append(*pes, PoolElement{})
-			if err := p.poolElement(pr, 1, &(*pes)[len(*pes)-1]); err != nil {
-				return err
-			}
+			err = p.poolElement(pr, 1, &(*pes)[len(*pes)-1])
 		case pr.t == ParamOperationError && e != nil:
-			if *e != nil {
-				return it.dup(pr)
-			}
-			oe, err := p.operationError(pr)
-			if err != nil {
-				return err
-			}
-			*e = &oe
+			err = it.opErr(pr, e)
 		default:
-			if err := it.unknown(pr); err != nil {
-				return err
-			}
+			err = it.unknown(pr)
 		}
+		if err != nil {
+			return err
+		}
+	}
+	if it.err != nil {
+		return it.err
 	}
 	if *h == nil {
 		return p.missing(HeaderLen, ParamPoolHandle)
 	}
 	*unk = it.unk
-	return nil
-}
-
-func (p *parser) keepAlive(m *EndpointKeepAlive) error {
-	if err := p.needFixed(HeaderLen + 4); err != nil {
-		return err
-	}
-	m.ServerID = p.u32(HeaderLen)
-	it, err := p.top(HeaderLen + 4)
-	if err != nil {
-		return err
-	}
-	for {
-		pr, ok, err := it.next()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break
-		}
-		switch pr.t {
-		case ParamPoolHandle:
-			if m.PoolHandle != nil {
-				return it.dup(pr)
-			}
-			if m.PoolHandle, err = p.poolHandle(pr); err != nil {
-				return err
-			}
-		case ParamPEIdentifier:
-			if m.HasPEID {
-				return it.dup(pr)
-			}
-			if m.PEID, err = p.u32Param(pr); err != nil {
-				return err
-			}
-			m.HasPEID = true
-		default:
-			if err := it.unknown(pr); err != nil {
-				return err
-			}
-		}
-	}
-	if m.PoolHandle == nil {
-		return p.missing(HeaderLen+4, ParamPoolHandle)
-	}
-	m.Unknown = it.unk
 	return nil
 }
 
@@ -455,118 +345,117 @@ func (p *parser) serverAnnounce(m *ServerAnnounce) error {
 	if err != nil {
 		return err
 	}
-	for {
-		pr, ok, err := it.next()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break
-		}
+	for it.next() {
+		pr := it.pr
 		if isTransport(pr.t) {
 			tr, err := p.transport(pr, 1)
 			if err != nil {
 				return err
 			}
 			m.Transports = append(m.Transports, tr)
-			continue
-		}
-		if err := it.unknown(pr); err != nil {
+		} else if err := it.unknown(pr); err != nil {
 			return err
 		}
+	}
+	if it.err != nil {
+		return it.err
 	}
 	m.Unknown = it.unk
 	return nil
 }
 
-func (p *parser) cookieMessage(c *[]byte, unk *[]RawParam) error {
-	it, err := p.top(HeaderLen)
-	if err != nil {
-		return err
-	}
-	var have bool
-	for {
-		pr, ok, err := it.next()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break
-		}
-		if pr.t == ParamCookie {
-			if have {
-				return it.dup(pr)
-			}
-			*c, have = p.cookie(pr), true
-			continue
-		}
-		if err := it.unknown(pr); err != nil {
-			return err
-		}
-	}
-	if !have {
-		return p.missing(HeaderLen, ParamCookie)
-	}
-	*unk = it.unk
-	return nil
-}
-
-func (p *parser) errorMessage(off int, e *OperationError, unk *[]RawParam) error {
+// single parses the messages made of exactly one parameter of type t (Cookie,
+// Operation Error) from off on: read is called once, for that parameter.
+func (p *parser) single(off int, t ParamType, unk *[]RawParam, read func(param) error) error {
 	it, err := p.top(off)
 	if err != nil {
 		return err
 	}
 	var have bool
-	for {
-		pr, ok, err := it.next()
+	for it.next() {
+		pr := it.pr
+		switch {
+		case pr.t != t:
+			err = it.unknown(pr)
+		case have:
+			return it.dup(pr)
+		default:
+			err, have = read(pr), true
+		}
 		if err != nil {
 			return err
 		}
-		if !ok {
-			break
-		}
-		if pr.t == ParamOperationError {
-			if have {
-				return it.dup(pr)
-			}
-			if *e, err = p.operationError(pr); err != nil {
-				return err
-			}
-			have = true
-			continue
-		}
-		if err := it.unknown(pr); err != nil {
-			return err
-		}
+	}
+	if it.err != nil {
+		return it.err
 	}
 	if !have {
-		return p.missing(off, ParamOperationError)
+		return p.missing(off, t)
 	}
 	*unk = it.unk
 	return nil
 }
 
-// noParams parses a message that defines no parameters: only skippable
-// unknown ones may follow.
+func (p *parser) cookieMessage(c *[]byte, unk *[]RawParam) error {
+	return p.single(HeaderLen, ParamCookie, unk, func(pr param) error {
+		*c = p.cookie(pr)
+		return nil
+	})
+}
+
+func (p *parser) errorMessage(off int, e *OperationError, unk *[]RawParam) error {
+	return p.single(off, ParamOperationError, unk, func(pr param) (err error) {
+		*e, err = p.operationError(pr)
+		return err
+	})
+}
+
+// noParams parses a message that defines no parameters from off on: only
+// skippable unknown ones may follow.
 func (p *parser) noParams(off int, unk *[]RawParam) error {
 	it, err := p.top(off)
 	if err != nil {
 		return err
 	}
-	for {
-		pr, ok, err := it.next()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break
-		}
-		if err := it.unknown(pr); err != nil {
+	for it.next() {
+		if err := it.unknown(it.pr); err != nil {
 			return err
 		}
 	}
+	if it.err != nil {
+		return it.err
+	}
 	*unk = it.unk
 	return nil
+}
+
+// targetID parses the takeover messages (RFC 5353 §2.7-§2.9): the Target
+// Server Identifier after the ENRP header, then no parameters.
+func (p *parser) targetID(target *uint32, unk *[]RawParam) error {
+	if err := p.needFixed(ENRPHeaderLen + 4); err != nil {
+		return err
+	}
+	*target = p.u32(ENRPHeaderLen)
+	return p.noParams(ENRPHeaderLen+4, unk)
+}
+
+func (p *parser) keepAlive(m *EndpointKeepAlive) error {
+	if err := p.needFixed(HeaderLen + 4); err != nil {
+		return err
+	}
+	m.ServerID = p.u32(HeaderLen)
+	return p.handleOpt(HeaderLen+4, &m.PoolHandle, ParamPEIdentifier, &m.PEID, &m.HasPEID, &m.Unknown)
+}
+
+func (p *parser) handleUpdate(m *HandleUpdate) error {
+	if err := p.needFixed(ENRPHeaderLen + 4); err != nil {
+		return err
+	}
+	m.Action = UpdateAction(p.u16(ENRPHeaderLen))
+	if m.Action != UpdateAddPE && m.Action != UpdateDelPE {
+		return p.fail(ErrInvalidValue, ENRPHeaderLen, 0, CauseInvalidValues, ActionReport, nil)
+	}
+	return p.handlePE(ENRPHeaderLen+4, &m.PoolHandle, &m.PE, &m.Unknown)
 }
 
 func (p *parser) presence(m *Presence) error {
@@ -575,37 +464,32 @@ func (p *parser) presence(m *Presence) error {
 		return err
 	}
 	var haveSum bool
-	for {
-		pr, ok, err := it.next()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break
-		}
+	for it.next() {
+		pr := it.pr
 		switch pr.t {
 		case ParamPEChecksum:
 			if haveSum {
 				return it.dup(pr)
 			}
-			if m.Checksum, err = p.checksum(pr); err != nil {
-				return err
-			}
+			m.Checksum, err = p.checksum(pr)
 			haveSum = true
 		case ParamServerInformation:
 			if m.Info != nil {
 				return it.dup(pr)
 			}
 			si := &ServerInfo{}
-			if err := p.serverInfo(pr, 1, si); err != nil {
-				return err
+			if err = p.serverInfo(pr, 1, si); err == nil {
+				m.Info = si
 			}
-			m.Info = si
 		default:
-			if err := it.unknown(pr); err != nil {
-				return err
-			}
+			err = it.unknown(pr)
 		}
+		if err != nil {
+			return err
+		}
+	}
+	if it.err != nil {
+		return it.err
 	}
 	if !haveSum {
 		return p.missing(ENRPHeaderLen, ParamPEChecksum)
@@ -633,14 +517,8 @@ func (p *parser) tableResponse(m *HandleTableResponse) error {
 		m.Pools = make([]PoolEntry, 0, nph)
 	}
 	first := 0 // index in pes of the current pool's first PE
-	for {
-		pr, ok, err := it.next()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break
-		}
+	for it.next() {
+		pr := it.pr
 		switch pr.t {
 		case ParamPoolHandle:
 			h, err := p.poolHandle(pr)
@@ -667,62 +545,11 @@ func (p *parser) tableResponse(m *HandleTableResponse) error {
 			}
 		}
 	}
+	if it.err != nil {
+		return it.err
+	}
 	if len(m.Pools) > 0 && len(pes) > first {
 		m.Pools[len(m.Pools)-1].PEs = pes[first:len(pes):len(pes)]
-	}
-	m.Unknown = it.unk
-	return nil
-}
-
-func (p *parser) handleUpdate(m *HandleUpdate) error {
-	if err := p.needFixed(ENRPHeaderLen + 4); err != nil {
-		return err
-	}
-	m.Action = UpdateAction(p.u16(ENRPHeaderLen))
-	if m.Action != UpdateAddPE && m.Action != UpdateDelPE {
-		return p.fail(ErrInvalidValue, ENRPHeaderLen, 0, CauseInvalidValues, ActionReport, nil)
-	}
-	it, err := p.top(ENRPHeaderLen + 4)
-	if err != nil {
-		return err
-	}
-	var havePE bool
-	for {
-		pr, ok, err := it.next()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break
-		}
-		switch pr.t {
-		case ParamPoolHandle:
-			if m.PoolHandle != nil {
-				return it.dup(pr)
-			}
-			if m.PoolHandle, err = p.poolHandle(pr); err != nil {
-				return err
-			}
-		case ParamPoolElement:
-			if havePE {
-				return it.dup(pr)
-			}
-			p.addrs = make([]netip.Addr, 0, 4)
-			if err := p.poolElement(pr, 1, &m.PE); err != nil {
-				return err
-			}
-			havePE = true
-		default:
-			if err := it.unknown(pr); err != nil {
-				return err
-			}
-		}
-	}
-	if m.PoolHandle == nil {
-		return p.missing(ENRPHeaderLen+4, ParamPoolHandle)
-	}
-	if !havePE {
-		return p.missing(ENRPHeaderLen+4, ParamPoolElement)
 	}
 	m.Unknown = it.unk
 	return nil
@@ -741,33 +568,20 @@ func (p *parser) listResponse(m *ListResponse) error {
 		m.Servers = make([]ServerInfo, 0, n)
 		p.addrs = make([]netip.Addr, 0, 2*n)
 	}
-	for {
-		pr, ok, err := it.next()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break
-		}
+	for it.next() {
+		pr := it.pr
 		if pr.t == ParamServerInformation {
 			m.Servers = append(m.Servers, ServerInfo{})
 			if err := p.serverInfo(pr, 1, &m.Servers[len(m.Servers)-1]); err != nil {
 				return err
 			}
-			continue
-		}
-		if err := it.unknown(pr); err != nil {
+		} else if err := it.unknown(pr); err != nil {
 			return err
 		}
 	}
+	if it.err != nil {
+		return it.err
+	}
 	m.Unknown = it.unk
 	return nil
-}
-
-func (p *parser) takeover(target *uint32, unk *[]RawParam) error {
-	if err := p.needFixed(ENRPHeaderLen + 4); err != nil {
-		return err
-	}
-	*target = p.u32(ENRPHeaderLen)
-	return p.noParams(ENRPHeaderLen+4, unk)
 }
