@@ -70,35 +70,65 @@ func (m *Registration) Len() int {
 // AppendTo implements Message: Pool Handle, Pool Element.
 func (m *Registration) AppendTo(b []byte) []byte {
 	b, start := beginMsg(b, uint8(ASAPRegistration), 0)
-	s := seq{unk: m.Unknown}
-	b = s.next(b)
-	b = m.PoolHandle.AppendTo(b)
-	b = s.next(b)
-	b = m.PE.appendTo(b)
-	return endMsg(s.rest(b), start)
+	return endMsg(appendHandlePE(b, m.PoolHandle, &m.PE, m.Unknown), start)
 }
 
-func phIDLen(h PoolHandle, unk []RawParam) int { return HeaderLen + h.Len() + 8 + unknownLen(unk) }
-
-func appendPHID(b []byte, t ASAPType, flags uint8, h PoolHandle, id uint32, e *OperationError, unk []RawParam) []byte {
-	b, start := beginMsg(b, uint8(t), flags)
+// appendHandlePE writes the parameters of the messages made of a Pool
+// Handle and a Pool Element (ASAP_REGISTRATION, ENRP_HANDLE_UPDATE).
+func appendHandlePE(b []byte, h PoolHandle, pe *PoolElement, unk []RawParam) []byte {
 	s := seq{unk: unk}
 	b = s.next(b)
 	b = h.AppendTo(b)
 	b = s.next(b)
-	b = appendU32Param(b, ParamPEIdentifier, id)
+	b = pe.appendTo(b)
+	return s.rest(b)
+}
+
+// handleU32Len is the length of a message of fixed bytes then the
+// parameters appendHandleU32 writes.
+func handleU32Len(fixed int, h PoolHandle, has bool, e *OperationError, unk []RawParam) int {
+	n := fixed + h.Len() + opErrLen(e) + unknownLen(unk)
+	if has {
+		n += 8
+	}
+	return n
+}
+
+// appendHandleU32 writes the parameters of the messages made of a Pool
+// Handle, a uint32 parameter of type t (when has) and an Operation Error
+// (when e is set): the PE Identifier messages, ASAP_HANDLE_RESOLUTION with
+// its Handle Resolution Option and ASAP_ENDPOINT_KEEP_ALIVE.
+func appendHandleU32(b []byte, h PoolHandle, t ParamType, v uint32, has bool, e *OperationError, unk []RawParam) []byte {
+	s := seq{unk: unk}
+	b = s.next(b)
+	b = h.AppendTo(b)
+	if has {
+		b = s.next(b)
+		b = appendU32Param(b, t, v)
+	}
 	if e != nil {
 		b = s.next(b)
 		b = e.appendTo(b)
 	}
-	return endMsg(s.rest(b), start)
+	return s.rest(b)
+}
+
+func phIDLen(h PoolHandle, e *OperationError, unk []RawParam) int {
+	return handleU32Len(HeaderLen, h, true, e, unk)
+}
+
+// appendPHID writes a message of Pool Handle, PE Identifier and Operation
+// Error (when e is set).
+func appendPHID(b []byte, t ASAPType, flags uint8, h PoolHandle, id uint32, e *OperationError, unk []RawParam) []byte {
+	b, start := beginMsg(b, uint8(t), flags)
+	return endMsg(appendHandleU32(b, h, ParamPEIdentifier, id, true, e, unk), start)
 }
 
 // ASAPType implements ASAPMessage.
 func (m *Deregistration) ASAPType() ASAPType { return ASAPDeregistration }
 
 // Len implements Message.
-func (m *Deregistration) Len() int { return phIDLen(m.PoolHandle, m.Unknown) }
+func (m *Deregistration) Len() int { return phIDLen(m.PoolHandle, nil, m.Unknown) }
 
 // AppendTo implements Message: Pool Handle, PE Identifier.
 func (m *Deregistration) AppendTo(b []byte) []byte {
@@ -110,7 +140,7 @@ func (m *RegistrationResponse) ASAPType() ASAPType { return ASAPRegistrationResp
 
 // Len implements Message.
 func (m *RegistrationResponse) Len() int {
-	return phIDLen(m.PoolHandle, m.Unknown) + opErrLen(m.Error)
+	return phIDLen(m.PoolHandle, m.Error, m.Unknown)
 }
 
 // AppendTo implements Message: Pool Handle, PE Identifier, Operation Error
@@ -124,7 +154,7 @@ func (m *DeregistrationResponse) ASAPType() ASAPType { return ASAPDeregistration
 
 // Len implements Message.
 func (m *DeregistrationResponse) Len() int {
-	return phIDLen(m.PoolHandle, m.Unknown) + opErrLen(m.Error)
+	return phIDLen(m.PoolHandle, m.Error, m.Unknown)
 }
 
 // AppendTo implements Message: Pool Handle, PE Identifier, Operation Error
@@ -138,25 +168,15 @@ func (m *HandleResolution) ASAPType() ASAPType { return ASAPHandleResolution }
 
 // Len implements Message.
 func (m *HandleResolution) Len() int {
-	n := HeaderLen + m.PoolHandle.Len() + unknownLen(m.Unknown)
-	if m.HasItems {
-		n += 8
-	}
-	return n
+	return handleU32Len(HeaderLen, m.PoolHandle, m.HasItems, nil, m.Unknown)
 }
 
 // AppendTo implements Message: Pool Handle, Handle Resolution Option (when
 // HasItems).
 func (m *HandleResolution) AppendTo(b []byte) []byte {
 	b, start := beginMsg(b, uint8(ASAPHandleResolution), 0)
-	s := seq{unk: m.Unknown}
-	b = s.next(b)
-	b = m.PoolHandle.AppendTo(b)
-	if m.HasItems {
-		b = s.next(b)
-		b = appendU32Param(b, ParamHandleResolutionOption, m.Items)
-	}
-	return endMsg(s.rest(b), start)
+	b = appendHandleU32(b, m.PoolHandle, ParamHandleResolutionOption, m.Items, m.HasItems, nil, m.Unknown)
+	return endMsg(b, start)
 }
 
 // ASAPType implements ASAPMessage.
@@ -171,22 +191,29 @@ func (m *HandleResolutionResponse) Len() int {
 // (when set), Pool Elements, Operation Error (when set).
 func (m *HandleResolutionResponse) AppendTo(b []byte) []byte {
 	b, start := beginMsg(b, uint8(ASAPHandleResolutionResponse), 0)
-	s := seq{unk: m.Unknown}
+	return endMsg(appendPEs(b, m.PoolHandle, m.Policy, m.PEs, m.Error, m.Unknown), start)
+}
+
+// appendPEs writes the parameters of ASAP_HANDLE_RESOLUTION_RESPONSE and
+// ASAP_BUSINESS_CARD: Pool Handle, policy (when set), Pool Elements,
+// Operation Error (when set).
+func appendPEs(b []byte, h PoolHandle, pol *Policy, pes []PoolElement, e *OperationError, unk []RawParam) []byte {
+	s := seq{unk: unk}
 	b = s.next(b)
-	b = m.PoolHandle.AppendTo(b)
-	if m.Policy != nil {
+	b = h.AppendTo(b)
+	if pol != nil {
 		b = s.next(b)
-		b = m.Policy.appendTo(b)
+		b = pol.appendTo(b)
 	}
-	for i := range m.PEs {
+	for i := range pes {
 		b = s.next(b)
-		b = m.PEs[i].appendTo(b)
+		b = pes[i].appendTo(b)
 	}
-	if m.Error != nil {
+	if e != nil {
 		b = s.next(b)
-		b = m.Error.appendTo(b)
+		b = e.appendTo(b)
 	}
-	return endMsg(s.rest(b), start)
+	return s.rest(b)
 }
 
 // ASAPType implements ASAPMessage.
@@ -194,11 +221,7 @@ func (m *EndpointKeepAlive) ASAPType() ASAPType { return ASAPEndpointKeepAlive }
 
 // Len implements Message.
 func (m *EndpointKeepAlive) Len() int {
-	n := HeaderLen + 4 + m.PoolHandle.Len() + unknownLen(m.Unknown)
-	if m.HasPEID {
-		n += 8
-	}
-	return n
+	return handleU32Len(HeaderLen+4, m.PoolHandle, m.HasPEID, nil, m.Unknown)
 }
 
 // AppendTo implements Message: Server Identifier, Pool Handle, PE
@@ -206,21 +229,15 @@ func (m *EndpointKeepAlive) Len() int {
 func (m *EndpointKeepAlive) AppendTo(b []byte) []byte {
 	b, start := beginMsg(b, uint8(ASAPEndpointKeepAlive), flag(m.Home, FlagKeepAliveHome))
 	b = appendU32(b, m.ServerID)
-	s := seq{unk: m.Unknown}
-	b = s.next(b)
-	b = m.PoolHandle.AppendTo(b)
-	if m.HasPEID {
-		b = s.next(b)
-		b = appendU32Param(b, ParamPEIdentifier, m.PEID)
-	}
-	return endMsg(s.rest(b), start)
+	b = appendHandleU32(b, m.PoolHandle, ParamPEIdentifier, m.PEID, m.HasPEID, nil, m.Unknown)
+	return endMsg(b, start)
 }
 
 // ASAPType implements ASAPMessage.
 func (m *EndpointKeepAliveAck) ASAPType() ASAPType { return ASAPEndpointKeepAliveAck }
 
 // Len implements Message.
-func (m *EndpointKeepAliveAck) Len() int { return phIDLen(m.PoolHandle, m.Unknown) }
+func (m *EndpointKeepAliveAck) Len() int { return phIDLen(m.PoolHandle, nil, m.Unknown) }
 
 // AppendTo implements Message: Pool Handle, PE Identifier.
 func (m *EndpointKeepAliveAck) AppendTo(b []byte) []byte {
@@ -231,7 +248,7 @@ func (m *EndpointKeepAliveAck) AppendTo(b []byte) []byte {
 func (m *EndpointUnreachable) ASAPType() ASAPType { return ASAPEndpointUnreachable }
 
 // Len implements Message.
-func (m *EndpointUnreachable) Len() int { return phIDLen(m.PoolHandle, m.Unknown) }
+func (m *EndpointUnreachable) Len() int { return phIDLen(m.PoolHandle, nil, m.Unknown) }
 
 // AppendTo implements Message: Pool Handle, PE Identifier.
 func (m *EndpointUnreachable) AppendTo(b []byte) []byte {
@@ -265,6 +282,8 @@ func (m *ServerAnnounce) AppendTo(b []byte) []byte {
 	return endMsg(s.rest(b), start)
 }
 
+func cookieMsgLen(c []byte, unk []RawParam) int { return HeaderLen + pad(4+len(c)) + unknownLen(unk) }
+
 func appendCookieMsg(b []byte, t ASAPType, c []byte, unk []RawParam) []byte {
 	b, start := beginMsg(b, uint8(t), 0)
 	s := seq{unk: unk}
@@ -277,7 +296,7 @@ func appendCookieMsg(b []byte, t ASAPType, c []byte, unk []RawParam) []byte {
 func (m *CookieMessage) ASAPType() ASAPType { return ASAPCookie }
 
 // Len implements Message.
-func (m *CookieMessage) Len() int { return HeaderLen + pad(4+len(m.Cookie)) + unknownLen(m.Unknown) }
+func (m *CookieMessage) Len() int { return cookieMsgLen(m.Cookie, m.Unknown) }
 
 // AppendTo implements Message: Cookie.
 func (m *CookieMessage) AppendTo(b []byte) []byte {
@@ -288,7 +307,7 @@ func (m *CookieMessage) AppendTo(b []byte) []byte {
 func (m *CookieEcho) ASAPType() ASAPType { return ASAPCookieEcho }
 
 // Len implements Message.
-func (m *CookieEcho) Len() int { return HeaderLen + pad(4+len(m.Cookie)) + unknownLen(m.Unknown) }
+func (m *CookieEcho) Len() int { return cookieMsgLen(m.Cookie, m.Unknown) }
 
 // AppendTo implements Message: Cookie.
 func (m *CookieEcho) AppendTo(b []byte) []byte {
@@ -307,18 +326,7 @@ func (m *BusinessCard) Len() int {
 // (when set), Pool Elements.
 func (m *BusinessCard) AppendTo(b []byte) []byte {
 	b, start := beginMsg(b, uint8(ASAPBusinessCard), 0)
-	s := seq{unk: m.Unknown}
-	b = s.next(b)
-	b = m.PoolHandle.AppendTo(b)
-	if m.Policy != nil {
-		b = s.next(b)
-		b = m.Policy.appendTo(b)
-	}
-	for i := range m.PEs {
-		b = s.next(b)
-		b = m.PEs[i].appendTo(b)
-	}
-	return endMsg(s.rest(b), start)
+	return endMsg(appendPEs(b, m.PoolHandle, m.Policy, m.PEs, nil, m.Unknown), start)
 }
 
 // ASAPType implements ASAPMessage.
@@ -330,10 +338,15 @@ func (m *ASAPError) Len() int { return HeaderLen + m.Error.len() + unknownLen(m.
 // AppendTo implements Message: Operation Error.
 func (m *ASAPError) AppendTo(b []byte) []byte {
 	b, start := beginMsg(b, uint8(ASAPErrorType), 0)
-	s := seq{unk: m.Unknown}
+	return endMsg(appendOpErrOnly(b, &m.Error, m.Unknown), start)
+}
+
+// appendOpErrOnly writes the parameters of ASAP_ERROR and ENRP_ERROR.
+func appendOpErrOnly(b []byte, e *OperationError, unk []RawParam) []byte {
+	s := seq{unk: unk}
 	b = s.next(b)
-	b = m.Error.appendTo(b)
-	return endMsg(s.rest(b), start)
+	b = e.appendTo(b)
+	return s.rest(b)
 }
 
 // ---- ENRP ----
@@ -378,9 +391,7 @@ func (m *HandleTableRequest) Len() int { return ENRPHeaderLen + unknownLen(m.Unk
 
 // AppendTo implements Message: no parameters; flags W.
 func (m *HandleTableRequest) AppendTo(b []byte) []byte {
-	b, start := beginENRP(b, ENRPHandleTableRequest, flag(m.OwnChildrenOnly, FlagOwnChildrenOnly), &m.ENRPHeader)
-	s := seq{unk: m.Unknown}
-	return endMsg(s.rest(b), start)
+	return appendENRPBare(b, ENRPHandleTableRequest, flag(m.OwnChildrenOnly, FlagOwnChildrenOnly), &m.ENRPHeader, nil, m.Unknown)
 }
 
 // ENRPType implements ENRPMessage.
@@ -426,12 +437,7 @@ func (m *HandleUpdate) AppendTo(b []byte) []byte {
 	b, start := beginENRP(b, ENRPHandleUpdate, flag(m.TakeoverSuggested, FlagTakeoverSuggested), &m.ENRPHeader)
 	b = appendU16(b, uint16(m.Action))
 	b = appendU16(b, 0)
-	s := seq{unk: m.Unknown}
-	b = s.next(b)
-	b = m.PoolHandle.AppendTo(b)
-	b = s.next(b)
-	b = m.PE.appendTo(b)
-	return endMsg(s.rest(b), start)
+	return endMsg(appendHandlePE(b, m.PoolHandle, &m.PE, m.Unknown), start)
 }
 
 // ENRPType implements ENRPMessage.
@@ -442,9 +448,7 @@ func (m *ListRequest) Len() int { return ENRPHeaderLen + unknownLen(m.Unknown) }
 
 // AppendTo implements Message: no parameters.
 func (m *ListRequest) AppendTo(b []byte) []byte {
-	b, start := beginENRP(b, ENRPListRequest, 0, &m.ENRPHeader)
-	s := seq{unk: m.Unknown}
-	return endMsg(s.rest(b), start)
+	return appendENRPBare(b, ENRPListRequest, 0, &m.ENRPHeader, nil, m.Unknown)
 }
 
 // ENRPType implements ENRPMessage.
@@ -470,44 +474,50 @@ func (m *ListResponse) AppendTo(b []byte) []byte {
 	return endMsg(s.rest(b), start)
 }
 
-func appendTakeover(b []byte, t ENRPType, h *ENRPHeader, target uint32, unk []RawParam) []byte {
-	b, start := beginENRP(b, t, 0, h)
-	b = appendU32(b, target)
-	s := seq{unk: unk}
-	return endMsg(s.rest(b), start)
+// appendENRPBare writes an ENRP message that defines no parameters: the
+// header, the Target Server Identifier when target is not nil (RFC 5353
+// §2.7-§2.9), then the skipped unknowns.
+func appendENRPBare(b []byte, t ENRPType, flags uint8, h *ENRPHeader, target *uint32, unk []RawParam) []byte {
+	b, start := beginENRP(b, t, flags, h)
+	if target != nil {
+		b = appendU32(b, *target)
+	}
+	return endMsg(appendRaw(b, unk), start)
 }
+
+func targetLen(unk []RawParam) int { return ENRPHeaderLen + 4 + unknownLen(unk) }
 
 // ENRPType implements ENRPMessage.
 func (m *InitTakeover) ENRPType() ENRPType { return ENRPInitTakeover }
 
 // Len implements Message.
-func (m *InitTakeover) Len() int { return ENRPHeaderLen + 4 + unknownLen(m.Unknown) }
+func (m *InitTakeover) Len() int { return targetLen(m.Unknown) }
 
 // AppendTo implements Message: Target Server Identifier.
 func (m *InitTakeover) AppendTo(b []byte) []byte {
-	return appendTakeover(b, ENRPInitTakeover, &m.ENRPHeader, m.TargetID, m.Unknown)
+	return appendENRPBare(b, ENRPInitTakeover, 0, &m.ENRPHeader, &m.TargetID, m.Unknown)
 }
 
 // ENRPType implements ENRPMessage.
 func (m *InitTakeoverAck) ENRPType() ENRPType { return ENRPInitTakeoverAck }
 
 // Len implements Message.
-func (m *InitTakeoverAck) Len() int { return ENRPHeaderLen + 4 + unknownLen(m.Unknown) }
+func (m *InitTakeoverAck) Len() int { return targetLen(m.Unknown) }
 
 // AppendTo implements Message: Target Server Identifier.
 func (m *InitTakeoverAck) AppendTo(b []byte) []byte {
-	return appendTakeover(b, ENRPInitTakeoverAck, &m.ENRPHeader, m.TargetID, m.Unknown)
+	return appendENRPBare(b, ENRPInitTakeoverAck, 0, &m.ENRPHeader, &m.TargetID, m.Unknown)
 }
 
 // ENRPType implements ENRPMessage.
 func (m *TakeoverServer) ENRPType() ENRPType { return ENRPTakeoverServer }
 
 // Len implements Message.
-func (m *TakeoverServer) Len() int { return ENRPHeaderLen + 4 + unknownLen(m.Unknown) }
+func (m *TakeoverServer) Len() int { return targetLen(m.Unknown) }
 
 // AppendTo implements Message: Target Server Identifier.
 func (m *TakeoverServer) AppendTo(b []byte) []byte {
-	return appendTakeover(b, ENRPTakeoverServer, &m.ENRPHeader, m.TargetID, m.Unknown)
+	return appendENRPBare(b, ENRPTakeoverServer, 0, &m.ENRPHeader, &m.TargetID, m.Unknown)
 }
 
 // ENRPType implements ENRPMessage.
@@ -519,8 +529,5 @@ func (m *ENRPError) Len() int { return ENRPHeaderLen + m.Error.len() + unknownLe
 // AppendTo implements Message: Operation Error.
 func (m *ENRPError) AppendTo(b []byte) []byte {
 	b, start := beginENRP(b, ENRPErrorType, 0, &m.ENRPHeader)
-	s := seq{unk: m.Unknown}
-	b = s.next(b)
-	b = m.Error.appendTo(b)
-	return endMsg(s.rest(b), start)
+	return endMsg(appendOpErrOnly(b, &m.Error, m.Unknown), start)
 }

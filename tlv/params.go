@@ -102,8 +102,15 @@ func (s *seq) next(b []byte) []byte {
 }
 
 func (s *seq) rest(b []byte) []byte {
-	for ; s.u < len(s.unk); s.u++ {
-		b = s.unk[s.u].AppendTo(b)
+	b = appendRaw(b, s.unk[s.u:])
+	s.u = len(s.unk)
+	return b
+}
+
+// appendRaw writes raw parameters one after the other.
+func appendRaw(b []byte, unk []RawParam) []byte {
+	for i := range unk {
+		b = unk[i].AppendTo(b)
 	}
 	return b
 }
