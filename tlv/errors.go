@@ -146,10 +146,16 @@ var causeNames = [...]string{
 
 // String returns the RFC 5354 name of the cause.
 func (c CauseCode) String() string {
-	if int(c) < len(causeNames) {
-		return causeNames[c]
+	return nameOr(causeNames[:], int(c), "CauseCode(0x%x)", uint16(c))
+}
+
+// nameOr returns names[i], or v printed with format when names has no
+// name for i.
+func nameOr(names []string, i int, format string, v any) string {
+	if i < len(names) && names[i] != "" {
+		return names[i]
 	}
-	return fmt.Sprintf("CauseCode(0x%x)", uint16(c))
+	return fmt.Sprintf(format, v)
 }
 
 var paramNames = map[ParamType]string{
@@ -198,10 +204,7 @@ var asapNames = [...]string{
 
 // String returns the RFC 5352 name of the message type.
 func (t ASAPType) String() string {
-	if int(t) < len(asapNames) && asapNames[t] != "" {
-		return asapNames[t]
-	}
-	return fmt.Sprintf("ASAPType(0x%02x)", uint8(t))
+	return nameOr(asapNames[:], int(t), "ASAPType(0x%02x)", uint8(t))
 }
 
 var enrpNames = [...]string{
@@ -219,8 +222,5 @@ var enrpNames = [...]string{
 
 // String returns the RFC 5353 name of the message type.
 func (t ENRPType) String() string {
-	if int(t) < len(enrpNames) && enrpNames[t] != "" {
-		return enrpNames[t]
-	}
-	return fmt.Sprintf("ENRPType(0x%02x)", uint8(t))
+	return nameOr(enrpNames[:], int(t), "ENRPType(0x%02x)", uint8(t))
 }
