@@ -186,17 +186,7 @@ func TestGoldenASAP(t *testing.T) {
 			&Registration{PoolHandle: PoolHandle("pool"), PE: goldenPE(),
 				Unknown: []RawParam{{Type: 0xc001, Value: []byte("z"), Index: 1}}}},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			b := hx(c.wire)
-			m, err := ParseASAP(b)
-			mustNoErr(t, err, c.rfc)
-			mustEqual(t, c.want, m, c.rfc)
-			checkEncode(t, b, m)
-			checkEncode(t, b, c.want.(Message))
-			mustEqual(t, c.want.(ASAPMessage).ASAPType(), ASAPType(b[0]))
-		})
-	}
+	runGoldenMessages(t, cases, ParseASAP, func(m ASAPMessage, b byte) (any, any) { return m.ASAPType(), ASAPType(b) })
 }
 
 func TestGoldenENRP(t *testing.T) {
@@ -233,15 +223,24 @@ func TestGoldenENRP(t *testing.T) {
 		{"Error", "RFC 5353 §2.10", "0a 00 0014 |" + ids + gOpErr,
 			&ENRPError{ENRPHeader: h, Error: OperationError{Causes: []Cause{{Code: CauseUnknownPoolHandle, Info: []byte{}}}}}},
 	}
+	runGoldenMessages(t, cases, ParseENRP, func(m ENRPMessage, b byte) (any, any) { return m.ENRPType(), ENRPType(b) })
+}
+
+// runGoldenMessages parses each case's bytes, compares the result with the
+// struct built by hand, re-encodes both and compares the bytes, and checks
+// that the message's type (typeOf: the struct's type and the type byte on
+// the wire) matches the first byte.
+func runGoldenMessages[M Message](t *testing.T, cases []goldenCase, parse func([]byte) (M, error), typeOf func(m M, b byte) (any, any)) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			b := hx(c.wire)
-			m, err := ParseENRP(b)
+			m, err := parse(b)
 			mustNoErr(t, err, c.rfc)
 			mustEqual(t, c.want, m, c.rfc)
 			checkEncode(t, b, m)
 			checkEncode(t, b, c.want.(Message))
-			mustEqual(t, c.want.(ENRPMessage).ENRPType(), ENRPType(b[0]))
+			want, got := typeOf(c.want.(M), b[0])
+			mustEqual(t, want, got)
 		})
 	}
 }

@@ -2,16 +2,37 @@ package tlv
 
 import "testing"
 
+// codePoint is one row of a code point table: the constant, the value and
+// name the registry gives it.
+type codePoint[T interface {
+	~uint8 | ~uint16
+	String() string
+}] struct {
+	got  T
+	want uint16
+	name string
+}
+
+// checkCodePoints checks value and String of each constant; digits is the
+// hex width of the code.
+func checkCodePoints[T interface {
+	~uint8 | ~uint16
+	String() string
+}](t *testing.T, digits int, cases []codePoint[T]) {
+	t.Helper()
+	for _, c := range cases {
+		if uint16(c.got) != c.want || c.got.String() != c.name {
+			t.Errorf("%s: got 0x%0*x %q, want 0x%0*x", c.name, digits, uint16(c.got), c.got.String(), digits, c.want)
+		}
+	}
+}
+
 // TestIANACodePoints checks the code points against the IANA "Reliable
 // Server Pooling (RSerPool) Parameters" registry (RFC 5352 §7, RFC 5353 §7,
 // RFC 5354 §5). The values here are typed in from the registry, not derived
 // from the constants.
 func TestIANACodePoints(t *testing.T) {
-	asap := []struct {
-		got  ASAPType
-		want uint8
-		name string
-	}{
+	checkCodePoints(t, 2, []codePoint[ASAPType]{
 		{ASAPRegistration, 0x01, "ASAP_REGISTRATION"},
 		{ASAPDeregistration, 0x02, "ASAP_DEREGISTRATION"},
 		{ASAPRegistrationResponse, 0x03, "ASAP_REGISTRATION_RESPONSE"},
@@ -26,19 +47,10 @@ func TestIANACodePoints(t *testing.T) {
 		{ASAPCookieEcho, 0x0c, "ASAP_COOKIE_ECHO"},
 		{ASAPBusinessCard, 0x0d, "ASAP_BUSINESS_CARD"},
 		{ASAPErrorType, 0x0e, "ASAP_ERROR"},
-	}
-	for _, c := range asap {
-		if uint8(c.got) != c.want || c.got.String() != c.name {
-			t.Errorf("%s: got 0x%02x %q, want 0x%02x", c.name, uint8(c.got), c.got.String(), c.want)
-		}
-	}
+	})
 	// ENRP: the registry lists ENRP_ERROR as 0x10; RFC 5353, RSPLIB and
 	// Wireshark use 0x0a, which is what we send (SPEC D2).
-	enrp := []struct {
-		got  ENRPType
-		want uint8
-		name string
-	}{
+	checkCodePoints(t, 2, []codePoint[ENRPType]{
 		{ENRPPresence, 0x01, "ENRP_PRESENCE"},
 		{ENRPHandleTableRequest, 0x02, "ENRP_HANDLE_TABLE_REQUEST"},
 		{ENRPHandleTableResponse, 0x03, "ENRP_HANDLE_TABLE_RESPONSE"},
@@ -49,17 +61,8 @@ func TestIANACodePoints(t *testing.T) {
 		{ENRPInitTakeoverAck, 0x08, "ENRP_INIT_TAKEOVER_ACK"},
 		{ENRPTakeoverServer, 0x09, "ENRP_TAKEOVER_SERVER"},
 		{ENRPErrorType, 0x0a, "ENRP_ERROR"},
-	}
-	for _, c := range enrp {
-		if uint8(c.got) != c.want || c.got.String() != c.name {
-			t.Errorf("%s: got 0x%02x %q, want 0x%02x", c.name, uint8(c.got), c.got.String(), c.want)
-		}
-	}
-	params := []struct {
-		got  ParamType
-		want uint16
-		name string
-	}{
+	})
+	checkCodePoints(t, 4, []codePoint[ParamType]{
 		{ParamIPv4Address, 0x0001, "IPv4 Address"},
 		{ParamIPv6Address, 0x0002, "IPv6 Address"},
 		{ParamDCCPTransport, 0x0003, "DCCP Transport"},
@@ -76,12 +79,7 @@ func TestIANACodePoints(t *testing.T) {
 		{ParamPEIdentifier, 0x000e, "PE Identifier"},
 		{ParamPEChecksum, 0x000f, "PE Checksum"},
 		{ParamHandleResolutionOption, 0x803f, "Handle Resolution Option"},
-	}
-	for _, c := range params {
-		if uint16(c.got) != c.want || c.got.String() != c.name {
-			t.Errorf("%s: got 0x%04x %q, want 0x%04x", c.name, uint16(c.got), c.got.String(), c.want)
-		}
-	}
+	})
 	causes := []struct {
 		got  CauseCode
 		want uint16
