@@ -81,7 +81,12 @@
 // pion's Association.Close sends neither SHUTDOWN nor ABORT, which would
 // leave a kernel peer with a half-dead association. [Conn.Close] and
 // [Conn.Shutdown] run the SHUTDOWN exchange (RFC 9260 §9.2) and fall back
-// to ABORT (§9.1) when it does not finish in time. The peer's Recv then
+// to ABORT (§9.1) when it does not finish in time. SHUTDOWN goes out only
+// once all DATA sent is acknowledged, and the peer may delay that SACK by
+// 200 ms (§6.2); so Close sends the last DATA packet again with the I bit
+// set (§3.3.1, RFC 7053), and sets it on DATA still queued, to have it
+// acknowledged at once: closing costs a round trip or two, not the peer's
+// delayed-ack timer. The peer's Recv then
 // returns [transport.ErrPeerClosed] (after SHUTDOWN) or
 // [transport.ErrAssociationLost] (after ABORT), once every message that
 // arrived before has been returned. Close returns after the association's

@@ -335,23 +335,44 @@ func (p *pktConn) promptSack() {
 	}
 }
 
+// pktBufSize is the size of the pooled buffers that carry datagrams from
+// the listener's reader to an association; bigger datagrams (pion sends at
+// most 1228 bytes) get a buffer of their own.
+const pktBufSize = 2048
+
+var pktBufs = sync.Pool{New: func() any { return new([pktBufSize]byte) }}
+
 // deliver queues a copy of pkt, dropping it if the association lags.
 func (p *pktConn) deliver(pkt []byte) {
 	if f := scanChunks(pkt); f != 0 {
 		p.flags.Or(uint32(f))
 	}
-	b := make([]byte, len(pkt))
+	var b []byte
+	if len(pkt) <= pktBufSize {
+		b = pktBufs.Get().(*[pktBufSize]byte)[:len(pkt)]
+	} else {
+		b = make([]byte, len(pkt))
+	}
 	copy(b, pkt)
 	select {
 	case p.in <- b:
 	default:
+		putPktBuf(b)
+	}
+}
+
+func putPktBuf(b []byte) {
+	if cap(b) == pktBufSize {
+		pktBufs.Put((*[pktBufSize]byte)(b[:pktBufSize]))
 	}
 }
 
 func (p *pktConn) Read(b []byte) (int, error) {
 	select {
 	case pkt := <-p.in:
-		return copy(b, pkt), nil
+		n := copy(b, pkt)
+		putPktBuf(pkt)
+		return n, nil
 	case <-p.closed:
 		return 0, net.ErrClosed
 	case <-p.rd.Done():
