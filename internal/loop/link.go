@@ -51,19 +51,28 @@ func (l *Loop) AttachQueue(conn transport.Conn, queue int, onRecv func(now time.
 	}
 	ctx, cancel := context.WithCancel(l.ctx)
 	k := &Link{conn: conn, out: make(chan transport.Message, queue), onRecv: onRecv, ctx: ctx, cancel: cancel}
+	// The writer waits on the queue alone (cheaper than a select with
+	// ctx.Done for every message). When ctx ends it is woken by an empty
+	// message; if the queue is full then, it is not waiting, and it sees
+	// ctx at the next message it takes.
+	context.AfterFunc(ctx, func() {
+		select {
+		case k.out <- transport.Message{}:
+		default:
+		}
+	})
 	l.Go(func(context.Context) {
 		defer conn.Close()
 		for {
-			select {
-			case <-ctx.Done():
+			m := <-k.out
+			if ctx.Err() != nil {
 				return
-			case m := <-k.out:
-				if err := conn.Send(ctx, m); err != nil {
-					if ctx.Err() == nil {
-						k.fail(l, onDown, err)
-					}
-					return
+			}
+			if err := conn.Send(ctx, m); err != nil {
+				if ctx.Err() == nil {
+					k.fail(l, onDown, err)
 				}
+				return
 			}
 		}
 	})
