@@ -41,12 +41,15 @@ func (p *parser) invalid(err error, hdr, end int, t ParamType) *ParseError {
 // iter walks the parameters of one container region [off, end), like a
 // bufio.Scanner:
 //
-//	for it.next() {
+//	for p.next(&it) {
 //		switch it.pr.t { ... }
 //	}
 //	if it.err != nil { ... }
+//
+// It does not point to its parser: escape analysis does not tell struct
+// fields apart, so storing it.unk in the result would move the parser to
+// the heap.
 type iter struct {
-	p   *parser
 	off int
 	end int
 	idx int   // index of the parameter in pr
@@ -59,7 +62,7 @@ func (p *parser) iter(off, end, depth int) (iter, error) {
 	if depth > p.lim.MaxDepth {
 		return iter{}, p.fail(ErrTooDeep, off, 0, CauseInvalidValues, ActionDiscard, nil)
 	}
-	return iter{p: p, off: off, end: end, idx: -1}, nil
+	return iter{off: off, end: end, idx: -1}, nil
 }
 
 // param is one parameter found by iter.next: header offset, value bounds.
@@ -75,8 +78,7 @@ func (pr param) vlen() int { return pr.ve - pr.vs }
 // next moves to the next parameter (it.pr). It returns false at the end of
 // the container and on a malformed parameter header, which it leaves in
 // it.err.
-func (it *iter) next() bool {
-	p := it.p
+func (p *parser) next(it *iter) bool {
 	if it.off >= it.end {
 		return false
 	}
@@ -85,8 +87,9 @@ func (it *iter) next() bool {
 		it.err = p.fail(ErrTruncated, it.off, 0, CauseInvalidValues, ActionReport, p.raw(it.off, it.end))
 		return false
 	}
-	t := ParamType(p.u16(it.off))
-	l := int(p.u16(it.off + 2))
+	h := p.msg[it.off : it.off+ParamHeaderLen] // one bounds check for the header
+	t := ParamType(h[0])<<8 | ParamType(h[1])
+	l := int(h[2])<<8 | int(h[3])
 	if l < ParamHeaderLen || l > rem {
 		it.err = p.fail(ErrLength, it.off, t, CauseInvalidValues, ActionReport, p.raw(it.off, it.end))
 		return false
@@ -115,46 +118,46 @@ func (it *iter) next() bool {
 
 // unknown handles a parameter the container does not expect, by its action
 // bits (RFC 5354 §2): 00 and 01 stop with an error, 10 and 11 keep it raw.
-func (it *iter) unknown(pr param) error {
+func (p *parser) unknown(it *iter, pr param) error {
 	act := pr.t.Action()
 	if act == ActionDiscard || act == ActionReport {
-		return it.p.fail(ErrUnrecognizedParam, pr.hdr, pr.t, CauseUnrecognizedParameter, act, it.p.raw(pr.hdr, pr.ve))
+		return p.fail(ErrUnrecognizedParam, pr.hdr, pr.t, CauseUnrecognizedParameter, act, p.raw(pr.hdr, pr.ve))
 	}
-	it.unk = append(it.unk, RawParam{Type: pr.t, Value: it.p.msg[pr.vs:pr.ve:pr.ve], Index: it.idx})
+	it.unk = append(it.unk, RawParam{Type: pr.t, Value: p.msg[pr.vs:pr.ve:pr.ve], Index: it.idx})
 	return nil
 }
 
-func (it *iter) dup(pr param) error {
-	return it.p.invalid(ErrDuplicateParam, pr.hdr, pr.ve, pr.t)
+func (p *parser) dup(pr param) error {
+	return p.invalid(ErrDuplicateParam, pr.hdr, pr.ve, pr.t)
 }
 
 // handle reads a Pool Handle that may appear once into *h.
-func (it *iter) handle(pr param, h *PoolHandle) error {
+func (p *parser) handle(pr param, h *PoolHandle) error {
 	if *h != nil {
-		return it.dup(pr)
+		return p.dup(pr)
 	}
-	v, err := it.p.poolHandle(pr)
+	v, err := p.poolHandle(pr)
 	*h = v
 	return err
 }
 
 // u32Once reads an 8-byte parameter holding a uint32 that may appear once
 // (PE Identifier, Handle Resolution Option) into *v, setting *have.
-func (it *iter) u32Once(pr param, v *uint32, have *bool) error {
+func (p *parser) u32Once(pr param, v *uint32, have *bool) error {
 	if *have {
-		return it.dup(pr)
+		return p.dup(pr)
 	}
-	x, err := it.p.u32Param(pr)
+	x, err := p.u32Param(pr)
 	*v, *have = x, err == nil
 	return err
 }
 
 // opErr reads an optional Operation Error that may appear once into *e.
-func (it *iter) opErr(pr param, e **OperationError) error {
+func (p *parser) opErr(pr param, e **OperationError) error {
 	if *e != nil {
-		return it.dup(pr)
+		return p.dup(pr)
 	}
-	oe, err := it.p.operationError(pr)
+	oe, err := p.operationError(pr)
 	if err != nil {
 		return err
 	}
@@ -241,8 +244,9 @@ func (p *parser) transport(pr param, depth int) (Transport, error) {
 	return tr, err
 }
 
-// transportInto is transport writing into dst, which avoids copying the
-// struct (and its write barriers) when dst is on the heap.
+// transportInto is transport writing into tr, which must be zero; it
+// avoids copying the struct (and its write barriers) when tr is on the
+// heap.
 func (p *parser) transportInto(pr param, depth int, tr *Transport) error {
 	tr.Type = pr.t
 	fixed := 4
@@ -267,7 +271,7 @@ func (p *parser) transportInto(pr param, depth int, tr *Transport) error {
 		return err
 	}
 	start := len(p.addrs)
-	for it.next() {
+	for p.next(&it) {
 		sub := it.pr
 		switch sub.t {
 		case ParamIPv4Address, ParamIPv6Address:
@@ -277,7 +281,7 @@ func (p *parser) transportInto(pr param, depth int, tr *Transport) error {
 			}
 			p.addrs = append(p.addrs, a)
 		default:
-			if err := it.unknown(sub); err != nil {
+			if err := p.unknown(&it, sub); err != nil {
 				return err
 			}
 		}
@@ -289,11 +293,14 @@ func (p *parser) transportInto(pr param, depth int, tr *Transport) error {
 		return p.missingIn(pr, ParamIPv4Address)
 	}
 	tr.Addrs = p.addrs[start:len(p.addrs):len(p.addrs)]
-	tr.Unknown = it.unk
+	if it.unk != nil { // *tr is zero: spare the write barrier
+		tr.Unknown = it.unk
+	}
 	return nil
 }
 
-// poolElement parses a Pool Element parameter (RFC 5354 §3.10).
+// poolElement parses a Pool Element parameter (RFC 5354 §3.10) into pe,
+// which must be zero.
 func (p *parser) poolElement(pr param, depth int, pe *PoolElement) error {
 	if pr.vlen() < 12 {
 		return p.invalid(ErrLength, pr.hdr, pr.ve, pr.t)
@@ -306,7 +313,7 @@ func (p *parser) poolElement(pr param, depth int, pe *PoolElement) error {
 		return err
 	}
 	var havePolicy bool
-	for it.next() {
+	for p.next(&it) {
 		sub := it.pr
 		switch {
 		case isTransport(sub.t):
@@ -320,21 +327,21 @@ func (p *parser) poolElement(pr param, depth int, pe *PoolElement) error {
 				// The ASAP transport is always SCTP (RFC 5352 §1).
 				return p.invalid(ErrInvalidValue, sub.hdr, sub.ve, sub.t)
 			default:
-				return it.dup(sub)
+				return p.dup(sub)
 			}
 			if err := p.transportInto(sub, depth+1, dst); err != nil {
 				return err
 			}
 		case sub.t == ParamPolicy:
 			if havePolicy {
-				return it.dup(sub)
+				return p.dup(sub)
 			}
 			if pe.Policy, err = p.policy(sub); err != nil {
 				return err
 			}
 			havePolicy = true
 		default:
-			if err := it.unknown(sub); err != nil {
+			if err := p.unknown(&it, sub); err != nil {
 				return err
 			}
 		}
@@ -348,7 +355,9 @@ func (p *parser) poolElement(pr param, depth int, pe *PoolElement) error {
 	if !havePolicy {
 		return p.missingIn(pr, ParamPolicy)
 	}
-	pe.Unknown = it.unk
+	if it.unk != nil { // *pe is zero: spare the write barrier
+		pe.Unknown = it.unk
+	}
 	return nil
 }
 
@@ -362,12 +371,12 @@ func (p *parser) serverInfo(pr param, depth int, si *ServerInfo) error {
 	if err != nil {
 		return err
 	}
-	for it.next() {
+	for p.next(&it) {
 		sub := it.pr
 		switch {
 		case sub.t == ParamSCTPTransport:
 			if si.Transport.Type != 0 {
-				return it.dup(sub)
+				return p.dup(sub)
 			}
 			if err := p.transportInto(sub, depth+1, &si.Transport); err != nil {
 				return err
@@ -376,7 +385,7 @@ func (p *parser) serverInfo(pr param, depth int, si *ServerInfo) error {
 			// ENRP runs over SCTP only (RFC 5353 §2).
 			return p.invalid(ErrInvalidValue, sub.hdr, sub.ve, sub.t)
 		default:
-			if err := it.unknown(sub); err != nil {
+			if err := p.unknown(&it, sub); err != nil {
 				return err
 			}
 		}
@@ -473,7 +482,7 @@ func (l Limits) ParseParam(b []byte) (Param, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	if !it.next() {
+	if !p.next(&it) {
 		if it.err != nil {
 			return nil, 0, it.err
 		}
@@ -523,7 +532,7 @@ func (p *parser) one(it *iter, pr param) (Param, error) {
 		v, err := p.u32Param(pr)
 		return HandleResolutionOption(v), err
 	}
-	if err := it.unknown(pr); err != nil {
+	if err := p.unknown(it, pr); err != nil {
 		return nil, err
 	}
 	return it.unk[0], nil

@@ -20,29 +20,30 @@ func (l Limits) resolve() Limits {
 }
 
 // begin checks the common header (RFC 5352 §2.1, RFC 5353 §2.1) and the
-// limits, and returns a parser over exactly Message Length bytes.
-func (l Limits) begin(b []byte) (*parser, uint8, uint8, error) {
+// limits, sets p to parse exactly Message Length bytes, and returns the
+// message type and flags. The caller keeps p on its stack.
+func (l Limits) begin(p *parser, b []byte) (uint8, uint8, error) {
 	l = l.resolve()
 	if len(b) > l.MaxMessageSize {
-		return nil, 0, 0, &ParseError{Offset: l.MaxMessageSize, Err: ErrTooLarge, Cause: CauseInvalidValues, Action: ActionDiscard}
+		return 0, 0, &ParseError{Offset: l.MaxMessageSize, Err: ErrTooLarge, Cause: CauseInvalidValues, Action: ActionDiscard}
 	}
 	if len(b) < HeaderLen {
-		return nil, 0, 0, &ParseError{Offset: len(b), Err: ErrTruncated, Cause: CauseInvalidValues, Action: ActionDiscard}
+		return 0, 0, &ParseError{Offset: len(b), Err: ErrTruncated, Cause: CauseInvalidValues, Action: ActionDiscard}
 	}
 	n := int(b[2])<<8 | int(b[3])
 	switch {
 	case n < HeaderLen:
-		return nil, 0, 0, &ParseError{Offset: 2, Err: ErrLength, Cause: CauseInvalidValues, Action: ActionDiscard}
+		return 0, 0, &ParseError{Offset: 2, Err: ErrLength, Cause: CauseInvalidValues, Action: ActionDiscard}
 	case n > len(b):
-		return nil, 0, 0, &ParseError{Offset: len(b), Err: ErrTruncated, Cause: CauseInvalidValues, Action: ActionDiscard}
+		return 0, 0, &ParseError{Offset: len(b), Err: ErrTruncated, Cause: CauseInvalidValues, Action: ActionDiscard}
 	case len(b)-n > 3:
 		// Up to 3 bytes of padding after a Message Length that left
 		// out the last parameter's padding are tolerated; more means
 		// the length is wrong.
-		return nil, 0, 0, &ParseError{Offset: n, Err: ErrLength, Cause: CauseInvalidValues, Action: ActionDiscard}
+		return 0, 0, &ParseError{Offset: n, Err: ErrLength, Cause: CauseInvalidValues, Action: ActionDiscard}
 	}
-	p := &parser{msg: b[:n:n], lim: l}
-	return p, b[0], b[1], nil
+	*p = parser{msg: b[:n:n], lim: l}
+	return b[0], b[1], nil
 }
 
 func (p *parser) unknownMessage() error {
@@ -69,15 +70,20 @@ func ParseENRP(b []byte) (ENRPMessage, error) { return Limits{}.ParseENRP(b) }
 // Errors are *ParseError values; the limits are checked before anything is
 // allocated.
 func (l Limits) ParseASAP(b []byte) (ASAPMessage, error) {
-	p, t, flags, err := l.begin(b)
+	var p parser
+	t, flags, err := l.begin(&p, b)
 	if err != nil {
 		return nil, err
 	}
 	var m ASAPMessage
 	switch ASAPType(t) {
 	case ASAPRegistration:
-		x := &Registration{}
-		err, m = p.handlePE(HeaderLen, &x.PoolHandle, &x.PE, &x.Unknown), x
+		x := &struct {
+			Registration
+			addrs [onePEAddrs]netip.Addr
+		}{}
+		p.addrs = x.addrs[:0]
+		err, m = p.handlePE(HeaderLen, &x.PoolHandle, &x.PE, &x.Unknown), &x.Registration
 	case ASAPDeregistration:
 		x := &Deregistration{}
 		err, m = p.handleID(HeaderLen, &x.PoolHandle, &x.PEID, nil, &x.Unknown), x
@@ -91,8 +97,11 @@ func (l Limits) ParseASAP(b []byte) (ASAPMessage, error) {
 		x := &HandleResolution{}
 		err, m = p.handleOpt(HeaderLen, &x.PoolHandle, ParamHandleResolutionOption, &x.Items, &x.HasItems, &x.Unknown), x
 	case ASAPHandleResolutionResponse:
-		x := &HandleResolutionResponse{}
-		err, m = p.pesMessage(&x.PoolHandle, &x.Policy, &x.PEs, &x.Error, &x.Unknown), x
+		x := &struct {
+			HandleResolutionResponse
+			pol Policy
+		}{}
+		err, m = p.pesMessage(&x.PoolHandle, &x.Policy, &x.pol, &x.PEs, &x.Error, &x.Unknown), &x.HandleResolutionResponse
 	case ASAPEndpointKeepAlive:
 		x := &EndpointKeepAlive{Home: flags&FlagKeepAliveHome != 0}
 		err, m = p.keepAlive(x), x
@@ -112,8 +121,11 @@ func (l Limits) ParseASAP(b []byte) (ASAPMessage, error) {
 		x := &CookieEcho{}
 		err, m = p.cookieMessage(&x.Cookie, &x.Unknown), x
 	case ASAPBusinessCard:
-		x := &BusinessCard{}
-		err, m = p.pesMessage(&x.PoolHandle, &x.Policy, &x.PEs, nil, &x.Unknown), x
+		x := &struct {
+			BusinessCard
+			pol Policy
+		}{}
+		err, m = p.pesMessage(&x.PoolHandle, &x.Policy, &x.pol, &x.PEs, nil, &x.Unknown), &x.BusinessCard
 	case ASAPErrorType:
 		x := &ASAPError{}
 		err, m = p.errorMessage(HeaderLen, &x.Error, &x.Unknown), x
@@ -130,7 +142,8 @@ func (l Limits) ParseASAP(b []byte) (ASAPMessage, error) {
 // datagram). The result is a pointer to one of the ENRP message structs and
 // aliases b like ParseASAP's.
 func (l Limits) ParseENRP(b []byte) (ENRPMessage, error) {
-	p, t, flags, err := l.begin(b)
+	var p parser
+	t, flags, err := l.begin(&p, b)
 	if err != nil {
 		return nil, err
 	}
@@ -157,8 +170,12 @@ func (l Limits) ParseENRP(b []byte) (ENRPMessage, error) {
 		x := &HandleTableResponse{ENRPHeader: h, Reject: flags&FlagTableReject != 0, MoreToSend: flags&FlagMoreToSend != 0}
 		err, m = p.tableResponse(x), x
 	case ENRPHandleUpdate:
-		x := &HandleUpdate{ENRPHeader: h, TakeoverSuggested: flags&FlagTakeoverSuggested != 0}
-		err, m = p.handleUpdate(x), x
+		x := &struct {
+			HandleUpdate
+			addrs [onePEAddrs]netip.Addr
+		}{HandleUpdate: HandleUpdate{ENRPHeader: h, TakeoverSuggested: flags&FlagTakeoverSuggested != 0}}
+		p.addrs = x.addrs[:0]
+		err, m = p.handleUpdate(&x.HandleUpdate), &x.HandleUpdate
 	case ENRPListRequest:
 		x := &ListRequest{ENRPHeader: h}
 		err, m = p.noParams(ENRPHeaderLen, &x.Unknown), x
@@ -191,28 +208,33 @@ func (p *parser) top(off int) (iter, error) { return p.iter(off, len(p.msg), 1) 
 // 5354 §2 action bits), checks that the mandatory ones came, and stores the
 // skipped unknowns. There is one parser per message shape.
 
+// onePEAddrs is the room for addresses that the messages with one Pool
+// Element get in the same allocation as the message: a dual-stack user
+// transport and an ASAP transport fit; more addresses go to a new array.
+const onePEAddrs = 4
+
 // handlePE parses the messages made of a Pool Handle and one Pool Element
-// (ASAP_REGISTRATION, ENRP_HANDLE_UPDATE) from off on.
+// (ASAP_REGISTRATION, ENRP_HANDLE_UPDATE) from off on. The caller sets
+// p.addrs (see onePEAddrs).
 func (p *parser) handlePE(off int, h *PoolHandle, pe *PoolElement, unk *[]RawParam) error {
 	it, err := p.top(off)
 	if err != nil {
 		return err
 	}
 	var havePE bool
-	for it.next() {
+	for p.next(&it) {
 		pr := it.pr
 		switch pr.t {
 		case ParamPoolHandle:
-			err = it.handle(pr, h)
+			err = p.handle(pr, h)
 		case ParamPoolElement:
 			if havePE {
-				return it.dup(pr)
+				return p.dup(pr)
 			}
-			p.addrs = make([]netip.Addr, 0, 4)
 			err = p.poolElement(pr, 1, pe)
 			havePE = true
 		default:
-			err = it.unknown(pr)
+			err = p.unknown(&it, pr)
 		}
 		if err != nil {
 			return err
@@ -259,17 +281,17 @@ func (p *parser) handleU32(off int, h *PoolHandle, t ParamType, v *uint32, have 
 	if err != nil {
 		return err
 	}
-	for it.next() {
+	for p.next(&it) {
 		pr := it.pr
 		switch {
 		case pr.t == ParamPoolHandle:
-			err = it.handle(pr, h)
+			err = p.handle(pr, h)
 		case pr.t == t:
-			err = it.u32Once(pr, v, have)
+			err = p.u32Once(pr, v, have)
 		case pr.t == ParamOperationError && e != nil:
-			err = it.opErr(pr, e)
+			err = p.opErr(pr, e)
 		default:
-			err = it.unknown(pr)
+			err = p.unknown(&it, pr)
 		}
 		if err != nil {
 			return err
@@ -286,9 +308,10 @@ func (p *parser) handleU32(off int, h *PoolHandle, t ParamType, v *uint32, have 
 }
 
 // pesMessage parses Handle Resolution Response and Business Card: Pool
-// Handle, optional policy, Pool Elements, and (when e != nil) an optional
+// Handle, optional policy (stored in *polBuf, which the caller allocates
+// with the message), Pool Elements, and (when e != nil) an optional
 // Operation Error.
-func (p *parser) pesMessage(h *PoolHandle, pol **Policy, pes *[]PoolElement, e **OperationError, unk *[]RawParam) error {
+func (p *parser) pesMessage(h *PoolHandle, pol **Policy, polBuf *Policy, pes *[]PoolElement, e **OperationError, unk *[]RawParam) error {
 	n := p.countTop(HeaderLen, len(p.msg), ParamPoolElement)
 	if n > p.lim.MaxParams {
 		return p.fail(ErrTooManyParams, HeaderLen, ParamPoolElement, CauseInvalidValues, ActionDiscard, nil)
@@ -301,26 +324,25 @@ func (p *parser) pesMessage(h *PoolHandle, pol **Policy, pes *[]PoolElement, e *
 		*pes = make([]PoolElement, 0, n)
 		p.addrs = make([]netip.Addr, 0, 2*n)
 	}
-	for it.next() {
+	for p.next(&it) {
 		pr := it.pr
 		switch {
 		case pr.t == ParamPoolHandle:
-			err = it.handle(pr, h)
+			err = p.handle(pr, h)
 		case pr.t == ParamPolicy:
 			if *pol != nil {
-				return it.dup(pr)
+				return p.dup(pr)
 			}
-			var v Policy
-			if v, err = p.policy(pr); err == nil {
-				*pol = &v
+			if *polBuf, err = p.policy(pr); err == nil {
+				*pol = polBuf
 			}
 		case pr.t == ParamPoolElement:
-			*pes = append(*pes, PoolElement{})
+			*pes = growPEs(*pes)
 			err = p.poolElement(pr, 1, &(*pes)[len(*pes)-1])
 		case pr.t == ParamOperationError && e != nil:
-			err = it.opErr(pr, e)
+			err = p.opErr(pr, e)
 		default:
-			err = it.unknown(pr)
+			err = p.unknown(&it, pr)
 		}
 		if err != nil {
 			return err
@@ -345,7 +367,7 @@ func (p *parser) serverAnnounce(m *ServerAnnounce) error {
 	if err != nil {
 		return err
 	}
-	for it.next() {
+	for p.next(&it) {
 		pr := it.pr
 		if isTransport(pr.t) {
 			tr, err := p.transport(pr, 1)
@@ -353,7 +375,7 @@ func (p *parser) serverAnnounce(m *ServerAnnounce) error {
 				return err
 			}
 			m.Transports = append(m.Transports, tr)
-		} else if err := it.unknown(pr); err != nil {
+		} else if err := p.unknown(&it, pr); err != nil {
 			return err
 		}
 	}
@@ -372,13 +394,13 @@ func (p *parser) single(off int, t ParamType, unk *[]RawParam, read func(param) 
 		return err
 	}
 	var have bool
-	for it.next() {
+	for p.next(&it) {
 		pr := it.pr
 		switch {
 		case pr.t != t:
-			err = it.unknown(pr)
+			err = p.unknown(&it, pr)
 		case have:
-			return it.dup(pr)
+			return p.dup(pr)
 		default:
 			err, have = read(pr), true
 		}
@@ -417,8 +439,8 @@ func (p *parser) noParams(off int, unk *[]RawParam) error {
 	if err != nil {
 		return err
 	}
-	for it.next() {
-		if err := it.unknown(it.pr); err != nil {
+	for p.next(&it) {
+		if err := p.unknown(&it, it.pr); err != nil {
 			return err
 		}
 	}
@@ -464,25 +486,25 @@ func (p *parser) presence(m *Presence) error {
 		return err
 	}
 	var haveSum bool
-	for it.next() {
+	for p.next(&it) {
 		pr := it.pr
 		switch pr.t {
 		case ParamPEChecksum:
 			if haveSum {
-				return it.dup(pr)
+				return p.dup(pr)
 			}
 			m.Checksum, err = p.checksum(pr)
 			haveSum = true
 		case ParamServerInformation:
 			if m.Info != nil {
-				return it.dup(pr)
+				return p.dup(pr)
 			}
 			si := &ServerInfo{}
 			if err = p.serverInfo(pr, 1, si); err == nil {
 				m.Info = si
 			}
 		default:
-			err = it.unknown(pr)
+			err = p.unknown(&it, pr)
 		}
 		if err != nil {
 			return err
@@ -517,7 +539,7 @@ func (p *parser) tableResponse(m *HandleTableResponse) error {
 		m.Pools = make([]PoolEntry, 0, nph)
 	}
 	first := 0 // index in pes of the current pool's first PE
-	for it.next() {
+	for p.next(&it) {
 		pr := it.pr
 		switch pr.t {
 		case ParamPoolHandle:
@@ -535,12 +557,12 @@ func (p *parser) tableResponse(m *HandleTableResponse) error {
 				// A Pool Element must follow its Pool Handle (RFC 5353 §2.3).
 				return p.invalid(ErrInvalidValue, pr.hdr, pr.ve, pr.t)
 			}
-			pes = append(pes, PoolElement{})
+			pes = growPEs(pes)
 			if err := p.poolElement(pr, 1, &pes[len(pes)-1]); err != nil {
 				return err
 			}
 		default:
-			if err := it.unknown(pr); err != nil {
+			if err := p.unknown(&it, pr); err != nil {
 				return err
 			}
 		}
@@ -568,14 +590,14 @@ func (p *parser) listResponse(m *ListResponse) error {
 		m.Servers = make([]ServerInfo, 0, n)
 		p.addrs = make([]netip.Addr, 0, 2*n)
 	}
-	for it.next() {
+	for p.next(&it) {
 		pr := it.pr
 		if pr.t == ParamServerInformation {
-			m.Servers = append(m.Servers, ServerInfo{})
+			m.Servers = growServers(m.Servers)
 			if err := p.serverInfo(pr, 1, &m.Servers[len(m.Servers)-1]); err != nil {
 				return err
 			}
-		} else if err := it.unknown(pr); err != nil {
+		} else if err := p.unknown(&it, pr); err != nil {
 			return err
 		}
 	}
@@ -584,4 +606,23 @@ func (p *parser) listResponse(m *ListResponse) error {
 	}
 	m.Unknown = it.unk
 	return nil
+}
+
+// growPEs returns pes with one more, zero, element. Within the capacity it
+// only reslices: the spare capacity of a slice is zero already (make and
+// append clear it), and storing a zero PoolElement would cost a bulk write
+// barrier over its 200 bytes while the GC runs.
+func growPEs(pes []PoolElement) []PoolElement {
+	if len(pes) < cap(pes) {
+		return pes[:len(pes)+1]
+	}
+	return append(pes, PoolElement{})
+}
+
+// growServers is growPEs for ServerInfo.
+func growServers(s []ServerInfo) []ServerInfo {
+	if len(s) < cap(s) {
+		return s[:len(s)+1]
+	}
+	return append(s, ServerInfo{})
 }
