@@ -3,13 +3,19 @@ package policy
 // A B+ tree of entries ordered by (key, seq), used by the sorted policies.
 // Leaves hold the entries and are linked left to right, so the first n
 // entries are read without a stack. Internal nodes hold child pointers and
-// separators. Every node except the root is kept at least half full; an
-// append at the far right end (new sequence numbers always go there for
-// round robin and for equal keys) splits off a one-entry leaf instead of
-// halving, so trees filled in order are nearly 100 % full.
+// separators. Internal nodes other than the root are kept at least half
+// full, and a deletion that leaves a leaf under half full merges or
+// rebalances it with a neighbour. An insertion at the far right end, or at
+// the end of a run of equal keys (new sequence numbers always go there),
+// into a full leaf splits off a one-entry leaf instead of halving; one that
+// ends a run in the middle of a full leaf splits it there (within the
+// middle half). So trees filled in order or at the ends of key runs stay
+// nearly full.
 
 const (
-	nodeCap = 64 // entries per leaf, children per internal node
+	// nodeCap is the number of entries per leaf and children per internal
+	// node: 61 makes a node 1024 bytes, a malloc size class.
+	nodeCap = 61
 	nodeMin = nodeCap / 2
 )
 
@@ -152,11 +158,21 @@ func (t *btree) insertRec(nd *node, e entry, rightmost bool) (*node, entry) {
 			return nil, entry{}
 		}
 		r := t.newLeaf()
-		if rightmost && pos == nd.n {
+		// runEnd: e extends a run of equal keys (sequence numbers only
+		// grow, so later members of the run will follow e).
+		runEnd := pos > 0 && nd.items[pos-1].key == e.key
+		if pos == nd.n && (rightmost || runEnd) {
 			r.items[0] = e
 			r.n = 1
 		} else {
 			mid := nodeCap / 2
+			if runEnd && nd.items[pos].key != e.key {
+				// Split where the run ends, so that the run's future
+				// members fill the left leaf up while the right one keeps
+				// what follows. Bounded so that no leaf starts below a
+				// quarter full.
+				mid = min(max(pos, nodeCap/4), nodeCap-nodeCap/4)
+			}
 			r.n = copy(r.items[:], nd.items[mid:nd.n])
 			nd.n = mid
 			if pos <= mid {
