@@ -58,11 +58,15 @@ type iter struct {
 	unk []RawParam
 }
 
-func (p *parser) iter(off, end, depth int) (iter, error) {
+// iter sets up it, which must be zero, to walk [off, end) at nesting depth
+// depth. The caller declares it: returning an iter would copy it, and
+// reading back what was just written in two halves stalls the CPU.
+func (p *parser) iter(it *iter, off, end, depth int) error {
 	if depth > p.lim.MaxDepth {
-		return iter{}, p.fail(ErrTooDeep, off, 0, CauseInvalidValues, ActionDiscard, nil)
+		return p.fail(ErrTooDeep, off, 0, CauseInvalidValues, ActionDiscard, nil)
 	}
-	return iter{off: off, end: end, idx: -1}, nil
+	it.off, it.end, it.idx = off, end, -1
+	return nil
 }
 
 // param is one parameter found by iter.next: header offset, value bounds.
@@ -266,7 +270,8 @@ func (p *parser) transportInto(pr param, depth int, tr *Transport) error {
 	case ParamDCCPTransport:
 		tr.ServiceCode = p.u32(pr.vs + 4)
 	}
-	it, err := p.iter(pr.vs+fixed, pr.ve, depth+1)
+	var it iter
+	err := p.iter(&it, pr.vs+fixed, pr.ve, depth+1)
 	if err != nil {
 		return err
 	}
@@ -308,7 +313,8 @@ func (p *parser) poolElement(pr param, depth int, pe *PoolElement) error {
 	pe.ID = p.u32(pr.vs)
 	pe.HomeServerID = p.u32(pr.vs + 4)
 	pe.RegistrationLife = int32(p.u32(pr.vs + 8))
-	it, err := p.iter(pr.vs+12, pr.ve, depth+1)
+	var it iter
+	err := p.iter(&it, pr.vs+12, pr.ve, depth+1)
 	if err != nil {
 		return err
 	}
@@ -367,7 +373,8 @@ func (p *parser) serverInfo(pr param, depth int, si *ServerInfo) error {
 		return p.invalid(ErrLength, pr.hdr, pr.ve, pr.t)
 	}
 	si.ServerID = p.u32(pr.vs)
-	it, err := p.iter(pr.vs+4, pr.ve, depth+1)
+	var it iter
+	err := p.iter(&it, pr.vs+4, pr.ve, depth+1)
 	if err != nil {
 		return err
 	}
@@ -478,7 +485,8 @@ func (l Limits) ParseParam(b []byte) (Param, int, error) {
 		return nil, 0, &ParseError{Err: ErrTooLarge, Cause: CauseInvalidValues, Action: ActionDiscard}
 	}
 	p := &parser{msg: b, lim: l}
-	it, err := p.iter(0, len(b), 1)
+	var it iter
+	err := p.iter(&it, 0, len(b), 1)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -201,7 +201,7 @@ func (l Limits) ParseENRP(b []byte) (ENRPMessage, error) {
 	return m, nil
 }
 
-func (p *parser) top(off int) (iter, error) { return p.iter(off, len(p.msg), 1) }
+func (p *parser) top(it *iter, off int) error { return p.iter(it, off, len(p.msg), 1) }
 
 // Every message parser below walks the top-level parameters with an iter,
 // keeps the ones its message defines, hands the others to iter.unknown (RFC
@@ -217,7 +217,8 @@ const onePEAddrs = 4
 // (ASAP_REGISTRATION, ENRP_HANDLE_UPDATE) from off on. The caller sets
 // p.addrs (see onePEAddrs).
 func (p *parser) handlePE(off int, h *PoolHandle, pe *PoolElement, unk *[]RawParam) error {
-	it, err := p.top(off)
+	var it iter
+	err := p.top(&it, off)
 	if err != nil {
 		return err
 	}
@@ -277,7 +278,8 @@ func (p *parser) handleOpt(off int, h *PoolHandle, t ParamType, v *uint32, have 
 // parameter of type t that may appear once, and, when e is not nil, an
 // optional Operation Error.
 func (p *parser) handleU32(off int, h *PoolHandle, t ParamType, v *uint32, have *bool, e **OperationError, unk *[]RawParam) error {
-	it, err := p.top(off)
+	var it iter
+	err := p.top(&it, off)
 	if err != nil {
 		return err
 	}
@@ -316,7 +318,8 @@ func (p *parser) pesMessage(h *PoolHandle, pol **Policy, polBuf *Policy, pes *[]
 	if n > p.lim.MaxParams {
 		return p.fail(ErrTooManyParams, HeaderLen, ParamPoolElement, CauseInvalidValues, ActionDiscard, nil)
 	}
-	it, err := p.top(HeaderLen)
+	var it iter
+	err := p.top(&it, HeaderLen)
 	if err != nil {
 		return err
 	}
@@ -363,7 +366,8 @@ func (p *parser) serverAnnounce(m *ServerAnnounce) error {
 		return err
 	}
 	m.ServerID = p.u32(HeaderLen)
-	it, err := p.top(HeaderLen + 4)
+	var it iter
+	err := p.top(&it, HeaderLen+4)
 	if err != nil {
 		return err
 	}
@@ -389,7 +393,8 @@ func (p *parser) serverAnnounce(m *ServerAnnounce) error {
 // single parses the messages made of exactly one parameter of type t (Cookie,
 // Operation Error) from off on: read is called once, for that parameter.
 func (p *parser) single(off int, t ParamType, unk *[]RawParam, read func(param) error) error {
-	it, err := p.top(off)
+	var it iter
+	err := p.top(&it, off)
 	if err != nil {
 		return err
 	}
@@ -435,7 +440,8 @@ func (p *parser) errorMessage(off int, e *OperationError, unk *[]RawParam) error
 // noParams parses a message that defines no parameters from off on: only
 // skippable unknown ones may follow.
 func (p *parser) noParams(off int, unk *[]RawParam) error {
-	it, err := p.top(off)
+	var it iter
+	err := p.top(&it, off)
 	if err != nil {
 		return err
 	}
@@ -481,7 +487,8 @@ func (p *parser) handleUpdate(m *HandleUpdate) error {
 }
 
 func (p *parser) presence(m *Presence) error {
-	it, err := p.top(ENRPHeaderLen)
+	var it iter
+	err := p.top(&it, ENRPHeaderLen)
 	if err != nil {
 		return err
 	}
@@ -526,7 +533,8 @@ func (p *parser) tableResponse(m *HandleTableResponse) error {
 	if npe+nph > p.lim.MaxParams {
 		return p.fail(ErrTooManyParams, ENRPHeaderLen, 0, CauseInvalidValues, ActionDiscard, nil)
 	}
-	it, err := p.top(ENRPHeaderLen)
+	var it iter
+	err := p.top(&it, ENRPHeaderLen)
 	if err != nil {
 		return err
 	}
@@ -582,7 +590,8 @@ func (p *parser) listResponse(m *ListResponse) error {
 	if n > p.lim.MaxParams {
 		return p.fail(ErrTooManyParams, ENRPHeaderLen, 0, CauseInvalidValues, ActionDiscard, nil)
 	}
-	it, err := p.top(ENRPHeaderLen)
+	var it iter
+	err := p.top(&it, ENRPHeaderLen)
 	if err != nil {
 		return err
 	}
