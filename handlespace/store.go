@@ -93,7 +93,7 @@ type Store struct {
 	pools    []*pool
 	freePool []int32
 	byName   map[string]int32
-	order    seqList // pools in creation order, for Page
+	order    seqList[uint64] // pools in creation order, for Page
 	poolSeq  uint64
 
 	// Scratch memory for returned PoolElements (see "Returned values").
@@ -121,7 +121,6 @@ type rec struct {
 	oprev    int32
 	life     int32
 	reports  uint32
-	expiry   int64 // UnixNano, 0 = none
 	updated  int64 // UnixNano
 	userAddr [16]byte
 	asapAddr [16]byte
@@ -172,7 +171,7 @@ type pool struct {
 	ids     idTable // PE ID -> record
 	slotPE  []int32 // selector slot -> record, -1 if free
 	freeSl  []int32
-	members seqList // records in registration order, for Page
+	members seqList[uint32] // records in registration order, for Page
 	mseq    uint32
 }
 
@@ -415,7 +414,7 @@ func (s *Store) newPool(name string, sel policy.Selector, pe *tlv.PoolElement) (
 	s.byName[name] = pi
 	s.poolSeq++
 	p.seq = s.poolSeq
-	p.opos = s.order.add(uint64(p.seq), pi, func(idx, pos int32) { s.pools[idx].opos = pos })
+	p.opos = s.order.add(p.seq, pi, func(idx, pos int32) { s.pools[idx].opos = pos })
 	return p, pi
 }
 
@@ -434,7 +433,7 @@ func (s *Store) addMember(p *pool, ri int32, r *rec) {
 		p.mseq = uint32(p.members.len())
 	}
 	p.mseq++
-	r.pos = p.members.add(uint64(p.mseq), ri, func(idx, pos int32) { s.rec(idx).pos = pos })
+	r.pos = p.members.add(p.mseq, ri, func(idx, pos int32) { s.rec(idx).pos = pos })
 }
 
 // fill copies the transports and the policy value of pe into r.
@@ -630,8 +629,8 @@ func (s *Store) info(r *rec) Info {
 		UnreachableReports: int(r.reports),
 		Marked:             r.flags&flagMarked != 0,
 	}
-	if r.expiry != 0 {
-		in.Expiry = time.Unix(0, r.expiry)
+	if r.heap >= 0 { // a PE has a deadline exactly when it is in the heap
+		in.Expiry = time.Unix(0, s.heap[r.heap].exp)
 	}
 	return in
 }
@@ -727,7 +726,6 @@ func (s *Store) setExpiry(ri int32, r *rec, t time.Time) {
 	case e != 0:
 		s.heap.push(ri, e, s)
 	}
-	r.expiry = e
 }
 
 // NextExpiry returns the earliest PE deadline, if any PE has one.
