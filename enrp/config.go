@@ -83,6 +83,24 @@ type Config struct {
 	// DefaultSendQueue.
 	SendQueue int
 
+	// Events, if not nil, receives an [Event] for every change to a PE
+	// this registrar owns: registered, updated by a re-registration, or
+	// removed (with the reason). Like os/signal.Notify, the registrar
+	// never blocks sending on it: when the channel is full the event is
+	// dropped and counted in Stats.EventsDropped, so a host that reads
+	// slowly or not at all cannot stall the registrar. Give the channel
+	// enough buffer for the bursts the host expects (the events of one
+	// association's loss, for instance, come together). Events are sent
+	// from the registrar's loop, in the order the changes happened, until
+	// Run returns (the removals of Run's shutdown included); the channel
+	// is never closed. An event is on the channel before the registrar's
+	// answer to the message that caused it (a Registration or
+	// Deregistration Response) is sent, and Stats already counts the
+	// change: a host that saw a PE's Register or Deregister return finds
+	// its event without waiting. The host owns the channel and may read
+	// it from any goroutine; each Event is the receiver's own copy.
+	Events chan<- Event
+
 	// Logger receives logs; nil logs nothing.
 	Logger *slog.Logger
 }

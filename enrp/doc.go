@@ -37,6 +37,18 @@
 //	defer r.Close()
 //	pools, err := r.Pools(ctx) // read-only view of the handlespace
 //
+// To follow the PEs, the host passes a buffered channel as Config.Events
+// and reads an [Event] for each registration, re-registration and
+// removal (with its reason, an asap.RemoveReason):
+//
+//	events := make(chan enrp.Event, 256)
+//	r, err := enrp.New(enrp.Config{..., Events: events})
+//	...
+//	for ev := range events { log.Print(ev) } // e.g. PE 0000002a of pool "echo" removed: keep-alive timeout
+//
+// The registrar never waits for the host: an event that finds the channel
+// full is dropped and counted in Stats.EventsDropped.
+//
 // A host that already has a listener passes it as Config.Listener. The
 // zero values of the other Config fields are the RFC defaults (RSPLIB's
 // where the RFC gives none); see the asap.Default* constants.

@@ -133,3 +133,54 @@ func ExampleRegistrar_PoolElements() {
 	// PE 1 home 0x1234 at 10.0.0.2:5001, owned=true
 	// PE 2 home 0x1234 at 10.0.0.2:5002, owned=true
 }
+
+// Follow the PEs of a registrar with Config.Events: a registration and a
+// deregistration (RFC 5352 §3.2, §3.4), each told with its PE, kind and,
+// for a removal, the reason.
+func ExampleConfig_events() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	net := memnet.New(1)
+	defer net.Close()
+
+	events := make(chan enrp.Event, 16) // the registrar never waits for it
+	regNode := net.NewNode()
+	r, err := enrp.New(enrp.Config{Transport: regNode, ListenAddr: regNode.Addr(transport.PortASAP), Events: events})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	go r.Run(ctx)
+	defer r.Close()
+
+	peNode := net.NewNode()
+	pe, err := peNode.Dial(ctx, r.Addr())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer pe.Close()
+	for _, m := range []tlv.ASAPMessage{
+		&tlv.Registration{PoolHandle: tlv.PoolHandle("echo"), PE: tlv.PoolElement{
+			ID: 42, RegistrationLife: 60000,
+			UserTransport: tlv.NewSCTPTransport(7000, tlv.TransportUseDataOnly, peNode.IP()),
+			Policy:        policy.Encode(policy.RoundRobin, policy.Values{}),
+		}},
+		&tlv.Deregistration{PoolHandle: tlv.PoolHandle("echo"), PEID: 42},
+	} {
+		if _, err := exchange(ctx, pe, m); err != nil {
+			fmt.Println(err)
+			return
+		}
+		// The event is on the channel before the answer leaves.
+		ev := <-events
+		fmt.Println(ev)
+		if ev.Kind == enrp.EventRegistered {
+			fmt.Printf("  home %v: %v\n", ev.PE.HomeServerID == r.ServerID(), ev.PE.UserTransport.Addrs)
+		}
+	}
+	// Output:
+	// PE 0000002a of pool "echo" registered
+	//   home true: [10.0.0.2]
+	// PE 0000002a of pool "echo" removed: deregistered
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-rserpool/rserpool/asap"
@@ -22,7 +23,8 @@ import (
 //
 // Create it with New, serve with Run (one call; it returns when its
 // context ends or Close is called), and read its state with Stats, Pools
-// and PoolElements from any goroutine.
+// and PoolElements from any goroutine. Config.Events tells the host of
+// every change to the PEs it owns as it happens.
 type Registrar struct {
 	cfg  Config
 	log  *slog.Logger
@@ -40,6 +42,7 @@ type Registrar struct {
 
 	statsMu sync.Mutex
 	stats   Stats
+	dropped atomic.Uint64 // events Config.Events had no room for
 }
 
 // Stats is a snapshot of a Registrar's counts.
@@ -51,6 +54,10 @@ type Stats struct {
 	// ASAP counts the ASAP procedures run (registrations, resolutions,
 	// keep-alives, removals, errors, drops).
 	ASAP asap.ServerStats
+	// EventsDropped counts the events not sent on Config.Events because
+	// it was full. Unlike the other counts it is read when Stats is
+	// called.
+	EventsDropped uint64
 }
 
 // New validates cfg, opens the ASAP listener if cfg.Listener is nil, and
@@ -117,8 +124,10 @@ func (r *Registrar) Addr() transport.Addr { return r.l.Addr() }
 // last batch of work its loop did.
 func (r *Registrar) Stats() Stats {
 	r.statsMu.Lock()
-	defer r.statsMu.Unlock()
-	return r.stats
+	s := r.stats
+	r.statsMu.Unlock()
+	s.EventsDropped = r.dropped.Load()
+	return s
 }
 
 // Run serves ASAP until ctx ends or Close is called, and returns nil then.
@@ -165,8 +174,9 @@ func (r *Registrar) Run(ctx context.Context) error {
 		k.Close()
 		r.core.asapLost(now, id)
 	}
-	r.core.outbox() // PERemoved events of the shutdown
+	// Only PERemoved outputs are left: the associations are closed.
 	r.snapshot(0)
+	r.emit(now, r.core.outbox())
 	return d.err
 }
 
@@ -210,7 +220,7 @@ func (d *driver) after(now time.Time) {
 	// got an answer sees the Stats that go with it.
 	d.r.snapshot(len(d.links))
 	for {
-		d.flush()
+		d.flush(now)
 		if len(d.lost) == 0 {
 			return
 		}
@@ -224,9 +234,12 @@ func (d *driver) after(now time.Time) {
 	}
 }
 
-// flush carries out the outputs queued in the core.
-func (d *driver) flush() {
-	for _, o := range d.r.core.outbox() {
+// flush carries out the outputs queued in the core and tells the host
+// about the PE changes among them.
+func (d *driver) flush(now time.Time) {
+	outs := d.r.core.outbox()
+	d.r.emit(now, outs)
+	for _, o := range outs {
 		switch o := o.(type) {
 		case asap.Send:
 			k := d.links[o.Assoc]

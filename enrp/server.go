@@ -79,7 +79,8 @@ func (s *server) NextDeadline() time.Time { return s.asap.NextDeadline() }
 
 // outbox returns what the driver must do. The PE events are where ENRP
 // handle updates to peers will be generated (RFC 5353 §3.6); alone, the
-// registrar only logs them.
+// registrar logs them and the driver hands them to the host
+// (Config.Events).
 func (s *server) outbox() []asap.Output {
 	out := s.asap.Outbox()
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
