@@ -92,18 +92,28 @@ type seq struct {
 }
 
 func (s *seq) next(b []byte) []byte {
-	for s.u < len(s.unk) && s.unk[s.u].Index <= s.pos {
-		b = s.unk[s.u].AppendTo(b)
-		s.u++
-		s.pos++
+	if s.u < len(s.unk) { // rare: kept small so that it inlines
+		b = s.flush(b)
 	}
 	s.pos++
 	return b
 }
 
+// flush writes the unknowns due before parameter number s.pos.
+func (s *seq) flush(b []byte) []byte {
+	for s.u < len(s.unk) && s.unk[s.u].Index <= s.pos {
+		b = s.unk[s.u].AppendTo(b)
+		s.u++
+		s.pos++
+	}
+	return b
+}
+
 func (s *seq) rest(b []byte) []byte {
-	b = appendRaw(b, s.unk[s.u:])
-	s.u = len(s.unk)
+	if s.u < len(s.unk) {
+		b = appendRaw(b, s.unk[s.u:])
+		s.u = len(s.unk)
+	}
 	return b
 }
 
