@@ -29,12 +29,13 @@ func TestDemo(t *testing.T) {
 	}
 	for _, want := range []string{
 		"answered by pe-1", "answered by pe-2", "answered by pe-3",
-		"pool user: cannot reach pe-2",            // the crashed PE: dial fails, failover
-		"registrar: removed pe-2",                 // ... and removed
-		"did not answer request C",                // the hung PE: request times out, failover
-		"registrar: removed pe-3",                 // ... and removed
-		"no answer to a keep-alive",               // ... by keep-alive supervision
-		"a new pool user resolves \"echo\": 1 PE", // only pe-1 left
+		"pool user: cannot reach pe-2",             // the crashed PE: dial fails, failover
+		"registrar: removed pe-2",                  // ... and removed
+		"did not answer request C",                 // the hung PE: request times out, failover
+		"registrar: removed pe-3",                  // ... and removed
+		"no answer to a keep-alive",                // ... by keep-alive supervision
+		"a new pool user resolves \"echo\": 1 PE",  // only pe-1 left
+		"registrar: removed pe-1: it deregistered", // told by the registrar's event
 		"Demo OK",
 	} {
 		if !strings.Contains(out.String(), want) {

@@ -19,6 +19,9 @@
 //     registrar removes the PE when a keep-alive goes unanswered (§3.7);
 //  5. a new pool user seeing only pe-1, which deregisters (§3.3).
 //
+// The registrar's lines come from its events (enrp.Config.Events), which
+// say exactly why it removed each PE.
+//
 // Timers are tuned (keep-alive after 1 s of silence, 1 s to answer; 1 s
 // request timeout) so that it all takes a few seconds. The demo exits 0
 // when everything happened as described, 1 otherwise.
@@ -84,7 +87,7 @@ func run(ctx context.Context, out io.Writer) error {
 	lo := loopback(ctx)
 
 	// 1. The registrar and three PEs.
-	reg, err := startRegistrar(ctx, tp, lo)
+	reg, err := startRegistrar(ctx, tr, tp, lo)
 	if err != nil {
 		return fmt.Errorf("registrar: %w", err)
 	}
@@ -112,6 +115,7 @@ func run(ctx context.Context, out io.Writer) error {
 		}
 		elems = append(elems, e)
 		names[e.ln.Addr().AddrPort] = e.name
+		reg.name(e)
 	}
 	for _, e := range elems {
 		if err := e.pe.Register(ctx); err != nil {
@@ -150,7 +154,7 @@ func run(ctx context.Context, out io.Writer) error {
 	// 3. pe-2 crashes.
 	crashed := elems[1]
 	tr.printf("%s CRASHES: all its associations are aborted, it does not deregister", crashed.name)
-	crashRemoved := reg.watchRemoval(ctx, tr, crashed)
+	crashRemoved := reg.watchRemoval(crashed)
 	crashed.crash()
 	if who, err = phase(ctx, tr, pu, "B", 4); err != nil {
 		return err
@@ -162,7 +166,7 @@ func run(ctx context.Context, out io.Writer) error {
 	// 4. pe-3 hangs.
 	hung := elems[2]
 	tr.printf("%s HANGS: its associations stay up, but it answers nothing any more", hung.name)
-	hangRemoved := reg.watchRemoval(ctx, tr, hung)
+	hangRemoved := reg.watchRemoval(hung)
 	hung.hang()
 	if who, err = phase(ctx, tr, pu, "C", 4); err != nil {
 		return err
@@ -170,10 +174,11 @@ func run(ctx context.Context, out io.Writer) error {
 	if slices.Contains(who, hung.name) || slices.Contains(who, crashed.name) {
 		return fmt.Errorf("a dead PE answered: %v", who)
 	}
-	for _, ch := range []<-chan error{crashRemoved, hangRemoved} {
-		if err := <-ch; err != nil {
-			return err
-		}
+	if _, err := reg.awaitRemoval(ctx, crashed, crashRemoved); err != nil {
+		return err
+	}
+	if _, err := reg.awaitRemoval(ctx, hung, hangRemoved); err != nil {
+		return err
 	}
 
 	// 5. A pool user that starts now only hears of pe-1.
@@ -193,8 +198,14 @@ func run(ctx context.Context, out io.Writer) error {
 		return fmt.Errorf("a new resolution returns %d PEs, want only %s", len(pes), elems[0].name)
 	}
 	tr.printf("a new pool user resolves %q: 1 PE, %s", pool, elems[0].name)
+	deregistered := reg.watchRemoval(elems[0])
 	if err := elems[0].pe.Deregister(ctx); err != nil {
 		return fmt.Errorf("%s: deregister: %w", elems[0].name, err)
+	}
+	if ev, err := reg.awaitRemoval(ctx, elems[0], deregistered); err != nil {
+		return err
+	} else if ev.Reason != asap.RemovedDeregistered {
+		return fmt.Errorf("%s removed for %v, want deregistered", elems[0].name, ev.Reason)
 	}
 	if n := reg.poolSize(); n != 0 {
 		return fmt.Errorf("pool %q still holds %d PEs after deregistration", pool, n)
@@ -441,25 +452,47 @@ func (c *silentConn) Recv(ctx context.Context) (transport.Message, error) {
 	}
 }
 
-// registrar wraps an enrp.Registrar with what the demo asks of it.
+// registrar wraps an enrp.Registrar with what the demo asks of it: it
+// follows the registrar's events (enrp.Config.Events) to trace the
+// removals of PEs with their reasons.
 type registrar struct {
 	*enrp.Registrar
 	ann    transport.Announcer
 	cancel context.CancelFunc
 	ran    chan error
+
+	tr       *tracer
+	events   chan enrp.Event
+	stop     chan struct{}
+	followed chan struct{}
+
+	mu       sync.Mutex
+	names    map[uint32]string   // PE ID -> demo name
+	watchers map[uint32]*watcher // PE ID -> who waits for its removal
+}
+
+// watcher waits for the removal of one PE.
+type watcher struct {
+	since   time.Time // when the PE failed
+	removed chan enrp.Event
 }
 
 // startRegistrar starts a registrar on a free loopback port with the demo's
 // tuned keep-alive timers, announcing itself on lo when lo is not nil.
-func startRegistrar(ctx context.Context, tp transport.Transport, lo *net.Interface) (*registrar, error) {
+func startRegistrar(ctx context.Context, tr *tracer, tp transport.Transport, lo *net.Interface) (*registrar, error) {
+	r := &registrar{
+		ran: make(chan error, 1), tr: tr,
+		events: make(chan enrp.Event, 64), stop: make(chan struct{}), followed: make(chan struct{}),
+		names: map[uint32]string{}, watchers: map[uint32]*watcher{},
+	}
 	cfg := enrp.Config{
 		Transport:         tp,
 		ListenAddr:        loopbackAny,
 		KeepAliveInterval: keepAliveInterval,
 		KeepAliveTimeout:  keepAliveTimeout,
 		AnnounceInterval:  announceInterval,
+		Events:            r.events,
 	}
-	r := &registrar{ran: make(chan error, 1)}
 	if lo != nil {
 		a, err := finder{lo: lo}.listen(ctx)
 		if err != nil {
@@ -477,19 +510,89 @@ func startRegistrar(ctx context.Context, tp transport.Transport, lo *net.Interfa
 	r.Registrar = reg
 	rctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
+	go r.follow()
 	go func() { r.ran <- reg.Run(rctx) }()
 	return r, nil
 }
 
-// Close stops the registrar and waits for it.
+// Close stops the registrar and waits for it and for follow.
 func (r *registrar) Close() error {
 	r.cancel()
 	err := r.Registrar.Close()
 	<-r.ran
+	close(r.stop)
+	<-r.followed
 	if r.ann != nil {
 		r.ann.Close()
 	}
 	return err
+}
+
+// name gives the PE of e its demo name in the trace.
+func (r *registrar) name(e *element) {
+	r.mu.Lock()
+	r.names[e.pe.ID()] = e.name
+	r.mu.Unlock()
+}
+
+// follow reads the registrar's events until Close: it keeps the pool's
+// size and traces each removal with its reason, then hands it to the
+// watcher of the PE, if any.
+func (r *registrar) follow() {
+	defer close(r.followed)
+	size := 0
+	for {
+		var ev enrp.Event
+		select {
+		case <-r.stop:
+			return
+		case ev = <-r.events:
+		}
+		switch ev.Kind {
+		case enrp.EventRegistered:
+			size++
+			continue
+		case enrp.EventUpdated:
+			continue
+		}
+		size--
+		r.mu.Lock()
+		name, w := r.names[ev.PEID], r.watchers[ev.PEID]
+		delete(r.watchers, ev.PEID)
+		r.mu.Unlock()
+		if name == "" {
+			name = fmt.Sprintf("PE %08x", ev.PEID)
+		}
+		if w != nil && ev.Reason != asap.RemovedDeregistered {
+			r.tr.printf("  registrar: removed %s %v after its failure: %s; %d PE(s) left",
+				name, ev.Time.Sub(w.since).Round(time.Millisecond), removalReason(ev.Reason), size)
+		} else {
+			r.tr.printf("  registrar: removed %s: %s; %d PE(s) left", name, removalReason(ev.Reason), size)
+		}
+		if w != nil {
+			w.removed <- ev
+		}
+	}
+}
+
+// watchRemoval returns a channel that receives the event of the removal
+// of e's PE, which follow traces. Call it before the PE fails.
+func (r *registrar) watchRemoval(e *element) <-chan enrp.Event {
+	w := &watcher{since: time.Now(), removed: make(chan enrp.Event, 1)}
+	r.mu.Lock()
+	r.watchers[e.pe.ID()] = w
+	r.mu.Unlock()
+	return w.removed
+}
+
+// awaitRemoval waits for the removal that watchRemoval watches.
+func (r *registrar) awaitRemoval(ctx context.Context, e *element, removed <-chan enrp.Event) (enrp.Event, error) {
+	select {
+	case ev := <-removed:
+		return ev, nil
+	case <-ctx.Done():
+		return enrp.Event{}, fmt.Errorf("registrar did not remove %s (%d events dropped): %w", e.name, r.Stats().EventsDropped, ctx.Err())
+	}
 }
 
 // poolSize returns how many PEs the registrar holds in the pool.
@@ -501,61 +604,19 @@ func (r *registrar) poolSize() int {
 	return len(pes)
 }
 
-// watchRemoval traces the removal of e's PE by the registrar, with the
-// reason its counters give, and then reports on the channel.
-func (r *registrar) watchRemoval(ctx context.Context, tr *tracer, e *element) <-chan error {
-	before, start := r.Stats().ASAP, time.Now()
-	done := make(chan error, 1)
-	go func() {
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			pes, err := r.PoolElements(ctx, []byte(pool))
-			if err != nil {
-				done <- fmt.Errorf("registrar did not remove %s: %w", e.name, err)
-				return
-			}
-			if !slices.ContainsFunc(pes, func(p enrp.PoolElementInfo) bool { return p.PE.ID == e.pe.ID() }) {
-				tr.printf("  registrar: removed %s %v after its failure: %s; %d PE(s) left",
-					e.name, time.Since(start).Round(time.Millisecond), removalReason(before, r.Stats().ASAP), len(pes))
-				done <- nil
-				return
-			}
-			select {
-			case <-ctx.Done():
-				done <- fmt.Errorf("registrar did not remove %s: %w", e.name, ctx.Err())
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return done
-}
-
-// removalReason tells which removal counter moved.
-func removalReason(before, after asap.ServerStats) string {
-	var why []string
-	if after.AssocLostRemoved > before.AssocLostRemoved {
-		why = append(why, "its association went down")
+// removalReason says in words why the registrar removed a PE.
+func removalReason(why asap.RemoveReason) string {
+	switch why {
+	case asap.RemovedAssocLost:
+		return "its association went down"
+	case asap.RemovedKeepAliveTimeout:
+		return "no answer to a keep-alive"
+	case asap.RemovedUnreachable:
+		return "MAX-BAD-PE-REPORT unreachable reports"
+	case asap.RemovedExpired:
+		return "its registration life ran out"
+	case asap.RemovedDeregistered:
+		return "it deregistered"
 	}
-	if after.KeepAliveTimeouts > before.KeepAliveTimeouts {
-		why = append(why, "no answer to a keep-alive")
-	}
-	if after.UnreachableRemoved > before.UnreachableRemoved {
-		why = append(why, "MAX-BAD-PE-REPORT unreachable reports")
-	}
-	if after.Expired > before.Expired {
-		why = append(why, "its registration life ran out")
-	}
-	if len(why) == 0 {
-		return "reason unknown"
-	}
-	s := why[0]
-	for _, w := range why[1:] {
-		s += "; " + w
-	}
-	if n := after.UnreachableReports - before.UnreachableReports; n > 0 {
-		s += fmt.Sprintf(" (it got %d unreachable report(s))", n)
-	}
-	return s
+	return why.String()
 }
