@@ -69,7 +69,7 @@ func (p *parser) iter(it *iter, off, end, depth int) error {
 	return nil
 }
 
-// param is one parameter found by iter.next: header offset, value bounds.
+// param is one parameter found by parser.next: header offset, value bounds.
 type param struct {
 	t   ParamType
 	hdr int

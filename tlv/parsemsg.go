@@ -204,7 +204,7 @@ func (l Limits) ParseENRP(b []byte) (ENRPMessage, error) {
 func (p *parser) top(it *iter, off int) error { return p.iter(it, off, len(p.msg), 1) }
 
 // Every message parser below walks the top-level parameters with an iter,
-// keeps the ones its message defines, hands the others to iter.unknown (RFC
+// keeps the ones its message defines, hands the others to parser.unknown (RFC
 // 5354 §2 action bits), checks that the mandatory ones came, and stores the
 // skipped unknowns. There is one parser per message shape.
 
