@@ -9,7 +9,8 @@
 // registration (§3.1, §3.2), handle resolution (§3.5), endpoint keep-alive
 // (§3.7), deregistration (§3.3), endpoint unreachable reports and pool
 // user failover (§3.5), and registrar discovery by announces (§3.6). They
-// also measure and log the failover time of a pool user, with the default
+// follow the registrar's changes through its events (enrp.Config.Events),
+// which say when and why it removed a PE. They also measure and log the failover time of a pool user, with the default
 // and with tuned timers.
 //
 // The package has no code of its own outside its tests.

@@ -59,10 +59,12 @@ func measureFailover(t *testing.T, tm failoverTimers, death string) {
 	n := memnet.New(1, memnet.WithLink(memnet.Link{Delay: time.Millisecond}))
 	t.Cleanup(func() { n.Close() })
 	regNode := n.NewNode()
-	r := startRegistrar(t, enrp.Config{
+	cfg := enrp.Config{
 		Transport: regNode, ListenAddr: regNode.Addr(transport.PortASAP),
 		KeepAliveInterval: tm.keepAlive, KeepAliveTimeout: tm.keepAlive,
-	})
+	}
+	events := track(t, &cfg, 256)
+	r := startRegistrar(t, cfg)
 	kaInterval, kaTimeout := tm.keepAlive, tm.keepAlive
 	if tm.keepAlive == 0 {
 		kaInterval, kaTimeout = asap.DefaultKeepAliveInterval, asap.DefaultKeepAliveTimeout
@@ -139,18 +141,11 @@ func measureFailover(t *testing.T, tm failoverTimers, death string) {
 	conn.Close()
 	puTime := failedOver.Sub(killedAt)
 
-	// The registrar removes the dead PE.
-	waitUntil(t, 5*time.Minute, time.Millisecond, "removal of the dead PE", func() (bool, error) {
-		ids, err := poolIDs(ctx, r, handle)
-		return !slices.Contains(ids, victim), err
-	})
-	regTime := time.Since(killedAt)
-	st := r.Stats().ASAP
-	why := "association lost"
-	if st.KeepAliveTimeouts > 0 {
-		why = "keep-alive timeout"
-	} else if st.UnreachableRemoved > 0 {
-		why = "unreachable reports"
+	// The registrar removes the dead PE, and says when and why.
+	rm := events.waitEvent(t, 5*time.Minute, "removal of the dead PE", removed(victim))
+	regTime, why := rm.Time.Sub(killedAt), rm.Reason
+	if ids, err := poolIDs(ctx, r, handle); err != nil || slices.Contains(ids, victim) {
+		t.Errorf("after its removal event the registrar holds %v (%v), with the dead PE %s", ids, err, hex(victim))
 	}
 	t.Logf("failover timers=%s (request/dial timeout %v, keep-alive %v/%v) death=%s: PU's next successful request %v after the PE died (%d failed request(s)); registrar removed the PE after %v (%s)",
 		tm.name, tm.requestTimeout, kaInterval, kaTimeout, death, puTime, failures, regTime, why)
@@ -162,10 +157,16 @@ func measureFailover(t *testing.T, tm failoverTimers, death string) {
 	// association had been silent at most that long).
 	switch death {
 	case "process-exit":
+		if why != asap.RemovedAssocLost {
+			t.Errorf("process exit: the registrar removed the PE for %v, want %v", why, asap.RemovedAssocLost)
+		}
 		if puTime > 20*time.Millisecond || regTime > 20*time.Millisecond || failures != 1 {
 			t.Errorf("process exit: PU %v, registrar %v, %d failures; want both within a few round trips, 1 failure", puTime, regTime, failures)
 		}
 	case "host-down":
+		if why != asap.RemovedKeepAliveTimeout {
+			t.Errorf("host down: the registrar removed the PE for %v, want %v", why, asap.RemovedKeepAliveTimeout)
+		}
 		if puTime < tm.requestTimeout || puTime > tm.requestTimeout+20*time.Millisecond || failures != 1 {
 			t.Errorf("host down: PU %v, %d failures; want one request timeout (%v) and a little", puTime, failures, tm.requestTimeout)
 		}

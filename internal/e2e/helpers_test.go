@@ -115,10 +115,9 @@ func poolIDs(ctx context.Context, r *enrp.Registrar, handle string) ([]uint32, e
 	return ids, nil
 }
 
-// waitUntil polls cond every step until it holds or limit passes. The
-// registrar offers no change notifications, so the end-to-end tests
-// watch its read-only view; inside a synctest bubble the wait costs no
-// wall time.
+// waitUntil polls cond every step until it holds or limit passes, for
+// what the registrar's events do not tell (its keep-alive counts); inside
+// a synctest bubble the wait costs no wall time.
 func waitUntil(t testing.TB, limit, step time.Duration, what string, cond func() (bool, error)) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
@@ -137,6 +136,114 @@ func waitUntil(t testing.TB, limit, step time.Duration, what string, cond func()
 		}
 		<-tick.C
 	}
+}
+
+// tracker follows a registrar's events (enrp.Config.Events): which PEs it
+// holds, and every event in order, so that tests wait for the change
+// they expect instead of polling the registrar's view.
+type tracker struct {
+	events chan enrp.Event
+	mu     sync.Mutex
+	held   map[uint32]bool // by PE ID (the tests use one pool)
+	log    []enrp.Event
+	wake   chan struct{} // closed at the next event
+}
+
+// track sets cfg.Events to a channel of buf events and follows it until
+// the test ends.
+func track(t testing.TB, cfg *enrp.Config, buf int) *tracker {
+	k := &tracker{events: make(chan enrp.Event, buf), held: map[uint32]bool{}, wake: make(chan struct{})}
+	cfg.Events = k.events
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case ev := <-k.events:
+				k.mu.Lock()
+				k.log = append(k.log, ev)
+				k.held[ev.PEID] = ev.Kind != enrp.EventRemoved
+				close(k.wake)
+				k.wake = make(chan struct{})
+				k.mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+	return k
+}
+
+// holds returns the sorted IDs of the PEs the events say the registrar
+// holds.
+func (k *tracker) holds() []uint32 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var ids []uint32
+	for id, in := range k.held {
+		if in {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// seen returns the events so far, in order.
+func (k *tracker) seen() []enrp.Event {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.log)
+}
+
+// waitEvent waits until an event that match accepts has come, for at
+// most limit, and returns the first such one.
+func (k *tracker) waitEvent(t testing.TB, limit time.Duration, what string, match func(enrp.Event) bool) enrp.Event {
+	t.Helper()
+	timeout := time.After(limit)
+	for n := 0; ; {
+		k.mu.Lock()
+		for ; n < len(k.log); n++ {
+			if match(k.log[n]) {
+				ev := k.log[n]
+				k.mu.Unlock()
+				return ev
+			}
+		}
+		wake := k.wake
+		k.mu.Unlock()
+		select {
+		case <-wake:
+		case <-timeout:
+			t.Fatalf("no event for %s within %v", what, limit)
+		}
+	}
+}
+
+// waitHolds waits until the events say the registrar holds exactly ids
+// (sorted), for at most limit.
+func (k *tracker) waitHolds(t testing.TB, limit time.Duration, what string, ids []uint32) {
+	t.Helper()
+	timeout := time.After(limit)
+	for {
+		k.mu.Lock()
+		wake := k.wake
+		k.mu.Unlock()
+		if slices.Equal(k.holds(), ids) {
+			return
+		}
+		select {
+		case <-wake:
+		case <-timeout:
+			t.Fatalf("no %s within %v: the registrar holds %d PEs", what, limit, len(k.holds()))
+		}
+	}
+}
+
+// removed matches the removal of PE id.
+func removed(id uint32) func(enrp.Event) bool {
+	return func(ev enrp.Event) bool { return ev.Kind == enrp.EventRemoved && ev.PEID == id }
 }
 
 func hex(id uint32) string { return fmt.Sprintf("%08x", id) }

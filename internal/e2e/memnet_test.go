@@ -44,9 +44,13 @@ func TestMemnetLossy(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { regAnn.Close() })
-		r := startRegistrar(t, enrp.Config{
+		cfg := enrp.Config{
 			Transport: regNode, ListenAddr: regNode.Addr(transport.PortASAP), Announcer: regAnn,
-		})
+		}
+		// Every registration, re-registration (T4) and keep-alive removal
+		// of the run is an event: room for all of them.
+		events := track(t, &cfg, 4096)
+		r := startRegistrar(t, cfg)
 
 		// 100 PEs register, all at once.
 		pes := make([]*pe, numPEs)
@@ -133,7 +137,7 @@ func TestMemnetLossy(t *testing.T) {
 		// holds exactly their IDs. A keep-alive ack delayed past the
 		// timeout by repeated losses removes a PE until its next
 		// re-registration (T4), so the registrar's view may take up to
-		// T4 to be complete.
+		// T4 to be complete: its events say when.
 		want := make([]uint32, numPEs)
 		for i, p := range pes {
 			want[i] = p.ID()
@@ -142,11 +146,24 @@ func TestMemnetLossy(t *testing.T) {
 			}
 		}
 		slices.Sort(want)
-		waitUntil(t, time.Minute, 100*time.Millisecond, "registrar holding all 100 PEs", func() (bool, error) {
-			ids, err := poolIDs(ctx, r, handle)
-			return slices.Equal(ids, want), err
-		})
+		events.waitHolds(t, time.Minute, "registrar holding all 100 PEs", want)
+		if ids, err := poolIDs(ctx, r, handle); err != nil || !slices.Equal(ids, want) {
+			t.Errorf("the events say the registrar holds the %d PEs, its view has %d (%v)", numPEs, len(ids), err)
+		}
 		st := r.Stats()
+		if st.EventsDropped != 0 {
+			t.Errorf("%d events dropped", st.EventsDropped)
+		}
+		removals := map[asap.RemoveReason]int{}
+		for _, ev := range events.seen() {
+			if ev.Kind == enrp.EventRemoved {
+				removals[ev.Reason]++
+			}
+		}
+		if removals[asap.RemovedKeepAliveTimeout] != int(st.ASAP.KeepAliveTimeouts) || removals[asap.RemovedAssocLost] != int(st.ASAP.AssocLostRemoved) {
+			t.Errorf("removal events %v disagree with the counts: %d keep-alive timeouts, %d association-loss removals",
+				removals, st.ASAP.KeepAliveTimeouts, st.ASAP.AssocLostRemoved)
+		}
 		t.Logf("registrar: %d registrations, %d resolutions, %d keep-alives sent, %d keep-alive timeouts, %d association-loss removals, %d unreachable reports, virtual time %v",
 			st.ASAP.Registrations, st.ASAP.Resolutions, st.ASAP.KeepAlivesSent, st.ASAP.KeepAliveTimeouts,
 			st.ASAP.AssocLostRemoved, st.ASAP.UnreachableReports, time.Since(begin))

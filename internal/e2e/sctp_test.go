@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"slices"
 	"sync"
@@ -34,9 +35,9 @@ func TestLoopbackSCTP(t *testing.T) {
 	defer cancel()
 	tp := sctp.New(sctp.Config{ShutdownTimeout: time.Second})
 	const ka = 200 * time.Millisecond
-	r := startRegistrar(t, enrp.Config{
-		Transport: tp, ListenAddr: loopbackAny, KeepAliveInterval: ka, KeepAliveTimeout: ka,
-	})
+	cfg := enrp.Config{Transport: tp, ListenAddr: loopbackAny, KeepAliveInterval: ka, KeepAliveTimeout: ka}
+	events := track(t, &cfg, 256)
+	r := startRegistrar(t, cfg)
 	peCfg := asap.PEConfig{PoolHandle: []byte(handle), Registrars: []transport.Addr{r.Addr()}}
 
 	// §3.1-3.2: two PEs register; the registrar is their home and stores
@@ -77,6 +78,9 @@ func TestLoopbackSCTP(t *testing.T) {
 	if st := r.Stats(); st.PEs != 2 || st.ASAP.KeepAliveTimeouts != 0 {
 		t.Fatalf("after keep-alives: %d PEs, %d keep-alive timeouts; want 2 and 0", st.PEs, st.ASAP.KeepAliveTimeouts)
 	}
+	if got, want := events.holds(), sorted(pe1.ID(), pe2.ID()); !slices.Equal(got, want) {
+		t.Fatalf("events say the registrar holds %v, want %v", got, want)
+	}
 
 	// §3.5: a pool user resolves the handle and reaches both PEs, in
 	// round-robin order.
@@ -98,6 +102,9 @@ func TestLoopbackSCTP(t *testing.T) {
 	}
 	if ids, err := poolIDs(ctx, r, handle); err != nil || !slices.Equal(ids, []uint32{pe2.ID()}) {
 		t.Fatalf("after deregistration the pool holds %v (%v), want only pe-2", ids, err)
+	}
+	if ev := events.waitEvent(t, time.Second, "pe-1's deregistration", removed(pe1.ID())); ev.Reason != asap.RemovedDeregistered {
+		t.Fatalf("pe-1 removed for %v, want %v", ev.Reason, asap.RemovedDeregistered)
 	}
 	// (A new pool user: the first one may use its cache of the pool,
 	// which still names pe-1, for stale.cache.value.)
@@ -131,16 +138,30 @@ func TestLoopbackSCTP(t *testing.T) {
 	if n := dials.failures(pe2.ln.Addr()); n != 1 {
 		t.Errorf("the pool user dialled the killed pe-2 and failed %d times, want once (then failover)", n)
 	}
-	waitUntil(t, 10*time.Second, 20*time.Millisecond, "pe-2 removed", func() (bool, error) {
-		ids, err := poolIDs(ctx, r, handle)
-		return slices.Equal(ids, []uint32{pe3.ID()}), err
-	})
+	rm := events.waitEvent(t, 10*time.Second, "pe-2's removal", removed(pe2.ID()))
+	if ids, err := poolIDs(ctx, r, handle); err != nil || !slices.Equal(ids, []uint32{pe3.ID()}) {
+		t.Fatalf("after pe-2's removal the pool holds %v (%v), want only pe-3", ids, err)
+	}
 	st := r.Stats().ASAP
-	t.Logf("registrar: %d registrations, %d deregistrations, %d resolutions, %d keep-alives, %d unreachable reports, removals: %d association lost, %d keep-alive timeout, %d unreachable",
+	t.Logf("registrar: %d registrations, %d deregistrations, %d resolutions, %d keep-alives, %d unreachable reports, removals: %d association lost, %d keep-alive timeout, %d unreachable; pe-2 removed for %v",
 		st.Registrations, st.Deregistrations, st.Resolutions, st.KeepAlivesSent, st.UnreachableReports,
-		st.AssocLostRemoved, st.KeepAliveTimeouts, st.UnreachableRemoved)
+		st.AssocLostRemoved, st.KeepAliveTimeouts, st.UnreachableRemoved, rm.Reason)
 	if st.Deregistrations != 1 || st.AssocLostRemoved+st.KeepAliveTimeouts+st.UnreachableRemoved != 1 {
 		t.Errorf("want 1 deregistration and 1 removal of the killed PE")
+	}
+	// The events tell the same story, in order: three PEs registered
+	// (and maybe re-registered), pe-1 deregistered, pe-2 removed once.
+	var story []string
+	for _, ev := range events.seen() {
+		if ev.Kind != enrp.EventUpdated {
+			story = append(story, fmt.Sprintf("%v %s", ev.Kind, hex(ev.PEID)))
+		}
+	}
+	if want := []string{
+		"registered " + hex(pe1.ID()), "registered " + hex(pe2.ID()), "removed " + hex(pe1.ID()),
+		"registered " + hex(pe3.ID()), "removed " + hex(pe2.ID()),
+	}; !slices.Equal(story, want) {
+		t.Errorf("events %v, want %v", story, want)
 	}
 }
 
