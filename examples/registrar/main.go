@@ -3,7 +3,8 @@
 // with it, pool users resolve pool handles with it. With -announce it also
 // multicasts ASAP_SERVER_ANNOUNCEs on the loopback interface (RFC 5352
 // §3.6), so that endpoints on this host can find it without its address.
-// It prints the pools whenever they change, and stops on SIGINT.
+// It prints every registration, update and removal (with its reason) as
+// the registrar reports them, and stops on SIGINT.
 //
 //	go run ./examples/registrar -listen 127.0.0.1:9899 -announce
 package main
@@ -48,7 +49,9 @@ func run(ctx context.Context, listen string, announce bool, group string, kaInte
 	if err != nil {
 		return err
 	}
+	events := make(chan enrp.Event, 256)
 	cfg := enrp.Config{
+		Events:            events,
 		Transport:         sctp.New(sctp.Config{}),
 		ListenAddr:        at,
 		KeepAliveInterval: kaInterval,
@@ -83,27 +86,13 @@ func run(ctx context.Context, listen string, announce bool, group string, kaInte
 	ran := make(chan error, 1)
 	go func() { ran <- reg.Run(ctx) }()
 
-	// Print the pools when they change.
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	var last string
+	// Print each change to the handlespace as the registrar reports it.
 	for {
 		select {
 		case err := <-ran:
 			return err
-		case <-tick.C:
-		}
-		pools, err := reg.Pools(ctx)
-		if err != nil {
-			continue
-		}
-		s := fmt.Sprint(len(pools), " pool(s):")
-		for _, p := range pools {
-			s += fmt.Sprintf(" %q (%v) %d PE(s);", p.Handle.String(), p.Policy, p.PEs)
-		}
-		if s != last {
-			log.Print(s)
-			last = s
+		case ev := <-events:
+			log.Print(ev)
 		}
 	}
 }
