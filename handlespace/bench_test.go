@@ -67,12 +67,37 @@ func benchStore(b *testing.B) *Store {
 }
 
 func fill(b *testing.B, s *Store, pt policy.Type, n int, variant int, in *benchInput) {
+	fillPools(b, s, pt, n, benchOnePool, variant, in)
+}
+
+var benchOnePool = []tlv.PoolHandle{benchHandle}
+
+// benchPools is the number of pools of the pools=1000 variants: PE i goes
+// to pool i%benchPools, as the C harness's -p option does.
+const benchPools = 1000
+
+// benchPoolHandles returns the handles of the pools=1000 variants (the C
+// harness's names).
+func benchPoolHandles() []tlv.PoolHandle {
+	hs := make([]tlv.PoolHandle, benchPools)
+	for i := range hs {
+		hs[i] = tlv.PoolHandle(fmt.Sprintf("hsbench-pool-%06d", i))
+	}
+	return hs
+}
+
+// fillPools registers PEs 0..n-1, PE i in pool handles[i%len(handles)].
+func fillPools(b *testing.B, s *Store, pt policy.Type, n int, handles []tlv.PoolHandle, variant int, in *benchInput) {
 	for i := range n {
-		if _, err := s.Register(benchHandle, in.make(pt, i, variant), benchBase.Add(time.Duration(i)*time.Microsecond)); err != nil {
+		if _, err := s.Register(handles[i%len(handles)], in.make(pt, i, variant), benchBase.Add(time.Duration(i)*time.Microsecond)); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
+
+// benchPoolSizes are the sizes of the pools=1000 variants (100 and 1,000
+// PEs per pool).
+var benchPoolSizes = []int{100000, 1000000}
 
 // forSizes runs fn as sub-benchmarks pes=N; fn does N operations per
 // iteration and ns/op is reported per PE.
@@ -91,6 +116,7 @@ func perPE(b *testing.B, n int, ops int) {
 }
 
 // BenchmarkRegister: time per registration while filling an empty store.
+// The pools=1000 variant puts PE i in pool i%1000.
 func BenchmarkRegister(b *testing.B) {
 	forSizes(b, func(b *testing.B, n int) {
 		// The store is emptied (untimed) after each fill and reused, like
@@ -106,6 +132,25 @@ func BenchmarkRegister(b *testing.B) {
 			b.StartTimer()
 		}
 		perPE(b, n, ops)
+	})
+	handles := benchPoolHandles()
+	b.Run(fmt.Sprintf("pools=%d", benchPools), func(b *testing.B) {
+		for _, n := range benchPoolSizes {
+			b.Run(fmt.Sprintf("pes=%d", n), func(b *testing.B) {
+				b.ReportAllocs()
+				var in benchInput
+				s := benchStore(b)
+				ops := 0
+				for b.Loop() {
+					fillPools(b, s, policy.LeastUsed, n, handles, 0, &in)
+					ops += n
+					b.StopTimer()
+					s.PopExpired(benchBase.Add(time.Hour), nil)
+					b.StartTimer()
+				}
+				perPE(b, n, ops)
+			})
+		}
 	})
 }
 
@@ -179,31 +224,53 @@ func BenchmarkChecksum(b *testing.B) {
 	})
 }
 
-// BenchmarkSelect: handle resolution of k items from a pool of N PEs.
+// BenchmarkSelect: handle resolution of k items from a pool of N PEs. The
+// pools=1000 variants (LeastUsed, RoundRobin and WeightedRandom, the
+// policies the C harness measures) spread the N PEs over 1000 pools and
+// resolve the pools in turn.
 func BenchmarkSelect(b *testing.B) {
+	handles := benchPoolHandles()
 	for _, pt := range policy.Types() {
 		b.Run("policy="+pt.String(), func(b *testing.B) {
 			for _, k := range []int{1, 3, 16} {
 				b.Run(fmt.Sprintf("items=%d", k), func(b *testing.B) {
 					for _, n := range benchSizes {
 						b.Run(fmt.Sprintf("pes=%d", n), func(b *testing.B) {
-							b.ReportAllocs()
-							var in benchInput
-							s := benchStore(b)
-							fill(b, s, pt, n, 0, &in)
-							buf := make([]tlv.PoolElement, 0, k)
-							for b.Loop() {
-								var err error
-								buf, _, err = s.Select(benchHandle, k, buf)
-								if err != nil || len(buf) != k {
-									b.Fatal(err, len(buf))
-								}
-							}
+							benchSelect(b, pt, k, n, benchOnePool)
 						})
 					}
+					if pt != policy.LeastUsed && pt != policy.RoundRobin && pt != policy.WeightedRandom {
+						return
+					}
+					b.Run(fmt.Sprintf("pools=%d", benchPools), func(b *testing.B) {
+						for _, n := range benchPoolSizes {
+							b.Run(fmt.Sprintf("pes=%d", n), func(b *testing.B) {
+								benchSelect(b, pt, k, n, handles)
+							})
+						}
+					})
 				})
 			}
 		})
+	}
+}
+
+func benchSelect(b *testing.B, pt policy.Type, k, n int, handles []tlv.PoolHandle) {
+	b.ReportAllocs()
+	var in benchInput
+	s := benchStore(b)
+	fillPools(b, s, pt, n, handles, 0, &in)
+	buf := make([]tlv.PoolElement, 0, k)
+	i := 0
+	for b.Loop() {
+		var err error
+		buf, _, err = s.Select(handles[i], k, buf)
+		if err != nil || len(buf) != k {
+			b.Fatal(err, len(buf))
+		}
+		if i++; i == len(handles) {
+			i = 0
+		}
 	}
 }
 
