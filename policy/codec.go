@@ -102,6 +102,48 @@ var infos = map[Type]info{
 	LeastUsedDegradationDPF:                {"LeastUsedDegradationDPF", []Field{FieldLoad, FieldLoadDegradation, FieldLoadDPF, FieldDistance}, false},
 }
 
+// infoTab holds infos in an array for infoOf (Decode runs on every
+// registration; a map lookup was a tenth of its cost).
+var infoTab = func() (tab [16]struct {
+	t   Type
+	inf info
+}) {
+	for t, inf := range infos {
+		i := infoIndex(t)
+		if i < 0 || tab[i].t != 0 {
+			panic("policy: infoIndex does not cover " + inf.name)
+		}
+		tab[i].t, tab[i].inf = t, inf
+	}
+	return tab
+}()
+
+// infoIndex maps the known type codes to distinct indexes in [0, 16), and
+// returns -1 for codes outside their four ranges.
+func infoIndex(t Type) int {
+	lo := int(t & 0xf)
+	switch t &^ 0xf {
+	case 0x00000000:
+		return lo - 1 // 1..5 -> 0..4
+	case 0x40000000:
+		return lo + 4 // 1..4 -> 5..8
+	case 0xb0001000:
+		return lo + 8 // 1..4 -> 9..12
+	case 0xb0002000:
+		return lo + 12 // 1..3 -> 13..15
+	}
+	return -1
+}
+
+// infoOf returns the info of t, or nil for an unknown type.
+func infoOf(t Type) *info {
+	i := infoIndex(t)
+	if i < 0 || i >= len(infoTab) || infoTab[i].t != t {
+		return nil
+	}
+	return &infoTab[i].inf
+}
+
 // Types lists every known policy type in code order.
 func Types() []Type {
 	return []Type{
@@ -162,8 +204,8 @@ func ParseType(name string) (Type, bool) {
 // ErrBadLength) carrying cause Invalid Values. Decode never panics.
 func Decode(p tlv.Policy) (Type, Values, error) {
 	t := Type(p.Type)
-	inf, ok := infos[t]
-	if !ok {
+	inf := infoOf(t)
+	if inf == nil {
 		return t, Values{}, unknown(t)
 	}
 	if len(p.Value) != 4*len(inf.fields) {
