@@ -53,6 +53,11 @@ func (c *stallConn) Close() error {
 	return c.Conn.Close()
 }
 
+func (c *stallConn) Abort() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.Conn.Abort()
+}
+
 // An association whose send queue (Config.SendQueue) fills is aborted:
 // the registrar closes it and, as for any lost association, removes the
 // PEs registered over it (RFC 5352 §3.7), while other associations keep

@@ -149,8 +149,16 @@ type Conn interface {
 	RemoteAddr() Addr
 	// Close shuts the association down gracefully and releases its
 	// resources; blocked Send and Recv calls return ErrClosed. Closing again
-	// returns nil or an error wrapping ErrClosed.
+	// returns nil or an error wrapping ErrClosed. Close may wait for the
+	// peer (the SHUTDOWN exchange of RFC 9260 §9.2), up to a bound the
+	// implementation documents; a caller that must not wait uses Abort.
 	Close() error
+	// Abort ends the association at once, without waiting for the peer:
+	// the ABORT of RFC 9260 §9.1. Messages not yet delivered are lost,
+	// the peer's Recv fails with ErrAssociationLost, blocked Send and
+	// Recv calls here return ErrClosed, and the resources are released.
+	// It returns nil, also after Close or a previous Abort.
+	Abort() error
 }
 
 // Listener accepts associations.

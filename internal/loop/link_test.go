@@ -59,6 +59,8 @@ func (c *fakeConn) Recv(ctx context.Context) (transport.Message, error) {
 	}
 }
 
+func (c *fakeConn) Abort() error { return c.Close() }
+
 func (c *fakeConn) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -424,6 +424,20 @@ func (c *conn) Close() error {
 	return nil
 }
 
+// Abort ends the association at once (RFC 9260 §9.1): messages still in
+// flight are dropped and the peer's Recv fails with ErrAssociationLost.
+func (c *conn) Abort() error {
+	n := c.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closeLocked()
+	n.loseLocked(c.a)
+	return nil
+}
+
 func (c *conn) closeLocked() {
 	if c.closed {
 		return

@@ -356,6 +356,13 @@ func (c *Conn) Shutdown(ctx context.Context) error {
 	return c.closeErr
 }
 
+// Abort ends the association at once with an ABORT chunk (RFC 9260 §9.1),
+// without waiting for the peer. It implements [transport.Conn.Abort].
+func (c *Conn) Abort() error {
+	c.abort()
+	return nil
+}
+
 // abort ends the association at once with an ABORT.
 func (c *Conn) abort() {
 	ctx, cancel := context.WithCancel(context.Background())
