@@ -8,7 +8,7 @@ import (
 )
 
 // decodeValues checks a PE's policy parameter with package policy: a known
-// type and exactly its fields (RFC 5356, SPEC §5.1).
+// type and exactly its fields (RFC 5356 §4-§5, RSPLIB 3.4.4 for the extended policies).
 func decodeValues(p tlv.Policy) (policy.Values, error) {
 	_, v, err := policy.Decode(p)
 	return v, err

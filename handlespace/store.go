@@ -19,7 +19,7 @@ const (
 	// DefaultMaxPEs bounds the PEs of the whole store.
 	DefaultMaxPEs = 1 << 22
 	// DefaultMaxPoolHandleSize bounds a pool handle in bytes. RFC 5354 sets
-	// no limit; RSPLIB caps handles at 32 bytes (SPEC §4.1).
+	// no limit; RSPLIB 3.4.4 caps handles at 32 bytes.
 	DefaultMaxPoolHandleSize = 32
 
 	// maxLimit keeps every index inside an int32.
@@ -283,7 +283,7 @@ func validTransportType(t tlv.ParamType) bool {
 //
 // Registration resets the unreachable-report count and the audit mark, and
 // gives the selector new policy values when they changed (resetting local
-// degradation, SPEC §5.3).
+// degradation, RFC 5356 §5).
 //
 // Errors (*Error): CauseInvalidValues for an empty or too long handle, a
 // missing user transport or address, or policy values package policy

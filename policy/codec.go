@@ -81,7 +81,7 @@ var (
 	fLoadLD = []Field{FieldLoad, FieldLoadDegradation}
 )
 
-// infos: names, wire layouts (SPEC §5.1: RFC 5356 for the first nine, RSPLIB's
+// infos: names, wire layouts (RFC 5356 §4-§5 for the first nine, RSPLIB 3.4.4's
 // rserpoolmessagecreator.c for the extensions) and selection kind.
 var infos = map[Type]info{
 	RoundRobin:                             {"RoundRobin", fNone, false},

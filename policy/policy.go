@@ -8,7 +8,7 @@ import (
 	"github.com/go-rserpool/rserpool/tlv"
 )
 
-// Type is a pool member selection policy type code (RFC 5356, SPEC §5.1).
+// Type is a pool member selection policy type code (RFC 5356 §4-§5, RSPLIB 3.4.4 for the extended policies).
 type Type uint32
 
 // Policy type codes. The 0x0000xxxx codes are RFC 5356's non-adaptive

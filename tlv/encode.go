@@ -7,7 +7,7 @@ func beginMsg(b []byte, t, flags uint8) ([]byte, int) {
 }
 
 // endMsg back-patches the Message Length. Every parameter is padded, so the
-// length is a multiple of 4 (SPEC §1.2). Lengths above MaxMessageLen are
+// length is a multiple of 4 (RFC 5354 §2). Lengths above MaxMessageLen are
 // truncated: check with Append or Len first.
 func endMsg(b []byte, start int) []byte {
 	binary.BigEndian.PutUint16(b[start+2:], uint16(len(b)-start))

@@ -106,7 +106,7 @@ func (p *parser) next(it *iter) bool {
 	pl := pad(l)
 	next := it.off + pl
 	if pl > rem {
-		// A final parameter may lack its padding (SPEC §1.2); anything
+		// A final parameter may lack its padding (RFC 5354 §2); anything
 		// else that stops inside the padding is malformed.
 		if l != rem {
 			it.err = p.fail(ErrPadding, it.off, t, CauseInvalidValues, ActionReport, p.raw(it.off, it.off+l))
