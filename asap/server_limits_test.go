@@ -125,6 +125,7 @@ func TestServerResolutionFitsLargePEs(t *testing.T) {
 		t.Fatalf("resolution: %d PEs, error %v", len(r.PEs), r.Error)
 	}
 	per := r.PEs[0].Len()
+	t.Logf("%d of %d PEs of %d bytes in a response of %d bytes", len(r.PEs), pes, per, r.Len())
 	want := (tlv.MaxMessageLen - tlv.HeaderLen - tlv.PoolHandle("big").Len() - r.Policy.Len()) / per
 	if len(r.PEs) != want {
 		t.Errorf("%d PEs of %d bytes in the response, want %d (as many as fit)", len(r.PEs), per, want)
