@@ -50,7 +50,12 @@ type ServerStats struct {
 //
 // Bad input never panics and never changes the store unless it is a valid
 // request: malformed messages are answered with ASAP_ERROR when their
-// action bits ask for a report (RFC 5354 §2) and dropped otherwise.
+// action bits ask for a report (RFC 5354 §2) and dropped otherwise. What
+// one association and one source address may register is bounded by the
+// resource limits of [ServerConfig] (RFC 5355 §3), and every message the
+// core queues fits the 16-bit Message Length: a handle resolution leaves
+// out the PEs that would not fit, best-chosen first, and long error
+// causes are cut ([ServerStats].PEsLeftOut).
 //
 // A ServerCore is not safe for concurrent use.
 type ServerCore struct {
