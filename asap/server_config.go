@@ -119,6 +119,36 @@ type ServerConfig struct {
 	AssocRate  float64
 	AssocBurst int
 
+	// Resource limits of the registrar (RFC 5355 §3 registration
+	// flooding). A registration over a limit is refused with Lack of
+	// Resources (0x6, RFC 5354 §3.12) and changes nothing; Unlimited
+	// turns a limit off.
+	//
+	// MaxPESize bounds the encoded size of a PE as stored: after the
+	// registrar has dropped the PE's unknown parameters (skipped, as
+	// RFC 5354 §2 says for action bits 10 and 11), applied AddressCheck
+	// and set the ASAP transport; default DefaultMaxPESize.
+	//
+	// MaxPoolsPerAssoc and MaxPoolsPerSource bound the pools in which one
+	// association, and the associations of one source IP address
+	// together, hold PEs they registered; defaults
+	// DefaultMaxPoolsPerAssoc and DefaultMaxPoolsPerSource. A pool counts
+	// for every association that has a PE of its own in it, the one that
+	// created the pool and those that joined it, for as long as it has:
+	// every pool that ASAP registrations keep alive is thus charged to a
+	// live association, and none can be created, handed over and created
+	// again. A registration is checked when it would add a pool to its
+	// association's (or source's) count; re-registrations never are.
+	//
+	// MaxPEsPerSource bounds the PEs registered over the associations of
+	// one source IP address; default DefaultMaxPEsPerSource.
+	// (MaxPEsPerAssoc above bounds one association.) Associations whose
+	// peer address is unknown are counted per association only.
+	MaxPESize         int
+	MaxPoolsPerAssoc  int
+	MaxPoolsPerSource int
+	MaxPEsPerSource   int
+
 	// AddressCheck is the anti-spoofing rule for user transports; the
 	// zero value is AddressCheckAssociation.
 	AddressCheck AddressCheck
@@ -206,6 +236,26 @@ func (c ServerConfig) withDefaults() (ServerConfig, error) {
 	}
 	if c.AddressCheck > AddressCheckOff {
 		return bad("AddressCheck", c.AddressCheck)
+	}
+	for _, l := range []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"MaxPESize", &c.MaxPESize, DefaultMaxPESize},
+		{"MaxPoolsPerAssoc", &c.MaxPoolsPerAssoc, DefaultMaxPoolsPerAssoc},
+		{"MaxPoolsPerSource", &c.MaxPoolsPerSource, DefaultMaxPoolsPerSource},
+		{"MaxPEsPerSource", &c.MaxPEsPerSource, DefaultMaxPEsPerSource},
+	} {
+		switch {
+		case *l.v == 0:
+			*l.v = l.def
+		case *l.v < 0 && *l.v != Unlimited:
+			return bad(l.name, *l.v)
+		}
+	}
+	if n := (&tlv.ServerAnnounce{ServerID: c.ServerID, Transports: c.AnnounceTransports}).Len(); n > tlv.MaxMessageLen {
+		return bad("AnnounceTransports", fmt.Sprintf("%d bytes in an announce", n))
 	}
 	return c, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/go-rserpool/rserpool/handlespace"
@@ -26,6 +27,8 @@ type ServerStats struct {
 	Malformed          uint64 // messages that did not parse
 	Dropped            uint64 // messages dropped by flood protection or unexpected at a registrar
 	Announces          uint64 // ASAP_SERVER_ANNOUNCEs emitted
+	PEsLeftOut         uint64 // PEs left out of Handle Resolution Responses to fit 65,535 bytes
+	Oversize           uint64 // messages to send that could not be shortened to 65,535 bytes (dropped)
 }
 
 // ServerCore is the sans-IO registrar side of ASAP (RFC 5352 §3.2-3.7):
@@ -47,7 +50,12 @@ type ServerStats struct {
 //
 // Bad input never panics and never changes the store unless it is a valid
 // request: malformed messages are answered with ASAP_ERROR when their
-// action bits ask for a report (RFC 5354 §2) and dropped otherwise.
+// action bits ask for a report (RFC 5354 §2) and dropped otherwise. What
+// one association and one source address may register is bounded by the
+// resource limits of [ServerConfig] (RFC 5355 §3), and every message the
+// core queues fits the 16-bit Message Length: a handle resolution leaves
+// out the PEs that would not fit, best-chosen first, and long error
+// causes are cut ([ServerStats].PEsLeftOut).
 //
 // A ServerCore is not safe for concurrent use.
 type ServerCore struct {
@@ -58,6 +66,7 @@ type ServerCore struct {
 
 	assocs map[AssocID]*srvAssoc
 	pes    map[peKey]*srvPE
+	srcs   map[netip.Addr]*srcState // per source address counts (server_limits.go)
 	timers peHeap
 
 	announceAt time.Time // next announce; zero until the first call
@@ -75,6 +84,7 @@ type peKey struct {
 type srvAssoc struct {
 	info   AssocInfo
 	pes    map[peKey]struct{} // PEs registered over it
+	pools  map[string]int32   // pool handle -> its PEs in pes (server_limits.go)
 	tokens float64
 	last   time.Time
 }
@@ -86,6 +96,7 @@ type srvPE struct {
 	due     time.Time // keep-alive send time, or ack deadline when waiting
 	waiting bool      // a keep-alive is outstanding
 	idx     int       // position in the timer heap
+	src     *srcState // counts of its source address, nil if none
 }
 
 // NewServerCore validates cfg and returns a core that works on store.
@@ -127,7 +138,17 @@ func (c *ServerCore) Outbox() []Output {
 	return out
 }
 
+// send queues m for association id. A message that would not fit the
+// 16-bit Message Length is shortened first (fit), so that it is never
+// dropped for its size by the driver.
 func (c *ServerCore) send(id AssocID, m tlv.ASAPMessage) {
+	if !fit(m) {
+		c.stats.Oversize++
+		if c.log.Enabled(context.Background(), slog.LevelDebug) {
+			c.log.Debug("asap server: message too large to send", "assoc", id, "type", m.ASAPType(), "len", m.Len())
+		}
+		return
+	}
 	c.out = append(c.out, Send{Assoc: id, Msg: m})
 }
 
@@ -285,6 +306,10 @@ func (c *ServerCore) onRegistration(now time.Time, id AssocID, a *srvAssoc, m *t
 		reject(tlv.CauseInvalidValues, nil, "registration life not positive")
 		return
 	}
+	if info, why, ok := validatePE(&pe); !ok {
+		reject(tlv.CauseInvalidValues, info, why)
+		return
+	}
 	if c.cfg.Authorize != nil {
 		if err := c.cfg.Authorize(a.info, m.PoolHandle, &pe); err != nil {
 			reject(tlv.CauseRejectedSecurity, nil, err.Error())
@@ -305,10 +330,6 @@ func (c *ServerCore) onRegistration(now time.Time, id AssocID, a *srvAssoc, m *t
 		reject(tlv.CauseNonUniquePEIdentifier, nil, "PE identifier registered over another association")
 		return
 	}
-	if st == nil && c.cfg.MaxPEsPerAssoc != Unlimited && len(a.pes) >= c.cfg.MaxPEsPerAssoc {
-		reject(tlv.CauseLackOfResources, nil, "association PE limit")
-		return
-	}
 	pe.HomeServerID = c.cfg.ServerID
 	pe.ASAPTransport = tlv.Transport{}
 	if a.info.Remote.AddrPort.IsValid() {
@@ -317,6 +338,11 @@ func (c *ServerCore) onRegistration(now time.Time, id AssocID, a *srvAssoc, m *t
 		if t, err := TransportParam(a.info.Remote, tlv.TransportUseDataOnly); err == nil {
 			pe.ASAPTransport = t
 		}
+	}
+	stripUnknown(&pe)
+	if why := c.admit(a, key, st, &pe); why != "" {
+		reject(tlv.CauseLackOfResources, nil, why)
+		return
 	}
 	life := time.Duration(pe.RegistrationLife) * time.Millisecond
 	created, err := c.store.Register(m.PoolHandle, &pe, now.Add(life))
@@ -343,6 +369,7 @@ func (c *ServerCore) onRegistration(now time.Time, id AssocID, a *srvAssoc, m *t
 			a.pes = make(map[peKey]struct{})
 		}
 		a.pes[key] = struct{}{}
+		c.charge(a, st)
 	}
 	// A (re-)registration proves the PE alive: restart its keep-alive cycle.
 	st.waiting = false
@@ -402,11 +429,21 @@ func (c *ServerCore) onHandleResolution(id AssocID, m *tlv.HandleResolution) {
 		c.send(id, resp)
 		return
 	}
-	for i := range pes {
-		// The ASAP transport is for ENRP only (RFC 5354 §3.x).
-		pes[i].ASAPTransport = tlv.Transport{}
-	}
 	resp.Policy = &tlv.Policy{Type: pol.Type, Value: pol.Value}
+	// The ASAP transports are cleared (for ENRP only, RFC 5354 §3.10),
+	// and PEs that would take the response over 65,535 bytes are left
+	// out, so that a pool of large PEs is answered with fewer PEs rather
+	// than not at all.
+	pes, left := fitResolution(resp, pes)
+	if left > 0 {
+		c.stats.PEsLeftOut += uint64(left)
+		if len(pes) == 0 {
+			resp.Policy = nil
+			resp.Error = tlv.NewOperationError(tlv.CauseLackOfResources, nil)
+			c.send(id, resp)
+			return
+		}
+	}
 	resp.PEs = pes
 	c.send(id, resp)
 }
@@ -463,9 +500,11 @@ func (c *ServerCore) removeOwned(key peKey, why RemoveReason) bool {
 // forget drops the supervision state of a PE.
 func (c *ServerCore) forget(st *srvPE) {
 	delete(c.pes, st.key)
-	if a := c.assocs[st.assoc]; a != nil {
+	a := c.assocs[st.assoc]
+	if a != nil {
 		delete(a.pes, st.key)
 	}
+	c.release(a, st)
 	c.timers.remove(st)
 }
 

@@ -75,6 +75,14 @@ type Config struct {
 	AddressCheck       asap.AddressCheck // anti-spoofing of user transports
 	Authorize          asap.AuthorizeFunc
 
+	// Registrar resource limits (RFC 5355 §3); see asap.ServerConfig.
+	// Each is refused with Lack of Resources (0x6); asap.Unlimited turns
+	// one off.
+	MaxPESize         int // encoded bytes of a stored PE, default asap.DefaultMaxPESize
+	MaxPoolsPerAssoc  int // pools an association has PEs in, default asap.DefaultMaxPoolsPerAssoc
+	MaxPoolsPerSource int // pools a source address has PEs in, default asap.DefaultMaxPoolsPerSource
+	MaxPEsPerSource   int // PEs of a source address, default asap.DefaultMaxPEsPerSource
+
 	// Handlespace bounds the store (pools, PEs, handle size). Its Now is
 	// replaced by the registrar's clock; a nil Rand takes Config.Rand.
 	Handlespace handlespace.Config
@@ -117,6 +125,10 @@ func (c *Config) asapConfig() asap.ServerConfig {
 		AssocBurst:         c.AssocBurst,
 		AddressCheck:       c.AddressCheck,
 		Authorize:          c.Authorize,
+		MaxPESize:          c.MaxPESize,
+		MaxPoolsPerAssoc:   c.MaxPoolsPerAssoc,
+		MaxPoolsPerSource:  c.MaxPoolsPerSource,
+		MaxPEsPerSource:    c.MaxPEsPerSource,
 		Announce:           c.Announcer != nil,
 		AnnounceInterval:   c.AnnounceInterval,
 	}

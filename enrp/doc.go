@@ -11,6 +11,11 @@
 //     Type or Data/Control Configuration, Non-unique PE Identifier, Lack of
 //     Resources (store limits and per-association limits), and Rejected due
 //     to security considerations (Config.Authorize);
+//   - bounds what one peer may take (RFC 5355 §3): the PEs and the pools
+//     one association and one source address hold, and the stored size of
+//     a PE, whose unknown "skip" parameters are not kept (RFC 5354 §2);
+//     see Config.MaxPEsPerAssoc and Config.MaxPESize with the fields after
+//     it. A PE identifier 0 or a user port 0 is Invalid Values;
 //   - keeps only user-transport addresses that belong to the PE's
 //     association (Config.AddressCheck, RFC 5355 address spoofing);
 //   - removes PEs on deregistration (§3.4), at the end of their
@@ -18,7 +23,10 @@
 //     their association goes down (§3.7), and after MAX-BAD-PE-REPORT
 //     Endpoint Unreachable reports (§3.5);
 //   - answers handle resolutions with up to N PEs chosen by the pool's
-//     policy (§3.5; N from the HROPT option, default 3, at most 128);
+//     policy (§3.5; N from the HROPT option, default 3, at most 128),
+//     leaving out the PEs that would take the answer over 65,535 bytes
+//     (an answer, like every message it sends, is shortened, never
+//     dropped for its size);
 //   - announces itself with ASAP_SERVER_ANNOUNCE every T6 on the multicast
 //     Announcer the host configures (§3.6);
 //   - answers unknown messages and "report" parameters with ASAP_ERROR

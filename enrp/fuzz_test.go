@@ -33,7 +33,11 @@ func fuzzSeedMessages() [][]byte {
 		Policy:        policy.Encode(policy.LeastUsed, policy.Values{Load: 9}),
 	}
 	h := tlv.PoolHandle("pool")
+	big := pe // a PE with 60 KiB of unknown skip parameters (issue 9 finding 5)
+	big.ID = 8
+	big.Unknown = []tlv.RawParam{{Type: 0x8abc, Value: make([]byte, 60000), Index: 3}}
 	return [][]byte{
+		mk(&tlv.Registration{PoolHandle: h, PE: big}),
 		mk(&tlv.Registration{PoolHandle: h, PE: pe}),
 		mk(&tlv.Deregistration{PoolHandle: h, PEID: 7}),
 		mk(&tlv.HandleResolution{PoolHandle: h, HasItems: true, Items: 5}),
