@@ -296,11 +296,10 @@ func (c *Conn) Send(ctx context.Context, m transport.Message) error {
 }
 
 // endedErr returns the error for using a closed or ended association, or nil.
+// Once Close, Shutdown or Abort has started, that is ErrClosed.
 func (c *Conn) endedErr() error {
-	select {
-	case <-c.closed:
+	if c.closing.Load() {
 		return transport.ErrClosed
-	default:
 	}
 	select {
 	case <-c.assocDone:
@@ -363,10 +362,36 @@ func (c *Conn) Close() error {
 // abort because ctx ended, and nil otherwise; later calls return the first
 // call's result.
 func (c *Conn) Shutdown(ctx context.Context) error {
+	c.end(ctx, false)
+	return c.closeErr
+}
+
+// Abort ends the association at once with an ABORT chunk (RFC 9260 §9.1),
+// without waiting for the peer. It implements [transport.Conn.Abort]; a
+// later Close or Shutdown returns nil.
+func (c *Conn) Abort() error {
+	c.abort()
+	return nil
+}
+
+// abort ends the association at once with an ABORT.
+func (c *Conn) abort() { c.end(nil, true) }
+
+// end ends the association once: gracefully within ctx, or with an ABORT.
+// It returns when the association's goroutines have stopped.
+func (c *Conn) end(ctx context.Context, abort bool) {
 	c.closeOnce.Do(func() {
 		c.closing.Store(true)
 		c.sup.wait() // no HEARTBEATs during the shutdown (RFC 9260 §8.3)
-		c.closeErr = c.shutdown(ctx)
+		if abort {
+			select {
+			case <-c.assocDone: // already over: nothing to say to the peer
+			default:
+				c.assoc.Abort("")
+			}
+		} else {
+			c.closeErr = c.shutdown(ctx)
+		}
 		close(c.closed)
 		_ = c.assoc.Close()
 		<-c.loopDone
@@ -374,21 +399,6 @@ func (c *Conn) Shutdown(ctx context.Context) error {
 			c.onEnd(c)
 		}
 	})
-	return c.closeErr
-}
-
-// Abort ends the association at once with an ABORT chunk (RFC 9260 §9.1),
-// without waiting for the peer. It implements [transport.Conn.Abort].
-func (c *Conn) Abort() error {
-	c.abort()
-	return nil
-}
-
-// abort ends the association at once with an ABORT.
-func (c *Conn) abort() {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_ = c.Shutdown(ctx)
 }
 
 func (c *Conn) shutdown(ctx context.Context) error {
