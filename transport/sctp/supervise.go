@@ -82,15 +82,18 @@ type Supervision struct {
 	// sent and the association never fails for lack of answers (pion's
 	// behaviour, leaving dead peers to the application's keep-alives).
 	HeartbeatInterval time.Duration
-	// RTOInitial is the RTO before pion has measured a round trip (RFC 9260
-	// §6.3.1). If zero, DefaultRTOInitial (1 s, RFC 9260 §16).
+	// RTOInitial is the RTO of HEARTBEATs before pion has measured a round
+	// trip (RFC 9260 §6.3.1). If zero, DefaultRTOInitial (1 s, RFC 9260
+	// §16). pion's own RTO.Initial is fixed at 1 s.
 	RTOInitial time.Duration
-	// RTOMin bounds the RTO from below. If zero, DefaultRTOMin (1 s, RFC
-	// 9260 §16).
+	// RTOMin bounds the RTO of HEARTBEATs from below. If zero,
+	// DefaultRTOMin (1 s, RFC 9260 §16). pion's own RTO.Min is fixed at
+	// 1 s.
 	RTOMin time.Duration
 	// RTOMax bounds the RTO and its back-off from above, for HEARTBEATs and
-	// for pion's retransmissions of DATA. If zero, DefaultRTOMax (60 s, RFC
-	// 9260 §16).
+	// for pion's retransmissions (DATA, INIT, COOKIE ECHO, SHUTDOWN). If
+	// zero, DefaultRTOMax (60 s, RFC 9260 §16). An RTOMax below RTOMin is
+	// taken as RTOMin.
 	RTOMax time.Duration
 	// AssociationMaxRetrans is Association.Max.Retrans (RFC 9260 §8.1). If
 	// zero, DefaultAssociationMaxRetrans (10, RFC 9260 §16).
