@@ -45,6 +45,8 @@ type Conn struct {
 	assocDone chan struct{} // the association ended and every reader stopped
 	loopDone  chan struct{} // the accept loop returned
 
+	sup *supervisor // path supervision; nil when turned off
+
 	closing   atomic.Bool
 	closed    chan struct{} // Close was called
 	closeOnce sync.Once
@@ -58,11 +60,12 @@ type stream struct {
 }
 
 // wireObserver is implemented by the net.Conn under an association: it
-// reports what closing chunks the peer sent, and asks the peer for an
-// immediate SACK when the association starts to shut down (see
-// sackPrompter).
+// reports what closing chunks the peer sent and when the latest packet
+// from the peer arrived (see liveness), and asks the peer for an immediate
+// SACK when the association starts to shut down (see sackPrompter).
 type wireObserver interface {
 	seen() chunkFlags
+	lastReceived() int64 // monoNow() of the latest packet from the peer; 0 before any
 	promptSack()
 }
 
@@ -87,6 +90,7 @@ func newConn(assoc *pionsctp.Association, w wireObserver, local, remote transpor
 		_ = assoc.Close()
 		return nil, err
 	}
+	c.startSupervision()
 	go c.acceptLoop()
 	return c, nil
 }
@@ -110,6 +114,7 @@ func (c *Conn) acceptLoop() {
 	c.mu.Lock()
 	c.ending = true
 	c.mu.Unlock()
+	c.sup.stop() // nothing left to supervise
 	c.readers.Wait()
 	c.termErr = c.classify()
 	close(c.assocDone)
@@ -232,6 +237,21 @@ func (c *Conn) fail(err error) {
 	go c.assoc.Abort(err.Error()) // Abort waits for the read loop, which may be calling us
 }
 
+// supervisionFailed aborts the association because path supervision found
+// that the peer stopped answering (RFC 9260 §8.1), and releases it: the
+// ABORT goes out, pion's goroutines and the stream readers stop, and the
+// net.Conn closes. Recv and Send then fail with err. It runs on the
+// supervision timer's goroutine.
+func (c *Conn) supervisionFailed(err error) {
+	c.mu.Lock()
+	if c.localErr == nil {
+		c.localErr = err
+	}
+	c.mu.Unlock()
+	c.assoc.Abort("peer stopped answering")
+	_ = c.assoc.Close()
+}
+
 // Send sends one whole message on stream m.Stream with payload protocol
 // identifier m.PPID. It returns once pion has queued the message; it blocks
 // only while more than [Config.SendBuffer] bytes of the stream await
@@ -276,11 +296,10 @@ func (c *Conn) Send(ctx context.Context, m transport.Message) error {
 }
 
 // endedErr returns the error for using a closed or ended association, or nil.
+// Once Close, Shutdown or Abort has started, that is ErrClosed.
 func (c *Conn) endedErr() error {
-	select {
-	case <-c.closed:
+	if c.closing.Load() {
 		return transport.ErrClosed
-	default:
 	}
 	select {
 	case <-c.assocDone:
@@ -343,9 +362,36 @@ func (c *Conn) Close() error {
 // abort because ctx ended, and nil otherwise; later calls return the first
 // call's result.
 func (c *Conn) Shutdown(ctx context.Context) error {
+	c.end(ctx, false)
+	return c.closeErr
+}
+
+// Abort ends the association at once with an ABORT chunk (RFC 9260 §9.1),
+// without waiting for the peer. It implements [transport.Conn.Abort]; a
+// later Close or Shutdown returns nil.
+func (c *Conn) Abort() error {
+	c.abort()
+	return nil
+}
+
+// abort ends the association at once with an ABORT.
+func (c *Conn) abort() { c.end(nil, true) }
+
+// end ends the association once: gracefully within ctx, or with an ABORT.
+// It returns when the association's goroutines have stopped.
+func (c *Conn) end(ctx context.Context, abort bool) {
 	c.closeOnce.Do(func() {
 		c.closing.Store(true)
-		c.closeErr = c.shutdown(ctx)
+		c.sup.wait() // no HEARTBEATs during the shutdown (RFC 9260 §8.3)
+		if abort {
+			select {
+			case <-c.assocDone: // already over: nothing to say to the peer
+			default:
+				c.assoc.Abort("")
+			}
+		} else {
+			c.closeErr = c.shutdown(ctx)
+		}
 		close(c.closed)
 		_ = c.assoc.Close()
 		<-c.loopDone
@@ -353,21 +399,6 @@ func (c *Conn) Shutdown(ctx context.Context) error {
 			c.onEnd(c)
 		}
 	})
-	return c.closeErr
-}
-
-// Abort ends the association at once with an ABORT chunk (RFC 9260 §9.1),
-// without waiting for the peer. It implements [transport.Conn.Abort].
-func (c *Conn) Abort() error {
-	c.abort()
-	return nil
-}
-
-// abort ends the association at once with an ABORT.
-func (c *Conn) abort() {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_ = c.Shutdown(ctx)
 }
 
 func (c *Conn) shutdown(ctx context.Context) error {

@@ -92,13 +92,31 @@
 // arrived before has been returned. Close returns after the association's
 // goroutines have stopped.
 //
+// # Path supervision
+//
+// pion/sctp sends no HEARTBEAT on an idle association and retransmits DATA
+// without limit, so on its own a peer that vanishes silently (its host
+// killed or cut off) is never noticed. Every [Conn] therefore supervises
+// its path as RFC 9260 §8.1-8.3 says: after HB.interval + RTO without a
+// packet from the peer it sends a HEARTBEAT, backs the RTO off after each
+// unanswered one, and fails the association when the error counter
+// exceeds Path.Max.Retrans (or Association.Max.Retrans): it sends an
+// ABORT, releases the association, and Recv and Send fail with
+// [transport.ErrAssociationLost] saying the peer stopped answering. A
+// restarted peer answers the HEARTBEAT with an ABORT (the out-of-the-blue
+// rule, RFC 9260 §8.4), a host without a listener with an ICMP error; both
+// end the association at once. [Config.Supervision] holds the parameters:
+// RFC 9260 §16's defaults detect a silent peer 275 s after its last
+// packet (306.5 s at most), [LANSupervision] in 7.4 s (8.6 s at most), and
+// a negative HeartbeatInterval turns supervision off. It costs one
+// time.Timer per association.
+//
 // # Limitations
 //
 //   - One address per association: pion/sctp does not do multi-homing.
-//   - pion/sctp retransmits DATA without limit and sends no HEARTBEATs, so a
-//     peer that vanishes silently is noticed only through an ICMP error
-//     (dialed associations), an ABORT, or the application's own timeouts
-//     (ASAP/ENRP keep-alives).
+//   - Path supervision sees packets, not pion's timers: any packet with the
+//     association's verification tag proves the peer alive (see
+//     [Supervision] for what is counted).
 //   - An association's handshake state is kept from the INIT on (pion does
 //     not use stateless cookies); [Config.Backlog] and
 //     [Config.HandshakeTimeout] bound what INIT floods can cost.

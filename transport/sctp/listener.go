@@ -320,9 +320,11 @@ type pktConn struct {
 	flags       atomic.Uint32
 	established atomic.Bool
 	sack        sackPrompter
+	live        liveness
 }
 
-func (p *pktConn) seen() chunkFlags { return chunkFlags(p.flags.Load()) }
+func (p *pktConn) seen() chunkFlags    { return chunkFlags(p.flags.Load()) }
+func (p *pktConn) lastReceived() int64 { return p.live.lastReceived() }
 
 func (p *pktConn) promptSack() {
 	select {
@@ -347,6 +349,7 @@ func (p *pktConn) deliver(pkt []byte) {
 	if f := scanChunks(pkt); f != 0 {
 		p.flags.Or(uint32(f))
 	}
+	p.live.seen(pkt)
 	var b []byte
 	if len(pkt) <= pktBufSize {
 		b = pktBufs.Get().(*[pktBufSize]byte)[:len(pkt)]

@@ -75,6 +75,16 @@ type Config struct {
 	KernelEncapsulationPort uint16
 	// LoggerFactory receives pion/sctp's logs. If nil, nothing is logged.
 	LoggerFactory logging.LoggerFactory
+
+	// Path supervision (RFC 9260 §8)
+
+	// Supervision sets the HEARTBEATs on idle associations and when an
+	// association whose peer stopped answering fails. The zero value uses
+	// RFC 9260 §16's defaults (HB.interval 30 s, RTO.Min 1 s, RTO.Max
+	// 60 s, Path.Max.Retrans 5: a silent peer is detected within about
+	// 5 minutes); [LANSupervision] detects one within seconds; a negative
+	// Supervision.HeartbeatInterval turns supervision off. See [Supervision].
+	Supervision Supervision
 }
 
 func (c Config) withDefaults() Config {
@@ -96,6 +106,9 @@ func (c Config) withDefaults() Config {
 	if c.LoggerFactory == nil {
 		c.LoggerFactory = silentLoggers
 	}
+	if c.Supervision.Enabled() {
+		c.Supervision = c.Supervision.withDefaults()
+	}
 	return c
 }
 
@@ -112,6 +125,7 @@ func (c *Config) pionConfig(nc net.Conn) pionsctp.Config {
 		NetConn:        nc,
 		LoggerFactory:  c.LoggerFactory,
 		MaxMessageSize: transport.MaxMessageSize,
+		RTOMax:         c.pionRTOMax(),
 	}
 }
 
@@ -193,9 +207,11 @@ type dialConn struct {
 	flags    atomic.Uint32
 	wbuf     []byte // translation buffer; pion's single writeLoop writes
 	sack     sackPrompter
+	live     liveness
 }
 
-func (d *dialConn) seen() chunkFlags { return chunkFlags(d.flags.Load()) }
+func (d *dialConn) seen() chunkFlags    { return chunkFlags(d.flags.Load()) }
+func (d *dialConn) lastReceived() int64 { return d.live.lastReceived() }
 
 func (d *dialConn) promptSack() {
 	if pkt := d.sack.prompt(); pkt != nil {
@@ -216,6 +232,7 @@ func (d *dialConn) Read(p []byte) (int, error) {
 		if f := scanChunks(pkt); f != 0 {
 			d.flags.Or(uint32(f))
 		}
+		d.live.seen(pkt)
 		if d.peerPort != 0 {
 			// The peer answers from its own port; pion expects 5000.
 			if !checksumOK(pkt) {

@@ -77,6 +77,8 @@ func Run(t *testing.T, f Factory) {
 		{"ManyAssociations", testManyAssociations},
 		{"PeerClose", testPeerClose},
 		{"LocalClose", testLocalClose},
+		{"Abort", testAbort},
+		{"AbortAfterClose", testAbortAfterClose},
 		{"ListenerClose", testListenerClose},
 		{"DialDeadAddress", testDialDeadAddress},
 		{"ContextCancel", testContextCancel},
@@ -513,6 +515,107 @@ func testLocalClose(t *testing.T, f Factory) {
 	}
 	if _, err := p.s.Recv(ctxFor(t)); !errors.Is(err, transport.ErrPeerClosed) {
 		t.Errorf("peer's Recv after Close = %v, want ErrPeerClosed", err)
+	}
+}
+
+// abortBacklog is how much the Abort subtest sends to a peer that does not
+// read: more than the send and receive buffers of an SCTP association hold
+// (1 MiB each by default), so that data is outstanding when Abort is called.
+const abortBacklog = 4 << 20
+
+// RFC 9260 §9.1: Abort ends the association at once, even while the peer
+// does not read and data is outstanding (a graceful Close would wait for
+// it, up to its bound). A Send blocked here returns ErrClosed; Send and
+// Recv here fail with ErrClosed; the peer, after the messages it already
+// holds, fails with ErrAssociationLost; Abort again and Close return nil.
+func testAbort(t *testing.T, f Factory) {
+	p := connect(t, f)
+	ctx := ctxFor(t)
+	chunk := make([]byte, transport.MaxMessageSize)
+	// A few messages that are surely queued, then a sender that blocks
+	// once the buffers are full (on transports with flow control).
+	for i := range 4 {
+		send(t, p.c, transport.Message{PPID: 11, Stream: uint16(i % 2), Data: chunk})
+	}
+	sendErr := make(chan error, 1)
+	go func() {
+		for range abortBacklog / len(chunk) {
+			if err := p.c.Send(ctx, transport.Message{PPID: 11, Data: chunk}); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+		sendErr <- nil
+	}()
+
+	aborted := make(chan error, 1)
+	start := time.Now()
+	go func() { aborted <- p.c.Abort() }()
+	select {
+	case err := <-aborted:
+		if err != nil {
+			t.Errorf("Abort = %v, want nil", err)
+		}
+		t.Logf("Abort returned after %v with the peer not reading", time.Since(start).Round(time.Millisecond))
+	case <-time.After(Timeout):
+		t.Fatal("Abort did not return while the peer was not reading")
+	}
+	select {
+	case err := <-sendErr:
+		if err != nil && !errors.Is(err, transport.ErrClosed) {
+			t.Errorf("Send blocked during Abort returned %v, want ErrClosed (or nil if it finished first)", err)
+		}
+	case <-time.After(Timeout):
+		t.Fatal("Send blocked during Abort did not return")
+	}
+	if err := p.c.Send(ctx, transport.Message{PPID: 11, Data: []byte("x")}); !errors.Is(err, transport.ErrClosed) {
+		t.Errorf("Send after Abort = %v, want ErrClosed", err)
+	}
+	if _, err := p.c.Recv(ctx); !errors.Is(err, transport.ErrClosed) {
+		t.Errorf("Recv after Abort = %v, want ErrClosed", err)
+	}
+	// The peer gets what it already held, then learns of the ABORT.
+	var err error
+	got := 0
+	for got <= abortBacklog/len(chunk)+4 {
+		if _, err = p.s.Recv(ctx); err != nil {
+			break
+		}
+		got++
+	}
+	if !errors.Is(err, transport.ErrAssociationLost) {
+		t.Errorf("peer's Recv after Abort (after %d messages) = %v, want ErrAssociationLost", got, err)
+	}
+	if err := p.c.Abort(); err != nil {
+		t.Errorf("second Abort = %v, want nil", err)
+	}
+	if err := p.c.Close(); err != nil && !errors.Is(err, transport.ErrClosed) {
+		t.Errorf("Close after Abort = %v, want nil or ErrClosed", err)
+	}
+}
+
+// Abort after Close (and after the peer's Abort) does nothing and returns
+// nil.
+func testAbortAfterClose(t *testing.T, f Factory) {
+	p := connect(t, f)
+	if err := p.c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := p.c.Abort(); err != nil {
+		t.Errorf("Abort after Close = %v, want nil", err)
+	}
+	if _, err := p.c.Recv(ctxFor(t)); !errors.Is(err, transport.ErrClosed) {
+		t.Errorf("Recv after Close and Abort = %v, want ErrClosed", err)
+	}
+	// The peer saw the graceful close, not an abort.
+	if _, err := p.s.Recv(ctxFor(t)); !errors.Is(err, transport.ErrPeerClosed) {
+		t.Errorf("peer's Recv = %v, want ErrPeerClosed", err)
+	}
+	if err := p.s.Abort(); err != nil {
+		t.Errorf("Abort after the peer closed = %v, want nil", err)
+	}
+	if err := p.s.Abort(); err != nil {
+		t.Errorf("second Abort = %v, want nil", err)
 	}
 }
 
