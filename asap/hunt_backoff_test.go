@@ -209,3 +209,87 @@ func TestPEHuntRounds(t *testing.T) {
 		}
 	})
 }
+
+// RFC 5352 §3.6: a pool user stops hunting once no resolution waits for a
+// registrar (after MaxServerHunts failed hunts: a *NoRegistrarError), and
+// the next resolution's hunt goes on with the back-off reached, so that a
+// host resolving in a loop does not turn it into a T5 loop.
+func TestPUHuntStopsWhenIdleAndKeepsBackoff(t *testing.T) {
+	c := newPU(t, nil)
+	c.Resolve(t0, []byte("echo"))
+	now := t0
+	var done []ResolutionDone
+	for len(done) == 0 {
+		for _, cn := range only[Connect](c.Outbox()) {
+			c.HandleConnectFailed(now, cn.Assoc, errors.New("refused"))
+		}
+		now = c.NextDeadline()
+		if now.IsZero() || now.After(t0.Add(DefaultT1ENRPRequest)) {
+			t.Fatalf("no failure by %v", now)
+		}
+		c.HandleTimeout(now)
+		done = only[ResolutionDone](c.Outbox())
+	}
+	var ne *NoRegistrarError
+	if !errors.As(done[0].Err, &ne) || ne.Hunts != DefaultMaxServerHunts || len(ne.Tried) != 1 || ne.Tried[0] != regA {
+		t.Fatalf("resolution ended with %v, want a NoRegistrarError over %v", done[0].Err, regA)
+	}
+	if d := c.NextDeadline(); !d.IsZero() {
+		t.Fatalf("still hunting with nothing waiting: deadline %v", d)
+	}
+	c.Resolve(now, []byte("echo"))
+	cn := oneConnect(t, c.Outbox())
+	c.HandleConnectFailed(now, cn.Assoc, nil)
+	if d := c.NextDeadline().Sub(now); d < 4*DefaultT5ServerHunt {
+		t.Fatalf("the next hunt's round lasts %v: back-off lost", d)
+	}
+}
+
+// RFC 5352 §3.6: an ASAP_SERVER_ANNOUNCE from a registrar the table holds
+// does not start a round early (a refusing registrar announcing itself
+// every T6 would undo the back-off); one from a new registrar does.
+func TestHuntAnnounceOfKnownRegistrarKeepsBackoff(t *testing.T) {
+	c := newPE(t, func(cfg *PEConfig) { cfg.Registrars = nil; cfg.Kind = transport.KindSCTP })
+	src := transport.Addr{Kind: transport.KindSCTP, AddrPort: mustAddrPort("10.9.9.9:5000")}
+	ann := wire(t, &tlv.ServerAnnounce{ServerID: 77}).(*tlv.ServerAnnounce)
+	c.HandleAnnounce(t0, src, ann)
+	c.Register(t0)
+	cn := oneConnect(t, c.Outbox())
+	c.HandleConnectFailed(t0, cn.Assoc, nil)
+	at := t0.Add(DefaultT5ServerHunt / 2)
+	c.HandleAnnounce(at, src, ann)
+	if cs := only[Connect](c.Outbox()); len(cs) != 0 {
+		t.Fatalf("announce of a known registrar dialled at once: %v", cs)
+	}
+	other := wire(t, &tlv.ServerAnnounce{ServerID: 78, Transports: []tlv.Transport{{
+		Type: tlv.ParamSCTPTransport, Port: 3863, Addrs: []netipAddr{mustAddr("10.8.8.8")}}}}).(*tlv.ServerAnnounce)
+	c.HandleAnnounce(at, src, other)
+	if cs := only[Connect](c.Outbox()); len(cs) != 1 || cs[0].Addr.AddrPort != mustAddrPort("10.8.8.8:3863") {
+		t.Fatalf("announce of a new registrar: %v", cs)
+	}
+}
+
+// RFC 5352 §3.6: a registrar that accepts the association and drops it
+// before answering does not make a busy loop: the next hunt waits one
+// backed-off round before it dials. (A home that answered, or lived
+// longer than T5ServerHuntMax, is hunted for at once:
+// TestPEHomeLostEndsRegistration.)
+func TestPEHuntAfterUselessHomeWaits(t *testing.T) {
+	c := newPE(t, nil)
+	c.Register(t0)
+	now := t0
+	for i := 1; i <= 5; i++ {
+		cn := oneConnect(t, c.Outbox())
+		c.HandleConnected(now, cn.Assoc)
+		c.HandleLost(now, cn.Assoc) // dropped before any answer
+		if cs := only[Connect](c.Outbox()); len(cs) != 0 {
+			t.Fatalf("cycle %d: re-dialled at once", i)
+		}
+		next := c.NextDeadline()
+		if next.Sub(now) < DefaultT5ServerHunt/2 {
+			t.Fatalf("cycle %d: waits only %v", i, next.Sub(now))
+		}
+		now = next
+		c.HandleTimeout(now)
+	}
+}
