@@ -31,12 +31,53 @@
 //	pu, err := asap.NewPoolUser(asap.PUConfig{Registrars: []transport.Addr{registrar}}, tr)
 //	conn, elem, err := pu.Dial(ctx, []byte("echo")) // fails over past dead PEs
 //
+// A zero PEConfig.Kind or PUConfig.Kind is taken from the transport when it
+// says its Kind ([transport.KindReporter]: memnet and transport/sctp do).
+// A configuration with no Registrars and no announcer ([WithAnnouncer])
+// fails with [ErrInvalidConfig]: such an endpoint could never find a
+// registrar.
+//
+// # Finding a registrar, and giving up
+//
+// The server hunt (RFC 5352 §3.6) dials up to HuntParallel registrars per
+// round. The first round lasts T5-serverhunt; each round that finds none
+// doubles the next one's length up to Timers.T5ServerHuntMax (default 5 s,
+// [DefaultT5ServerHuntMax]), jittered to between half and all of it; a
+// registrar that answered resets it. A registrar that refuses or is
+// absent costs one dial per round, so about one every 4 s once backed
+// off. After MaxServerHunts failed hunts (passes over the whole registrar
+// table; [DefaultMaxServerHunts], MAX-NUMBER-SERVER-HUNT) what waits for a
+// registrar fails with a [*NoRegistrarError] that lists the registrars
+// tried and the last dial error: PoolElement.Register, PoolUser.Resolve,
+// Select and Dial. The pool element goes on hunting in the background and
+// registers when it finds a registrar; the pool user stops hunting when
+// nothing waits, and its back-off carries over to the next request.
+//
+// # Staying registered
+//
+// A pool element that loses its home association is no longer registered
+// (Registered reports false, a [RegistrationLost] output) and registers
+// with the registrar its server hunt finds, at once. A refused
+// registration is transient or final by its causes
+// ([RejectError.Transient], which lists them): after a transient refusal
+// (for instance Non-unique PE Identifier or Inconsistent Pooling Policy,
+// while another association holds the identifier or the pool) the pool
+// element sends it again after a back-off from Timers.RefusedRetry (1 s)
+// doubling to Timers.RefusedRetryMax (10 s), jittered; after a final one
+// (Invalid Values, Rejection due to Security, Unrecognized Parameter or
+// Message) it stops. An ASAP_ERROR that only reports skipped parameters is
+// no refusal. PEConfig.Events tells the host of each change ([PEEvent]:
+// registered, lost, refused, no registrar, home changed) without ever
+// blocking the pool element: a full channel drops the event and counts it
+// (PoolElement.EventsDropped).
+//
 // # Timers
 //
 // The RFC 5352 §5 timers and thresholds are in [Timers]; zero fields take
 // the Default* constants. The values follow the project's RFC digest and
 // are configurable because they could not all be checked against the RFC
-// text; notably DefaultT5ServerHunt (120 ms) may be 120 s in the RFC.
+// text; notably DefaultT5ServerHunt (120 ms) may be 120 s in the RFC, and
+// DefaultMaxServerHunts (3) is marked very unsure there.
 //
 // # Addresses
 //

@@ -2,6 +2,7 @@ package asap
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -17,7 +18,7 @@ type endpointCore interface {
 	Handle(now time.Time, from AssocID, msg tlv.ASAPMessage)
 	HandleAnnounce(now time.Time, src transport.Addr, m *tlv.ServerAnnounce)
 	HandleConnected(now time.Time, id AssocID)
-	HandleConnectFailed(now time.Time, id AssocID)
+	HandleConnectFailed(now time.Time, id AssocID, err error)
 	HandleLost(now time.Time, id AssocID)
 }
 
@@ -48,11 +49,43 @@ type endpoint struct {
 	buf     []byte
 }
 
-func startEndpoint(core endpointCore, tr transport.Transport, log *slog.Logger, onEvent func(time.Time, Output), opts []Option) *endpoint {
+func applyOptions(opts []Option) options {
 	var o options
 	for _, f := range opts {
-		f(&o)
+		if f != nil {
+			f(&o)
+		}
 	}
+	return o
+}
+
+// kindOf is the Kind a PE or PU maps transport parameters to: the
+// configured one, else the transport's (transport.KindReporter), else the
+// zero Kind (KindSCTPUDP).
+func kindOf(configured transport.Kind, tr transport.Transport) transport.Kind {
+	if configured == 0 {
+		if k, ok := tr.(transport.KindReporter); ok {
+			return k.Kind()
+		}
+	}
+	return configured
+}
+
+// checkDiscovery fails a configuration with which the endpoint could never
+// find a registrar (RFC 5352 §3.6: by configuration or by announces).
+func checkDiscovery(registrars []transport.Addr, o options) error {
+	if len(registrars) == 0 && o.announcer == nil {
+		return fmt.Errorf("%w: no Registrars and no announcer (WithAnnouncer): no registrar could ever be found", ErrInvalidConfig)
+	}
+	for i, a := range registrars {
+		if !a.IsValid() {
+			return fmt.Errorf("%w: Registrars[%d] (%v) is not a valid address", ErrInvalidConfig, i, a)
+		}
+	}
+	return nil
+}
+
+func startEndpoint(core endpointCore, tr transport.Transport, log *slog.Logger, onEvent func(time.Time, Output), o options) *endpoint {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &endpoint{
 		log: log, l: loop.New(ctx, o.clock), tr: tr, core: core,
@@ -144,7 +177,7 @@ func (e *endpoint) connect(c Connect) {
 		delete(e.dials, id)
 		if err != nil {
 			e.log.Debug("asap: dial failed", "addr", c.Addr.AddrPort, "err", err)
-			e.core.HandleConnectFailed(now, id)
+			e.core.HandleConnectFailed(now, id, err)
 			return
 		}
 		e.attach(id, conn)

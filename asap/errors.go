@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/go-rserpool/rserpool/tlv"
+	"github.com/go-rserpool/rserpool/transport"
 )
 
 // Sentinel errors of the pool element and pool user roles, usable with
@@ -15,8 +16,13 @@ var (
 	// before Register, or after a rejection).
 	ErrNotRegistered = errors.New("asap: pool element not registered")
 	// ErrNoRegistrar: no registrar is known or reachable (server hunt,
-	// RFC 5352 §3.6, found none).
+	// RFC 5352 §3.6, found none). After MaxServerHunts failed hunts the
+	// error is a *NoRegistrarError, which matches it.
 	ErrNoRegistrar = errors.New("asap: no registrar reachable")
+	// ErrHomeLost: the association to the home registrar went down
+	// (RFC 5352 §3.6); a pool element's registration is lost with it until
+	// it registers again.
+	ErrHomeLost = errors.New("asap: association to the home registrar lost")
 	// ErrTimeout: a registrar did not answer within the RFC 5352 §5 timers
 	// and retries.
 	ErrTimeout = errors.New("asap: registrar did not answer")
@@ -70,6 +76,45 @@ func (e *RejectError) Error() string {
 	return b.String()
 }
 
+// Transient reports whether the refusal may go away by itself, so that a
+// pool element retries it with back-off (PEConfig, Timers.RefusedRetry)
+// instead of giving up. RFC 5352 §3.1 leaves this to the implementation;
+// the causes of RFC 5354 §3.12 are sorted as follows.
+//
+// Transient (the registrar or the pool may change without the PE doing
+// anything):
+//   - 0x0 Unspecified Error, and a reject without any cause: nothing says
+//     it is final;
+//   - 0x4 Non-unique PE Identifier: the identifier is still bound to
+//     another association (a stale one, or an attacker's, RFC 5355 §3.2)
+//     until the registrar drops that binding;
+//   - 0x5 Inconsistent Pooling Policy, 0x7 Inconsistent Transport Type,
+//     0x8 Inconsistent Data/Control Configuration: the pool's other
+//     members disagree; the pool changes when they leave or expire;
+//   - 0x6 Lack of Resources: the registrar may free some;
+//   - 0x9 Unknown Pool Handle: a registration creates its pool, so this
+//     is the registrar's state, not the PE's;
+//   - codes this package does not know.
+//
+// Final (sending the same registration again gets the same answer):
+//   - 0x1 Unrecognized Parameter and 0x2 Unrecognized Message in a
+//     response: the registrar cannot process what the PE sends;
+//   - 0x3 Invalid Values: the PE's configuration is wrong;
+//   - 0xa Rejection due to security considerations: the registrar does
+//     not want this PE (RFC 5355).
+//
+// A refusal is final when any of its causes is.
+func (e *RejectError) Transient() bool {
+	for _, c := range e.Causes {
+		switch c.Code {
+		case tlv.CauseUnrecognizedParameter, tlv.CauseUnrecognizedMessage,
+			tlv.CauseInvalidValues, tlv.CauseRejectedSecurity:
+			return false
+		}
+	}
+	return true
+}
+
 // Is reports whether target is ErrUnknownPool and a cause is Unknown Pool
 // Handle (0x9), or target is a *RejectError with the same first code.
 func (e *RejectError) Is(target error) bool {
@@ -97,4 +142,54 @@ func newRejectError(op tlv.ASAPType, oe *tlv.OperationError) *RejectError {
 		}
 	}
 	return e
+}
+
+// NoRegistrarError is the error of a request that waited for a home
+// registrar through MaxServerHunts server hunts (RFC 5352 §3.6) without
+// finding one: PoolElement.Register, PoolUser.Resolve, Select and Dial. It
+// matches ErrNoRegistrar with errors.Is. The endpoint keeps hunting with
+// back-off (Timers.T5ServerHuntMax) while something waits for a
+// registrar; a pool element keeps trying to register until Deregister or
+// Close.
+type NoRegistrarError struct {
+	// Hunts is the number of failed server hunts: passes over the whole
+	// registrar table.
+	Hunts int
+	// Tried lists the registrars dialled, each once, in the order first
+	// dialled; empty when the table was empty (no configured registrar and
+	// no ASAP_SERVER_ANNOUNCE heard).
+	Tried []transport.Addr
+	// Last is the last dial failure (nil when none was seen): the
+	// transport's error, or a T5-serverhunt timeout.
+	Last error
+}
+
+// Error implements error.
+func (e *NoRegistrarError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "asap: no registrar reachable after %d server hunts", e.Hunts)
+	if len(e.Tried) == 0 {
+		b.WriteString(": no registrar known (none configured, none announced)")
+		return b.String()
+	}
+	b.WriteString(" (tried ")
+	for i, a := range e.Tried {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(a.String())
+	}
+	b.WriteString(")")
+	if e.Last != nil {
+		fmt.Fprintf(&b, ": last error: %v", e.Last)
+	}
+	return b.String()
+}
+
+// Unwrap returns ErrNoRegistrar and Last.
+func (e *NoRegistrarError) Unwrap() []error {
+	if e.Last == nil {
+		return []error{ErrNoRegistrar}
+	}
+	return []error{ErrNoRegistrar, e.Last}
 }

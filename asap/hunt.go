@@ -1,6 +1,7 @@
 package asap
 
 import (
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
@@ -28,6 +29,7 @@ type hunter struct {
 	rng      *rand.Rand
 	kind     transport.Kind
 	t5       time.Duration
+	t5max    time.Duration
 	t7       time.Duration
 	parallel int
 
@@ -38,20 +40,38 @@ type hunter struct {
 	home     AssocID
 	homeAddr transport.Addr
 	homeSID  uint32         // server ID of the home, 0 while unknown
+	homeAt   time.Time      // when the home association came up
 	lastHome transport.Addr // the home most recently lost
 
 	hunting  bool
 	deadline time.Time                  // end of the current round
+	started  time.Time                  // start of the current round
 	attempts map[AssocID]registrarEntry // associations being dialled
 	tried    map[transport.Addr]bool    // tried in this hunt
 	inbound  map[AssocID]transport.Addr // associations the driver accepted
 
+	// Back-off and failure accounting. rounds counts the rounds since a
+	// home last answered (useful); a round's length grows with it from
+	// T5 to T5ServerHuntMax. failed counts the passes over the whole
+	// table in this hunt in which every dial failed; dialled, lastErr and
+	// passDials feed NoRegistrarError.
+	rounds    int
+	useful    bool
+	failed    int
+	passDials int
+	dialled   []transport.Addr
+	lastErr   error
+
 	out *[]Output
 }
 
+// maxDialled bounds NoRegistrarError.Tried.
+const maxDialled = 32
+
 func newHunter(out *[]Output, log *slog.Logger, rng *rand.Rand, kind transport.Kind, static []transport.Addr, t Timers, parallel int) hunter {
 	return hunter{
-		log: log, rng: rng, kind: kind, t5: t.T5ServerHunt, t7: t.T7ENRPOutdate, parallel: parallel,
+		log: log, rng: rng, kind: kind, t5: t.T5ServerHunt, t5max: t.T5ServerHuntMax, t7: t.T7ENRPOutdate, parallel: parallel,
+		useful:    true, // the first hunt dials at once
 		static:    slices.Clone(static),
 		announced: map[uint32]registrarEntry{},
 		attempts:  map[AssocID]registrarEntry{},
@@ -68,12 +88,24 @@ func (h *hunter) newAssoc() AssocID {
 	return h.nextID
 }
 
+// handleAnnounce records an ASAP_SERVER_ANNOUNCE and, when it names a
+// registrar the table did not hold and a hunt waits for its round, dials
+// at once. Announces of registrars already known do not: a registrar that
+// refuses associations but announces itself every T6 must not undo the
+// back-off.
+func (h *hunter) handleAnnounce(now time.Time, src transport.Addr, m *tlv.ServerAnnounce) {
+	if h.announce(now, src, m) && h.hunting && len(h.attempts) == 0 {
+		h.round(now)
+	}
+}
+
 // announce records an ASAP_SERVER_ANNOUNCE (RFC 5352 §3.6). Without
 // transport parameters the registrar is at the datagram's source address,
-// ASAP port.
-func (h *hunter) announce(now time.Time, src transport.Addr, m *tlv.ServerAnnounce) {
+// ASAP port. It reports whether the registrar (server ID and address) is
+// new to the table.
+func (h *hunter) announce(now time.Time, src transport.Addr, m *tlv.ServerAnnounce) bool {
 	if m.ServerID == 0 {
-		return // 0 is no server ID
+		return false // 0 is no server ID
 	}
 	e := registrarEntry{serverID: m.ServerID, expires: now.Add(h.t7)}
 	found := false
@@ -88,7 +120,7 @@ func (h *hunter) announce(now time.Time, src transport.Addr, m *tlv.ServerAnnoun
 	}
 	if !found {
 		if !src.AddrPort.IsValid() {
-			return
+			return false
 		}
 		port := uint16(ASAPPort)
 		if h.kind == transport.KindMem && src.AddrPort.Port() != 0 {
@@ -96,12 +128,12 @@ func (h *hunter) announce(now time.Time, src transport.Addr, m *tlv.ServerAnnoun
 		}
 		e.addr = transport.Addr{Kind: h.kind, AddrPort: netip.AddrPortFrom(src.AddrPort.Addr().Unmap(), port)}
 	}
-	if len(h.announced) >= maxAnnounced {
-		if _, ok := h.announced[m.ServerID]; !ok {
-			return // table full: keep the registrars we know
-		}
+	old, known := h.announced[m.ServerID]
+	if !known && len(h.announced) >= maxAnnounced {
+		return false // table full: keep the registrars we know
 	}
 	h.announced[m.ServerID] = e
+	return !known || !now.Before(old.expires) || old.addr != e.addr
 }
 
 // maxAnnounced bounds the registrar table against announce floods.
@@ -145,8 +177,13 @@ func (h *hunter) dropHome() {
 }
 
 // startHunt begins a server hunt unless one runs. It returns false when the
-// registrar table is empty, so the caller can fail what waits for a
-// registrar; the hunt still goes on, waiting for announces.
+// registrar table is empty; the hunt still goes on, waiting for announces.
+//
+// When the previous home answered (success), the first round dials at
+// once with T5 rounds. Otherwise the back-off goes on, and after a home
+// that went away within T5ServerHuntMax without answering anything the
+// first dial waits one round, so that a registrar that accepts and drops
+// associations cannot make a busy loop of hunts.
 func (h *hunter) startHunt(now time.Time) bool {
 	if h.hunting {
 		return true
@@ -158,16 +195,56 @@ func (h *hunter) startHunt(now time.Time) bool {
 	h.dropHome()
 	h.hunting = true
 	clear(h.tried)
-	if failed.AddrPort.IsValid() {
-		h.tried[failed] = true // the registrar that failed us goes last
+	h.failed, h.passDials, h.dialled, h.lastErr = 0, 0, nil, nil
+	wasUseful := h.useful
+	h.useful = false
+	if wasUseful {
+		h.rounds = 0
+	} else {
+		h.rounds++ // the back-off goes on from where the last hunt left it
 	}
-	return h.round(now)
+	if wasUseful || now.Sub(h.homeAt) >= h.t5max {
+		if failed.AddrPort.IsValid() {
+			h.tried[failed] = true // the registrar that failed us goes last
+		}
+		return h.round(now)
+	}
+	h.started = now
+	h.deadline = now.Add(h.roundLen(now))
+	h.log.Debug("server hunt: backing off", "wait", h.deadline.Sub(now))
+	return len(h.candidates(now)) > 0
+}
+
+// success records that the home answered a request: the next hunt starts
+// at once and with T5 rounds again.
+func (h *hunter) success() {
+	h.useful = true
+	h.rounds = 0
+}
+
+// roundLen is the length of the next round: T5 for the first round after
+// a success, then an exponential back-off capped at T5ServerHuntMax, with
+// jitter. With no registrar known a round lasts at least one announce
+// period (T6-serverannounce, RFC 5352 §5.1), so that a hunt that waits
+// for announces does not count failed hunts faster than registrars
+// announce themselves.
+func (h *hunter) roundLen(now time.Time) time.Duration {
+	d := h.t5
+	if h.rounds > 0 && h.t5max > h.t5 {
+		d = backoff(h.rng, h.t5, h.t5max, h.rounds+1)
+	}
+	if len(h.candidates(now)) == 0 {
+		d = max(d, DefaultT6ServerAnnounce)
+	}
+	return d
 }
 
 // round dials up to `parallel` untried registrars, chosen at random, and
-// arms T5. When every registrar has been tried, the next round starts over.
+// arms the round's deadline (T5, backed off). When every registrar has
+// been tried, the next round starts over.
 func (h *hunter) round(now time.Time) bool {
-	h.deadline = now.Add(h.t5)
+	h.started = now
+	h.deadline = now.Add(h.roundLen(now))
 	cands := h.candidates(now)
 	if len(cands) == 0 {
 		h.log.Debug("server hunt: no registrar known")
@@ -183,6 +260,10 @@ func (h *hunter) round(now time.Time) bool {
 		id := h.newAssoc()
 		h.attempts[id] = e
 		h.tried[e.addr] = true
+		h.passDials++
+		if !slices.Contains(h.dialled, e.addr) && len(h.dialled) < maxDialled {
+			h.dialled = append(h.dialled, e.addr)
+		}
 		h.log.Debug("server hunt: dialling", "assoc", id, "addr", e.addr.AddrPort, "server", e.serverID)
 		h.emit(Connect{Assoc: id, Addr: e.addr})
 	}
@@ -202,7 +283,7 @@ func (h *hunter) connected(now time.Time, id AssocID) bool {
 	}
 	delete(h.attempts, id)
 	h.stopHunt()
-	h.home, h.homeAddr, h.homeSID = id, e.addr, e.serverID
+	h.home, h.homeAddr, h.homeSID, h.homeAt = id, e.addr, e.serverID, now
 	h.log.Debug("server hunt: new home", "assoc", id, "addr", e.addr.AddrPort, "server", e.serverID)
 	h.emit(HomeChanged{Assoc: id, ServerID: e.serverID})
 	return true
@@ -224,10 +305,18 @@ func (h *hunter) stopHunt() {
 }
 
 // connectFailed handles a dial that failed. The next round starts when
-// T5 expires, even when every dial of this one failed at once: a refused
-// dial must not turn the hunt into a busy loop.
-func (h *hunter) connectFailed(now time.Time, id AssocID) {
+// the round's deadline passes, even when every dial of this one failed at
+// once: a refused dial must not turn the hunt into a busy loop.
+func (h *hunter) connectFailed(now time.Time, id AssocID, err error) {
+	e, ok := h.attempts[id]
+	if !ok {
+		return
+	}
 	delete(h.attempts, id)
+	if err == nil {
+		err = fmt.Errorf("asap: dial %v failed", e.addr)
+	}
+	h.lastErr = err
 }
 
 // lost handles an association the driver saw go down. It reports whether
@@ -235,7 +324,7 @@ func (h *hunter) connectFailed(now time.Time, id AssocID) {
 func (h *hunter) lost(now time.Time, id AssocID) bool {
 	delete(h.inbound, id)
 	if _, ok := h.attempts[id]; ok {
-		h.connectFailed(now, id)
+		h.connectFailed(now, id, transport.ErrAssociationLost)
 		return false
 	}
 	if id != 0 && id == h.home {
@@ -290,10 +379,20 @@ func (h *hunter) adopt(id AssocID, sid uint32) {
 }
 
 // timeout runs T5: a round whose registrars did not come up in time is
-// abandoned and the next round starts.
+// abandoned and the next, longer, round starts.
 func (h *hunter) timeout(now time.Time) {
+	if h.expire(now) {
+		h.round(now)
+	}
+}
+
+// expire ends a round whose deadline passed, closing its attempts, and
+// reports whether it did; the caller starts the next round (or stops the
+// hunt). A round that ends a pass over the whole table (every registrar
+// dialled and none up) counts as one failed server hunt.
+func (h *hunter) expire(now time.Time) bool {
 	if !h.hunting || now.Before(h.deadline) {
-		return
+		return false
 	}
 	ids := make([]AssocID, 0, len(h.attempts))
 	for a := range h.attempts {
@@ -301,10 +400,26 @@ func (h *hunter) timeout(now time.Time) {
 	}
 	slices.Sort(ids)
 	for _, a := range ids {
+		h.lastErr = fmt.Errorf("asap: registrar %v did not answer within %v (T5-serverhunt)", h.attempts[a].addr, h.deadline.Sub(h.started))
 		h.emit(Close{Assoc: a})
 		delete(h.attempts, a)
 	}
-	h.round(now)
+	cands := h.candidates(now)
+	if !slices.ContainsFunc(cands, func(e registrarEntry) bool { return !h.tried[e.addr] }) {
+		if h.passDials > 0 || len(cands) == 0 {
+			h.failed++
+			h.log.Debug("server hunt: no registrar reachable", "hunts", h.failed, "tried", len(h.dialled))
+		}
+		clear(h.tried)
+		h.passDials = 0
+	}
+	h.rounds++
+	return true
+}
+
+// noRegistrar describes the failed hunts so far.
+func (h *hunter) noRegistrar() *NoRegistrarError {
+	return &NoRegistrarError{Hunts: h.failed, Tried: slices.Clone(h.dialled), Last: h.lastErr}
 }
 
 // nextDeadline is the end of the current hunt round, or zero.

@@ -1,6 +1,8 @@
 package asap
 
 import (
+	"time"
+
 	"github.com/go-rserpool/rserpool/tlv"
 	"github.com/go-rserpool/rserpool/transport"
 )
@@ -12,7 +14,7 @@ type AssocID uint64
 
 // Output is one thing a sans-IO core asks its driver to do or tell: one of
 // Send, Connect, Close, or an event (Registered, RegistrationFailed,
-// Deregistered, HomeChanged, ResolutionDone).
+// RegistrationLost, Deregistered, HomeChanged, ResolutionDone).
 type Output interface{ isOutput() }
 
 // Send asks the driver to send an ASAP message on an association (PPID 11,
@@ -41,12 +43,29 @@ type Close struct {
 type Registered struct {
 	PEID     uint32
 	ServerID uint32 // home registrar, 0 while unknown
+	// Renewal: the PE was registered already (a T4 re-registration or a
+	// policy update was accepted).
+	Renewal bool
 }
 
-// RegistrationFailed: a registrar refused the registration. Err is a
-// *RejectError. The core stops trying; the host may fix its values and
-// call Register again.
+// RegistrationFailed: a registration did not succeed. Err is a
+// *RejectError (a registrar refused it) or a *NoRegistrarError
+// (MaxServerHunts server hunts found no registrar). When Retry is not
+// zero the core tries again by itself, at Retry at the latest: after a
+// transient refusal (RejectError.Transient) with back-off, and for
+// NoRegistrarError with the hunt going on. When Retry is zero (a final
+// refusal) the core stops trying; the host may fix its values and call
+// Register again.
 type RegistrationFailed struct {
+	Err   error
+	Retry time.Time
+}
+
+// RegistrationLost: a registered pool element no longer knows itself
+// registered: the home association went down (ErrHomeLost) or the home
+// stopped answering re-registrations (ErrTimeout). The core re-registers
+// by itself after a server hunt (RFC 5352 §3.6).
+type RegistrationLost struct {
 	Err error
 }
 
@@ -82,6 +101,7 @@ func (Connect) isOutput()            {}
 func (Close) isOutput()              {}
 func (Registered) isOutput()         {}
 func (RegistrationFailed) isOutput() {}
+func (RegistrationLost) isOutput()   {}
 func (Deregistered) isOutput()       {}
 func (HomeChanged) isOutput()        {}
 func (ResolutionDone) isOutput()     {}

@@ -2,7 +2,10 @@ package asap
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-rserpool/rserpool/policy"
@@ -20,19 +23,123 @@ type PoolElement struct {
 	regWait   []chan error
 	deregWait []chan error
 
+	events  chan<- PEEvent
+	dropped atomic.Uint64
+
 	closeOnce sync.Once
 }
 
+// PEEventKind says what happened to a pool element's registration; see
+// PEEvent.
+type PEEventKind uint8
+
+// Kinds of PEEvent.
+const (
+	// PEEventRegistered: a registrar accepted the registration and the PE
+	// was not registered before (RFC 5352 §3.1). Re-registrations of a
+	// registered PE (T4, policy updates) send no event.
+	PEEventRegistered PEEventKind = iota + 1
+	// PEEventLost: the PE was registered and no longer is: the home
+	// association went down (ErrHomeLost) or the home stopped answering
+	// (ErrTimeout). The PE hunts for a registrar and registers again by
+	// itself.
+	PEEventLost
+	// PEEventRefused: a registrar refused the registration, and the PE
+	// is not registered (a refused re-registration ends the registration
+	// too); Err is the *RejectError. When Retry is not zero the refusal is transient
+	// (RejectError.Transient) and the PE registers again at Retry; when
+	// zero it is final and the PE stopped trying.
+	PEEventRefused
+	// PEEventNoRegistrar: MaxServerHunts server hunts found no registrar;
+	// Err is the *NoRegistrarError. The PE goes on hunting (the next
+	// round is due at Retry) and registers when it finds one.
+	PEEventNoRegistrar
+	// PEEventHomeChanged: the PE has a new home registrar (server hunt,
+	// RFC 5352 §3.6, or a takeover by Endpoint Keep Alive, §3.7);
+	// ServerID is its server ID, 0 when not known yet.
+	PEEventHomeChanged
+)
+
+var peEventNames = [...]string{
+	PEEventRegistered:  "registered",
+	PEEventLost:        "registration lost",
+	PEEventRefused:     "refused",
+	PEEventNoRegistrar: "no registrar",
+	PEEventHomeChanged: "home changed",
+}
+
+// String names the kind.
+func (k PEEventKind) String() string {
+	if int(k) < len(peEventNames) && peEventNames[k] != "" {
+		return peEventNames[k]
+	}
+	return fmt.Sprintf("PEEventKind(%d)", uint8(k))
+}
+
+// PEEvent tells the host of a PoolElement about its registration; see
+// PEConfig.Events.
+type PEEvent struct {
+	Kind PEEventKind
+	// Time is the PE's clock when it happened.
+	Time time.Time
+	// ServerID is the home registrar's server ID (Registered,
+	// HomeChanged), 0 while unknown.
+	ServerID uint32
+	// Err says why (Lost, Refused, NoRegistrar).
+	Err error
+	// Retry is when the PE tries again by itself (Refused, NoRegistrar);
+	// zero after a final refusal.
+	Retry time.Time
+}
+
+// String describes the event in one line.
+func (e PEEvent) String() string {
+	s := e.Kind.String()
+	if e.ServerID != 0 {
+		s += fmt.Sprintf(" (registrar %08x)", e.ServerID)
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	if !e.Retry.IsZero() {
+		s += "; retrying"
+	}
+	return s
+}
+
 // NewPoolElement validates cfg and starts a pool element that talks to
-// registrars over tr. It does not register until Register is called.
+// registrars over tr. It does not register until Register is called. It
+// fails with ErrInvalidConfig when cfg names no registrar and no announcer
+// is given (WithAnnouncer). A zero cfg.Kind is taken from tr when it is a
+// transport.KindReporter.
 func NewPoolElement(cfg PEConfig, tr transport.Transport, opts ...Option) (*PoolElement, error) {
+	o := applyOptions(opts)
+	if err := checkDiscovery(cfg.Registrars, o); err != nil {
+		return nil, err
+	}
+	cfg.Kind = kindOf(cfg.Kind, tr)
 	core, err := NewPoolElementCore(cfg)
 	if err != nil {
 		return nil, err
 	}
-	pe := &PoolElement{core: core}
-	pe.ep = startEndpoint(core, tr, core.log, pe.event, opts)
+	pe := &PoolElement{core: core, events: cfg.Events}
+	pe.ep = startEndpoint(core, tr, core.log, pe.event, o)
 	return pe, nil
+}
+
+// EventsDropped counts the events PEConfig.Events had no room for.
+func (pe *PoolElement) EventsDropped() uint64 { return pe.dropped.Load() }
+
+// emit hands the host an event without ever waiting for it.
+func (pe *PoolElement) emit(ev PEEvent) {
+	if pe.events == nil {
+		return
+	}
+	select {
+	case pe.events <- ev:
+	default:
+		pe.dropped.Add(1)
+	}
 }
 
 func (pe *PoolElement) event(now time.Time, o Output) {
@@ -42,11 +149,23 @@ func (pe *PoolElement) event(now time.Time, o Output) {
 			w <- nil
 		}
 		pe.regWait = nil
+		if !o.Renewal {
+			pe.emit(PEEvent{Kind: PEEventRegistered, Time: now, ServerID: o.ServerID})
+		}
 	case RegistrationFailed:
 		for _, w := range pe.regWait {
 			w <- o.Err
 		}
 		pe.regWait = nil
+		kind := PEEventRefused
+		if errors.Is(o.Err, ErrNoRegistrar) {
+			kind = PEEventNoRegistrar
+		}
+		pe.emit(PEEvent{Kind: kind, Time: now, Err: o.Err, Retry: o.Retry})
+	case RegistrationLost:
+		pe.emit(PEEvent{Kind: PEEventLost, Time: now, Err: o.Err})
+	case HomeChanged:
+		pe.emit(PEEvent{Kind: PEEventHomeChanged, Time: now, ServerID: o.ServerID})
 	case Deregistered:
 		for _, w := range pe.deregWait {
 			w <- o.Err
@@ -59,10 +178,15 @@ func (pe *PoolElement) event(now time.Time, o Output) {
 func (pe *PoolElement) ID() uint32 { return pe.core.ID() }
 
 // Register registers the PE (RFC 5352 §3.1) and waits until a registrar
-// accepted it or refused it (*RejectError). When ctx ends first, Register
-// returns ctx's error and the PE keeps trying in the background. Once
-// registered, the PE re-registers on its own (T4) until Deregister or
-// Close.
+// accepted it (nil), refused it (*RejectError), or MaxServerHunts server
+// hunts found no registrar (*NoRegistrarError, errors.Is ErrNoRegistrar).
+// After a NoRegistrarError or a transient refusal
+// (RejectError.Transient) the PE keeps trying in the background, with
+// back-off, and PEConfig.Events tells when it registers; after a final
+// refusal it stops. When ctx ends first, Register returns ctx's error and
+// the PE keeps trying. Once registered, the PE re-registers on its own
+// (T4), and after losing its home registrar registers with the next one
+// the server hunt finds, until Deregister or Close.
 func (pe *PoolElement) Register(ctx context.Context) error {
 	w := make(chan error, 1)
 	err := pe.ep.call(ctx, func(now time.Time) {

@@ -36,13 +36,28 @@ type PEConfig struct {
 	// announced ones are added as ASAP_SERVER_ANNOUNCEs arrive.
 	Registrars []transport.Addr
 	// Kind is the transport.Kind that SCTP transport parameters from
-	// announces map to (see TransportParam); default transport.KindSCTPUDP.
+	// announces map to (see TransportParam). When zero, NewPoolElement
+	// takes it from the transport if that is a transport.KindReporter
+	// (memnet: KindMem); otherwise it is transport.KindSCTPUDP (the zero
+	// Kind).
 	Kind transport.Kind
 	// Timers overrides RFC 5352 §5 timers.
 	Timers Timers
 	// HuntParallel is how many registrars one server-hunt round dials at
 	// once; default DefaultHuntParallel.
 	HuntParallel int
+	// MaxServerHunts is MAX-NUMBER-SERVER-HUNT: after this many failed
+	// server hunts (passes over the whole registrar table) a registration
+	// waiting for a registrar fails with a *NoRegistrarError
+	// (PoolElement.Register returns it); the PE goes on hunting with
+	// back-off and registers when a registrar answers. Default
+	// DefaultMaxServerHunts.
+	MaxServerHunts int
+	// Events, if not nil, receives a PEEvent for every change of the
+	// registration (PoolElement only; the core ignores it). Sends never
+	// block the PE: an event that finds the channel full is dropped and
+	// counted (PoolElement.EventsDropped), so give it a buffer.
+	Events chan<- PEEvent
 	// Rand is the source of PE IDs and server-hunt order; nil means a
 	// randomly seeded one. Tests pass a seeded source.
 	Rand rand.Source
@@ -66,6 +81,8 @@ type PoolElementCore struct {
 	values policy.Values
 	h      hunter
 	out    []Output
+	rng    *rand.Rand
+	hunts  int // MaxServerHunts
 
 	want       bool      // the host wants to be registered
 	registered bool      // the last registration was accepted
@@ -73,6 +90,9 @@ type PoolElementCore struct {
 	regDue     time.Time // T2 expiry; zero when no registration is outstanding
 	reregAt    time.Time // T4 expiry; zero when not registered
 	dirty      bool      // values changed while a registration was outstanding
+	retryAt    time.Time // registration retry after a transient refusal; zero when none
+	refusals   int       // transient refusals in a row, for the back-off
+	noRegAt    int       // failed hunts at which a waiting registration fails next
 
 	deregistering bool
 	deregAttempts int
@@ -103,8 +123,11 @@ func NewPoolElementCore(cfg PEConfig) (*PoolElementCore, error) {
 	if cfg.RegistrationLife == 0 {
 		cfg.RegistrationLife = DefaultRegistrationLife
 	}
-	if cfg.HuntParallel < 0 {
-		return nil, fmt.Errorf("%w: HuntParallel is negative", ErrInvalidConfig)
+	if cfg.HuntParallel < 0 || cfg.MaxServerHunts < 0 {
+		return nil, fmt.Errorf("%w: HuntParallel and MaxServerHunts must not be negative", ErrInvalidConfig)
+	}
+	if cfg.MaxServerHunts == 0 {
+		cfg.MaxServerHunts = DefaultMaxServerHunts
 	}
 	if cfg.HuntParallel == 0 {
 		cfg.HuntParallel = DefaultHuntParallel
@@ -132,6 +155,8 @@ func NewPoolElementCore(cfg PEConfig) (*PoolElementCore, error) {
 		user:   cfg.UserTransport,
 		ptype:  cfg.Policy,
 		values: cfg.Policy.Mask(cfg.PolicyValues),
+		rng:    rng,
+		hunts:  cfg.MaxServerHunts,
 	}
 	c.h = newHunter(&c.out, c.log, rng, cfg.Kind, cfg.Registrars, t, cfg.HuntParallel)
 	return c, nil
@@ -160,12 +185,16 @@ func (c *PoolElementCore) Outbox() []Output {
 }
 
 // Register starts registration (RFC 5352 §3.1): at once on the home
-// association, or after a server hunt when there is none.
+// association, or after a server hunt when there is none. While a
+// registration is outstanding, a retry after a transient refusal is
+// pending or a hunt runs, it changes nothing: the next Registered or
+// RegistrationFailed answers it too (calling Register again does not
+// undo a back-off).
 func (c *PoolElementCore) Register(now time.Time) {
 	c.want = true
 	c.deregistering, c.deregDue = false, time.Time{}
-	if !c.regDue.IsZero() {
-		return // a registration is already outstanding
+	if !c.regDue.IsZero() || !c.retryAt.IsZero() || c.h.hunting {
+		return // a registration is already under way
 	}
 	c.attempts = 0
 	c.sendRegistration(now)
@@ -186,6 +215,9 @@ func (c *PoolElementCore) UpdatePolicy(now time.Time, v policy.Values) {
 		c.dirty = true
 		return
 	}
+	if !c.retryAt.IsZero() || c.h.hunting {
+		return // the next registration carries the new values
+	}
 	c.attempts = 0
 	c.sendRegistration(now)
 }
@@ -197,6 +229,10 @@ func (c *PoolElementCore) Deregister(now time.Time) error {
 	wasActive := c.registered || !c.regDue.IsZero()
 	c.want, c.registered = false, false
 	c.regDue, c.reregAt, c.dirty = time.Time{}, time.Time{}, false
+	c.retryAt, c.refusals = time.Time{}, 0
+	if !c.h.hasHome() && c.h.hunting {
+		c.h.stopHunt() // nothing waits for a registrar any more
+	}
 	if !wasActive {
 		return ErrNotRegistered
 	}
@@ -225,9 +261,10 @@ func (c *PoolElementCore) registration() *tlv.Registration {
 // sendRegistration sends ASAP_REGISTRATION to the home and arms T2, or
 // starts a server hunt when there is no home.
 func (c *PoolElementCore) sendRegistration(now time.Time) {
+	c.retryAt = time.Time{}
 	if !c.h.hasHome() {
 		c.regDue = time.Time{}
-		c.h.startHunt(now)
+		c.hunt(now)
 		return
 	}
 	c.attempts++
@@ -243,13 +280,21 @@ func (c *PoolElementCore) sendDeregistration(now time.Time) {
 	c.out = append(c.out, Send{Assoc: c.h.home, Msg: &tlv.Deregistration{PoolHandle: c.handle, PEID: c.id}})
 }
 
-// HandleAnnounce feeds an ASAP_SERVER_ANNOUNCE received from the announce
-// channel at src (RFC 5352 §3.6).
-func (c *PoolElementCore) HandleAnnounce(now time.Time, src transport.Addr, m *tlv.ServerAnnounce) {
-	c.h.announce(now, src, m)
-	if c.h.hunting && len(c.h.attempts) == 0 {
-		c.h.round(now) // a hunt waiting for registrars can go on
+// hunt starts a server hunt for the registration, unless one runs; a
+// registration waiting for it fails after MaxServerHunts failed hunts.
+func (c *PoolElementCore) hunt(now time.Time) {
+	if c.h.hunting {
+		return
 	}
+	c.h.startHunt(now)
+	c.noRegAt = c.hunts
+}
+
+// HandleAnnounce feeds an ASAP_SERVER_ANNOUNCE received from the announce
+// channel at src (RFC 5352 §3.6). A registrar new to the table is dialled
+// at once when a hunt waits for its next round.
+func (c *PoolElementCore) HandleAnnounce(now time.Time, src transport.Addr, m *tlv.ServerAnnounce) {
+	c.h.handleAnnounce(now, src, m)
 }
 
 // HandleConnected reports that the association the core asked for with
@@ -264,9 +309,10 @@ func (c *PoolElementCore) HandleConnected(now time.Time, id AssocID) {
 	}
 }
 
-// HandleConnectFailed reports that a Connect failed.
-func (c *PoolElementCore) HandleConnectFailed(now time.Time, id AssocID) {
-	c.h.connectFailed(now, id)
+// HandleConnectFailed reports that a Connect failed, and why (err may be
+// nil); the last error goes into a NoRegistrarError.
+func (c *PoolElementCore) HandleConnectFailed(now time.Time, id AssocID, err error) {
+	c.h.connectFailed(now, id, err)
 }
 
 // HandleAccepted registers an association a registrar opened to the PE
@@ -276,8 +322,12 @@ func (c *PoolElementCore) HandleAccepted(now time.Time, from transport.Addr) Ass
 	return c.h.accepted(from)
 }
 
-// HandleLost reports that an association went down. Losing the home starts
-// a server hunt when the PE is (being) registered (RFC 5352 §3.6).
+// HandleLost reports that an association went down. Losing the home ends
+// the registration (a RegistrationLost output when the PE was registered:
+// the registrar drops the PEs of a lost association) and starts a server
+// hunt when the PE wants to be registered (RFC 5352 §3.6); the PE
+// registers with the registrar the hunt finds, at once. The hunt's first
+// round dials at once when the lost home had answered the PE.
 func (c *PoolElementCore) HandleLost(now time.Time, id AssocID) {
 	if !c.h.lost(now, id) {
 		return
@@ -287,11 +337,21 @@ func (c *PoolElementCore) HandleLost(now time.Time, id AssocID) {
 		c.deregistering, c.deregDue = false, time.Time{}
 		c.out = append(c.out, Deregistered{Err: ErrNoRegistrar})
 	}
+	c.lose(ErrHomeLost)
 	if c.want {
-		c.regDue = time.Time{}
+		c.regDue, c.retryAt = time.Time{}, time.Time{}
 		c.attempts = 0
-		c.h.startHunt(now)
+		c.hunt(now)
 	}
+}
+
+// lose ends the registered state, telling the host once.
+func (c *PoolElementCore) lose(err error) {
+	if !c.registered {
+		return
+	}
+	c.registered, c.reregAt = false, time.Time{}
+	c.out = append(c.out, RegistrationLost{Err: err})
 }
 
 // Handle processes one ASAP message received on association from.
@@ -325,19 +385,38 @@ func (c *PoolElementCore) onRegistrationResponse(now time.Time, from AssocID, m 
 		return
 	}
 	c.regDue, c.attempts = time.Time{}, 0
+	c.h.success() // the home answers: a later hunt starts at once
 	if m.Reject {
-		err := newRejectError(tlv.ASAPRegistration, m.Error)
-		c.log.Debug("pe: registration rejected", "pe", c.id, "err", err)
-		c.want, c.registered, c.reregAt, c.dirty = false, false, time.Time{}, false
-		c.out = append(c.out, RegistrationFailed{Err: err})
+		c.refused(now, newRejectError(tlv.ASAPRegistration, m.Error))
 		return
 	}
-	c.registered = true
+	renewal := c.registered
+	c.registered, c.refusals = true, 0
 	c.reregAt = now.Add(c.t.T4Reregistration)
-	c.out = append(c.out, Registered{PEID: c.id, ServerID: c.h.homeSID})
+	c.out = append(c.out, Registered{PEID: c.id, ServerID: c.h.homeSID, Renewal: renewal})
 	if c.dirty {
 		c.sendRegistration(now)
 	}
+}
+
+// refused handles a refused registration (RFC 5352 §3.1). The PE is not
+// registered any more: the registrar did not take this registration.
+// After a transient refusal (RejectError.Transient) it sends the
+// registration again after an exponential, jittered back-off from
+// Timers.RefusedRetry to Timers.RefusedRetryMax; after a final one it
+// stops trying.
+func (c *PoolElementCore) refused(now time.Time, err *RejectError) {
+	c.registered, c.reregAt = false, time.Time{}
+	if !err.Transient() {
+		c.log.Debug("pe: registration refused for good", "pe", c.id, "err", err)
+		c.want, c.dirty, c.refusals = false, false, 0
+		c.out = append(c.out, RegistrationFailed{Err: err})
+		return
+	}
+	c.refusals++
+	c.retryAt = now.Add(backoff(c.rng, c.t.RefusedRetry, c.t.RefusedRetryMax, c.refusals))
+	c.log.Debug("pe: registration refused, retrying", "pe", c.id, "err", err, "in", c.retryAt.Sub(now))
+	c.out = append(c.out, RegistrationFailed{Err: err, Retry: c.retryAt})
 }
 
 // onDeregistrationResponse: RFC 5352 §3.3.
@@ -366,7 +445,9 @@ func (c *PoolElementCore) onKeepAlive(now time.Time, from AssocID, m *tlv.Endpoi
 		// RFC 5353 §3.9). Outstanding requests move to it.
 		c.log.Debug("pe: new home registrar", "pe", c.id, "server", m.ServerID, "assoc", from)
 		c.h.adopt(from, m.ServerID)
-		if !c.regDue.IsZero() {
+		if !c.regDue.IsZero() || (c.want && !c.registered && c.retryAt.IsZero()) {
+			// An outstanding registration moves; one that waited for a
+			// hunt goes out now.
 			c.attempts = 0
 			c.sendRegistration(now)
 		}
@@ -385,16 +466,23 @@ func (c *PoolElementCore) onKeepAlive(now time.Time, from AssocID, m *tlv.Endpoi
 }
 
 // onError: an ASAP_ERROR from the home while a registration is outstanding
-// means the registrar could not take it (RFC 5352 §2.2.14).
+// means the registrar could not take it (RFC 5352 §2.2.14), and is a
+// refusal like a rejecting response (transient or final by its causes).
+// An ASAP_ERROR that only reports parameters the registrar skipped
+// (Unrecognized Parameter for a type whose action bits are 11, "skip and
+// report", RFC 5354 §2) is not a refusal: the registrar went on with the
+// message, and its response, or T2, follows.
 func (c *PoolElementCore) onError(now time.Time, from AssocID, m *tlv.ASAPError) {
 	c.log.Debug("pe: ASAP_ERROR from registrar", "assoc", from, "causes", len(m.Error.Causes))
 	if from != c.h.home {
 		return
 	}
+	if onlySkipped(&m.Error) {
+		return
+	}
 	if !c.regDue.IsZero() {
 		c.regDue, c.attempts = time.Time{}, 0
-		c.want, c.registered, c.reregAt = false, false, time.Time{}
-		c.out = append(c.out, RegistrationFailed{Err: newRejectError(tlv.ASAPRegistration, &m.Error)})
+		c.refused(now, newRejectError(tlv.ASAPRegistration, &m.Error))
 		return
 	}
 	if c.deregistering {
@@ -403,9 +491,24 @@ func (c *PoolElementCore) onError(now time.Time, from AssocID, m *tlv.ASAPError)
 	}
 }
 
+// onlySkipped reports whether every cause is Unrecognized Parameter about a
+// parameter whose type says "skip and report" (RFC 5354 §2).
+func onlySkipped(oe *tlv.OperationError) bool {
+	if len(oe.Causes) == 0 {
+		return false
+	}
+	for _, cs := range oe.Causes {
+		if cs.Code != tlv.CauseUnrecognizedParameter || len(cs.Info) < 2 || tlv.Action(cs.Info[0]>>6) != tlv.ActionSkipReport {
+			return false
+		}
+	}
+	return true
+}
+
 // NextDeadline returns when HandleTimeout must next run, or the zero time.
 func (c *PoolElementCore) NextDeadline() time.Time {
 	d := c.h.nextDeadline()
+	d = earliest(d, c.retryAt)
 	d = earliest(d, c.regDue)
 	d = earliest(d, c.reregAt)
 	d = earliest(d, c.deregDue)
@@ -413,10 +516,25 @@ func (c *PoolElementCore) NextDeadline() time.Time {
 }
 
 // HandleTimeout runs the timers due at now: T2 (retry, then server hunt
-// after MAX-REG-ATTEMPT), T4 (re-registration), T3 (deregistration retry)
-// and T5 (server-hunt round).
+// after MAX-REG-ATTEMPT), the retry after a transient refusal, T4
+// (re-registration), T3 (deregistration retry) and T5 (server-hunt
+// round; a RegistrationFailed with a *NoRegistrarError after each
+// MaxServerHunts failed hunts).
 func (c *PoolElementCore) HandleTimeout(now time.Time) {
 	c.h.timeout(now)
+	if c.want && c.h.hunting && c.h.failed >= c.noRegAt {
+		err := c.h.noRegistrar()
+		c.noRegAt = c.h.failed + c.hunts
+		c.log.Debug("pe: no registrar reachable, still hunting", "pe", c.id, "err", err)
+		c.out = append(c.out, RegistrationFailed{Err: err, Retry: c.h.deadline})
+	}
+	if !c.retryAt.IsZero() && !now.Before(c.retryAt) {
+		c.retryAt = time.Time{}
+		if c.want && c.regDue.IsZero() {
+			c.attempts = 0
+			c.sendRegistration(now)
+		}
+	}
 	if !c.regDue.IsZero() && !now.Before(c.regDue) {
 		c.regDue = time.Time{}
 		if c.attempts < c.t.MaxRegAttempt {
@@ -424,7 +542,8 @@ func (c *PoolElementCore) HandleTimeout(now time.Time) {
 		} else {
 			c.log.Debug("pe: MAX-REG-ATTEMPT reached, server hunt", "pe", c.id, "attempts", c.attempts)
 			c.attempts = 0
-			c.h.startHunt(now)
+			c.lose(ErrTimeout) // the home is closed: it drops our registration
+			c.hunt(now)
 		}
 	}
 	if !c.reregAt.IsZero() && !now.Before(c.reregAt) {

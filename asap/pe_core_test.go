@@ -112,14 +112,13 @@ func TestPERegistrationSuccess(t *testing.T) {
 	}
 }
 
-// RFC 5352 §3.1 / RFC 5354 error causes: a response with the R flag
-// refuses the registration; the PE reports the cause and stops trying.
+// RFC 5352 §3.1 / RFC 5354 §3.12 error causes: a response with the R flag
+// refuses the registration; after a final cause the PE reports it and
+// stops trying (transient causes: TestPERefusedTransientRetries).
 func TestPERegistrationReject(t *testing.T) {
 	causes := []tlv.CauseCode{
-		tlv.CauseUnspecified, tlv.CauseUnrecognizedParameter, tlv.CauseUnrecognizedMessage,
-		tlv.CauseInvalidValues, tlv.CauseNonUniquePEIdentifier, tlv.CauseInconsistentPoolingPolicy,
-		tlv.CauseLackOfResources, tlv.CauseInconsistentTransportType,
-		tlv.CauseInconsistentDataControlConfig, tlv.CauseUnknownPoolHandle, tlv.CauseRejectedSecurity,
+		tlv.CauseUnrecognizedParameter, tlv.CauseUnrecognizedMessage,
+		tlv.CauseInvalidValues, tlv.CauseRejectedSecurity,
 	}
 	for _, code := range causes {
 		t.Run(code.String(), func(t *testing.T) {
@@ -140,8 +139,8 @@ func TestPERegistrationReject(t *testing.T) {
 			if !errors.As(f[0].Err, &re) || re.Code() != code || re.Op != tlv.ASAPRegistration {
 				t.Fatalf("error %v, want reject with %v", f[0].Err, code)
 			}
-			if errors.Is(f[0].Err, ErrUnknownPool) != (code == tlv.CauseUnknownPoolHandle) {
-				t.Fatalf("errors.Is(ErrUnknownPool) wrong for %v", code)
+			if errors.Is(f[0].Err, ErrUnknownPool) || re.Transient() || !f[0].Retry.IsZero() {
+				t.Fatalf("%v: final refusal reported as %v, transient %v, retry %v", code, f[0].Err, re.Transient(), f[0].Retry)
 			}
 			if c.Registered() || !c.NextDeadline().IsZero() || len(only[Send](outs)) != 0 {
 				t.Fatalf("PE keeps trying after reject: deadline %v", c.NextDeadline())
@@ -232,11 +231,20 @@ func TestPEServerHuntT5(t *testing.T) {
 	if b.Addr == a.Addr {
 		t.Fatal("second round dialled the same registrar")
 	}
-	c.HandleConnectFailed(t0.Add(DefaultT5ServerHunt), b.Assoc)
+	c.HandleConnectFailed(t0.Add(DefaultT5ServerHunt), b.Assoc, nil)
 	if len(c.Outbox()) != 0 {
 		t.Fatal("a refused dial started the next round before T5")
 	}
-	c.HandleTimeout(t0.Add(2 * DefaultT5ServerHunt))
+	// The second round backs off: it lasts between T5 and 2·T5.
+	next := c.NextDeadline()
+	if d := next.Sub(t0.Add(DefaultT5ServerHunt)); d < DefaultT5ServerHunt || d > 2*DefaultT5ServerHunt {
+		t.Fatalf("second round lasts %v, want %v..%v", d, DefaultT5ServerHunt, 2*DefaultT5ServerHunt)
+	}
+	c.HandleTimeout(next.Add(-time.Nanosecond))
+	if len(c.Outbox()) != 0 {
+		t.Fatal("third round before the second one's end")
+	}
+	c.HandleTimeout(next)
 	again := oneConnect(t, c.Outbox())
 	if again.Assoc == a.Assoc || again.Assoc == b.Assoc {
 		t.Fatal("association IDs reused")
@@ -482,10 +490,10 @@ func TestPEServerAnnounceTable(t *testing.T) {
 	if conn.Addr.AddrPort != mustAddrPort("10.9.9.9:3863") {
 		t.Fatalf("dialled %v, want source address at port 3863", conn.Addr)
 	}
-	c.HandleConnectFailed(t0, conn.Assoc)
+	c.HandleConnectFailed(t0, conn.Assoc, nil)
 	c.HandleTimeout(t0.Add(DefaultT5ServerHunt))
 	again := oneConnect(t, c.Outbox()) // only one registrar: tried again
-	c.HandleConnectFailed(t0, again.Assoc)
+	c.HandleConnectFailed(t0, again.Assoc, nil)
 	c.Outbox()
 
 	// An announce with an SCTP transport parameter names the address.

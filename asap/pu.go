@@ -37,11 +37,18 @@ type PoolUser struct {
 }
 
 // NewPoolUser validates cfg and starts a pool user that talks to
-// registrars, and dials PEs, over tr.
+// registrars, and dials PEs, over tr. It fails with ErrInvalidConfig when
+// cfg names no registrar and no announcer is given (WithAnnouncer). A
+// zero cfg.Kind is taken from tr when it is a transport.KindReporter.
 func NewPoolUser(cfg PUConfig, tr transport.Transport, opts ...Option) (*PoolUser, error) {
 	if cfg.DialTimeout < 0 || cfg.MaxFailover < 0 {
 		return nil, fmt.Errorf("%w: DialTimeout and MaxFailover must not be negative", ErrInvalidConfig)
 	}
+	o := applyOptions(opts)
+	if err := checkDiscovery(cfg.Registrars, o); err != nil {
+		return nil, err
+	}
+	cfg.Kind = kindOf(cfg.Kind, tr)
 	core, err := NewPoolUserCore(cfg)
 	if err != nil {
 		return nil, err
@@ -54,7 +61,7 @@ func NewPoolUser(cfg PUConfig, tr transport.Transport, opts ...Option) (*PoolUse
 	if pu.maxFailover == 0 {
 		pu.maxFailover = DefaultMaxFailover
 	}
-	pu.ep = startEndpoint(core, tr, core.log, pu.event, opts)
+	pu.ep = startEndpoint(core, tr, core.log, pu.event, o)
 	return pu, nil
 }
 
@@ -68,7 +75,10 @@ func (pu *PoolUser) event(now time.Time, o Output) {
 }
 
 // Resolve returns the pool's elements: from the cache while it is fresh
-// (stale.cache.value), else from a registrar (RFC 5352 §3.5).
+// (stale.cache.value), else from a registrar (RFC 5352 §3.5). With no
+// registrar reachable it fails with a *NoRegistrarError (errors.Is
+// ErrNoRegistrar) after MaxServerHunts failed server hunts; Select and
+// Dial, which resolve, fail the same way.
 func (pu *PoolUser) Resolve(ctx context.Context, handle []byte) ([]tlv.PoolElement, error) {
 	w := make(chan ResolutionDone, 1)
 	var req uint64

@@ -20,7 +20,9 @@ type PUConfig struct {
 	// announced ones are added as ASAP_SERVER_ANNOUNCEs arrive.
 	Registrars []transport.Addr
 	// Kind is the transport.Kind that SCTP transport parameters (of PEs
-	// and announces) map to; default transport.KindSCTPUDP.
+	// and announces) map to. When zero, NewPoolUser takes it from the
+	// transport if that is a transport.KindReporter (memnet: KindMem);
+	// otherwise it is transport.KindSCTPUDP (the zero Kind).
 	Kind transport.Kind
 	// Timers overrides RFC 5352 §5 timers (T1, T5, T7,
 	// MAX-REQUEST-RETRANSMIT are used).
@@ -37,8 +39,11 @@ type PUConfig struct {
 	// (draft-dreibholz-rserpool-asap-hropt): how many PEs to ask for. 0
 	// sends no option (the registrar picks); 0xffffffff asks for all.
 	Items uint32
-	// MaxServerHunts bounds the server hunts one resolution lives through
-	// before it fails; default DefaultMaxServerHunts.
+	// MaxServerHunts is MAX-NUMBER-SERVER-HUNT: a resolution waiting for a
+	// registrar fails with a *NoRegistrarError after this many failed
+	// server hunts (passes over the whole registrar table), and one sent
+	// to registrars that do not answer fails with ErrTimeout after this
+	// many hunts; default DefaultMaxServerHunts.
 	MaxServerHunts int
 	// HuntParallel is how many registrars one server-hunt round dials at
 	// once; default DefaultHuntParallel.
@@ -96,6 +101,9 @@ type query struct {
 	hunts  int
 	sent   bool      // reached a registrar at least once
 	due    time.Time // T1, or the wait for a hunt
+	// noRegAt: while waiting for a home, the hunter's failed-hunt count
+	// at which the query fails with NoRegistrarError.
+	noRegAt int
 }
 
 // poolCache is the cached resolution of one pool (RFC 5352 §3.5 cache).
@@ -190,6 +198,7 @@ func (c *PoolUserCore) Resolve(now time.Time, handle []byte) uint64 {
 	}
 	q.due = now.Add(c.t.T1ENRPRequest)
 	c.h.startHunt(now)
+	q.noRegAt = c.h.failed + c.maxHunts
 	return req
 }
 
@@ -298,12 +307,10 @@ func (c *PoolUserCore) drop(handle []byte, peID uint32) {
 func (c *PoolUserCore) Forget(handle []byte) { delete(c.cache, string(handle)) }
 
 // HandleAnnounce feeds an ASAP_SERVER_ANNOUNCE received at src (RFC 5352
-// §3.6).
+// §3.6). A registrar new to the table is dialled at once when a hunt
+// waits for its next round.
 func (c *PoolUserCore) HandleAnnounce(now time.Time, src transport.Addr, m *tlv.ServerAnnounce) {
-	c.h.announce(now, src, m)
-	if c.h.hunting && len(c.h.attempts) == 0 {
-		c.h.round(now)
-	}
+	c.h.handleAnnounce(now, src, m)
 }
 
 // HandleConnected reports that the association asked for with Connect is
@@ -319,8 +326,11 @@ func (c *PoolUserCore) HandleConnected(now time.Time, id AssocID) {
 	}
 }
 
-// HandleConnectFailed reports that a Connect failed.
-func (c *PoolUserCore) HandleConnectFailed(now time.Time, id AssocID) { c.h.connectFailed(now, id) }
+// HandleConnectFailed reports that a Connect failed, and why (err may be
+// nil); the last error goes into a NoRegistrarError.
+func (c *PoolUserCore) HandleConnectFailed(now time.Time, id AssocID, err error) {
+	c.h.connectFailed(now, id, err)
+}
 
 // HandleLost reports that an association went down. Resolutions waiting
 // on the home start a server hunt (RFC 5352 §3.6).
@@ -330,6 +340,9 @@ func (c *PoolUserCore) HandleLost(now time.Time, id AssocID) {
 	}
 	if len(c.queries) > 0 {
 		c.h.startHunt(now)
+		for _, q := range c.queries {
+			q.noRegAt = c.h.failed + c.maxHunts
+		}
 	}
 }
 
@@ -357,6 +370,7 @@ func (c *PoolUserCore) onResponse(now time.Time, from AssocID, m *tlv.HandleReso
 	if q == nil || q.assoc != from {
 		return
 	}
+	c.h.success() // the home answers: a later hunt starts at once
 	if m.Error != nil {
 		delete(c.cache, string(q.handle))
 		c.finish(q, nil, newRejectError(tlv.ASAPHandleResolution, m.Error))
@@ -509,9 +523,32 @@ func (c *PoolUserCore) NextDeadline() time.Time {
 }
 
 // HandleTimeout runs the timers due at now: T1 (resend up to
-// MAX-REQUEST-RETRANSMIT, then server hunt, RFC 5352 §3.5) and T5.
+// MAX-REQUEST-RETRANSMIT, then server hunt, RFC 5352 §3.5) and T5. A
+// resolution waiting for a registrar fails with a *NoRegistrarError after
+// MaxServerHunts failed hunts. With no resolution left waiting, the hunt
+// stops; its back-off carries over to the next one unless a registrar
+// answered meanwhile, so that a host that resolves in a loop does not
+// undo it.
 func (c *PoolUserCore) HandleTimeout(now time.Time) {
-	c.h.timeout(now)
+	defer func() {
+		if len(c.queries) == 0 && c.h.hunting {
+			c.h.stopHunt()
+		}
+	}()
+	if c.h.expire(now) {
+		var noReg *NoRegistrarError
+		for _, k := range c.queryKeys() {
+			if q := c.queries[k]; q.assoc == 0 && c.h.failed >= q.noRegAt {
+				if noReg == nil {
+					noReg = c.h.noRegistrar()
+				}
+				c.finish(q, nil, noReg)
+			}
+		}
+		if len(c.queries) > 0 {
+			c.h.round(now)
+		}
+	}
 	for _, k := range c.queryKeys() {
 		q := c.queries[k]
 		if q == nil || now.Before(q.due) {
@@ -522,10 +559,10 @@ func (c *PoolUserCore) HandleTimeout(now time.Time) {
 			continue
 		}
 		q.hunts++
-		if q.hunts > c.maxHunts || len(c.h.candidates(now)) == 0 {
-			err := ErrTimeout
+		if q.hunts > c.maxHunts {
+			var err error = ErrTimeout
 			if !q.sent {
-				err = ErrNoRegistrar
+				err = c.h.noRegistrar()
 			}
 			c.finish(q, nil, err)
 			continue
@@ -537,10 +574,12 @@ func (c *PoolUserCore) HandleTimeout(now time.Time) {
 		q.assoc, q.tries = 0, 0
 		q.due = now.Add(c.t.T1ENRPRequest)
 		c.h.startHunt(now)
+		q.noRegAt = c.h.failed + c.maxHunts
 		// Other resolutions on the dropped home wait for the new one.
 		for _, o := range c.queries {
 			if o.assoc != 0 && o.assoc != c.h.home {
 				o.assoc, o.tries = 0, 0
+				o.noRegAt = c.h.failed + c.maxHunts
 			}
 		}
 	}

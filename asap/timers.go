@@ -5,9 +5,9 @@ import (
 	"time"
 )
 
-// Timer and threshold defaults of RFC 5352 §5. The values follow
-// ../shared/SPEC.md §7; the RFC text itself could not be re-read when this
-// was written, so each one stays configurable through [Timers].
+// Timer and threshold defaults of RFC 5352 §5. The values follow the
+// project's digest of the RFC; the RFC text itself could not be re-read
+// when this was written, so each one stays configurable through [Timers].
 const (
 	// DefaultT1ENRPRequest is T1-ENRPrequest (RFC 5352 §5.1): how long a
 	// pool user waits for an ASAP_HANDLE_RESOLUTION_RESPONSE before it
@@ -32,8 +32,32 @@ const (
 
 	// DefaultT5ServerHunt is T5-serverhunt (RFC 5352 §5.1): how long one
 	// round of a server hunt waits for an association to a registrar.
-	// SPEC.md gives 120 ms, tagged unverified; see the package notes.
+	// 120 ms is unverified against the RFC; see the package notes. It is
+	// the first round's length: later rounds back off up to
+	// DefaultT5ServerHuntMax.
 	DefaultT5ServerHunt = 120 * time.Millisecond
+
+	// DefaultT5ServerHuntMax caps the back-off of server-hunt rounds: each
+	// round that finds no registrar doubles the next one's length, from
+	// T5-serverhunt up to this cap, each jittered to between half and all
+	// of it. Not an RFC value (RFC 5352 §3.6 sets no retry rate): 5 s keeps
+	// a hunt against a dead or refusing registrar at about one dial per
+	// registrar every 4 s, and finds a registrar that comes back within
+	// seconds.
+	DefaultT5ServerHuntMax = 5 * time.Second
+
+	// DefaultRefusedRetry is how long a pool element waits before it sends
+	// a registration again after a transient refusal
+	// (RejectError.Transient); each further refusal in a row doubles the
+	// wait up to DefaultRefusedRetryMax, each jittered to between half and
+	// all of it. Not an RFC value (RFC 5352 §3.1 says nothing of retries
+	// after a refusal): 1 s then 2, 4, 8, 10 s lets a PE come back within
+	// seconds once the cause is gone (an identifier binding expired, a pool
+	// emptied) at a load of one registration per 10 s at worst.
+	DefaultRefusedRetry = 1 * time.Second
+
+	// DefaultRefusedRetryMax caps the back-off of DefaultRefusedRetry.
+	DefaultRefusedRetryMax = 10 * time.Second
 
 	// DefaultT6ServerAnnounce is T6-serverannounce (RFC 5352 §5.1): the
 	// period of a registrar's ASAP_SERVER_ANNOUNCE.
@@ -66,8 +90,15 @@ const (
 	// tries at once (RSPLIB tries up to 3; RFC 5352 §3.6 leaves it open).
 	DefaultHuntParallel = 3
 
-	// DefaultMaxServerHunts bounds the server hunts one pool-user request
-	// lives through before it fails with [ErrTimeout].
+	// DefaultMaxServerHunts is MAX-NUMBER-SERVER-HUNT: the failed server
+	// hunts (passes over the whole registrar table, RFC 5352 §3.6) a
+	// request waits through before it fails with a [*NoRegistrarError]
+	// (PoolElement.Register, PoolUser.Resolve); for a pool user it also
+	// bounds the server hunts one resolution lives through when registrars
+	// take it but do not answer ([ErrTimeout]). The project's digest of
+	// RFC 5352 §5.2 gives 3 and marks it very unsure; it could not be
+	// checked against the RFC text, hence PEConfig.MaxServerHunts and
+	// PUConfig.MaxServerHunts.
 	DefaultMaxServerHunts = 3
 
 	// ASAPPort is the well-known ASAP port (RFC 5352 §4, IANA). An
@@ -79,11 +110,22 @@ const (
 // Timers holds the RFC 5352 §5 timers and thresholds an endpoint uses.
 // A zero field takes the default named after it.
 type Timers struct {
-	T1ENRPRequest        time.Duration // default DefaultT1ENRPRequest
-	T2Registration       time.Duration // default DefaultT2Registration
-	T3Deregistration     time.Duration // default DefaultT3Deregistration
-	T4Reregistration     time.Duration // default min(MaxT4Reregistration, max(life − T4LifetimeMargin, life/3))
-	T5ServerHunt         time.Duration // default DefaultT5ServerHunt
+	T1ENRPRequest    time.Duration // default DefaultT1ENRPRequest
+	T2Registration   time.Duration // default DefaultT2Registration
+	T3Deregistration time.Duration // default DefaultT3Deregistration
+	T4Reregistration time.Duration // default min(MaxT4Reregistration, max(life − T4LifetimeMargin, life/3))
+	T5ServerHunt     time.Duration // default DefaultT5ServerHunt
+	// T5ServerHuntMax caps the back-off of server-hunt rounds; default
+	// DefaultT5ServerHuntMax. A negative value turns the back-off off
+	// (every round lasts T5ServerHunt, as before). A value below
+	// T5ServerHunt is raised to it.
+	T5ServerHuntMax time.Duration
+	// RefusedRetry and RefusedRetryMax are the first and the longest wait
+	// of a pool element before it registers again after a transient
+	// refusal; defaults DefaultRefusedRetry and DefaultRefusedRetryMax.
+	// RefusedRetryMax below RefusedRetry is raised to it.
+	RefusedRetry         time.Duration
+	RefusedRetryMax      time.Duration
 	T7ENRPOutdate        time.Duration // default DefaultT7ENRPOutdate
 	MaxRegAttempt        int           // default DefaultMaxRegAttempt
 	MaxRequestRetransmit int           // default DefaultMaxRequestRetransmit
@@ -104,6 +146,17 @@ func (t Timers) withDefaults() (Timers, error) {
 		{"T5ServerHunt", &t.T5ServerHunt, DefaultT5ServerHunt},
 		{"T7ENRPOutdate", &t.T7ENRPOutdate, DefaultT7ENRPOutdate},
 	}
+	if t.T5ServerHuntMax == 0 {
+		t.T5ServerHuntMax = DefaultT5ServerHuntMax
+	}
+	durs = append(durs, []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"RefusedRetry", &t.RefusedRetry, DefaultRefusedRetry},
+		{"RefusedRetryMax", &t.RefusedRetryMax, DefaultRefusedRetryMax},
+	}...)
 	for _, d := range durs {
 		if *d.v < 0 {
 			return t, fmt.Errorf("%w: Timers.%s is negative (%v)", ErrInvalidConfig, d.name, *d.v)
@@ -112,6 +165,11 @@ func (t Timers) withDefaults() (Timers, error) {
 			*d.v = d.def
 		}
 	}
+	if t.T5ServerHuntMax < 0 {
+		t.T5ServerHuntMax = t.T5ServerHunt // no back-off
+	}
+	t.T5ServerHuntMax = max(t.T5ServerHuntMax, t.T5ServerHunt)
+	t.RefusedRetryMax = max(t.RefusedRetryMax, t.RefusedRetry)
 	if t.MaxRegAttempt < 0 || t.MaxRequestRetransmit < 0 {
 		return t, fmt.Errorf("%w: Timers.MaxRegAttempt and MaxRequestRetransmit must not be negative", ErrInvalidConfig)
 	}
@@ -137,4 +195,21 @@ func reregistrationInterval(configured, life time.Duration) time.Duration {
 		t4 = life / 3
 	}
 	return min(MaxT4Reregistration, t4)
+}
+
+// backoff returns the wait before attempt n (n ≥ 1) of an exponential
+// back-off from base, capped at limit, with "equal jitter": a uniformly
+// random duration between half of min(limit, base·2^(n−1)) and all of it.
+// Jitter keeps endpoints that failed together from retrying together.
+func backoff(rng interface{ Int64N(int64) int64 }, base, limit time.Duration, n int) time.Duration {
+	d := base
+	for i := 1; i < n && d < limit; i++ {
+		d *= 2
+	}
+	d = min(d, limit)
+	if d <= 1 {
+		return d
+	}
+	half := d / 2
+	return half + time.Duration(rng.Int64N(int64(d-half)+1))
 }

@@ -182,6 +182,15 @@ type Transport interface {
 	Listen(at Addr) (Listener, error)
 }
 
+// KindReporter is implemented by a Transport whose addresses all have one
+// Kind (memnet: KindMem; SCTP over UDP: KindSCTPUDP). Users that map RFC
+// 5354 transport parameters to addresses, such as the asap pool element and
+// pool user, take their Kind from it when their configuration leaves it
+// zero.
+type KindReporter interface {
+	Kind() Kind
+}
+
 // Announcer sends datagrams to a multicast group and receives those the
 // group carries: ASAP Server Announce (RFC 5352 §3.6) and ENRP Presence
 // (RFC 5353 §3.2) announcements. Datagrams carry no PPID; the group and port

@@ -24,6 +24,11 @@ type Node struct {
 
 var _ transport.Transport = (*Node)(nil)
 
+var _ transport.KindReporter = (*Node)(nil)
+
+// Kind returns transport.KindMem, the Kind of every memnet address.
+func (nd *Node) Kind() transport.Kind { return transport.KindMem }
+
 // IP returns the node's IP address.
 func (nd *Node) IP() netip.Addr { return nd.ip }
 

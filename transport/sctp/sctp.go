@@ -140,7 +140,15 @@ func New(cfg Config) *Transport {
 	return &Transport{cfg: cfg.withDefaults()}
 }
 
-var _ transport.Transport = (*Transport)(nil)
+var (
+	_ transport.Transport    = (*Transport)(nil)
+	_ transport.KindReporter = (*Transport)(nil)
+)
+
+// Kind returns transport.KindSCTPUDP, the Kind of the addresses this
+// Transport listens on ([transport.KindReporter]). Dial also reaches
+// KindSCTP addresses.
+func (t *Transport) Kind() transport.Kind { return transport.KindSCTPUDP }
 
 func checkPort(p uint16) error {
 	if p == ASAPAnnouncePort || p == ENRPAnnouncePort {
