@@ -75,6 +75,14 @@ type Config struct {
 	AddressCheck       asap.AddressCheck // anti-spoofing of user transports
 	Authorize          asap.AuthorizeFunc
 
+	// Defences against false reports, resolution floods and idle peers
+	// (RFC 5355 §3); see asap.ServerConfig.
+	MaxEURate       float64       // reports/s per association, default asap.DefaultMaxEURate; asap.Unlimited for none
+	MaxHRRate       float64       // resolutions/s per association, default asap.DefaultMaxHRRate (unlimited)
+	IDGrace         time.Duration // default asap.DefaultIDGrace; negative for none
+	MaxGraceEntries int           // default asap.DefaultMaxGraceEntries
+	IdleTimeout     time.Duration // default asap.DefaultIdleTimeout; negative for none
+
 	// Handlespace bounds the store (pools, PEs, handle size). Its Now is
 	// replaced by the registrar's clock; a nil Rand takes Config.Rand.
 	Handlespace handlespace.Config
@@ -117,6 +125,11 @@ func (c *Config) asapConfig() asap.ServerConfig {
 		AssocBurst:         c.AssocBurst,
 		AddressCheck:       c.AddressCheck,
 		Authorize:          c.Authorize,
+		MaxEURate:          c.MaxEURate,
+		MaxHRRate:          c.MaxHRRate,
+		IDGrace:            c.IDGrace,
+		MaxGraceEntries:    c.MaxGraceEntries,
+		IdleTimeout:        c.IdleTimeout,
 		Announce:           c.Announcer != nil,
 		AnnounceInterval:   c.AnnounceInterval,
 	}
