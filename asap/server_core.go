@@ -43,8 +43,10 @@ type ServerStats struct {
 // ServerCore is the sans-IO registrar side of ASAP (RFC 5352 §3.2-3.7):
 // it accepts, refuses and removes registrations, answers handle
 // resolutions with the pool's policy, supervises the PEs it owns with
-// Endpoint Keep Alive, counts Endpoint Unreachable reports, and emits
-// periodic Server Announces. It works on a [handlespace.Store] it does
+// Endpoint Keep Alive, counts Endpoint Unreachable reports once per
+// reporting association and checks a reported PE with a keep-alive before
+// it removes it, aborts idle associations, and emits periodic Server
+// Announces. It works on a [handlespace.Store] it does
 // not own: the ENRP server that owns the store also applies ENRP updates
 // to it, and learns what ASAP changed from the [PEStored] and [PERemoved]
 // outputs.
