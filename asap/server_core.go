@@ -46,18 +46,17 @@ type ServerStats struct {
 // Endpoint Keep Alive, counts Endpoint Unreachable reports once per
 // reporting association and checks a reported PE with a keep-alive before
 // it removes it, aborts idle associations, and emits periodic Server
-// Announces. It works on a [handlespace.Store] it does
-// not own: the ENRP server that owns the store also applies ENRP updates
-// to it, and learns what ASAP changed from the [PEStored] and [PERemoved]
-// outputs.
+// Announces. It works on a [handlespace.Store] it does not own: the ENRP
+// server that owns the store also applies ENRP updates to it, and learns
+// what ASAP changed from the [PEStored] and [PERemoved] outputs.
 //
 // It does no I/O and reads no clock. The driver tells it about
 // associations (HandleAccepted, HandleLost), feeds it messages (HandleData
 // for raw bytes, Handle for parsed ones) and timeouts (HandleTimeout at
-// NextDeadline), and carries out the Outbox: [Send], [SendAnnounce], and
-// the events [PEStored] and [PERemoved], and [AbortAssoc]. Messages in the outbox may alias
-// the input and the store: encode them before the next call of any method
-// of the core or the store.
+// NextDeadline), and carries out the Outbox: [Send], [SendAnnounce],
+// [AbortAssoc], and the events [PEStored] and [PERemoved]. Messages in the
+// outbox may alias the input and the store: encode them before the next
+// call of any method of the core or the store.
 //
 // Bad input never panics and never changes the store unless it is a valid
 // request: malformed messages are answered with ASAP_ERROR when their
@@ -533,8 +532,8 @@ func (c *ServerCore) NextDeadline() time.Time {
 // HandleTimeout runs what is due at now: registration expiry (RFC 5352
 // §3.2), keep-alive sends and timeouts (§3.7; the association of a PE
 // that failed one is aborted when it carries no other PE), idle
-// associations (IdleTimeout), and the Server Announce (§3.6, T6). A driver calls it once when it starts, which sends the
-// first announce.
+// associations (IdleTimeout), and the Server Announce (§3.6, T6). A
+// driver calls it once when it starts, which sends the first announce.
 func (c *ServerCore) HandleTimeout(now time.Time) {
 	c.start(now)
 	c.expired = c.expired[:0]
