@@ -49,8 +49,51 @@ const (
 	DefaultAssocRate  = 10000.0 // messages per second
 	DefaultAssocBurst = 1000    // messages
 
-	// Unlimited, in MaxPEsPerAssoc or AssocRate, turns the limit off.
+	// Unlimited, in MaxPEsPerAssoc, AssocRate, MaxEURate or MaxHRRate,
+	// turns the limit off.
 	Unlimited = -1
+)
+
+// Defaults of the registrar's defences against false reports and idle
+// peers (RFC 5355 §3; see [ServerConfig]).
+const (
+	// DefaultMaxEURate is the rate of ASAP_ENDPOINT_UNREACHABLEs one
+	// association may send, per second, with bursts of RateLimitBurst
+	// (RFC 5355 §3 false failure reports). RSPLIB 3.4.4's default
+	// (-maxeurate) is unlimited; one report a second is chosen here
+	// because an honest pool user reports a PE once per failover, and a
+	// report dropped costs nothing: a dead PE still fails its keep-alive
+	// (RFC 5352 §3.7).
+	DefaultMaxEURate = 1.0
+
+	// DefaultMaxHRRate is the rate of ASAP_HANDLE_RESOLUTIONs one
+	// association may send, per second, with bursts of RateLimitBurst
+	// (RFC 5355 §3 handlespace scanning). RSPLIB 3.4.4's default
+	// (-maxhrrate) is unlimited, and so is this one: AssocRate already
+	// bounds every message of an association.
+	DefaultMaxHRRate = Unlimited
+
+	// RateLimitBurst is the burst of the MaxEURate and MaxHRRate token
+	// buckets: RSPLIB 3.4.4 measures those rates over the last 16
+	// messages of a pool user.
+	RateLimitBurst = 16
+
+	// DefaultIDGrace is how long the identifier of a PE removed against
+	// its will (unanswered keep-alive, RFC 5352 §3.5 and §3.7) stays bound
+	// to its association, and its emptied pool keeps its policy and
+	// transport type. It is T2-registration (RFC 5352 §5.1, 30 s): time
+	// for the PE to notice and register again.
+	DefaultIDGrace = DefaultT2Registration
+
+	// DefaultMaxGraceEntries bounds the identifiers and pools held for
+	// IDGrace; beyond it the oldest entry is dropped. It equals
+	// handlespace.DefaultMaxPools.
+	DefaultMaxGraceEntries = 1 << 16
+
+	// DefaultIdleTimeout is how long an association that carries no PE
+	// may stay silent before the registrar aborts it: RSPLIB 3.4.4's
+	// default SCTP autoclose timeout (-autoclosetimeout, 300 s).
+	DefaultIdleTimeout = 300 * time.Second
 )
 
 // AddressCheck says how a registrar checks the addresses of a PE's user
@@ -149,6 +192,32 @@ type ServerConfig struct {
 	MaxPoolsPerSource int
 	MaxPEsPerSource   int
 
+	// Defences against false Endpoint Unreachable reports, handle
+	// resolution floods and idle associations (RFC 5355 §3).
+	//
+	// MaxEURate and MaxHRRate are per-association token buckets (per
+	// second, bursts of RateLimitBurst) for ASAP_ENDPOINT_UNREACHABLE and
+	// ASAP_HANDLE_RESOLUTION; messages over the rate are dropped
+	// unanswered and counted in ServerStats.EURateDropped and
+	// HRRateDropped. Defaults DefaultMaxEURate and DefaultMaxHRRate;
+	// Unlimited turns a limit off.
+	MaxEURate float64
+	MaxHRRate float64
+	// IDGrace is how long the identifier of a PE removed for an
+	// unanswered keep-alive stays bound to its association (a
+	// registration of it over another association is refused with
+	// Non-unique PE Identifier), and an emptied pool keeps its policy and
+	// transport type for associations other than the removed PE's.
+	// Default DefaultIDGrace; a negative value turns it off.
+	// MaxGraceEntries bounds the entries held (default
+	// DefaultMaxGraceEntries).
+	IDGrace         time.Duration
+	MaxGraceEntries int
+	// IdleTimeout is how long an association that carries no PE may send
+	// nothing before the registrar aborts it (AbortAssoc); default
+	// DefaultIdleTimeout, a negative value turns it off.
+	IdleTimeout time.Duration
+
 	// AddressCheck is the anti-spoofing rule for user transports; the
 	// zero value is AddressCheckAssociation.
 	AddressCheck AddressCheck
@@ -233,6 +302,33 @@ func (c ServerConfig) withDefaults() (ServerConfig, error) {
 	}
 	if c.AssocBurst == 0 {
 		c.AssocBurst = DefaultAssocBurst
+	}
+	for _, r := range []struct {
+		name string
+		v    *float64
+		def  float64
+	}{
+		{"MaxEURate", &c.MaxEURate, DefaultMaxEURate},
+		{"MaxHRRate", &c.MaxHRRate, DefaultMaxHRRate},
+	} {
+		switch {
+		case *r.v == 0:
+			*r.v = r.def
+		case *r.v < 0 && *r.v != Unlimited, *r.v != *r.v: // NaN too
+			return bad(r.name, *r.v)
+		}
+	}
+	if c.IDGrace == 0 {
+		c.IDGrace = DefaultIDGrace
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	switch {
+	case c.MaxGraceEntries == 0:
+		c.MaxGraceEntries = DefaultMaxGraceEntries
+	case c.MaxGraceEntries < 0:
+		return bad("MaxGraceEntries", c.MaxGraceEntries)
 	}
 	if c.AddressCheck > AddressCheckOff {
 		return bad("AddressCheck", c.AddressCheck)

@@ -17,10 +17,10 @@ type ServerStats struct {
 	RegistrationsRefd  uint64 // registrations answered with R=1
 	Deregistrations    uint64 // PEs removed by ASAP_DEREGISTRATION
 	Resolutions        uint64 // ASAP_HANDLE_RESOLUTIONs answered (with PEs or an error)
-	UnreachableReports uint64 // ASAP_ENDPOINT_UNREACHABLEs about known PEs
-	UnreachableRemoved uint64 // PEs removed at MAX-BAD-PE-REPORT
+	UnreachableReports uint64 // ASAP_ENDPOINT_UNREACHABLEs about owned PEs, counted
+	UnreachableRemoved uint64 // reported PEs removed because they did not answer the check
 	KeepAlivesSent     uint64 // ASAP_ENDPOINT_KEEP_ALIVEs sent
-	KeepAliveTimeouts  uint64 // PEs removed for a missing keep-alive ack
+	KeepAliveTimeouts  uint64 // PEs removed for a missing keep-alive ack (not after reports)
 	Expired            uint64 // PEs removed at the end of their registration life
 	AssocLostRemoved   uint64 // PEs removed because their association went down
 	ErrorsSent         uint64 // ASAP_ERRORs sent
@@ -29,24 +29,37 @@ type ServerStats struct {
 	Announces          uint64 // ASAP_SERVER_ANNOUNCEs emitted
 	PEsLeftOut         uint64 // PEs left out of Handle Resolution Responses to fit 65,535 bytes
 	Oversize           uint64 // messages to send that could not be shortened to 65,535 bytes (dropped)
+
+	// Defences against false reports, floods and idle peers (RFC 5355 §3).
+	UnreachableRepeated uint64 // reports from an association that had already reported the PE (counted once)
+	UnreachableIgnored  uint64 // reports about PEs this registrar does not own (unknown or another home's)
+	UnreachableChecks   uint64 // immediate keep-alives asked for by MAX-BAD-PE-REPORT reporters
+	UnreachableCleared  uint64 // reported PEs that answered: kept, reports reset
+	EURateDropped       uint64 // ASAP_ENDPOINT_UNREACHABLEs over MaxEURate, dropped
+	HRRateDropped       uint64 // ASAP_HANDLE_RESOLUTIONs over MaxHRRate, dropped
+	DeregistrationsRefd uint64 // deregistrations of PEs of another home registrar, refused
+	GraceRefused        uint64 // registrations refused because IDGrace holds the PE identifier or pool
+	IdleAborted         uint64 // associations aborted after IdleTimeout without PE or message
+	KeepAliveAborted    uint64 // associations aborted when their last PE failed a keep-alive
 }
 
 // ServerCore is the sans-IO registrar side of ASAP (RFC 5352 §3.2-3.7):
 // it accepts, refuses and removes registrations, answers handle
 // resolutions with the pool's policy, supervises the PEs it owns with
-// Endpoint Keep Alive, counts Endpoint Unreachable reports, and emits
-// periodic Server Announces. It works on a [handlespace.Store] it does
-// not own: the ENRP server that owns the store also applies ENRP updates
-// to it, and learns what ASAP changed from the [PEStored] and [PERemoved]
-// outputs.
+// Endpoint Keep Alive, counts Endpoint Unreachable reports once per
+// reporting association and checks a reported PE with a keep-alive before
+// it removes it, aborts idle associations, and emits periodic Server
+// Announces. It works on a [handlespace.Store] it does not own: the ENRP
+// server that owns the store also applies ENRP updates to it, and learns
+// what ASAP changed from the [PEStored] and [PERemoved] outputs.
 //
 // It does no I/O and reads no clock. The driver tells it about
 // associations (HandleAccepted, HandleLost), feeds it messages (HandleData
 // for raw bytes, Handle for parsed ones) and timeouts (HandleTimeout at
-// NextDeadline), and carries out the Outbox: [Send], [SendAnnounce], and
-// the events [PEStored] and [PERemoved]. Messages in the outbox may alias
-// the input and the store: encode them before the next call of any method
-// of the core or the store.
+// NextDeadline), and carries out the Outbox: [Send], [SendAnnounce],
+// [AbortAssoc], and the events [PEStored] and [PERemoved]. Messages in the
+// outbox may alias the input and the store: encode them before the next
+// call of any method of the core or the store.
 //
 // Bad input never panics and never changes the store unless it is a valid
 // request: malformed messages are answered with ASAP_ERROR when their
@@ -73,6 +86,10 @@ type ServerCore struct {
 	selBuf     []tlv.PoolElement
 	expired    []peKey
 	stats      ServerStats
+
+	clock              time.Time // the now of the last call
+	idleHead, idleTail *srvAssoc // associations without PEs, least recently active first
+	grace              graceTable
 }
 
 type peKey struct {
@@ -87,6 +104,13 @@ type srvAssoc struct {
 	pools  map[string]int32   // pool handle -> its PEs in pes (server_limits.go)
 	tokens float64
 	last   time.Time
+
+	id                 AssocID
+	eu, hr             bucket             // MaxEURate, MaxHRRate
+	grace              map[peKey]struct{} // identifiers held for it
+	idleSince          time.Time          // last message, or when its last PE left
+	idlePrev, idleNext *srvAssoc
+	idleIn             bool
 }
 
 // srvPE is the registrar-local state of a PE this registrar owns.
@@ -97,6 +121,9 @@ type srvPE struct {
 	waiting bool      // a keep-alive is outstanding
 	idx     int       // position in the timer heap
 	src     *srcState // counts of its source address, nil if none
+
+	reporters []AssocID // associations that reported it unreachable since it last proved alive
+	check     bool      // the outstanding keep-alive decides on those reports
 }
 
 // NewServerCore validates cfg and returns a core that works on store.
@@ -159,7 +186,9 @@ func (c *ServerCore) HandleAccepted(now time.Time, id AssocID, info AssocInfo) {
 	if id == 0 || c.assocs[id] != nil {
 		return
 	}
-	c.assocs[id] = &srvAssoc{info: info, tokens: float64(c.cfg.AssocBurst), last: now}
+	a := &srvAssoc{id: id, info: info, tokens: float64(c.cfg.AssocBurst), last: now}
+	c.assocs[id] = a
+	c.idleTouch(now, a)
 }
 
 // HandleLost tells the core that association id is gone: every PE
@@ -170,7 +199,10 @@ func (c *ServerCore) HandleLost(now time.Time, id AssocID) {
 	if a == nil {
 		return
 	}
+	c.clock = now
 	delete(c.assocs, id)
+	c.idleUnlink(a)
+	c.graceAssocGone(a)
 	for k := range a.pes {
 		if c.removeOwned(k, RemovedAssocLost) {
 			c.stats.AssocLostRemoved++
@@ -180,6 +212,7 @@ func (c *ServerCore) HandleLost(now time.Time, id AssocID) {
 
 // start arms the announce timer at the first call.
 func (c *ServerCore) start(now time.Time) {
+	c.clock = now
 	if c.announceAt.IsZero() {
 		c.announceAt = now
 	}
@@ -217,6 +250,7 @@ func (c *ServerCore) HandleData(now time.Time, id AssocID, b []byte) {
 		c.stats.Dropped++
 		return
 	}
+	c.idleTouch(now, a)
 	if !c.allow(now, a) {
 		c.stats.Dropped++
 		return
@@ -249,6 +283,7 @@ func (c *ServerCore) Handle(now time.Time, id AssocID, m tlv.ASAPMessage) {
 		c.stats.Dropped++
 		return
 	}
+	c.idleTouch(now, a)
 	if !c.allow(now, a) {
 		c.stats.Dropped++
 		return
@@ -273,11 +308,19 @@ func (c *ServerCore) handle(now time.Time, id AssocID, a *srvAssoc, m tlv.ASAPMe
 	case *tlv.Deregistration:
 		c.onDeregistration(id, m)
 	case *tlv.HandleResolution:
+		if !a.hr.take(now, c.cfg.MaxHRRate) {
+			c.stats.HRRateDropped++
+			return
+		}
 		c.onHandleResolution(id, m)
 	case *tlv.EndpointKeepAliveAck:
 		c.onKeepAliveAck(now, id, m)
 	case *tlv.EndpointUnreachable:
-		c.onUnreachable(m)
+		if !a.eu.take(now, c.cfg.MaxEURate) {
+			c.stats.EURateDropped++
+			return
+		}
+		c.onUnreachable(now, id, m)
 	default:
 		// Responses, keep-alives, announces, cookies, business cards and
 		// errors are for pool elements and users, not for a registrar:
@@ -330,6 +373,12 @@ func (c *ServerCore) onRegistration(now time.Time, id AssocID, a *srvAssoc, m *t
 		reject(tlv.CauseNonUniquePEIdentifier, nil, "PE identifier registered over another association")
 		return
 	}
+	if st == nil {
+		if code, info, why := c.graceRefuses(now, id, a, m.PoolHandle, &pe); code != 0 {
+			reject(code, info, why)
+			return
+		}
+	}
 	pe.HomeServerID = c.cfg.ServerID
 	pe.ASAPTransport = tlv.Transport{}
 	if a.info.Remote.AddrPort.IsValid() {
@@ -372,8 +421,8 @@ func (c *ServerCore) onRegistration(now time.Time, id AssocID, a *srvAssoc, m *t
 		c.charge(a, st)
 	}
 	// A (re-)registration proves the PE alive: restart its keep-alive cycle.
-	st.waiting = false
-	c.timers.set(st, now.Add(c.cfg.KeepAliveInterval))
+	c.alive(now, st)
+	c.graceDone(key)
 	c.stats.Registrations++
 	c.send(id, resp)
 	c.out = append(c.out, PEStored{PoolHandle: tlv.PoolHandle(key.handle), PEID: pe.ID, Created: created})
@@ -382,7 +431,8 @@ func (c *ServerCore) onRegistration(now time.Time, id AssocID, a *srvAssoc, m *t
 // onDeregistration runs RFC 5352 §3.4: remove the PE and confirm; an
 // unknown pool is answered with Unknown Pool Handle, an unknown PE with
 // Invalid Values carrying its PE Identifier, and a PE registered over
-// another association with Rejected due to security considerations.
+// another association, or owned by another registrar, with Rejected due
+// to security considerations.
 func (c *ServerCore) onDeregistration(id AssocID, m *tlv.Deregistration) {
 	resp := &tlv.DeregistrationResponse{PoolHandle: m.PoolHandle, PEID: m.PEID}
 	key := peKey{string(m.PoolHandle), m.PEID}
@@ -396,11 +446,12 @@ func (c *ServerCore) onDeregistration(id AssocID, m *tlv.Deregistration) {
 		c.send(id, resp)
 		return
 	}
-	// Not one of ours: a PE another registrar owns may still be here.
-	if _, ok := c.store.Deregister(m.PoolHandle, m.PEID); ok {
-		c.stats.Deregistrations++
+	// Not one of ours: a PE another registrar owns is for its home to
+	// remove (RFC 5353 §3.6), not for an association of this one.
+	if _, _, ok := c.store.Lookup(m.PoolHandle, m.PEID); ok {
+		c.stats.DeregistrationsRefd++
+		resp.Error = tlv.NewOperationError(tlv.CauseRejectedSecurity, nil)
 		c.send(id, resp)
-		c.out = append(c.out, PERemoved{PoolHandle: tlv.PoolHandle(key.handle), PEID: m.PEID, Reason: RemovedDeregistered})
 		return
 	}
 	if _, _, err := c.store.Select(m.PoolHandle, 0, nil); err != nil {
@@ -448,7 +499,8 @@ func (c *ServerCore) onHandleResolution(id AssocID, m *tlv.HandleResolution) {
 	c.send(id, resp)
 }
 
-// onKeepAliveAck ends an outstanding keep-alive (RFC 5352 §3.7). Acks on
+// onKeepAliveAck ends an outstanding keep-alive (RFC 5352 §3.7): the PE
+// is alive, and the unreachable reports about it are void. Acks on
 // another association than the PE's are ignored.
 func (c *ServerCore) onKeepAliveAck(now time.Time, id AssocID, m *tlv.EndpointKeepAliveAck) {
 	st := c.pes[peKey{string(m.PoolHandle), m.PEID}]
@@ -456,32 +508,7 @@ func (c *ServerCore) onKeepAliveAck(now time.Time, id AssocID, m *tlv.EndpointKe
 		c.stats.Dropped++
 		return
 	}
-	st.waiting = false
-	c.timers.set(st, now.Add(c.cfg.KeepAliveInterval))
-}
-
-// onUnreachable counts a report (RFC 5352 §3.5) and removes the PE at
-// MAX-BAD-PE-REPORT.
-func (c *ServerCore) onUnreachable(m *tlv.EndpointUnreachable) {
-	n, ok := c.store.ReportUnreachable(m.PoolHandle, m.PEID)
-	if !ok {
-		return
-	}
-	c.stats.UnreachableReports++
-	if n < c.cfg.MaxBadPEReport {
-		return
-	}
-	key := peKey{string(m.PoolHandle), m.PEID}
-	removed := c.removeOwned(key, RemovedUnreachable)
-	if !removed {
-		if _, ok := c.store.Deregister(m.PoolHandle, m.PEID); ok {
-			removed = true
-			c.out = append(c.out, PERemoved{PoolHandle: tlv.PoolHandle(key.handle), PEID: m.PEID, Reason: RemovedUnreachable})
-		}
-	}
-	if removed {
-		c.stats.UnreachableRemoved++
-	}
+	c.alive(now, st)
 }
 
 // removeOwned removes one of our PEs from the store and from supervision,
@@ -497,20 +524,25 @@ func (c *ServerCore) removeOwned(key peKey, why RemoveReason) bool {
 	return true
 }
 
-// forget drops the supervision state of a PE.
+// forget drops the supervision state of a PE. An association left
+// without PEs starts its idle clock.
 func (c *ServerCore) forget(st *srvPE) {
 	delete(c.pes, st.key)
 	a := c.assocs[st.assoc]
 	if a != nil {
 		delete(a.pes, st.key)
+		if len(a.pes) == 0 {
+			c.idleTouch(c.clock, a)
+		}
 	}
 	c.release(a, st)
 	c.timers.remove(st)
 }
 
 // NextDeadline returns when HandleTimeout must next run: the earliest of
-// a registration expiry, a keep-alive to send or to give up on, and the
-// next announce. It is the zero time when nothing is scheduled.
+// a registration expiry, a keep-alive to send or to give up on, the next
+// announce, an idle association to abort and a grace entry to drop. It is
+// the zero time when nothing is scheduled.
 func (c *ServerCore) NextDeadline() time.Time {
 	var d time.Time
 	earlier := func(t time.Time) {
@@ -527,13 +559,20 @@ func (c *ServerCore) NextDeadline() time.Time {
 	if c.cfg.Announce && !c.announceAt.IsZero() {
 		earlier(c.announceAt)
 	}
+	if c.idleHead != nil {
+		earlier(c.idleHead.idleSince.Add(c.cfg.IdleTimeout))
+	}
+	if g := &c.grace; g.head < len(g.q) {
+		earlier(g.q[g.head].until)
+	}
 	return d
 }
 
 // HandleTimeout runs what is due at now: registration expiry (RFC 5352
-// §3.2), keep-alive sends and timeouts (§3.7) and the Server Announce
-// (§3.6, T6). A driver calls it once when it starts, which sends the
-// first announce.
+// §3.2), keep-alive sends and timeouts (§3.7; the association of a PE
+// that failed one is aborted when it carries no other PE), idle
+// associations (IdleTimeout), and the Server Announce (§3.6, T6). A
+// driver calls it once when it starts, which sends the first announce.
 func (c *ServerCore) HandleTimeout(now time.Time) {
 	c.start(now)
 	c.expired = c.expired[:0]
@@ -550,23 +589,20 @@ func (c *ServerCore) HandleTimeout(now time.Time) {
 	for len(c.timers) > 0 && !c.timers[0].due.After(now) {
 		st := c.timers[0]
 		if st.waiting {
-			c.stats.KeepAliveTimeouts++
-			if c.log.Enabled(context.Background(), slog.LevelDebug) {
-				c.log.Debug("asap server: keep-alive timeout", "pool", st.key.handle, "pe", st.key.id)
+			why := RemovedKeepAliveTimeout
+			if st.check {
+				why = RemovedUnreachable
+				c.stats.UnreachableRemoved++
+			} else {
+				c.stats.KeepAliveTimeouts++
 			}
-			c.removeOwned(st.key, RemovedKeepAliveTimeout)
+			c.removeForced(now, st, why)
 			continue
 		}
-		st.waiting = true
-		c.timers.set(st, now.Add(c.cfg.KeepAliveTimeout))
-		c.stats.KeepAlivesSent++
-		c.send(st.assoc, &tlv.EndpointKeepAlive{
-			ServerID:   c.cfg.ServerID,
-			PoolHandle: tlv.PoolHandle(st.key.handle),
-			HasPEID:    true, // RSPLIB's extension, SPEC D6; PEs must accept it
-			PEID:       st.key.id,
-		})
+		c.sendKeepAlive(now, st)
 	}
+	c.reapIdle(now)
+	c.graceExpire(now)
 	if c.cfg.Announce && !now.Before(c.announceAt) {
 		c.stats.Announces++
 		c.out = append(c.out, SendAnnounce{Msg: &tlv.ServerAnnounce{ServerID: c.cfg.ServerID, Transports: c.cfg.AnnounceTransports}})

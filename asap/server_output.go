@@ -60,3 +60,34 @@ type PERemoved struct {
 func (SendAnnounce) isOutput() {}
 func (PEStored) isOutput()     {}
 func (PERemoved) isOutput()    {}
+
+// AbortAssoc asks the driver to abort association Assoc at once (an SCTP
+// ABORT, RFC 9260 §9.1; transport.Conn.Abort). The core has already
+// forgotten it, as after HandleLost, and holds no PE on it; the driver may
+// still report HandleLost for it, which then does nothing.
+type AbortAssoc struct {
+	Assoc  AssocID
+	Reason AbortReason
+}
+
+// AbortReason says why a registrar aborts an association.
+type AbortReason uint8
+
+// Reasons for AbortAssoc.
+const (
+	AbortIdle      AbortReason = iota + 1 // no PE and no message for ServerConfig.IdleTimeout
+	AbortKeepAlive                        // its last PE failed a keep-alive (RFC 5352 §3.7)
+)
+
+// String names the reason.
+func (r AbortReason) String() string {
+	switch r {
+	case AbortIdle:
+		return "idle"
+	case AbortKeepAlive:
+		return "keep-alive failed"
+	}
+	return "unknown"
+}
+
+func (AbortAssoc) isOutput() {}

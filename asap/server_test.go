@@ -464,7 +464,10 @@ func TestServerAssocLost(t *testing.T) {
 // RFC 5352 §3.2: a PE that does not re-register within its Registration
 // Life is removed.
 func TestServerRegistrationExpiry(t *testing.T) {
-	f := newSrv(t, func(c *ServerConfig) { c.KeepAliveInterval = time.Hour }, handlespace.Config{})
+	f := newSrv(t, func(c *ServerConfig) {
+		c.KeepAliveInterval = time.Hour
+		c.IdleTimeout = -1 // the association, left without PEs, stays
+	}, handlespace.Config{})
 	f.accept(1, "10.0.0.2")
 	pe := rrPE(1, "10.0.0.2")
 	pe.RegistrationLife = 3000
@@ -484,31 +487,44 @@ func TestServerRegistrationExpiry(t *testing.T) {
 	}
 }
 
-// RFC 5352 §3.5, RFC 5353 §7: MAX-BAD-PE-REPORT reports remove a PE;
-// re-registration resets the count; reports about unknown PEs are ignored.
+// RFC 5352 §3.5, RFC 5353 §7: reports are counted once per reporting
+// association; at MAX-BAD-PE-REPORT reporters the home registrar checks
+// the PE with a keep-alive and removes it when no ack comes within
+// KeepAliveTimeout; re-registration resets the count; reports about
+// unknown PEs are ignored.
 func TestServerEndpointUnreachable(t *testing.T) {
 	f := newSrv(t, nil, handlespace.Config{})
 	f.accept(1, "10.0.0.2")
-	f.accept(9, "10.0.0.9")
-	f.register(1, "p", rrPE(1, "10.0.0.2"))
-	report := func() []Output {
-		return f.feed(9, &tlv.EndpointUnreachable{PoolHandle: tlv.PoolHandle("p"), PEID: 1})
+	for id := AssocID(9); id <= 11; id++ {
+		f.accept(id, "10.0.0.9")
 	}
-	report()
-	report()
+	f.register(1, "p", rrPE(1, "10.0.0.2"))
+	report := func(from AssocID) []Output {
+		return f.feed(from, &tlv.EndpointUnreachable{PoolHandle: tlv.PoolHandle("p"), PEID: 1})
+	}
+	report(9)
+	report(10)
 	f.register(1, "p", rrPE(1, "10.0.0.2")) // resets the count
-	report()
-	if outs := report(); len(outs) != 0 {
+	report(9)
+	if outs := report(10); len(outs) != 0 {
 		t.Fatalf("answered a report: %v", outs)
 	}
 	if _, info, ok := f.st.Lookup(tlv.PoolHandle("p"), 1); !ok || info.UnreachableReports != 2 {
 		t.Fatalf("after 2 reports: ok=%v reports=%d", ok, info.UnreachableReports)
 	}
-	ev := srvOnly[PERemoved](report())
-	if len(ev) != 1 || ev[0].Reason != RemovedUnreachable || f.st.PEs() != 0 {
-		t.Fatalf("third report: %v, %d PEs", ev, f.st.PEs())
+	outs := report(11)
+	if ka := srvOne[*tlv.EndpointKeepAlive](t, outs); srvOnly[Send](outs)[0].Assoc != 1 || ka.PEID != 1 || !ka.HasPEID {
+		t.Fatalf("third reporter: %v, want a keep-alive to the PE", outs)
 	}
-	if outs := report(); len(outs) != 0 {
+	if len(srvOnly[PERemoved](outs)) != 0 || f.st.PEs() != 1 {
+		t.Fatalf("removed before the check: %v", outs)
+	}
+	ev := srvOnly[PERemoved](f.tick(DefaultKeepAliveTimeout))
+	if len(ev) != 1 || ev[0].Reason != RemovedUnreachable || f.st.PEs() != 0 {
+		t.Fatalf("unanswered check: %v, %d PEs", ev, f.st.PEs())
+	}
+	f.accept(12, "10.0.0.9")
+	if outs := f.feed(12, &tlv.EndpointUnreachable{PoolHandle: tlv.PoolHandle("p"), PEID: 1}); len(outs) != 0 {
 		t.Errorf("report about an unknown PE: %v", outs)
 	}
 
@@ -516,8 +532,9 @@ func TestServerEndpointUnreachable(t *testing.T) {
 	g.accept(1, "10.0.0.2")
 	g.register(1, "p", rrPE(1, "10.0.0.2"))
 	g.feed(1, &tlv.EndpointUnreachable{PoolHandle: tlv.PoolHandle("p"), PEID: 1})
+	g.tick(DefaultKeepAliveTimeout)
 	if g.st.PEs() != 0 {
-		t.Error("MaxBadPEReport 1 did not remove the PE")
+		t.Error("MaxBadPEReport 1 did not remove the unanswering PE")
 	}
 }
 

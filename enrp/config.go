@@ -82,6 +82,13 @@ type Config struct {
 	MaxPoolsPerAssoc  int // pools an association has PEs in, default asap.DefaultMaxPoolsPerAssoc
 	MaxPoolsPerSource int // pools a source address has PEs in, default asap.DefaultMaxPoolsPerSource
 	MaxPEsPerSource   int // PEs of a source address, default asap.DefaultMaxPEsPerSource
+	// Defences against false reports, resolution floods and idle peers
+	// (RFC 5355 §3); see asap.ServerConfig.
+	MaxEURate       float64       // reports/s per association, default asap.DefaultMaxEURate; asap.Unlimited for none
+	MaxHRRate       float64       // resolutions/s per association, default asap.DefaultMaxHRRate (unlimited)
+	IDGrace         time.Duration // default asap.DefaultIDGrace; negative for none
+	MaxGraceEntries int           // default asap.DefaultMaxGraceEntries
+	IdleTimeout     time.Duration // default asap.DefaultIdleTimeout; negative for none
 
 	// Handlespace bounds the store (pools, PEs, handle size). Its Now is
 	// replaced by the registrar's clock; a nil Rand takes Config.Rand.
@@ -129,6 +136,11 @@ func (c *Config) asapConfig() asap.ServerConfig {
 		MaxPoolsPerAssoc:   c.MaxPoolsPerAssoc,
 		MaxPoolsPerSource:  c.MaxPoolsPerSource,
 		MaxPEsPerSource:    c.MaxPEsPerSource,
+		MaxEURate:          c.MaxEURate,
+		MaxHRRate:          c.MaxHRRate,
+		IDGrace:            c.IDGrace,
+		MaxGraceEntries:    c.MaxGraceEntries,
+		IdleTimeout:        c.IdleTimeout,
 		Announce:           c.Announcer != nil,
 		AnnounceInterval:   c.AnnounceInterval,
 	}

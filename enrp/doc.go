@@ -20,8 +20,16 @@
 //     association (Config.AddressCheck, RFC 5355 address spoofing);
 //   - removes PEs on deregistration (§3.4), at the end of their
 //     registration life, when they stop answering Endpoint Keep Alive or
-//     their association goes down (§3.7), and after MAX-BAD-PE-REPORT
-//     Endpoint Unreachable reports (§3.5);
+//     their association goes down (§3.7), and when MAX-BAD-PE-REPORT
+//     associations reported them unreachable (§3.5) and they then miss an
+//     immediate keep-alive; a PE removed for a missed keep-alive keeps its
+//     identifier and emptied pool for Config.IDGrace; reports and
+//     deregistrations about PEs another registrar owns change nothing
+//     (RFC 5355 §3);
+//   - rate-limits reports and resolutions per association
+//     (Config.MaxEURate, MaxHRRate) and aborts associations that carry no
+//     PE and stay silent for Config.IdleTimeout, or whose last PE missed a
+//     keep-alive;
 //   - answers handle resolutions with up to N PEs chosen by the pool's
 //     policy (§3.5; N from the HROPT option, default 3, at most 128),
 //     leaving out the PEs that would take the answer over 65,535 bytes

@@ -226,26 +226,33 @@ func TestEventsAssociationLost(t *testing.T) {
 	})
 }
 
-// RFC 5352 §3.5: the registrar removes a PE after MAX-BAD-PE-REPORT
-// ASAP_ENDPOINT_UNREACHABLE reports, not before.
+// RFC 5352 §3.5: after MAX-BAD-PE-REPORT ASAP_ENDPOINT_UNREACHABLE
+// reports from distinct associations the registrar checks the PE with a
+// keep-alive, and removes it when no ack comes within KeepAliveTimeout;
+// not before.
 func TestEventsUnreachableReports(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const maxBad = 3
-		g := newEventRig(t, 16, time.Hour, func(c *Config) { c.MaxBadPEReport = maxBad })
+		const ka = time.Minute
+		g := newEventRig(t, 16, ka, func(c *Config) { c.MaxBadPEReport = maxBad })
 		ctx := t.Context()
 		pe := dial(t, ctx, g.net.NewNode(), g.r.Addr())
-		pu := dial(t, ctx, g.net.NewNode(), g.r.Addr())
 		g.register(pe, "echo", 9, time.Hour, 7000)
 		want(t, g.next(), EventRegistered, "echo", 9, 0)
+		start := time.Now()
 		for i := 1; i <= maxBad; i++ {
+			pu := dial(t, ctx, g.net.NewNode(), g.r.Addr())
 			pu.send(ctx, &tlv.EndpointUnreachable{PoolHandle: tlv.PoolHandle("echo"), PEID: 9})
-			if i < maxBad {
-				g.none()
-			}
+			g.none()
 		}
-		want(t, g.next(), EventRemoved, "echo", 9, asap.RemovedUnreachable)
+		// The PE does not answer the check.
+		ev := g.next()
+		want(t, ev, EventRemoved, "echo", 9, asap.RemovedUnreachable)
+		if at := start.Add(ka); !ev.Time.Equal(at) {
+			t.Errorf("removed at %v, want %v (KeepAliveTimeout after the third report)", ev.Time, at)
+		}
 		g.none()
-		if s := g.r.Stats(); s.PEs != 0 || s.ASAP.UnreachableRemoved != 1 || s.ASAP.UnreachableReports != maxBad {
+		if s := g.r.Stats(); s.PEs != 0 || s.ASAP.UnreachableRemoved != 1 || s.ASAP.UnreachableReports != maxBad || s.ASAP.UnreachableChecks != 1 {
 			t.Errorf("Stats: %+v", s)
 		}
 	})

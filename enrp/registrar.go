@@ -257,6 +257,18 @@ func (d *driver) flush(now time.Time) {
 				delete(d.links, o.Assoc)
 				d.lost = append(d.lost, o.Assoc)
 			}
+		case asap.AbortAssoc:
+			// An idle association, or one whose last PE failed its
+			// keep-alive: abort it without waiting for the peer.
+			k := d.links[o.Assoc]
+			if k == nil {
+				continue
+			}
+			d.r.log.Debug("enrp: aborting association", "assoc", o.Assoc, "peer", k.Conn().RemoteAddr(), "reason", o.Reason.String())
+			k.Conn().Abort()
+			k.Close()
+			delete(d.links, o.Assoc)
+			d.lost = append(d.lost, o.Assoc)
 		case asap.SendAnnounce:
 			if d.r.cfg.Announcer == nil {
 				continue

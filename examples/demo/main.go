@@ -398,8 +398,9 @@ func (e *element) stop() {
 // aborted (crash) or silenced (hang) later.
 type failingTransport struct {
 	transport.Transport
-	mu    sync.Mutex
-	conns []*silentConn
+	mu     sync.Mutex
+	conns  []*silentConn
+	silent bool // hung: new associations are silent too
 }
 
 func (t *failingTransport) Dial(ctx context.Context, to transport.Addr) (transport.Conn, error) {
@@ -409,6 +410,7 @@ func (t *failingTransport) Dial(ctx context.Context, to transport.Addr) (transpo
 	}
 	sc := &silentConn{Conn: c}
 	t.mu.Lock()
+	sc.silent.Store(t.silent)
 	t.conns = append(t.conns, sc)
 	t.mu.Unlock()
 	return sc, nil
@@ -425,6 +427,9 @@ func (t *failingTransport) abortAll() {
 func (t *failingTransport) silence() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	// The registrar aborts the association of a PE that misses its
+	// keep-alive; a hung PE stays mute on the ones it dials after.
+	t.silent = true
 	for _, c := range t.conns {
 		c.silent.Store(true)
 	}
