@@ -82,6 +82,7 @@ type Config struct {
 	MaxPoolsPerAssoc  int // pools an association has PEs in, default asap.DefaultMaxPoolsPerAssoc
 	MaxPoolsPerSource int // pools a source address has PEs in, default asap.DefaultMaxPoolsPerSource
 	MaxPEsPerSource   int // PEs of a source address, default asap.DefaultMaxPEsPerSource
+
 	// Defences against false reports, resolution floods and idle peers
 	// (RFC 5355 §3); see asap.ServerConfig.
 	MaxEURate       float64       // reports/s per association, default asap.DefaultMaxEURate; asap.Unlimited for none
