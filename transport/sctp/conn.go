@@ -101,6 +101,17 @@ func (c *Conn) acceptLoop() {
 		if err != nil {
 			break
 		}
+		if id := int(s.StreamIdentifier()); id >= c.cfg.MaxStreams {
+			// Beyond the MIS we advertised (RFC 9260 §5.1.1): no reader
+			// for it, and the association goes.
+			c.mu.Lock()
+			failed := c.localErr != nil
+			c.mu.Unlock()
+			if !failed {
+				c.fail(fmt.Errorf("%w: %w: stream %d (limit %d)", transport.ErrAssociationLost, ErrTooManyStreams, id, c.cfg.MaxStreams))
+			}
+			continue
+		}
 		c.mu.Lock()
 		if _, ok := c.streams[s.StreamIdentifier()]; !ok && !c.ending {
 			c.addStreamLocked(s)
