@@ -251,3 +251,90 @@ func testINITFlood(t *testing.T, cfg Config) {
 	}
 	_ = c
 }
+
+// Finding 6, streams: the listener advertises MaxStreams as the MIS of its
+// INIT ACK and ReceiveWindow as its a_rwnd (RFC 9260 §3.3.3), and Dial
+// advertises MaxStreams in its INIT (§3.3.2).
+func TestAdvertisedLimits(t *testing.T) {
+	leakcheck.Check(t)
+	l := listen(t, Config{MaxStreams: 7, ReceiveWindow: 300000})
+	uc, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(l.Addr().AddrPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	k := &fakeKernel{t: t, conn: uc}
+	k.send(loadLinuxInit(t)) // MIS 65535
+	ack, _ := k.await(chunkInitAck)
+	if _, mis, _ := initStreams(ack); mis != 7 {
+		t.Errorf("INIT ACK MIS %d, want 7", mis)
+	}
+	if rwnd := binary.BigEndian.Uint32(ack[commonHeaderSize+chunkHeaderSize+4:]); rwnd != 300000 {
+		t.Errorf("INIT ACK a_rwnd %d, want 300000", rwnd)
+	}
+
+	// Dial towards a socket that only reads.
+	pc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback1, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = New(Config{MaxStreams: 5}).Dial(ctx, transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: pc.LocalAddr().(*net.UDPAddr).AddrPort()})
+	}()
+	defer func() { cancel(); <-done }()
+	buf := make([]byte, 2048)
+	_ = pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, _, err := pc.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, mis, ok := initStreams(buf[:n]); !ok || mis != 5 || !checksumOK(buf[:n]) {
+		t.Errorf("INIT MIS %d (INIT %v, checksum ok %v), want 5", mis, ok, checksumOK(buf[:n]))
+	}
+}
+
+// Finding 6, streams: a peer that sends on more streams than advertised
+// gets the association aborted with ErrTooManyStreams; no reader is
+// started for a stream beyond the cap. Before the fix every new stream got
+// a goroutine (31,000 streams were reached).
+func TestStreamCap(t *testing.T) {
+	leakcheck.Check(t)
+	l := listen(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := New(Config{}).Dial(ctx, l.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Abort()
+	sc, err := l.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Abort()
+	s := sc.(*Conn)
+	const streams = 300
+	for i := range streams {
+		if err := c.Send(ctx, transport.Message{PPID: 11, Stream: uint16(i), Data: []byte("x")}); err != nil {
+			break // the peer aborted
+		}
+	}
+	var err2 error
+	for err2 == nil {
+		_, err2 = s.Recv(ctx)
+	}
+	s.mu.Lock()
+	n := len(s.streams)
+	s.mu.Unlock()
+	t.Logf("peer sent on %d streams; %d readers started; Recv: %v", streams, n, err2)
+	if !errors.Is(err2, ErrTooManyStreams) || !errors.Is(err2, transport.ErrAssociationLost) {
+		t.Errorf("Recv = %v, want ErrTooManyStreams", err2)
+	}
+	if n > DefaultMaxStreams {
+		t.Errorf("%d stream readers, want at most %d", n, DefaultMaxStreams)
+	}
+}
