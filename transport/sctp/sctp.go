@@ -57,6 +57,7 @@ const (
 	DefaultCookieEchoTimeout      = 2 * time.Second
 	DefaultMaxStreams             = 16
 	DefaultReceiveWindow          = 256 << 10
+	DefaultRecvQueueBytes         = 256 << 10
 )
 
 // ErrReservedPort is returned for a UDP port that carries RSerPool
@@ -159,6 +160,15 @@ type Config struct {
 	// maximum-size messages; pion's own default is 1 MiB) is used;
 	// negative means pion's default.
 	ReceiveWindow int
+	// RecvQueueBytes bounds the bytes of the messages an association has
+	// taken from pion and holds for Recv (at most 64 messages in any
+	// case). Beyond it the association stops reading from pion, whose
+	// window then closes, so that a peer sending into a Conn that is not
+	// read costs at most ReceiveWindow + RecvQueueBytes, plus one message
+	// per stream reader. If zero, DefaultRecvQueueBytes (256 KiB, chosen:
+	// as much as the default ReceiveWindow) is used; negative means no
+	// limit but the 64 messages.
+	RecvQueueBytes int
 	// LocalAddr, if valid, is the local IP address Dial sends from, for a
 	// host with several addresses. If zero, the operating system picks it.
 	LocalAddr netip.Addr
@@ -198,6 +208,7 @@ func (c Config) withDefaults() Config {
 	case c.MaxStreams < 0 || c.MaxStreams > math.MaxUint16:
 		c.MaxStreams = math.MaxUint16
 	}
+	c.RecvQueueBytes = limit(c.RecvQueueBytes, DefaultRecvQueueBytes)
 	switch {
 	case c.ReceiveWindow == 0:
 		c.ReceiveWindow = DefaultReceiveWindow
