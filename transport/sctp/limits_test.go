@@ -338,3 +338,73 @@ func TestStreamCap(t *testing.T) {
 		t.Errorf("%d stream readers, want at most %d", n, DefaultMaxStreams)
 	}
 }
+
+// Finding 7: a handshake that never gets its COOKIE ECHO is dropped after
+// CookieEchoTimeout, long before HandshakeTimeout.
+func TestCookieEchoTimeout(t *testing.T) {
+	leakcheck.Check(t)
+	l := listen(t, Config{CookieEchoTimeout: 100 * time.Millisecond, HandshakeTimeout: time.Hour})
+	uc, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(l.Addr().AddrPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	k := &fakeKernel{t: t, conn: uc}
+	k.send(loadLinuxInit(t))
+	k.await(chunkInitAck)
+	waitFor(t, "the handshake without COOKIE ECHO to be dropped", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.handshakes == 0 && len(l.assocs) == 0 && len(l.sources) == 0
+	})
+}
+
+// Finding 6 with the defaults: one address gets DefaultMaxAssociationsPerAddr
+// associations, and the INITs beyond are refused (before: every one of
+// 2,000 was accepted).
+func TestListenerDefaultPerAddrCap(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens 300 associations")
+	}
+	leakcheck.Check(t)
+	l := listen(t, Config{})
+	acceptAll(t, l)
+	const dials = DefaultMaxAssociationsPerAddr + 44
+	var ok, refused, other atomic.Int64
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	tr := New(Config{})
+	var mu sync.Mutex
+	var conns []transport.Conn
+	for range dials {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			c, err := tr.Dial(ctx, l.Addr())
+			switch {
+			case err == nil:
+				ok.Add(1)
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+			case errors.Is(err, ErrOutOfResource):
+				refused.Add(1)
+			default:
+				other.Add(1)
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, c := range conns {
+		_ = c.Abort()
+	}
+	t.Logf("%d dials from 127.0.0.1: %d associated, %d refused with Out of Resource", dials, ok.Load(), refused.Load())
+	if ok.Load() != DefaultMaxAssociationsPerAddr || refused.Load() != dials-DefaultMaxAssociationsPerAddr {
+		t.Errorf("%d associated and %d refused, want %d and %d", ok.Load(), refused.Load(), DefaultMaxAssociationsPerAddr, dials-DefaultMaxAssociationsPerAddr)
+	}
+}

@@ -54,7 +54,7 @@ const (
 	DefaultMaxAssociations        = 4096
 	DefaultMaxAssociationsPerAddr = 256
 	DefaultMaxHandshakesPerAddr   = 32
-	DefaultCookieEchoTimeout      = 2 * time.Second
+	DefaultCookieEchoTimeout      = 4 * time.Second
 	DefaultMaxStreams             = 16
 	DefaultReceiveWindow          = 256 << 10
 	DefaultRecvQueueBytes         = 256 << 10
@@ -136,12 +136,14 @@ type Config struct {
 	// host starting 32 pool elements at once is served without a
 	// retransmission) is used; negative means no limit.
 	MaxHandshakesPerAddr int
-	// CookieEchoTimeout is how long a listener keeps a handshake whose
-	// INIT it answered but for which no COOKIE ECHO arrived; a genuine
-	// peer sends it one round trip after the INIT ACK, and if the INIT ACK
-	// was lost it retransmits its INIT, which starts a new handshake. If
-	// zero, DefaultCookieEchoTimeout (2 s, twice RFC 9260 §16's
-	// RTO.Initial) is used; negative leaves only HandshakeTimeout.
+	// CookieEchoTimeout is how long a listener keeps a handshake, from its
+	// first INIT, for which no COOKIE ECHO arrived. A genuine peer sends
+	// it one round trip after the INIT ACK and retransmits it after 1 s
+	// and 2 s more if it is lost (RTO.Initial 1 s, doubled, RFC 9260 §16,
+	// §6.3.3); an INIT that arrives after the handshake was dropped starts
+	// a new one. If zero, DefaultCookieEchoTimeout (4 s: the COOKIE ECHO
+	// and two retransmissions fit) is used; negative leaves only
+	// HandshakeTimeout.
 	CookieEchoTimeout time.Duration
 	// MaxStreams is the number of inbound streams an association accepts
 	// (stream identifiers 0 to MaxStreams-1). It is advertised as the
