@@ -33,6 +33,8 @@ type Conn struct {
 	onEnd  func(*Conn) // called once when Close finishes; may be nil
 
 	recvCh chan transport.Message
+	queued atomic.Int64  // bytes of the messages in recvCh
+	room   chan struct{} // Recv took a message; capacity 1
 
 	mu      sync.Mutex
 	streams map[uint16]*stream
@@ -78,6 +80,7 @@ func newConn(assoc *pionsctp.Association, w wireObserver, local, remote transpor
 		cfg:       cfg,
 		onEnd:     onEnd,
 		recvCh:    make(chan transport.Message, recvQueueLen),
+		room:      make(chan struct{}, 1),
 		streams:   make(map[uint16]*stream),
 		assocDone: make(chan struct{}),
 		loopDone:  make(chan struct{}),
@@ -104,6 +107,17 @@ func (c *Conn) acceptLoop() {
 		s, err := c.assoc.AcceptStream()
 		if err != nil {
 			break
+		}
+		if id := int(s.StreamIdentifier()); id >= c.cfg.MaxStreams {
+			// Beyond the MIS we advertised (RFC 9260 §5.1.1): no reader
+			// for it, and the association goes.
+			c.mu.Lock()
+			failed := c.localErr != nil
+			c.mu.Unlock()
+			if !failed {
+				c.fail(fmt.Errorf("%w: %w: stream %d (limit %d)", transport.ErrAssociationLost, ErrTooManyStreams, id, c.cfg.MaxStreams))
+			}
+			continue
 		}
 		c.mu.Lock()
 		if _, ok := c.streams[s.StreamIdentifier()]; !ok && !c.ending {
@@ -190,6 +204,9 @@ func (c *Conn) readStream(s *pionsctp.Stream) {
 	id := s.StreamIdentifier()
 	scratch := make([]byte, readScratch)
 	for {
+		if !c.waitRoom() {
+			return
+		}
 		n, ppi, err := s.ReadSCTP(scratch)
 		var data []byte
 		switch {
@@ -210,12 +227,46 @@ func (c *Conn) readStream(s *pionsctp.Stream) {
 			c.readerFailed(err)
 			return
 		}
+		c.queued.Add(int64(len(data)))
 		select {
 		case c.recvCh <- transport.Message{PPID: uint32(ppi), Stream: id, Data: data}:
 		case <-c.closed:
 			return
 		}
 	}
+}
+
+// waitRoom waits until the messages waiting for Recv hold fewer than
+// [Config.RecvQueueBytes] bytes, so that what the peer sends beyond that
+// stays in pion's receive window and closes it (RFC 9260 §6.2). It
+// returns false when the Conn is closed.
+func (c *Conn) waitRoom() bool {
+	limit := int64(c.cfg.RecvQueueBytes)
+	for c.queued.Load() >= limit {
+		select {
+		case <-c.room:
+		case <-c.closed:
+			return false
+		}
+	}
+	if c.queued.Load() < limit {
+		c.signalRoom() // another reader may wait as well
+	}
+	return true
+}
+
+func (c *Conn) signalRoom() {
+	select {
+	case c.room <- struct{}{}:
+	default:
+	}
+}
+
+// took accounts for a message Recv returns.
+func (c *Conn) took(m transport.Message) (transport.Message, error) {
+	c.queued.Add(-int64(len(m.Data)))
+	c.signalRoom()
+	return m, nil
 }
 
 func (c *Conn) readerFailed(err error) {
@@ -317,16 +368,16 @@ func (c *Conn) endedErr() error {
 func (c *Conn) Recv(ctx context.Context) (transport.Message, error) {
 	select {
 	case m := <-c.recvCh:
-		return m, nil
+		return c.took(m)
 	default:
 	}
 	select {
 	case m := <-c.recvCh:
-		return m, nil
+		return c.took(m)
 	case <-c.assocDone:
 		select {
 		case m := <-c.recvCh:
-			return m, nil
+			return c.took(m)
 		default:
 			return transport.Message{}, c.termErr
 		}

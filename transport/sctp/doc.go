@@ -60,10 +60,15 @@
 // In the other direction, Dial accepts a [transport.KindSCTP] address (a
 // kernel SCTP endpoint): it sends to UDP port [Config.KernelEncapsulationPort]
 // (default 9899, the kernel's net.sctp.udp_port) of that host and rewrites
-// the SCTP destination port of pion's packets from 5000 to the address's
-// port, and the source port of the answers back to 5000, recomputing the
-// CRC32c each time; packets with a bad CRC32c are dropped before the
-// rewrite.
+// the SCTP ports of pion's packets from 5000/5000 to a source port of the
+// association's own and the address's port, and those of the answers back
+// to 5000/5000, recomputing the CRC32c each time; packets with a bad CRC32c
+// or another port pair are dropped before the rewrite. The source port is
+// picked at random from the ephemeral range (49152-65535) among those no
+// live association of the Transport to that host uses: a kernel tells
+// associations apart by their SCTP ports only, and aborts a second one
+// from the same ports as a restart with a new encapsulation port (RFC 6951
+// §5.5, error cause 14).
 //
 // # Linux kernel peers
 //
@@ -110,6 +115,32 @@
 // packet (306.5 s at most), [LANSupervision] in 7.4 s (8.6 s at most), and
 // a negative HeartbeatInterval turns supervision off. It costs one
 // time.Timer per association.
+//
+// # Limits
+//
+// The "Limits" fields of [Config] bound what peers can make a listener and
+// an association hold; each has a default and can be turned off:
+//
+//   - associations per listener ([Config.MaxAssociations], 4096) and per
+//     peer IP address ([Config.MaxAssociationsPerAddr], 256), counting
+//     those in their handshake, waiting for Accept and accepted until they
+//     end. An INIT beyond either is answered with an ABORT carrying the
+//     "Out of Resource" error cause (RFC 9260 §3.3.10.4); Dial on our side
+//     then fails at once with [ErrOutOfResource].
+//   - handshakes in progress per peer IP address
+//     ([Config.MaxHandshakesPerAddr], 32): INITs beyond it are dropped.
+//     When [Config.Backlog] is full, a new INIT evicts the oldest
+//     handshake without a COOKIE ECHO from the address with the most
+//     handshakes; a handshake without COOKIE ECHO ends after
+//     [Config.CookieEchoTimeout] (4 s). An INIT flood from one address
+//     thus cannot lock other peers out.
+//   - inbound streams per association ([Config.MaxStreams], 16): advertised
+//     in the INIT and INIT ACK we send; a peer that uses more gets the
+//     association aborted ([ErrTooManyStreams]) and no goroutine for them.
+//   - received data per association: pion's receive window
+//     ([Config.ReceiveWindow], 256 KiB) and the messages held for Recv
+//     ([Config.RecvQueueBytes], 256 KiB). A peer sending into a Conn that
+//     is not read costs at most their sum plus one message per stream.
 //
 // # Limitations
 //

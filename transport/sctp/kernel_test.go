@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -313,7 +314,11 @@ func pair(t *testing.T, ip string) (transport.Conn, transport.Conn) {
 
 // Dialing a KindSCTP address goes to the encapsulation port with the
 // address's port as SCTP destination port; our own listener, which accepts
-// any SCTP port pair, plays the kernel here.
+// any SCTP port pair, plays the kernel here. Each association gets an SCTP
+// source port of its own from the ephemeral range (finding 9: with pion's
+// fixed 5000 for both, a Linux kernel takes the second association from
+// the same host for a restart with a new encapsulation port and aborts it,
+// RFC 6951 §5.5), and each one's replies reach it.
 func TestDialKernelAddress(t *testing.T) {
 	leakcheck.Check(t)
 	lst, err := New(Config{}).Listen(transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:0")})
@@ -326,38 +331,64 @@ func TestDialKernelAddress(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	to := transport.Addr{Kind: transport.KindSCTP, AddrPort: netip.MustParseAddrPort("127.0.0.1:4242")}
-	c, err := tr.Dial(ctx, to)
-	if err != nil {
-		t.Fatal(err)
+	var dialed, accepted [2]transport.Conn
+	for i := range dialed {
+		c, err := tr.Dial(ctx, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if c.RemoteAddr() != to {
+			t.Errorf("RemoteAddr %v, want %v", c.RemoteAddr(), to)
+		}
+		s, err := lst.Accept(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		dialed[i], accepted[i] = c, s
 	}
-	defer c.Close()
-	if c.RemoteAddr() != to {
-		t.Errorf("RemoteAddr %v, want %v", c.RemoteAddr(), to)
-	}
-	s, err := lst.Accept(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	l.mu.Lock()
-	var ports []uint16
+	ports := map[uint16]bool{}
 	for k := range l.assocs {
-		ports = append(ports, k.localPort, k.peerPort)
+		if k.localPort != 4242 {
+			t.Errorf("SCTP destination port %d, want 4242", k.localPort)
+		}
+		if k.peerPort < 49152 {
+			t.Errorf("SCTP source port %d, want one from the ephemeral range 49152-65535", k.peerPort)
+		}
+		ports[k.peerPort] = true
 	}
 	l.mu.Unlock()
-	if len(ports) != 2 || ports[0] != 4242 || ports[1] != pionPort {
-		t.Errorf("listener saw SCTP ports (local, peer) %v, want [4242 5000]", ports)
+	if len(ports) != 2 {
+		t.Fatalf("two associations to one kernel endpoint used SCTP source ports %v; want two different ports", ports)
 	}
-	if err := c.Send(ctx, transport.Message{PPID: 11, Data: []byte("translated")}); err != nil {
-		t.Fatal(err)
+	for i, c := range dialed {
+		s := accepted[i]
+		if s.RemoteAddr().AddrPort != c.LocalAddr().AddrPort {
+			t.Fatalf("accepted %v for dialed %v", s.RemoteAddr(), c.LocalAddr())
+		}
+		msg := fmt.Sprintf("translated %d", i)
+		if err := c.Send(ctx, transport.Message{PPID: 11, Data: []byte(msg)}); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := s.Recv(ctx); err != nil || string(m.Data) != msg {
+			t.Fatalf("Recv = %q, %v; want %q", m.Data, err, msg)
+		}
+		back := fmt.Sprintf("back %d", i)
+		if err := s.Send(ctx, transport.Message{PPID: 11, Data: []byte(back)}); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := c.Recv(ctx); err != nil || string(m.Data) != back {
+			t.Fatalf("Recv = %q, %v; want %q", m.Data, err, back)
+		}
 	}
-	if m, err := s.Recv(ctx); err != nil || string(m.Data) != "translated" {
-		t.Fatalf("Recv = %q, %v", m.Data, err)
+	for _, c := range dialed {
+		c.Close()
 	}
-	if err := s.Send(ctx, transport.Message{PPID: 11, Data: []byte("back")}); err != nil {
-		t.Fatal(err)
-	}
-	if m, err := c.Recv(ctx); err != nil || string(m.Data) != "back" {
-		t.Fatalf("Recv = %q, %v", m.Data, err)
+	tr.ports.mu.Lock()
+	defer tr.ports.mu.Unlock()
+	if n := len(tr.ports.inUse); n != 0 {
+		t.Errorf("source ports of %d hosts still taken after Close", n)
 	}
 }

@@ -30,8 +30,25 @@ type demuxKey struct {
 	localPort uint16 // SCTP destination port of the peer's packets
 }
 
+// source is what one peer IP address holds on a listener.
+type source struct {
+	assocs  int        // entries in Listener.assocs from this address
+	pending []*pktConn // their handshakes in progress, oldest first
+}
+
 // Listener accepts associations on one UDP socket that serves every peer.
 // It implements [transport.Listener].
+//
+// It bounds what peers can make it hold: [Config.Backlog] handshakes and
+// established associations not yet accepted, [Config.MaxAssociations]
+// associations in all and [Config.MaxAssociationsPerAddr] per peer
+// address (INITs beyond these two are refused with an "Out of Resource"
+// ABORT), and [Config.MaxHandshakesPerAddr] handshakes in progress per
+// peer address (INITs beyond it are dropped). A full backlog evicts a
+// handshake still waiting for its COOKIE ECHO, from the address with the
+// most handshakes, so that one flooding source cannot lock others out; a
+// handshake with no COOKIE ECHO after [Config.CookieEchoTimeout] is
+// dropped.
 type Listener struct {
 	cfg  *Config
 	pc   *net.UDPConn
@@ -42,14 +59,18 @@ type Listener struct {
 	readDone chan struct{} // the socket reader returned
 	readErr  error         // why it returned; set before readDone is closed
 
-	mu      sync.Mutex
-	assocs  map[demuxKey]*pktConn
-	backlog int                // associations in handshake or waiting for Accept
-	conns   map[*Conn]struct{} // accepted and not yet closed
-	wg      sync.WaitGroup     // handshake goroutines
+	mu         sync.Mutex
+	assocs     map[demuxKey]*pktConn
+	sources    map[netip.Addr]*source // peer IP addresses with associations
+	handshakes int                    // associations in their handshake
+	queued     int                    // established, not yet returned by Accept
+	conns      map[*Conn]struct{}     // established and not yet closed
+	wg         sync.WaitGroup         // handshake goroutines
 
 	closeOnce  sync.Once
 	sockClosed bool // under mu
+
+	initsTurnedAway atomic.Int64 // INITs dropped or refused by a limit
 }
 
 // Listen opens a UDP socket at at (Kind [transport.KindSCTPUDP]) and accepts
@@ -75,6 +96,7 @@ func (t *Transport) Listen(at transport.Addr) (transport.Listener, error) {
 		done:     make(chan struct{}),
 		readDone: make(chan struct{}),
 		assocs:   make(map[demuxKey]*pktConn),
+		sources:  make(map[netip.Addr]*source),
 		conns:    make(map[*Conn]struct{}),
 	}
 	go l.readLoop()
@@ -105,7 +127,7 @@ func (l *Listener) Accept(ctx context.Context) (transport.Conn, error) {
 
 func (l *Listener) accepted(c *Conn) (transport.Conn, error) {
 	l.mu.Lock()
-	l.backlog--
+	l.queued--
 	l.mu.Unlock()
 	return c, nil
 }
@@ -135,7 +157,7 @@ func (l *Listener) Close() error {
 			select {
 			case c := <-l.acceptCh:
 				l.mu.Lock()
-				l.backlog--
+				l.queued--
 				l.mu.Unlock()
 				c.abort()
 				continue
@@ -212,7 +234,14 @@ func (l *Listener) dispatch(pkt []byte, from netip.AddrPort) {
 			}
 			return
 		}
-		if p = l.newAssociation(key); p == nil {
+		var refuse bool
+		if p, refuse = l.newAssociation(key); p == nil {
+			l.initsTurnedAway.Add(1)
+			if refuse {
+				if reply := refuseInit(pkt); reply != nil {
+					_, _ = l.pc.WriteToUDPAddrPort(reply, from)
+				}
+			}
 			return
 		}
 	}
@@ -220,32 +249,102 @@ func (l *Listener) dispatch(pkt []byte, from netip.AddrPort) {
 }
 
 // newAssociation registers a pending association for an INIT from key and
-// starts its handshake, or returns nil when the listener is closed or its
-// backlog is full.
-func (l *Listener) newAssociation(key demuxKey) *pktConn {
+// starts its handshake. It returns nil when the listener is closed, when
+// the INIT is to be dropped (the peer's address has MaxHandshakesPerAddr
+// handshakes in progress, or the backlog is full of associations that
+// cannot be evicted), and nil with refuse set when the INIT is to be
+// refused with an "Out of Resource" ABORT (MaxAssociations or
+// MaxAssociationsPerAddr reached).
+func (l *Listener) newAssociation(key demuxKey) (p *pktConn, refuse bool) {
+	var victim *pktConn
+	defer func() {
+		if victim != nil {
+			_ = victim.Close() // outside l.mu: Close takes it
+		}
+	}()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	select {
 	case <-l.done:
-		return nil
+		return nil, false
 	default:
 	}
-	if l.backlog >= l.cfg.Backlog {
-		return nil
+	ip := key.peer.Addr()
+	src := l.sources[ip]
+	switch {
+	case len(l.assocs) >= l.cfg.MaxAssociations:
+		return nil, true
+	case src != nil && src.assocs >= l.cfg.MaxAssociationsPerAddr:
+		return nil, true
+	case src != nil && len(src.pending) >= l.cfg.MaxHandshakesPerAddr:
+		return nil, false
 	}
-	l.backlog++
-	p := &pktConn{
-		l:      l,
-		key:    key,
-		remote: net.UDPAddrFromAddrPort(key.peer),
-		in:     make(chan []byte, inQueueLen),
-		closed: make(chan struct{}),
-		rd:     deadline.New(),
+	if l.handshakes+l.queued >= l.cfg.Backlog {
+		if victim = l.evictableLocked(); victim == nil {
+			return nil, false
+		}
+		l.endHandshakeLocked(victim)
+	}
+	if src == nil {
+		src = &source{}
+		l.sources[ip] = src
+	}
+	p = &pktConn{
+		l:       l,
+		key:     key,
+		remote:  net.UDPAddrFromAddrPort(key.peer),
+		in:      make(chan []byte, inQueueLen),
+		closed:  make(chan struct{}),
+		rd:      deadline.New(),
+		pending: true,
+		mis:     uint16(l.cfg.MaxStreams),
 	}
 	l.assocs[key] = p
+	src.assocs++
+	src.pending = append(src.pending, p)
+	l.handshakes++
 	l.wg.Add(1)
 	go l.handshake(p)
-	return p
+	return p, false
+}
+
+// evictableLocked picks the handshake to give up for a new one when the
+// backlog is full: the oldest that has not received a COOKIE ECHO, from
+// the address with the most handshakes in progress. A handshake that got
+// its COOKIE ECHO completes within a round trip, and a genuine peer whose
+// handshake is evicted before it retransmits its INIT (RFC 9260 §5.1).
+func (l *Listener) evictableLocked() *pktConn {
+	var victim *pktConn
+	most := 0
+	for _, src := range l.sources {
+		if len(src.pending) <= most {
+			continue
+		}
+		for _, p := range src.pending {
+			if p.seen()&sawCookieEcho == 0 {
+				victim, most = p, len(src.pending)
+				break
+			}
+		}
+	}
+	return victim
+}
+
+// endHandshakeLocked takes p out of the handshakes in progress, once.
+func (l *Listener) endHandshakeLocked(p *pktConn) {
+	if !p.pending {
+		return
+	}
+	p.pending = false
+	l.handshakes--
+	if src := l.sources[p.key.peer.Addr()]; src != nil {
+		for i, q := range src.pending {
+			if q == p {
+				src.pending = append(src.pending[:i], src.pending[i+1:]...)
+				break
+			}
+		}
+	}
 }
 
 // handshake runs pion's server side of the four-way handshake for one
@@ -253,25 +352,44 @@ func (l *Listener) newAssociation(key demuxKey) *pktConn {
 func (l *Listener) handshake(p *pktConn) {
 	defer l.wg.Done()
 	timer := time.AfterFunc(l.cfg.HandshakeTimeout, func() { _ = p.Close() })
+	if d := l.cfg.CookieEchoTimeout; d > 0 && d < l.cfg.HandshakeTimeout {
+		cookie := time.AfterFunc(d, func() {
+			if p.seen()&sawCookieEcho == 0 {
+				_ = p.Close()
+			}
+		})
+		defer cookie.Stop()
+	}
 	assoc, err := pionsctp.Server(l.cfg.pionConfig(p))
 	if !timer.Stop() && err == nil {
 		_ = assoc.Close()
 		err = os.ErrDeadlineExceeded
 	}
+	if err == nil {
+		l.mu.Lock()
+		if p.pending {
+			l.endHandshakeLocked(p)
+			p.established.Store(true)
+			l.queued++
+		} else {
+			err = net.ErrClosed // evicted just as it completed
+		}
+		l.mu.Unlock()
+		if err != nil {
+			assoc.Abort("")
+			_ = assoc.Close()
+		}
+	}
 	if err != nil {
 		_ = p.Close()
-		l.mu.Lock()
-		l.backlog--
-		l.mu.Unlock()
 		return
 	}
-	p.established.Store(true)
 	remote := transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: p.key.peer}
 	c, err := newConn(assoc, p, l.addr, remote, l.cfg, l.forget)
 	if err != nil {
 		_ = p.Close()
 		l.mu.Lock()
-		l.backlog--
+		l.queued--
 		l.mu.Unlock()
 		return
 	}
@@ -282,7 +400,7 @@ func (l *Listener) handshake(p *pktConn) {
 	case <-l.done:
 		// Close drains what sits in acceptCh; this one was not queued.
 		l.mu.Lock()
-		l.backlog--
+		l.queued--
 		l.mu.Unlock()
 		c.abort()
 	case l.acceptCh <- c:
@@ -297,12 +415,21 @@ func (l *Listener) forget(c *Conn) {
 	l.release()
 }
 
+// remove drops p, whose association is over, from the listener's books.
 func (l *Listener) remove(p *pktConn) {
 	l.mu.Lock()
-	if l.assocs[p.key] == p {
-		delete(l.assocs, p.key)
+	defer l.mu.Unlock()
+	l.endHandshakeLocked(p)
+	if l.assocs[p.key] != p {
+		return
 	}
-	l.mu.Unlock()
+	delete(l.assocs, p.key)
+	ip := p.key.peer.Addr()
+	if src := l.sources[ip]; src != nil {
+		if src.assocs--; src.assocs <= 0 {
+			delete(l.sources, ip)
+		}
+	}
 }
 
 var _ transport.Listener = (*Listener)(nil)
@@ -321,6 +448,8 @@ type pktConn struct {
 	established atomic.Bool
 	sack        sackPrompter
 	live        liveness
+	pending     bool   // in its handshake; under l.mu
+	mis         uint16 // inbound streams to advertise in the INIT ACK
 }
 
 func (p *pktConn) seen() chunkFlags    { return chunkFlags(p.flags.Load()) }
@@ -388,6 +517,13 @@ func (p *pktConn) Write(b []byte) (int, error) {
 	case <-p.closed:
 		return 0, net.ErrClosed
 	default:
+	}
+	if len(b) > commonHeaderSize && b[commonHeaderSize] == chunkInitAck {
+		if _, mis, ok := initStreams(b); ok && mis > p.mis {
+			b = append([]byte(nil), b...) // pion's buffer is its own
+			limitInboundStreams(b, p.mis)
+			setChecksum(b)
+		}
 	}
 	return p.l.pc.WriteToUDPAddrPort(p.sack.outgoing(b), p.key.peer)
 }

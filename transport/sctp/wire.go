@@ -15,6 +15,7 @@ const (
 
 	chunkData             = 0
 	chunkInit             = 1
+	chunkInitAck          = 2
 	chunkAbort            = 6
 	chunkShutdown         = 7
 	chunkShutdownAck      = 8
@@ -31,6 +32,10 @@ const (
 	paramIPv6Address           = 0x0006
 	paramHostNameAddress       = 0x000b
 	paramSupportedAddressTypes = 0x000c
+
+	// causeOutOfResource is the "Out of Resource" error cause (RFC 9260
+	// §3.3.10.4).
+	causeOutOfResource = 4
 )
 
 // Errors returned by [RewriteInit] for packets that are not well-formed.
@@ -161,34 +166,110 @@ func stripParam(t uint16) bool {
 	return false
 }
 
-// chunkFlags records which association-ending chunks a packet carries.
+// chunkFlags records which association-ending and handshake chunks a
+// packet carries.
 type chunkFlags uint8
 
 const (
-	sawShutdown chunkFlags = 1 << iota // SHUTDOWN, SHUTDOWN ACK or SHUTDOWN COMPLETE
-	sawAbort
+	sawShutdown      chunkFlags = 1 << iota // SHUTDOWN, SHUTDOWN ACK or SHUTDOWN COMPLETE
+	sawAbort                                // ABORT
+	sawOutOfResource                        // ABORT with the "Out of Resource" cause
+	sawCookieEcho                           // COOKIE ECHO
 )
 
-// scanChunks walks the chunks of pkt and reports the shutdown or abort
-// chunks it carries. It stops at the first malformed chunk header.
+// scanChunks walks the chunks of pkt and reports the shutdown, abort and
+// COOKIE ECHO chunks it carries. It stops at the first malformed chunk
+// header.
 func scanChunks(pkt []byte) chunkFlags {
 	var f chunkFlags
 	for off := commonHeaderSize; off+chunkHeaderSize <= len(pkt); {
+		l := int(binary.BigEndian.Uint16(pkt[off+2:]))
 		switch pkt[off] {
 		case chunkShutdown, chunkShutdownAck, chunkShutdownComplete:
 			f |= sawShutdown
 		case chunkAbort:
 			f |= sawAbort
+			if hasCause(pkt[off:min(off+l, len(pkt))], causeOutOfResource) {
+				f |= sawOutOfResource
+			}
+		case chunkCookieEcho:
+			f |= sawCookieEcho
 		case chunkData:
 			// DATA is by far the most common chunk; nothing to record.
 		}
-		l := int(binary.BigEndian.Uint16(pkt[off+2:]))
 		if l < chunkHeaderSize {
 			break
 		}
 		off += pad4(l)
 	}
 	return f
+}
+
+// hasCause reports whether the ABORT or ERROR chunk ch carries the error
+// cause code (RFC 9260 §3.3.10).
+func hasCause(ch []byte, code uint16) bool {
+	for off := chunkHeaderSize; off+4 <= len(ch); {
+		if binary.BigEndian.Uint16(ch[off:]) == code {
+			return true
+		}
+		l := int(binary.BigEndian.Uint16(ch[off+2:]))
+		if l < 4 {
+			return false
+		}
+		off += pad4(l)
+	}
+	return false
+}
+
+// limitInboundStreams lowers the Number of Inbound Streams (MIS) of the
+// INIT or INIT ACK chunk that starts pkt to mis (RFC 9260 §3.3.2, §3.3.3)
+// and reports whether it changed it. The caller recomputes the checksum.
+func limitInboundStreams(pkt []byte, mis uint16) bool {
+	typ, ok := firstChunkType(pkt)
+	if !ok || (typ != chunkInit && typ != chunkInitAck) || mis == 0 ||
+		len(pkt) < commonHeaderSize+chunkHeaderSize+initFixedSize {
+		return false
+	}
+	f := pkt[commonHeaderSize+chunkHeaderSize+10:]
+	if binary.BigEndian.Uint16(f) <= mis {
+		return false
+	}
+	binary.BigEndian.PutUint16(f, mis)
+	return true
+}
+
+// initStreams returns the Number of Outbound Streams (OS) and of Inbound
+// Streams (MIS) of the INIT or INIT ACK chunk that starts pkt.
+func initStreams(pkt []byte) (os, mis uint16, ok bool) {
+	typ, ok := firstChunkType(pkt)
+	if !ok || (typ != chunkInit && typ != chunkInitAck) ||
+		len(pkt) < commonHeaderSize+chunkHeaderSize+initFixedSize {
+		return 0, 0, false
+	}
+	f := pkt[commonHeaderSize+chunkHeaderSize+8:]
+	return binary.BigEndian.Uint16(f), binary.BigEndian.Uint16(f[2:]), true
+}
+
+// refuseInit builds the ABORT that refuses the INIT starting pkt for lack
+// of resources: the INIT's ports swapped, its Initiate Tag as verification
+// tag and the T bit clear (RFC 9260 §8.5.1 rule B: the peer's tag is
+// known), and one "Out of Resource" error cause (RFC 9260 §3.3.10.4). It
+// returns nil if pkt is too short to be an INIT.
+func refuseInit(pkt []byte) []byte {
+	typ, ok := firstChunkType(pkt)
+	if !ok || typ != chunkInit || len(pkt) < commonHeaderSize+chunkHeaderSize+initFixedSize {
+		return nil
+	}
+	out := make([]byte, commonHeaderSize+chunkHeaderSize+4)
+	binary.BigEndian.PutUint16(out[0:], binary.BigEndian.Uint16(pkt[2:])) // our port
+	binary.BigEndian.PutUint16(out[2:], binary.BigEndian.Uint16(pkt[0:])) // their port
+	copy(out[4:8], pkt[commonHeaderSize+chunkHeaderSize:])                // Initiate Tag
+	out[12] = chunkAbort
+	binary.BigEndian.PutUint16(out[14:], chunkHeaderSize+4)
+	binary.BigEndian.PutUint16(out[16:], causeOutOfResource)
+	binary.BigEndian.PutUint16(out[18:], 4)
+	setChecksum(out)
+	return out
 }
 
 // ootbReply builds the answer to an out-of-the-blue packet, one that belongs
