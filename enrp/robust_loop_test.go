@@ -45,7 +45,8 @@ func floodThenClose(t *testing.T, ctx context.Context, net *memnet.Network, r *R
 }
 
 // stillServes checks, within a bound, that r registers a new PE and
-// resolves its pool for a new PU.
+// resolves its pool for a new PU, and that the flood left nothing behind:
+// only these two associations and this PE remain.
 func stillServes(t *testing.T, ctx context.Context, net *memnet.Network, r *Registrar) {
 	t.Helper()
 	const bound = 10 * time.Second
@@ -67,6 +68,11 @@ func stillServes(t *testing.T, ctx context.Context, net *memnet.Network, r *Regi
 	if hr, ok := m.(*tlv.HandleResolutionResponse); !ok || len(hr.PEs) != 1 || hr.PEs[0].ID != 42 {
 		t.Fatalf("resolution after the flood: %T %+v", m, m)
 	}
+	waitFor(t, ctx, pu, bound, func() bool {
+		s := r.Stats()
+		return s.Associations == 2 && s.PEs == 1
+	})
+	t.Logf("after the flood: %+v", r.Stats())
 }
 
 // runFloodRig starts a registrar on memnet without rate limits, for the
@@ -110,10 +116,10 @@ func TestRegistrarFloodThenCloseNoDeadlock(t *testing.T) {
 }
 
 // Issue 9, finding 1, second recipe: many associations each registering
-// many PEs, then closing (500 x 1,024 in the report, scaled down).
+// many PEs, then closing (500 x 1,024 in the report; 500 x 64 here).
 func TestRegistrarManyPEsThenCloseNoDeadlock(t *testing.T) {
 	ctx, net, r := runFloodRig(t)
-	floodThenClose(t, ctx, net, r, 200, 64, func(c *client, a, i int) tlv.ASAPMessage {
+	floodThenClose(t, ctx, net, r, 500, 64, func(c *client, a, i int) tlv.ASAPMessage {
 		return c.registration("pool", uint32(a<<16|i+1), time.Minute)
 	})
 	stillServes(t, ctx, net, r)

@@ -140,3 +140,35 @@ func TestLinkCloseAndAbortNeverStallLoop(t *testing.T) {
 		}
 	})
 }
+
+// A failure reported while the loop's queue is full is not lost: onDown
+// runs once, after the messages received before it.
+func TestFailWhileQueueFullStillReportsDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l, stop := start(t)
+		defer stop()
+		c := newFakeConn()
+		var got []string
+		l.Attach(c, func(time.Time, transport.Message) { got = append(got, "msg") },
+			func(time.Time, error) { got = append(got, "down") })
+		c.in <- transport.Message{PPID: transport.PPIDASAP, Data: []byte{1}}
+		synctest.Wait() // handled
+		busy, gate := make(chan struct{}), make(chan struct{})
+		l.Post(func(time.Time) { close(busy); <-gate })
+		<-busy
+		fillQueue(t, l)
+		c.in <- transport.Message{PPID: transport.PPIDASAP, Data: []byte{2}} // waits for room
+		c.recvErr <- errors.New("association lost")
+		synctest.Wait()
+		close(gate)
+		synctest.Wait()
+		l.Call(t.Context(), func(time.Time) {
+			if len(got) != 3 || got[1] != "msg" || got[2] != "down" {
+				t.Errorf("loop saw %v, want [msg msg down]", got)
+			}
+		})
+		if !c.aborted() {
+			t.Error("failed association not aborted")
+		}
+	})
+}
