@@ -261,7 +261,11 @@ func (d *driver) flush(now time.Time) {
 				continue
 			}
 			if !k.Send(transport.Message{PPID: transport.PPIDASAP, Data: b}) {
-				d.r.log.Warn("enrp: association too slow, aborting it", "assoc", o.Assoc, "peer", k.Conn().RemoteAddr())
+				if err := k.Err(); err != nil {
+					d.r.log.Debug("enrp: association ended", "assoc", o.Assoc, "err", err)
+				} else {
+					d.r.log.Warn("enrp: association too slow, aborting it", "assoc", o.Assoc, "peer", k.Conn().RemoteAddr())
+				}
 				// RFC 9260 §9.1: an ABORT, sent by the link's own
 				// goroutine; the loop does not wait for the peer.
 				k.Abort()

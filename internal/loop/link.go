@@ -35,9 +35,9 @@ type Link struct {
 	onDown func(now time.Time, err error)
 	ctx    context.Context // ends with Close, Abort or a failure; Send fails then
 	cancel context.CancelFunc
-	// closed is set by Close, or on the loop just before onDown: received
-	// messages still queued after it are dropped. Those received before a
-	// failure are handled before onDown runs.
+	// closed is set by Close or Abort, or on the loop just before onDown:
+	// received messages still queued after it are dropped. Those received
+	// before a failure are handled before onDown runs.
 	closed atomic.Bool
 	// abort makes the writer end the association with Conn.Abort instead
 	// of Conn.Close.
@@ -131,9 +131,15 @@ func (k *Link) down(now time.Time) {
 // teardown ends the association, on the writer goroutine: at once after
 // Abort or a failure (the association is over, or the peer is not worth
 // waiting for), else gracefully (RFC 9260 §9.2), which may wait for the
-// peer up to the bound the transport documents.
+// peer up to the bound the transport documents. A Send refused for the
+// message alone (too large, empty) leaves a working association: it is
+// closed gracefully too.
 func (k *Link) teardown() {
-	if k.abort.Load() || k.failed.Load() != nil {
+	if k.abort.Load() {
+		k.conn.Abort()
+		return
+	}
+	if p := k.failed.Load(); p != nil && !errors.Is(*p, transport.ErrMessageTooLarge) && !errors.Is(*p, transport.ErrEmptyMessage) {
 		k.conn.Abort()
 		return
 	}
@@ -152,6 +158,15 @@ func (k *Link) Send(m transport.Message) bool {
 	default:
 		return false
 	}
+}
+
+// Err returns the error that ended the association (its report to onDown
+// may still be on its way), or nil.
+func (k *Link) Err() error {
+	if p := k.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Conn returns the association.

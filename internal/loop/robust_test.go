@@ -172,3 +172,26 @@ func TestFailWhileQueueFullStillReportsDown(t *testing.T) {
 		}
 	})
 }
+
+// A Send refused for the message alone leaves a working association: the
+// Link reports it down and closes it gracefully rather than aborting it.
+func TestSendTooLargeClosesGracefully(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l, stop := start(t)
+		defer stop()
+		c := newFakeConn()
+		var downErr error
+		k := l.Attach(c, func(time.Time, transport.Message) {}, func(_ time.Time, err error) { downErr = err })
+		k.Send(transport.Message{PPID: transport.PPIDASAP, Data: []byte{1}})
+		c.sendErr <- transport.ErrMessageTooLarge
+		synctest.Wait()
+		l.Call(t.Context(), func(time.Time) {
+			if !errors.Is(downErr, transport.ErrMessageTooLarge) {
+				t.Errorf("onDown with %v", downErr)
+			}
+		})
+		if !c.isClosed() || c.aborted() {
+			t.Errorf("closed %v, aborted %v; want a graceful close", c.isClosed(), c.aborted())
+		}
+	})
+}
