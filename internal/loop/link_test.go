@@ -223,7 +223,7 @@ func TestAcceptRecvDown(t *testing.T) {
 // An association accepted but still queued when the loop stops is aborted
 // by Run (never waiting for its peer), not leaked; no work runs once the
 // context has ended.
-func TestStopClosesQueuedHandOver(t *testing.T) {
+func TestStopAbortsQueuedHandOver(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		l := New(ctx, nil)
