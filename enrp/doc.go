@@ -78,8 +78,10 @@
 // driver, on the same loop as the asap PE and PU drivers: one goroutine
 // that owns the core and the store, fed by a reader and a writer goroutine
 // per association and an accept goroutine, all of which end when Run
-// returns. Slow associations are aborted rather than
-// allowed to stall the loop (Config.SendQueue).
+// returns. Slow associations are aborted (RFC 9260 §9.1) rather than
+// allowed to stall the loop (Config.SendQueue); the loop never waits for a
+// peer, and Close returns within one shutdown bound of the transport
+// however many peers hang (see Registrar.Run).
 //
 // # Limitations
 //

@@ -137,6 +137,15 @@ func (r *Registrar) Stats() Stats {
 // protocol core; one goroutine accepts associations; each association
 // has a reader and a writer goroutine. All of them end before Run
 // returns.
+//
+// The loop never waits for a peer. An association whose send queue
+// overflows (Config.SendQueue) is aborted (RFC 9260 §9.1), and one that
+// failed is released, by its writer goroutine. When Run stops, every
+// association is shut down gracefully (RFC 9260 §9.2) by its own
+// goroutine, all at once, and associations accepted but not yet served
+// are aborted: with peers that hang, Run (and so Close) returns after
+// one shutdown bound of the transport (sctp.Config.ShutdownTimeout, 3 s
+// by default), not one per peer.
 func (r *Registrar) Run(ctx context.Context) error {
 	r.mu.Lock()
 	if r.state != 0 {
@@ -252,8 +261,14 @@ func (d *driver) flush(now time.Time) {
 				continue
 			}
 			if !k.Send(transport.Message{PPID: transport.PPIDASAP, Data: b}) {
-				d.r.log.Warn("enrp: association too slow, aborting it", "assoc", o.Assoc, "peer", k.Conn().RemoteAddr())
-				k.Close()
+				if err := k.Err(); err != nil {
+					d.r.log.Debug("enrp: association ended", "assoc", o.Assoc, "err", err)
+				} else {
+					d.r.log.Warn("enrp: association too slow, aborting it", "assoc", o.Assoc, "peer", k.Conn().RemoteAddr())
+				}
+				// RFC 9260 §9.1: an ABORT, sent by the link's own
+				// goroutine; the loop does not wait for the peer.
+				k.Abort()
 				delete(d.links, o.Assoc)
 				d.lost = append(d.lost, o.Assoc)
 			}
@@ -298,7 +313,9 @@ func (r *Registrar) snapshot(assocs int) {
 }
 
 // Close stops Run (if it runs), waits for it, and closes the listener if
-// the Registrar opened it. It is safe to call more than once.
+// the Registrar opened it. It is safe to call more than once. It returns
+// within one shutdown bound of the transport however many peers hang
+// (see Run).
 func (r *Registrar) Close() error {
 	r.mu.Lock()
 	cancel := r.cancel

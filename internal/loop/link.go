@@ -3,7 +3,6 @@ package loop
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,24 +20,38 @@ const SendQueue = 256
 
 // Link drives one association for a Loop: a reader goroutine posts each
 // received message to the loop, a writer goroutine sends queued ones.
+//
+// Nothing the loop calls on a Link blocks: Send, Close and Abort only
+// queue, set flags and cancel a context. The association itself is torn
+// down by the Link's writer goroutine (owned by the Loop) when it stops,
+// so a graceful close that waits for a slow or dead peer never holds up
+// the loop. A failure is reported to the loop by the reader goroutine
+// through the loop's queue, behind the messages received before it,
+// while holding nothing the loop may wait for.
 type Link struct {
 	conn   transport.Conn
 	out    chan transport.Message
 	onRecv func(now time.Time, m transport.Message)
-	ctx    context.Context // ends with Close or a failure; Send fails then
+	onDown func(now time.Time, err error)
+	ctx    context.Context // ends with Close, Abort or a failure; Send fails then
 	cancel context.CancelFunc
-	once   sync.Once
-	// closed is set by Close, or on the loop just before onDown: received
-	// messages still queued after it are dropped. Those received before a
-	// failure are handled before onDown runs.
+	// closed is set by Close or Abort, or on the loop just before onDown:
+	// received messages still queued after it are dropped. Those received
+	// before a failure are handled before onDown runs.
 	closed atomic.Bool
+	// abort makes the writer end the association with Conn.Abort instead
+	// of Conn.Close.
+	abort atomic.Bool
+	// failed holds the first error that ended the association.
+	failed atomic.Pointer[error]
 }
 
 // Attach starts driving conn with a send queue of SendQueue messages.
 // onRecv runs on the loop for every message; onDown runs on the loop once,
-// when the association fails or is closed by the peer (not after Close).
-// Both goroutines end when the Link is closed or the Loop's context ends;
-// the Link then closes conn.
+// when the association fails or is closed by the peer (not after Close or
+// Abort). Both goroutines end when the Link is closed or the Loop's
+// context ends; the Link then ends conn: with Conn.Abort after Abort or a
+// failure, else with a graceful Conn.Close, on the Link's own goroutine.
 func (l *Loop) Attach(conn transport.Conn, onRecv func(now time.Time, m transport.Message), onDown func(now time.Time, err error)) *Link {
 	return l.AttachQueue(conn, SendQueue, onRecv, onDown)
 }
@@ -50,7 +63,7 @@ func (l *Loop) AttachQueue(conn transport.Conn, queue int, onRecv func(now time.
 		queue = SendQueue
 	}
 	ctx, cancel := context.WithCancel(l.ctx)
-	k := &Link{conn: conn, out: make(chan transport.Message, queue), onRecv: onRecv, ctx: ctx, cancel: cancel}
+	k := &Link{conn: conn, out: make(chan transport.Message, queue), onRecv: onRecv, onDown: onDown, ctx: ctx, cancel: cancel}
 	// The writer waits on the queue alone (cheaper than a select with
 	// ctx.Done for every message). When ctx ends it is woken by an empty
 	// message; if the queue is full then, it is not waiting, and it sees
@@ -62,7 +75,7 @@ func (l *Loop) AttachQueue(conn transport.Conn, queue int, onRecv func(now time.
 		}
 	})
 	l.Go(func(context.Context) {
-		defer conn.Close()
+		defer k.teardown()
 		for {
 			m := <-k.out
 			if ctx.Err() != nil {
@@ -70,7 +83,7 @@ func (l *Loop) AttachQueue(conn transport.Conn, queue int, onRecv func(now time.
 			}
 			if err := conn.Send(ctx, m); err != nil {
 				if ctx.Err() == nil {
-					k.fail(l, onDown, err)
+					k.fail(err)
 				}
 				return
 			}
@@ -81,29 +94,56 @@ func (l *Loop) AttachQueue(conn transport.Conn, queue int, onRecv func(now time.
 			m, err := conn.Recv(ctx)
 			if err != nil {
 				if ctx.Err() == nil {
-					k.fail(l, onDown, err)
+					k.fail(err)
 				}
-				return
+				break
 			}
 			// The loop skips it if the Link is closed by then.
 			if !l.put(work{k: k, m: m}) {
 				return
 			}
 		}
+		// Failed (here or in the writer), not closed: tell the loop,
+		// after the messages received before. This goroutine holds
+		// nothing, so waiting for room in the queue cannot deadlock.
+		if k.failed.Load() != nil {
+			l.put(work{k: k, down: true})
+		}
 	})
 	return k
 }
 
-func (k *Link) fail(l *Loop, onDown func(time.Time, error), err error) {
-	k.once.Do(func() {
+// fail records the first failure and stops the Link; it never blocks.
+func (k *Link) fail(err error) {
+	if k.failed.CompareAndSwap(nil, &err) {
 		k.cancel()
-		k.conn.Close()
-		l.Post(func(now time.Time) {
-			if !k.closed.Swap(true) { // not closed meanwhile
-				onDown(now, err)
-			}
-		})
-	})
+	}
+}
+
+// down runs on the loop: the failure's report, unless the Link was closed
+// meanwhile.
+func (k *Link) down(now time.Time) {
+	if !k.closed.Swap(true) {
+		k.onDown(now, *k.failed.Load())
+	}
+}
+
+// teardown ends the association, on the writer goroutine: at once after
+// Abort or a failure (the association is over, or the peer is not worth
+// waiting for), else gracefully (RFC 9260 §9.2), which may wait for the
+// peer up to the bound the transport documents. A Send refused for the
+// message alone (too large, empty) leaves a working association: it is
+// closed gracefully too.
+func (k *Link) teardown() {
+	if k.abort.Load() {
+		k.conn.Abort()
+		return
+	}
+	if p := k.failed.Load(); p != nil && !errors.Is(*p, transport.ErrMessageTooLarge) && !errors.Is(*p, transport.ErrEmptyMessage) {
+		k.conn.Abort()
+		return
+	}
+	k.conn.Close()
 }
 
 // Send queues m. It reports false, without blocking, when the queue is
@@ -120,18 +160,35 @@ func (k *Link) Send(m transport.Message) bool {
 	}
 }
 
+// Err returns the error that ended the association (its report to onDown
+// may still be on its way), or nil.
+func (k *Link) Err() error {
+	if p := k.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // Conn returns the association.
 func (k *Link) Conn() transport.Conn { return k.conn }
 
-// Close stops the link and closes the association; onDown is not called,
-// and messages received but not yet handled are dropped. A driver aborts
-// an association that cannot keep up with its send queue this way.
+// Close stops the link; its writer goroutine then closes the association
+// gracefully (Conn.Close), without holding up the caller. onDown is not
+// called, and messages received but not yet handled are dropped. Close
+// never blocks, so the loop may call it.
 func (k *Link) Close() {
-	k.once.Do(func() {
-		k.closed.Store(true)
-		k.cancel()
-		k.conn.Close()
-	})
+	k.closed.Store(true)
+	k.cancel()
+}
+
+// Abort is Close, but the association is ended with Conn.Abort (RFC 9260
+// §9.1): nothing still queued is sent, and nobody waits for the peer. A
+// driver aborts an association that cannot keep up with its send queue
+// this way. Abort after Close does not cut short a graceful close the
+// writer has already begun.
+func (k *Link) Abort() {
+	k.abort.Store(true)
+	k.Close()
 }
 
 // Accept accepts associations from ln on a goroutine owned by the loop,
@@ -150,7 +207,7 @@ func (l *Loop) Accept(ln transport.Listener, onConn func(now time.Time, c transp
 				return
 			}
 			if !l.put(work{f: func(now time.Time) { onConn(now, c) }, c: c}) {
-				c.Close()
+				c.Abort() // never served: nobody waits for its peer
 				return
 			}
 		}
@@ -173,14 +230,14 @@ func (l *Loop) Dial(tr transport.Transport, to transport.Addr, timeout time.Dura
 		posted := l.put(work{f: func(now time.Time) {
 			if cancelled.Load() {
 				if c != nil {
-					c.Close()
+					c.Abort() // on the loop: it must not wait for the peer
 				}
 				return // nobody waits for it any more
 			}
 			done(now, c, err)
 		}, c: c})
 		if !posted && c != nil {
-			c.Close()
+			c.Abort()
 		}
 	})
 	return func() {

@@ -18,17 +18,19 @@ import (
 type fakeConn struct {
 	in      chan transport.Message
 	recvErr chan error
+	sendErr chan error
 	pass    chan struct{}
 	sent    chan transport.Message
 
 	mu     sync.Mutex
 	closed chan struct{}
 	closes int
+	aborts int
 }
 
 func newFakeConn() *fakeConn {
 	return &fakeConn{
-		in: make(chan transport.Message), recvErr: make(chan error, 1),
+		in: make(chan transport.Message), recvErr: make(chan error, 1), sendErr: make(chan error, 1),
 		pass: make(chan struct{}), sent: make(chan transport.Message, 100),
 		closed: make(chan struct{}),
 	}
@@ -39,6 +41,8 @@ func (c *fakeConn) Send(ctx context.Context, m transport.Message) error {
 	case <-c.pass:
 		c.sent <- m
 		return nil
+	case err := <-c.sendErr:
+		return err
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-c.closed:
@@ -59,7 +63,18 @@ func (c *fakeConn) Recv(ctx context.Context) (transport.Message, error) {
 	}
 }
 
-func (c *fakeConn) Abort() error { return c.Close() }
+func (c *fakeConn) Abort() error {
+	c.mu.Lock()
+	c.aborts++
+	c.mu.Unlock()
+	return c.Close()
+}
+
+func (c *fakeConn) aborted() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.aborts > 0
+}
 
 func (c *fakeConn) Close() error {
 	c.mu.Lock()
@@ -205,9 +220,10 @@ func TestAcceptRecvDown(t *testing.T) {
 	})
 }
 
-// An association accepted but still queued when the loop stops is closed
-// by Run, not leaked; no work runs once the context has ended.
-func TestStopClosesQueuedHandOver(t *testing.T) {
+// An association accepted but still queued when the loop stops is aborted
+// by Run (never waiting for its peer), not leaked; no work runs once the
+// context has ended.
+func TestStopAbortsQueuedHandOver(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		l := New(ctx, nil)
@@ -222,8 +238,8 @@ func TestStopClosesQueuedHandOver(t *testing.T) {
 		if ran {
 			t.Error("onConn ran after the context ended")
 		}
-		if !c.isClosed() {
-			t.Error("queued association not closed")
+		if !c.aborted() {
+			t.Error("queued association not aborted")
 		}
 	})
 }

@@ -6,8 +6,11 @@
 //
 // Associations are driven by Link: a reader goroutine that posts received
 // messages to the loop and a writer goroutine with a bounded queue, so that
-// the loop never blocks on the network. Every goroutine belongs to the
-// Loop and ends when the Loop's context ends; Run returns after all have.
+// the loop never blocks on the network. The loop never waits for a peer
+// either: an association is closed (gracefully or by abort) on its Link's
+// writer goroutine, and no goroutine that may wait for the loop holds
+// anything the loop needs. Every goroutine belongs to the Loop and ends
+// when the Loop's context ends; Run returns after all have.
 package loop
 
 import (
@@ -71,17 +74,20 @@ type work struct {
 	f func(now time.Time)
 	k *Link
 	m transport.Message
-	// c is an association that f hands over to the loop; Run closes it
+	// down: k failed; m is empty.
+	down bool
+	// c is an association that f hands over to the loop; Run aborts it
 	// if it stops before f runs, so that no association leaks.
 	c transport.Conn
 }
 
 func (w *work) run(now time.Time) {
-	if w.k == nil {
+	switch {
+	case w.k == nil:
 		w.f(now)
-		return
-	}
-	if !w.k.closed.Load() {
+	case w.down:
+		w.k.down(now)
+	case !w.k.closed.Load():
 		w.k.onRecv(now, w.m)
 	}
 }
@@ -105,8 +111,13 @@ func (l *Loop) Now() time.Time { return l.clock.Now() }
 // Run drives core until the Loop's context ends: it runs posted work and
 // the core's timeouts, and calls after (if not nil) after each, where the
 // driver empties the core's outbox. It waits for the goroutines started
-// with Go before it returns, and closes the associations (from Accept or
+// with Go before it returns, and aborts the associations (from Accept or
 // Dial) whose hand-over to the loop was still queued.
+//
+// Shutdown takes one bound, however many associations hang: every Link
+// ends its association on its own goroutine, all at once (gracefully,
+// each within the transport's own shutdown bound, unless aborted), and
+// queued hand-overs are aborted, which never waits.
 func (l *Loop) Run(core Core, after func(now time.Time)) {
 	defer func() {
 		close(l.done)
@@ -115,7 +126,7 @@ func (l *Loop) Run(core Core, after func(now time.Time)) {
 			select {
 			case w := <-l.work:
 				if w.c != nil {
-					w.c.Close()
+					w.c.Abort() // never served; Abort never waits
 				}
 			default:
 				return
@@ -187,7 +198,9 @@ func (l *Loop) do(w *work, after func(now time.Time)) {
 }
 
 // Post queues f to run on the loop. It returns false when the loop has
-// stopped (f will never run). It blocks while the queue is full.
+// stopped (f will never run). It blocks while the queue is full, so it is
+// for other goroutines: work on the loop must not call Post (nor Call,
+// which waits for the loop) and does what it has to do directly.
 func (l *Loop) Post(f func(now time.Time)) bool {
 	return l.put(work{f: f})
 }
@@ -213,7 +226,7 @@ func (l *Loop) put(w work) bool {
 }
 
 // Call runs f on the loop and waits for it. It fails with ctx's error or
-// ErrStopped.
+// ErrStopped. It must not be called on the loop.
 func (l *Loop) Call(ctx context.Context, f func(now time.Time)) error {
 	if l.stopped() {
 		return ErrStopped
