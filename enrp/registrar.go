@@ -280,8 +280,7 @@ func (d *driver) flush(now time.Time) {
 				continue
 			}
 			d.r.log.Debug("enrp: aborting association", "assoc", o.Assoc, "peer", k.Conn().RemoteAddr(), "reason", o.Reason.String())
-			k.Conn().Abort()
-			k.Close()
+			k.Abort() // on the link's own goroutine, never on the loop
 			delete(d.links, o.Assoc)
 			d.lost = append(d.lost, o.Assoc)
 		case asap.SendAnnounce:
