@@ -318,9 +318,6 @@ func (h PoolHandle) AppendTo(b []byte) []byte { return appendSimple(b, ParamPool
 // Equal reports whether two pool handles are byte for byte the same.
 func (h PoolHandle) Equal(o PoolHandle) bool { return string(h) == string(o) }
 
-// String returns the handle as text.
-func (h PoolHandle) String() string { return string(h) }
-
 // ParamType implements Param.
 func (c CookieParam) ParamType() ParamType { return ParamCookie }
 
