@@ -264,7 +264,7 @@ func (h *hunter) round(now time.Time) bool {
 		if !slices.Contains(h.dialled, e.addr) && len(h.dialled) < maxDialled {
 			h.dialled = append(h.dialled, e.addr)
 		}
-		h.log.Debug("server hunt: dialling", "assoc", id, "addr", e.addr.AddrPort, "server", e.serverID)
+		h.log.Debug("server hunt: dialling", "assoc", id, "addr", e.addr.AddrPort, "server", tlv.ServerID(e.serverID))
 		h.emit(Connect{Assoc: id, Addr: e.addr})
 	}
 	return true
@@ -284,7 +284,7 @@ func (h *hunter) connected(now time.Time, id AssocID) bool {
 	delete(h.attempts, id)
 	h.stopHunt()
 	h.home, h.homeAddr, h.homeSID, h.homeAt = id, e.addr, e.serverID, now
-	h.log.Debug("server hunt: new home", "assoc", id, "addr", e.addr.AddrPort, "server", e.serverID)
+	h.log.Debug("server hunt: new home", "assoc", id, "addr", e.addr.AddrPort, "server", tlv.ServerID(e.serverID))
 	h.emit(HomeChanged{Assoc: id, ServerID: e.serverID})
 	return true
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-rserpool/rserpool/policy"
+	"github.com/go-rserpool/rserpool/tlv"
 	"github.com/go-rserpool/rserpool/transport"
 )
 
@@ -96,7 +97,7 @@ type PEEvent struct {
 func (e PEEvent) String() string {
 	s := e.Kind.String()
 	if e.ServerID != 0 {
-		s += fmt.Sprintf(" (registrar %08x)", e.ServerID)
+		s += " (registrar " + tlv.FormatID(e.ServerID) + ")"
 	}
 	if e.Err != nil {
 		s += ": " + e.Err.Error()

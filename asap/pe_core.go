@@ -270,7 +270,7 @@ func (c *PoolElementCore) sendRegistration(now time.Time) {
 	c.attempts++
 	c.dirty = false
 	c.regDue = now.Add(c.t.T2Registration)
-	c.log.Debug("pe: registration", "pe", c.id, "attempt", c.attempts, "assoc", c.h.home)
+	c.log.Debug("pe: registration", "pe", tlv.PEIdentifier(c.id), "attempt", c.attempts, "assoc", c.h.home)
 	c.out = append(c.out, Send{Assoc: c.h.home, Msg: c.registration()})
 }
 
@@ -332,7 +332,7 @@ func (c *PoolElementCore) HandleLost(now time.Time, id AssocID) {
 	if !c.h.lost(now, id) {
 		return
 	}
-	c.log.Debug("pe: home association lost", "pe", c.id, "assoc", id)
+	c.log.Debug("pe: home association lost", "pe", tlv.PEIdentifier(c.id), "assoc", id)
 	if c.deregistering {
 		c.deregistering, c.deregDue = false, time.Time{}
 		c.out = append(c.out, Deregistered{Err: ErrNoRegistrar})
@@ -408,14 +408,14 @@ func (c *PoolElementCore) onRegistrationResponse(now time.Time, from AssocID, m 
 func (c *PoolElementCore) refused(now time.Time, err *RejectError) {
 	c.registered, c.reregAt = false, time.Time{}
 	if !err.Transient() {
-		c.log.Debug("pe: registration refused for good", "pe", c.id, "err", err)
+		c.log.Debug("pe: registration refused for good", "pe", tlv.PEIdentifier(c.id), "err", err)
 		c.want, c.dirty, c.refusals = false, false, 0
 		c.out = append(c.out, RegistrationFailed{Err: err})
 		return
 	}
 	c.refusals++
 	c.retryAt = now.Add(backoff(c.rng, c.t.RefusedRetry, c.t.RefusedRetryMax, c.refusals))
-	c.log.Debug("pe: registration refused, retrying", "pe", c.id, "err", err, "in", c.retryAt.Sub(now))
+	c.log.Debug("pe: registration refused, retrying", "pe", tlv.PEIdentifier(c.id), "err", err, "in", c.retryAt.Sub(now))
 	c.out = append(c.out, RegistrationFailed{Err: err, Retry: c.retryAt})
 }
 
@@ -443,7 +443,7 @@ func (c *PoolElementCore) onKeepAlive(now time.Time, from AssocID, m *tlv.Endpoi
 	case from != c.h.home:
 		// Another registrar supervises us: it is our home now (takeover,
 		// RFC 5353 §3.9). Outstanding requests move to it.
-		c.log.Debug("pe: new home registrar", "pe", c.id, "server", m.ServerID, "assoc", from)
+		c.log.Debug("pe: new home registrar", "pe", tlv.PEIdentifier(c.id), "server", tlv.ServerID(m.ServerID), "assoc", from)
 		c.h.adopt(from, m.ServerID)
 		if !c.regDue.IsZero() || (c.want && !c.registered && c.retryAt.IsZero()) {
 			// An outstanding registration moves; one that waited for a
@@ -525,7 +525,7 @@ func (c *PoolElementCore) HandleTimeout(now time.Time) {
 	if c.want && c.h.hunting && c.h.failed >= c.noRegAt {
 		err := c.h.noRegistrar()
 		c.noRegAt = c.h.failed + c.hunts
-		c.log.Debug("pe: no registrar reachable, still hunting", "pe", c.id, "err", err)
+		c.log.Debug("pe: no registrar reachable, still hunting", "pe", tlv.PEIdentifier(c.id), "err", err)
 		c.out = append(c.out, RegistrationFailed{Err: err, Retry: c.h.deadline})
 	}
 	if !c.retryAt.IsZero() && !now.Before(c.retryAt) {
@@ -540,7 +540,7 @@ func (c *PoolElementCore) HandleTimeout(now time.Time) {
 		if c.attempts < c.t.MaxRegAttempt {
 			c.sendRegistration(now)
 		} else {
-			c.log.Debug("pe: MAX-REG-ATTEMPT reached, server hunt", "pe", c.id, "attempts", c.attempts)
+			c.log.Debug("pe: MAX-REG-ATTEMPT reached, server hunt", "pe", tlv.PEIdentifier(c.id), "attempts", c.attempts)
 			c.attempts = 0
 			c.lose(ErrTimeout) // the home is closed: it drops our registration
 			c.hunt(now)

@@ -193,7 +193,7 @@ func (pu *PoolUser) Dial(ctx context.Context, handle []byte) (transport.Conn, tl
 		if !dialable(pe.UserTransport) {
 			// Not the PE's fault: drop it from this pool user's cache
 			// without reporting it.
-			last = fmt.Errorf("asap: PE %08x has a %v user transport", pe.ID, pe.UserTransport.Type)
+			last = fmt.Errorf("asap: PE %v has a %v user transport", tlv.PEIdentifier(pe.ID), pe.UserTransport.Type)
 			if err := pu.ep.call(ctx, func(time.Time) { pu.core.drop(handle, pe.ID) }); err != nil {
 				return nil, tlv.PoolElement{}, err
 			}
@@ -213,8 +213,8 @@ func (pu *PoolUser) Dial(ctx context.Context, handle []byte) (transport.Conn, tl
 		if ctx.Err() != nil {
 			return nil, tlv.PoolElement{}, ctx.Err()
 		}
-		last = fmt.Errorf("asap: PE %08x: %w", pe.ID, err)
-		pu.core.log.Debug("pu: PE unreachable, failing over", "pe", pe.ID, "err", err)
+		last = fmt.Errorf("asap: PE %v: %w", tlv.PEIdentifier(pe.ID), err)
+		pu.core.log.Debug("pu: PE unreachable, failing over", "pe", tlv.PEIdentifier(pe.ID), "err", err)
 		if err := pu.ReportUnreachable(ctx, handle, pe.ID); err != nil {
 			return nil, tlv.PoolElement{}, err
 		}

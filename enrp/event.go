@@ -66,9 +66,9 @@ type Event struct {
 }
 
 // String describes the event in one line, e.g.
-// `PE 0000002a of pool "echo" removed: keep-alive timeout`.
+// `PE 0x0000002a of pool "echo" removed: keep-alive timeout`.
 func (e Event) String() string {
-	s := fmt.Sprintf("PE %08x of pool %q %v", e.PEID, []byte(e.PoolHandle), e.Kind)
+	s := fmt.Sprintf("PE %v of pool %q %v", tlv.PEIdentifier(e.PEID), e.PoolHandle, e.Kind)
 	if e.Kind == EventRemoved {
 		s += ": " + e.Reason.String()
 	}

@@ -374,10 +374,10 @@ func TestEventString(t *testing.T) {
 		ev   Event
 		want string
 	}{
-		{Event{Kind: EventRegistered, PoolHandle: tlv.PoolHandle("echo"), PEID: 0x2a}, `PE 0000002a of pool "echo" registered`},
-		{Event{Kind: EventUpdated, PoolHandle: tlv.PoolHandle("echo"), PEID: 1}, `PE 00000001 of pool "echo" updated`},
-		{Event{Kind: EventRemoved, PoolHandle: tlv.PoolHandle("e\x00"), PEID: 1, Reason: asap.RemovedKeepAliveTimeout}, `PE 00000001 of pool "e\x00" removed: keep-alive timeout`},
-		{Event{Kind: 9, PEID: 1}, `PE 00000001 of pool "" EventKind(9)`},
+		{Event{Kind: EventRegistered, PoolHandle: tlv.PoolHandle("echo"), PEID: 0x2a}, `PE 0x0000002a of pool "echo" registered`},
+		{Event{Kind: EventUpdated, PoolHandle: tlv.PoolHandle("echo"), PEID: 1}, `PE 0x00000001 of pool "echo" updated`},
+		{Event{Kind: EventRemoved, PoolHandle: tlv.PoolHandle("e\x00"), PEID: 1, Reason: asap.RemovedKeepAliveTimeout}, `PE 0x00000001 of pool "0x6500" removed: keep-alive timeout`},
+		{Event{Kind: 9, PEID: 1}, `PE 0x00000001 of pool "" EventKind(9)`},
 	} {
 		if got := c.ev.String(); got != c.want {
 			t.Errorf("String() = %s, want %s", got, c.want)

@@ -180,7 +180,7 @@ func ExampleConfig_events() {
 		}
 	}
 	// Output:
-	// PE 0000002a of pool "echo" registered
+	// PE 0x0000002a of pool "echo" registered
 	//   home true: [10.0.0.2]
-	// PE 0000002a of pool "echo" removed: deregistered
+	// PE 0x0000002a of pool "echo" removed: deregistered
 }

@@ -246,4 +246,4 @@ func removed(id uint32) func(enrp.Event) bool {
 	return func(ev enrp.Event) bool { return ev.Kind == enrp.EventRemoved && ev.PEID == id }
 }
 
-func hex(id uint32) string { return fmt.Sprintf("%08x", id) }
+func hex(id uint32) string { return fmt.Sprintf("0x%08x", id) }

@@ -184,7 +184,7 @@ func Call(ctx context.Context, pu *asap.PoolUser, handle []byte, msg string, tim
 		if ctx.Err() != nil {
 			return a, ctx.Err()
 		}
-		last = fmt.Errorf("PE %08x: %w", pe.ID, err)
+		last = fmt.Errorf("PE 0x%08x: %w", pe.ID, err)
 		a.Failed = append(a.Failed, pe.ID)
 		if err := pu.ReportUnreachable(ctx, handle, pe.ID); err != nil {
 			return a, err

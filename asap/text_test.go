@@ -1,0 +1,34 @@
+package asap
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+)
+
+// TestPEEventText: a PE's events name the registrar in the module's ID
+// form (before: "registered (registrar 0000beef)"; JSON Kind 1, ServerID
+// 48879, Err {}).
+func TestPEEventText(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	ev := PEEvent{Kind: PEEventRegistered, Time: at, ServerID: 0xbeef}
+	if got, want := ev.String(), "registered (registrar 0x0000beef)"; got != want {
+		t.Errorf("String %q, want %q", got, want)
+	}
+	for _, c := range []struct {
+		ev   PEEvent
+		want string
+	}{
+		{ev, `{"Kind":"registered","Time":"2026-12-01T10:00:00Z","ServerID":"0x0000beef"}`},
+		{PEEvent{Kind: PEEventLost, Time: at, Err: errors.New("home lost")},
+			`{"Kind":"registration lost","Time":"2026-12-01T10:00:00Z","Err":"home lost"}`},
+		{PEEvent{Kind: PEEventNoRegistrar, Time: at, Err: errors.New("none"), Retry: at.Add(time.Second)},
+			`{"Kind":"no registrar","Time":"2026-12-01T10:00:00Z","Err":"none","Retry":"2026-12-01T10:00:01Z"}`},
+	} {
+		b, err := json.Marshal(c.ev)
+		if err != nil || string(b) != c.want {
+			t.Errorf("got  %s (%v)\nwant %s", b, err, c.want)
+		}
+	}
+}

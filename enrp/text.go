@@ -1,0 +1,46 @@
+package enrp
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/go-rserpool/rserpool/tlv"
+)
+
+// MarshalText implements encoding.TextMarshaler: the name String gives
+// ("registered", "updated", "removed").
+func (k EventKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler (MarshalText's names).
+func (k *EventKind) UnmarshalText(b []byte) error {
+	for i, s := range eventKindNames {
+		if s != "" && s == string(b) {
+			*k = EventKind(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: event kind %q", tlv.ErrBadText, b)
+}
+
+// MarshalJSON implements json.Marshaler: the fields by their Go names,
+// Kind and Reason by name, the pool handle as text (tlv.PoolHandle), PEID
+// as 0x0000002a; Reason only for EventRemoved, PE only when it carries
+// one (EventRegistered, EventUpdated).
+func (e Event) MarshalJSON() ([]byte, error) {
+	j := struct {
+		Kind       EventKind
+		Time       time.Time
+		PoolHandle tlv.PoolHandle
+		PEID       tlv.PEIdentifier
+		Reason     string           `json:",omitempty"`
+		PE         *tlv.PoolElement `json:",omitempty"`
+	}{Kind: e.Kind, Time: e.Time, PoolHandle: e.PoolHandle, PEID: tlv.PEIdentifier(e.PEID)}
+	if e.Kind == EventRemoved {
+		j.Reason = e.Reason.String()
+	}
+	if e.PE.UserTransport.Type != 0 || e.PE.ID != 0 {
+		j.PE = &e.PE
+	}
+	return json.Marshal(j)
+}
