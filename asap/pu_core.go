@@ -211,7 +211,7 @@ func (c *PoolUserCore) send(now time.Time, q *query) {
 	q.sent = true
 	q.due = now.Add(c.t.T1ENRPRequest)
 	m := &tlv.HandleResolution{PoolHandle: q.handle, HasItems: c.items != 0, Items: c.items}
-	c.log.Debug("pu: handle resolution", "pool", string(q.handle), "try", q.tries, "assoc", q.assoc)
+	c.log.Debug("pu: handle resolution", "pool", tlv.PoolHandle(q.handle), "try", q.tries, "assoc", q.assoc)
 	c.out = append(c.out, Send{Assoc: q.assoc, Msg: m})
 }
 
@@ -406,7 +406,7 @@ func (c *PoolUserCore) update(now time.Time, handle []byte, m *tlv.HandleResolut
 	if pc == nil || pc.ptype != ptype {
 		sel, err := policy.New(ptype, c.src)
 		if err != nil {
-			c.log.Debug("pu: pool policy unusable", "pool", string(handle), "err", err)
+			c.log.Debug("pu: pool policy unusable", "pool", tlv.PoolHandle(handle), "err", err)
 			delete(c.cache, string(handle))
 			return nil
 		}
@@ -567,7 +567,7 @@ func (c *PoolUserCore) HandleTimeout(now time.Time) {
 			c.finish(q, nil, err)
 			continue
 		}
-		c.log.Debug("pu: MAX-REQUEST-RETRANSMIT reached, server hunt", "pool", k, "hunt", q.hunts)
+		c.log.Debug("pu: MAX-REQUEST-RETRANSMIT reached, server hunt", "pool", tlv.PoolHandle(k), "hunt", q.hunts)
 		if q.assoc != 0 && q.assoc == c.h.home {
 			c.h.dropHome()
 		}

@@ -1,8 +1,11 @@
 package asap
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 )
@@ -29,6 +32,23 @@ func TestPEEventText(t *testing.T) {
 		b, err := json.Marshal(c.ev)
 		if err != nil || string(b) != c.want {
 			t.Errorf("got  %s (%v)\nwant %s", b, err, c.want)
+		}
+	}
+}
+
+// TestLogIDs: the PE's logs give its identifier and its registrar's in the
+// module's form (before: pe=3735928559, server=0).
+func TestLogIDs(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c := newPE(t, func(cfg *PEConfig) { cfg.PEID, cfg.Logger = 0xdeadbeef, log })
+	now := time.Unix(0, 0)
+	registerPE(t, c, now)
+	out := buf.String()
+	// The hunt's registrar is configured, so its ID is not known yet.
+	for _, want := range []string{"pe=0xdeadbeef", "server=0x00000000"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("logs lack %s:\n%s", want, out)
 		}
 	}
 }
