@@ -32,4 +32,14 @@
 //
 // Every operation is O(log n) in the pool size; memory is about 40 bytes per
 // member for the sorted policies and 13 for the randomized ones.
+//
+// # Text and JSON
+//
+// A [Type] marshals as its name ("LeastUsed"; "0x" and 8 hex digits for a
+// code this package does not know) and reads back from either. [Values]
+// marshal as their non-zero fields, with Load, Load Degradation, Load DPF
+// and Weight DPF as the fractions they stand for on the wire (x of
+// 0xffffffff, RFC 5356 §4.2): {"Load":0.25}. [Fraction] and [FromFraction]
+// convert. Linking this package also gives tlv.Policy (inside every
+// tlv.PoolElement) the named form {"Type":"LeastUsed","Load":0.25}.
 package policy

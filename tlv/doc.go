@@ -44,4 +44,24 @@
 //
 // A final parameter that lacks its padding is accepted; nonzero padding
 // bytes are ignored as RFC 5354 §2 asks.
+//
+// # Text and JSON
+//
+// Values print and marshal (encoding.TextMarshaler, json.Marshaler) the
+// way people read them, with one form each across the module's logs,
+// events, errors and JSON; the matching Unmarshalers read them back:
+//   - PE Identifiers and ENRP Server Identifiers are "0x" and 8 hex
+//     digits, 0x0000002a ([FormatID], [PEIdentifier], [ServerID]); structs
+//     keep them as uint32, so convert to those types to print one.
+//   - A [PoolHandle] is its text when printable UTF-8 and not starting
+//     with "0x", otherwise "0x" and its bytes in hex ([ParsePoolHandle]).
+//   - Parameter types, transport uses and cause codes are their names
+//     ("SCTP Transport", "data only", "Unknown Pool Handle").
+//   - A [Transport] prints as "sctp 192.0.2.1:7000"; in JSON its addresses
+//     are strings.
+//   - [PoolElement] and [ServerInfo] marshal with their Go field names,
+//     identifiers in hex, and the policy by name with loads as fractions
+//     ({"Type":"LeastUsed","Load":0.25}) when package policy is linked in
+//     (asap and enrp link it); without it, as its type code and value in
+//     hex.
 package tlv
