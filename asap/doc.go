@@ -43,11 +43,18 @@
 // round. The first round lasts T5-serverhunt; each round that finds none
 // doubles the next one's length up to Timers.T5ServerHuntMax (default 5 s,
 // [DefaultT5ServerHuntMax]), jittered to between half and all of it; a
-// registrar that answered resets it. A registrar that refuses or is
-// absent costs one dial per round, so about one every 4 s once backed
-// off. After MaxServerHunts failed hunts (passes over the whole registrar
-// table; [DefaultMaxServerHunts], MAX-NUMBER-SERVER-HUNT) what waits for a
-// registrar fails with a [*NoRegistrarError] that lists the registrars
+// registrar that answered resets it. A dial still in its handshake when
+// its round ends is not closed: the next rounds try the other registrars
+// while it goes on, the first association up becomes the home, and a
+// registrar is never dialled twice at once. Only a dial not up within
+// Timers.HuntDialLimit (default 5 s, [DefaultHuntDialLimit]) is given up,
+// so a registrar that is alive but slow (loaded, or under an INIT flood)
+// is found. A registrar that refuses or is absent costs one dial per
+// round, so about one every 4 s once backed off; one that never answers
+// costs one dial per HuntDialLimit. After MaxServerHunts failed hunts
+// (passes over the whole registrar table in which every dial failed or
+// was given up; [DefaultMaxServerHunts], MAX-NUMBER-SERVER-HUNT) what
+// waits for a registrar fails with a [*NoRegistrarError] that lists the registrars
 // tried and the last dial error: PoolElement.Register, PoolUser.Resolve,
 // Select and Dial. The pool element goes on hunting in the background and
 // registers when it finds a registrar; the pool user stops hunting when

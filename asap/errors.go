@@ -160,7 +160,7 @@ type NoRegistrarError struct {
 	// no ASAP_SERVER_ANNOUNCE heard).
 	Tried []transport.Addr
 	// Last is the last dial failure (nil when none was seen): the
-	// transport's error, or a T5-serverhunt timeout.
+	// transport's error, or a dial given up after Timers.HuntDialLimit.
 	Last error
 }
 

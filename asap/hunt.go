@@ -21,6 +21,13 @@ type registrarEntry struct {
 	expires  time.Time // zero: static
 }
 
+// attempt is a server-hunt dial not yet up: the registrar dialled and
+// when the dial is given up (HuntDialLimit after it started).
+type attempt struct {
+	registrarEntry
+	limit time.Time
+}
+
 // hunter is the registrar side of an endpoint, shared by the pool element
 // and pool user cores: the registrar table, the home association and the
 // server hunt (RFC 5352 §3.6).
@@ -30,6 +37,7 @@ type hunter struct {
 	kind     transport.Kind
 	t5       time.Duration
 	t5max    time.Duration
+	dialMax  time.Duration // Timers.HuntDialLimit; negative: the round's end
 	t7       time.Duration
 	parallel int
 
@@ -43,18 +51,26 @@ type hunter struct {
 	homeAt   time.Time      // when the home association came up
 	lastHome transport.Addr // the home most recently lost
 
+	// A hunt goes in rounds (RFC 5352 §3.6): each dials up to `parallel`
+	// registrars that were not tried in this pass over the table and have
+	// no dial in progress, and lasts T5 (backed off). A dial still in its
+	// handshake when its round ends is not closed: it goes on, up to
+	// dialMax, while later rounds try other registrars, and whichever
+	// association comes up first becomes the home (the others are
+	// closed then).
 	hunting  bool
 	deadline time.Time                  // end of the current round
-	started  time.Time                  // start of the current round
-	attempts map[AssocID]registrarEntry // associations being dialled
-	tried    map[transport.Addr]bool    // tried in this hunt
+	attempts map[AssocID]attempt        // associations being dialled
+	tried    map[transport.Addr]bool    // tried in this pass
 	inbound  map[AssocID]transport.Addr // associations the driver accepted
 
 	// Back-off and failure accounting. rounds counts the rounds since a
 	// home last answered (useful); a round's length grows with it from
 	// T5 to T5ServerHuntMax. failed counts the passes over the whole
-	// table in this hunt in which every dial failed; dialled, lastErr and
-	// passDials feed NoRegistrarError.
+	// table in this hunt in which every dial failed (refused, lost, or
+	// given up at dialMax), counted at the end of the round in which the
+	// last of them ended; dialled, lastErr and passDials feed
+	// NoRegistrarError.
 	rounds    int
 	useful    bool
 	failed    int
@@ -70,11 +86,11 @@ const maxDialled = 32
 
 func newHunter(out *[]Output, log *slog.Logger, rng *rand.Rand, kind transport.Kind, static []transport.Addr, t Timers, parallel int) hunter {
 	return hunter{
-		log: log, rng: rng, kind: kind, t5: t.T5ServerHunt, t5max: t.T5ServerHuntMax, t7: t.T7ENRPOutdate, parallel: parallel,
+		log: log, rng: rng, kind: kind, t5: t.T5ServerHunt, t5max: t.T5ServerHuntMax, dialMax: t.HuntDialLimit, t7: t.T7ENRPOutdate, parallel: parallel,
 		useful:    true, // the first hunt dials at once
 		static:    slices.Clone(static),
 		announced: map[uint32]registrarEntry{},
-		attempts:  map[AssocID]registrarEntry{},
+		attempts:  map[AssocID]attempt{},
 		tried:     map[transport.Addr]bool{},
 		inbound:   map[AssocID]transport.Addr{},
 		out:       out,
@@ -89,11 +105,12 @@ func (h *hunter) newAssoc() AssocID {
 }
 
 // handleAnnounce records an ASAP_SERVER_ANNOUNCE and, when it names a
-// registrar the table did not hold and a hunt waits for its round, dials
-// at once. Announces of registrars already known do not: a registrar that
-// refuses associations but announces itself every T6 must not undo the
-// back-off.
+// registrar the table did not hold and a hunt waits for its round (no
+// dial in progress), dials at once. Announces of registrars already known
+// do not: a registrar that refuses associations but announces itself
+// every T6 must not undo the back-off.
 func (h *hunter) handleAnnounce(now time.Time, src transport.Addr, m *tlv.ServerAnnounce) {
+	h.giveUp(now)
 	if h.announce(now, src, m) && h.hunting && len(h.attempts) == 0 {
 		h.round(now)
 	}
@@ -209,7 +226,6 @@ func (h *hunter) startHunt(now time.Time) bool {
 		}
 		return h.round(now)
 	}
-	h.started = now
 	h.deadline = now.Add(h.roundLen(now))
 	h.log.Debug("server hunt: backing off", "wait", h.deadline.Sub(now))
 	return len(h.candidates(now)) > 0
@@ -239,26 +255,31 @@ func (h *hunter) roundLen(now time.Time) time.Duration {
 	return d
 }
 
-// round dials up to `parallel` untried registrars, chosen at random, and
-// arms the round's deadline (T5, backed off). When every registrar has
-// been tried, the next round starts over.
+// round dials up to `parallel` registrars, chosen at random among those
+// not tried in this pass and with no dial in progress, and arms the
+// round's deadline (T5, backed off). When every registrar has been tried
+// and no dial is in progress, the next pass starts; while one is, a
+// round may dial nothing and only wait for it.
 func (h *hunter) round(now time.Time) bool {
-	h.started = now
 	h.deadline = now.Add(h.roundLen(now))
 	cands := h.candidates(now)
 	if len(cands) == 0 {
 		h.log.Debug("server hunt: no registrar known")
 		return false
 	}
-	fresh := slices.DeleteFunc(slices.Clone(cands), func(e registrarEntry) bool { return h.tried[e.addr] })
-	if len(fresh) == 0 {
+	fresh := slices.DeleteFunc(slices.Clone(cands), func(e registrarEntry) bool { return h.tried[e.addr] || h.dialling(e.addr) })
+	if len(fresh) == 0 && len(h.attempts) == 0 {
 		clear(h.tried)
 		fresh = cands
 	}
 	h.rng.Shuffle(len(fresh), func(i, j int) { fresh[i], fresh[j] = fresh[j], fresh[i] })
 	for _, e := range fresh[:min(len(fresh), h.parallel)] {
 		id := h.newAssoc()
-		h.attempts[id] = e
+		limit := now.Add(h.dialMax)
+		if h.dialMax < 0 {
+			limit = h.deadline
+		}
+		h.attempts[id] = attempt{registrarEntry: e, limit: limit}
 		h.tried[e.addr] = true
 		h.passDials++
 		if !slices.Contains(h.dialled, e.addr) && len(h.dialled) < maxDialled {
@@ -270,8 +291,49 @@ func (h *hunter) round(now time.Time) bool {
 	return true
 }
 
+// dialling reports whether a dial to addr is in progress.
+func (h *hunter) dialling(addr transport.Addr) bool {
+	for _, a := range h.attempts {
+		if a.addr == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// giveUp closes the dials that reached their limit (HuntDialLimit) and
+// reports them as failed.
+func (h *hunter) giveUp(now time.Time) {
+	for _, id := range h.attemptIDs() {
+		a := h.attempts[id]
+		if now.Before(a.limit) {
+			continue
+		}
+		if h.dialMax < 0 {
+			h.lastErr = fmt.Errorf("asap: registrar %v did not answer within its server-hunt round (T5-serverhunt)", a.addr)
+		} else {
+			h.lastErr = fmt.Errorf("asap: registrar %v did not answer within %v (HuntDialLimit)", a.addr, h.dialMax)
+		}
+		h.log.Debug("server hunt: dial given up", "assoc", id, "addr", a.addr.AddrPort)
+		h.emit(Close{Assoc: id})
+		delete(h.attempts, id)
+	}
+}
+
+// attemptIDs lists the dials in progress in order (map order must not
+// leak into the outputs).
+func (h *hunter) attemptIDs() []AssocID {
+	ids := make([]AssocID, 0, len(h.attempts))
+	for a := range h.attempts {
+		ids = append(ids, a)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
 // connected handles an association that came up. It reports whether it
-// became the home; otherwise it was closed (hunt over, or unknown ID).
+// became the home (the first dial of a hunt to come up, in whichever
+// round it started); otherwise it was closed (hunt over, or unknown ID).
 func (h *hunter) connected(now time.Time, id AssocID) bool {
 	e, ok := h.attempts[id]
 	if !ok || !h.hunting {
@@ -293,12 +355,7 @@ func (h *hunter) connected(now time.Time, id AssocID) bool {
 func (h *hunter) stopHunt() {
 	h.hunting = false
 	h.deadline = time.Time{}
-	ids := make([]AssocID, 0, len(h.attempts))
-	for a := range h.attempts {
-		ids = append(ids, a)
-	}
-	slices.Sort(ids)
-	for _, a := range ids {
+	for _, a := range h.attemptIDs() {
 		h.emit(Close{Assoc: a})
 		delete(h.attempts, a)
 	}
@@ -378,34 +435,32 @@ func (h *hunter) adopt(id AssocID, sid uint32) {
 	h.emit(HomeChanged{Assoc: id, ServerID: sid})
 }
 
-// timeout runs T5: a round whose registrars did not come up in time is
-// abandoned and the next, longer, round starts.
+// timeout runs the hunt's timers: dials that reached HuntDialLimit are
+// closed, and at the end of a round (T5, backed off) the next, longer,
+// round starts; dials still in their handshake go on through it.
 func (h *hunter) timeout(now time.Time) {
 	if h.expire(now) {
 		h.round(now)
 	}
 }
 
-// expire ends a round whose deadline passed, closing its attempts, and
-// reports whether it did; the caller starts the next round (or stops the
-// hunt). A round that ends a pass over the whole table (every registrar
-// dialled and none up) counts as one failed server hunt.
+// expire closes the dials that reached their limit and ends a round
+// whose deadline passed, reporting whether it did; the caller starts the
+// next round (or stops the hunt). Dials still in their handshake within
+// their limit are not closed (RFC 5352 §3.6 moves on to other
+// registrars; it does not make a slow one fail). A round that ends a pass
+// over the whole table (every registrar dialled, and every dial ended
+// without an association) counts as one failed server hunt.
 func (h *hunter) expire(now time.Time) bool {
-	if !h.hunting || now.Before(h.deadline) {
+	if !h.hunting {
 		return false
 	}
-	ids := make([]AssocID, 0, len(h.attempts))
-	for a := range h.attempts {
-		ids = append(ids, a)
-	}
-	slices.Sort(ids)
-	for _, a := range ids {
-		h.lastErr = fmt.Errorf("asap: registrar %v did not answer within %v (T5-serverhunt)", h.attempts[a].addr, h.deadline.Sub(h.started))
-		h.emit(Close{Assoc: a})
-		delete(h.attempts, a)
+	h.giveUp(now)
+	if now.Before(h.deadline) {
+		return false
 	}
 	cands := h.candidates(now)
-	if !slices.ContainsFunc(cands, func(e registrarEntry) bool { return !h.tried[e.addr] }) {
+	if len(h.attempts) == 0 && !slices.ContainsFunc(cands, func(e registrarEntry) bool { return !h.tried[e.addr] }) {
 		if h.passDials > 0 || len(cands) == 0 {
 			h.failed++
 			h.log.Debug("server hunt: no registrar reachable", "hunts", h.failed, "tried", len(h.dialled))
@@ -422,12 +477,17 @@ func (h *hunter) noRegistrar() *NoRegistrarError {
 	return &NoRegistrarError{Hunts: h.failed, Tried: slices.Clone(h.dialled), Last: h.lastErr}
 }
 
-// nextDeadline is the end of the current hunt round, or zero.
+// nextDeadline is the end of the current hunt round or the first dial
+// limit, or zero.
 func (h *hunter) nextDeadline() time.Time {
 	if !h.hunting {
 		return time.Time{}
 	}
-	return h.deadline
+	d := h.deadline
+	for _, a := range h.attempts {
+		d = earliest(d, a.limit)
+	}
+	return d
 }
 
 // earliest returns the earlier non-zero time.

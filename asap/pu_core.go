@@ -568,13 +568,19 @@ func (c *PoolUserCore) HandleTimeout(now time.Time) {
 			continue
 		}
 		c.log.Debug("pu: MAX-REQUEST-RETRANSMIT reached, server hunt", "pool", tlv.PoolHandle(k), "hunt", q.hunts)
+		// A resolution that still waits for the hunt it started keeps its
+		// count of failed hunts: a hunt whose dials take up to
+		// HuntDialLimit each may outlast T1.
+		waiting := q.assoc == 0 && c.h.hunting
 		if q.assoc != 0 && q.assoc == c.h.home {
 			c.h.dropHome()
 		}
 		q.assoc, q.tries = 0, 0
 		q.due = now.Add(c.t.T1ENRPRequest)
 		c.h.startHunt(now)
-		q.noRegAt = c.h.failed + c.maxHunts
+		if !waiting {
+			q.noRegAt = c.h.failed + c.maxHunts
+		}
 		// Other resolutions on the dropped home wait for the new one.
 		for _, o := range c.queries {
 			if o.assoc != 0 && o.assoc != c.h.home {

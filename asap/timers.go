@@ -46,6 +46,19 @@ const (
 	// seconds.
 	DefaultT5ServerHuntMax = 5 * time.Second
 
+	// DefaultHuntDialLimit is how long one server-hunt dial may stay in
+	// its handshake. When T5-serverhunt ends a round, a dial not yet up is
+	// not closed: the next round tries other registrars (RFC 5352 §3.6)
+	// while it goes on, and the first association up becomes the home.
+	// Only a dial still not up after this limit is closed and counts as a
+	// failed one. Not an RFC value (RFC 5352 §3.6 does not say what becomes
+	// of an unfinished attempt): 5 s, the same as DefaultT5ServerHuntMax,
+	// lets an SCTP handshake live through the loss of its INIT and of the
+	// first retransmission (T1-init starts at RTO.Initial, 1 s, and
+	// doubles; RFC 9260 §5.1, §6.3.3, §16), and keeps a registrar that is alive but slow, for instance
+	// under an INIT flood, from being given up after a few T5 rounds.
+	DefaultHuntDialLimit = 5 * time.Second
+
 	// DefaultRefusedRetry is how long a pool element waits before it sends
 	// a registration again after a transient refusal
 	// (RejectError.Transient); each further refusal in a row doubles the
@@ -120,6 +133,13 @@ type Timers struct {
 	// (every round lasts T5ServerHunt, as before). A value below
 	// T5ServerHunt is raised to it.
 	T5ServerHuntMax time.Duration
+	// HuntDialLimit is how long a server-hunt dial may take to come up
+	// before it is closed and counts as failed; default
+	// DefaultHuntDialLimit. A value below T5ServerHunt is raised to it. A
+	// negative value closes every dial not up when its round ends (after
+	// T5ServerHunt, backed off), so that a hunt never has more than one
+	// round of dials open.
+	HuntDialLimit time.Duration
 	// RefusedRetry and RefusedRetryMax are the first and the longest wait
 	// of a pool element before it registers again after a transient
 	// refusal; defaults DefaultRefusedRetry and DefaultRefusedRetryMax.
@@ -149,6 +169,9 @@ func (t Timers) withDefaults() (Timers, error) {
 	if t.T5ServerHuntMax == 0 {
 		t.T5ServerHuntMax = DefaultT5ServerHuntMax
 	}
+	if t.HuntDialLimit == 0 {
+		t.HuntDialLimit = DefaultHuntDialLimit
+	}
 	durs = append(durs, []struct {
 		name string
 		v    *time.Duration
@@ -169,6 +192,11 @@ func (t Timers) withDefaults() (Timers, error) {
 		t.T5ServerHuntMax = t.T5ServerHunt // no back-off
 	}
 	t.T5ServerHuntMax = max(t.T5ServerHuntMax, t.T5ServerHunt)
+	if t.HuntDialLimit < 0 {
+		t.HuntDialLimit = -1 // closed when the round ends
+	} else {
+		t.HuntDialLimit = max(t.HuntDialLimit, t.T5ServerHunt)
+	}
 	t.RefusedRetryMax = max(t.RefusedRetryMax, t.RefusedRetry)
 	if t.MaxRegAttempt < 0 || t.MaxRequestRetransmit < 0 {
 		return t, fmt.Errorf("%w: Timers.MaxRegAttempt and MaxRequestRetransmit must not be negative", ErrInvalidConfig)
