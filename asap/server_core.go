@@ -394,7 +394,7 @@ func (c *ServerCore) onRegistration(now time.Time, id AssocID, a *srvAssoc, m *t
 		return
 	}
 	life := time.Duration(pe.RegistrationLife) * time.Millisecond
-	created, err := c.store.Register(m.PoolHandle, &pe, now.Add(life))
+	created, err := c.store.Register(now, m.PoolHandle, &pe, now.Add(life))
 	if err != nil {
 		code := tlv.CauseLackOfResources
 		var he *handlespace.Error
@@ -519,7 +519,7 @@ func (c *ServerCore) removeOwned(key peKey, why RemoveReason) bool {
 		return false
 	}
 	c.forget(st)
-	c.store.Deregister(tlv.PoolHandle(key.handle), key.id)
+	c.store.Deregister(c.clock, tlv.PoolHandle(key.handle), key.id)
 	c.out = append(c.out, PERemoved{PoolHandle: tlv.PoolHandle(key.handle), PEID: key.id, Reason: why})
 	return true
 }

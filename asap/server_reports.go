@@ -69,7 +69,7 @@ func (c *ServerCore) onUnreachable(now time.Time, id AssocID, m *tlv.EndpointUnr
 		return
 	}
 	st.reporters = append(st.reporters, id)
-	c.store.ReportUnreachable(m.PoolHandle, m.PEID) // for the host's view
+	c.store.ReportUnreachable(now, m.PoolHandle, m.PEID) // for the host's view
 	c.stats.UnreachableReports++
 	if len(st.reporters) < c.cfg.MaxBadPEReport {
 		return
@@ -116,7 +116,7 @@ func (c *ServerCore) alive(now time.Time, st *srvPE) {
 // does).
 func (c *ServerCore) removeForced(now time.Time, st *srvPE, why RemoveReason) {
 	key, assoc := st.key, st.assoc
-	pe, ok := c.store.Deregister(tlv.PoolHandle(key.handle), key.id)
+	pe, ok := c.store.Deregister(now, tlv.PoolHandle(key.handle), key.id)
 	var res gracePool
 	if ok {
 		res = gracePool{assoc: assoc, ptype: pe.Policy.Type, utype: pe.UserTransport.Type, uuse: transportUse(&pe.UserTransport)}

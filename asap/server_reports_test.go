@@ -323,7 +323,7 @@ func TestServerForeignPEsUntouched(t *testing.T) {
 	f := newSrv(t, nil, handlespace.Config{})
 	foreign := rrPE(5, "10.0.0.5")
 	foreign.HomeServerID = 0x77
-	if _, err := f.st.Register(tlv.PoolHandle("p"), &foreign, time.Time{}); err != nil {
+	if _, err := f.st.Register(f.now, tlv.PoolHandle("p"), &foreign, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	before := f.st.Checksum(0x77)

@@ -30,7 +30,6 @@ type srvFixture struct {
 func newSrv(t *testing.T, mod func(*ServerConfig), hs handlespace.Config) *srvFixture {
 	t.Helper()
 	f := &srvFixture{t: t, now: srvT0}
-	hs.Now = func() time.Time { return f.now }
 	st, err := handlespace.New(hs)
 	if err != nil {
 		t.Fatal(err)

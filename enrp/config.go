@@ -91,8 +91,8 @@ type Config struct {
 	MaxGraceEntries int           // default asap.DefaultMaxGraceEntries
 	IdleTimeout     time.Duration // default asap.DefaultIdleTimeout; negative for none
 
-	// Handlespace bounds the store (pools, PEs, handle size). Its Now is
-	// replaced by the registrar's clock; a nil Rand takes Config.Rand.
+	// Handlespace bounds the store (pools, PEs, handle size); a nil Rand
+	// takes Config.Rand.
 	Handlespace handlespace.Config
 
 	// SendQueue bounds the messages waiting for one association; default

@@ -219,11 +219,10 @@ func FuzzRegistrarASAP(f *testing.F) {
 			case opForeign:
 				h, pe := fuzzPE(b, 0)
 				pe.HomeServerID = fuzzOther
-				s.now = now
 				if _, _, ok := s.store.Lookup(h, pe.ID); ok {
 					break // ENRP updates of PEs this registrar owns are not the point here
 				}
-				if _, err := s.store.Register(h, &pe, time.Time{}); err == nil {
+				if _, err := s.store.Register(now, h, &pe, time.Time{}); err == nil {
 					fpes[fkey{string(h), pe.ID}] = true
 				}
 			case opOversized:

@@ -24,15 +24,13 @@ import (
 type server struct {
 	log   *slog.Logger
 	id    uint32
-	now   time.Time // the now of the current call; the store's clock
 	store *handlespace.Store
 	asap  *asap.ServerCore
 }
 
-// newServer builds the core. hs.Now is replaced by the core's clock.
+// newServer builds the core.
 func newServer(id uint32, ac asap.ServerConfig, hs handlespace.Config, log *slog.Logger) (*server, error) {
 	s := &server{log: log, id: id}
-	hs.Now = func() time.Time { return s.now }
 	st, err := handlespace.New(hs)
 	if err != nil {
 		return nil, err
@@ -49,25 +47,21 @@ func newServer(id uint32, ac asap.ServerConfig, hs handlespace.Config, log *slog
 
 // asapAccepted: a PE or PU opened ASAP association id.
 func (s *server) asapAccepted(now time.Time, id asap.AssocID, info asap.AssocInfo) {
-	s.now = now
 	s.asap.HandleAccepted(now, id, info)
 }
 
 // asapData: one ASAP message (PPID 11) arrived on association id.
 func (s *server) asapData(now time.Time, id asap.AssocID, b []byte) {
-	s.now = now
 	s.asap.HandleData(now, id, b)
 }
 
 // asapLost: ASAP association id is gone.
 func (s *server) asapLost(now time.Time, id asap.AssocID) {
-	s.now = now
 	s.asap.HandleLost(now, id)
 }
 
 // timeout runs the timers due at now.
 func (s *server) timeout(now time.Time) {
-	s.now = now
 	s.asap.HandleTimeout(now)
 }
 

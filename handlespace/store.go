@@ -37,9 +37,6 @@ type Config struct {
 	// Rand feeds the random policies (RFC 5356 §2.3, §2.4 ...). Default: a
 	// PCG seeded from the runtime's random source. Tests pass a fixed seed.
 	Rand rand.Source
-
-	// Now is the clock used for Info.LastUpdate. Default time.Now.
-	Now func() time.Time
 }
 
 // Info is the registrar-local data kept with a PE (RFC 5352 §3.2, §3.5).
@@ -69,6 +66,14 @@ type Cursor struct {
 // registrar's single event-loop goroutine, which calls every method; any
 // other goroutine must hand its request to that loop.
 //
+// # Time
+//
+// A Store reads no clock. Every method that changes it takes the caller's
+// now as its first argument, so that one registrar loop with one clock
+// (real, or virtual in tests) drives it: Register stamps Info.LastUpdate
+// with it and PopExpired compares the deadlines with it; the other
+// mutators take it for the same contract and do not keep it.
+//
 // # Returned values
 //
 // PoolElements returned by Select and Deregister, and those passed to the
@@ -79,7 +84,6 @@ type Cursor struct {
 // read-only too. Lookup and Page return independent copies.
 type Store struct {
 	cfg Config
-	now func() time.Time
 	rnd rand.Source
 
 	// PE records live in a chunked slab and are named by int32 indexes.
@@ -100,7 +104,6 @@ type Store struct {
 	scrAddrs []netip.Addr
 	scrVal   []byte
 	scrSlots []int32
-	sink     uint32 // keeps the record prefetch loads of Select alive
 
 	seed uint32 // hash seed of the PE-ID tables
 }
@@ -199,10 +202,7 @@ func New(cfg Config) (*Store, error) {
 	if cfg.MaxPoolHandleSize > 0xffff-4 {
 		return nil, errors.New("handlespace: Config.MaxPoolHandleSize out of range")
 	}
-	s := &Store{cfg: cfg, free: -1, now: cfg.Now, rnd: cfg.Rand}
-	if s.now == nil {
-		s.now = time.Now
-	}
+	s := &Store{cfg: cfg, free: -1, rnd: cfg.Rand}
 	if s.rnd == nil {
 		s.rnd = rand.NewPCG(rand.Uint64(), rand.Uint64())
 	}
@@ -292,7 +292,7 @@ func validTransportType(t tlv.ParamType) bool {
 // transport protocol; CauseInconsistentDataControlConfig when they use
 // another Transport Use; CauseLackOfResources when a limit of Config would
 // be exceeded (RFC 5352 §3.2). A rejected call changes nothing.
-func (s *Store) Register(handle tlv.PoolHandle, pe *tlv.PoolElement, expiry time.Time) (created bool, err error) {
+func (s *Store) Register(now time.Time, handle tlv.PoolHandle, pe *tlv.PoolElement, expiry time.Time) (created bool, err error) {
 	if pe == nil {
 		return false, errorf(tlv.CauseInvalidValues, "nil pool element")
 	}
@@ -345,7 +345,7 @@ func (s *Store) Register(handle tlv.PoolHandle, pe *tlv.PoolElement, expiry time
 		s.fill(ri, r, pe)
 		r.reports = 0
 		r.flags &^= flagMarked
-		r.updated = s.now().UnixNano()
+		r.updated = now.UnixNano()
 		s.setExpiry(ri, r, expiry)
 		if changed {
 			p.sel.Update(r.slot, vals)
@@ -364,7 +364,7 @@ func (s *Store) Register(handle tlv.PoolHandle, pe *tlv.PoolElement, expiry time
 	r := s.rec(ri)
 	r.id, r.home, r.pool = pe.ID, pe.HomeServerID, pi
 	s.fill(ri, r, pe)
-	r.updated = s.now().UnixNano()
+	r.updated = now.UnixNano()
 	r.heap = -1
 	// selector slot
 	if n := len(p.freeSl); n > 0 {
@@ -599,7 +599,7 @@ func (s *Store) removeRec(p *pool, pi int32, ri int32, r *rec) {
 // Deregister removes PE id from the pool named handle (RFC 5352 §3.3) and
 // returns it (read-only, valid until the next Store call). The pool goes
 // away with its last PE. ok is false when there is no such PE.
-func (s *Store) Deregister(handle tlv.PoolHandle, id uint32) (tlv.PoolElement, bool) {
+func (s *Store) Deregister(now time.Time, handle tlv.PoolHandle, id uint32) (tlv.PoolElement, bool) {
 	p, ri := s.find(handle, id)
 	if p == nil {
 		return tlv.PoolElement{}, false
@@ -656,23 +656,17 @@ func (s *Store) Select(handle tlv.PoolHandle, n int, dst []tlv.PoolElement) ([]t
 	s.scrSlots = p.sel.Select(n, s.scrSlots[:0])
 	k := len(s.scrSlots)
 	s.resetScratch(k)
-	if k > 1 {
-		// Touch every record first so that their cache misses overlap
-		// instead of following one another.
-		var sink uint32
-		for i, sl := range s.scrSlots {
-			ri := p.slotPE[sl]
-			s.scrSlots[i] = ri
-			sink += s.rec(ri).id
-		}
-		s.sink = sink
-	} else if k == 1 {
-		s.scrSlots[0] = p.slotPE[s.scrSlots[0]]
-	}
 	if cap(dst) < k {
 		dst = make([]tlv.PoolElement, k)
 	} else {
 		dst = dst[:k]
+	}
+	// Map the slots to records and read every record's identifier first,
+	// so that their cache misses overlap instead of following one another.
+	for i, sl := range s.scrSlots {
+		ri := p.slotPE[sl]
+		s.scrSlots[i] = ri
+		dst[i].ID = s.rec(ri).id
 	}
 	for i, ri := range s.scrSlots {
 		s.materializeInto(&dst[i], ri, s.rec(ri), p.ptype)
@@ -687,7 +681,7 @@ func (s *Store) Select(handle tlv.PoolHandle, n int, dst []tlv.PoolElement) ([]t
 // ReportUnreachable counts one ASAP_ENDPOINT_UNREACHABLE report against the
 // PE (RFC 5352 §3.5) and returns the count since its last registration. The
 // registrar removes the PE when the count reaches MAX-BAD-PE-REPORT.
-func (s *Store) ReportUnreachable(handle tlv.PoolHandle, id uint32) (reports int, ok bool) {
+func (s *Store) ReportUnreachable(now time.Time, handle tlv.PoolHandle, id uint32) (reports int, ok bool) {
 	p, ri := s.find(handle, id)
 	if p == nil {
 		return 0, false
@@ -701,7 +695,7 @@ func (s *Store) ReportUnreachable(handle tlv.PoolHandle, id uint32) (reports int
 
 // SetExpiry sets the PE's registration deadline (keep-alive, refresh); a
 // zero t removes it. ok is false when there is no such PE.
-func (s *Store) SetExpiry(handle tlv.PoolHandle, id uint32, t time.Time) bool {
+func (s *Store) SetExpiry(now time.Time, handle tlv.PoolHandle, id uint32, t time.Time) bool {
 	p, ri := s.find(handle, id)
 	if p == nil {
 		return false
@@ -759,7 +753,7 @@ func (s *Store) PopExpired(now time.Time, fn func(handle tlv.PoolHandle, pe tlv.
 
 // SetOwner makes newHome the home registrar of one PE (takeover, RFC 5353
 // §3.9). ok is false when there is no such PE.
-func (s *Store) SetOwner(handle tlv.PoolHandle, id uint32, newHome uint32) bool {
+func (s *Store) SetOwner(now time.Time, handle tlv.PoolHandle, id uint32, newHome uint32) bool {
 	p, ri := s.find(handle, id)
 	if p == nil {
 		return false
@@ -775,7 +769,7 @@ func (s *Store) SetOwner(handle tlv.PoolHandle, id uint32, newHome uint32) bool 
 
 // TransferOwner makes to the home of every PE owned by from (ENRP takeover,
 // RFC 5353 §3.9) and returns how many PEs moved.
-func (s *Store) TransferOwner(from, to uint32) int {
+func (s *Store) TransferOwner(now time.Time, from, to uint32) int {
 	o := s.owners[from]
 	if o == nil || from == to {
 		return 0
@@ -906,7 +900,7 @@ func peIDSum(id uint32) uint64 { return uint64(id>>16) + uint64(id&0xffff) }
 // Mark sets the audit mark on every PE owned by home and returns how many
 // (RFC 5353 §3.10 audit: before synchronising with a peer). Register clears
 // a PE's mark; Sweep then removes the PEs still marked.
-func (s *Store) Mark(home uint32) int {
+func (s *Store) Mark(now time.Time, home uint32) int {
 	o := s.owners[home]
 	if o == nil {
 		return 0
@@ -922,7 +916,7 @@ func (s *Store) Mark(home uint32) int {
 // Sweep removes every PE owned by home that is still marked, calling fn (if
 // not nil) with each before it goes, and returns how many it removed. fn
 // must not call the Store; pe is valid until fn returns.
-func (s *Store) Sweep(home uint32, fn func(handle tlv.PoolHandle, pe tlv.PoolElement)) int {
+func (s *Store) Sweep(now time.Time, home uint32, fn func(handle tlv.PoolHandle, pe tlv.PoolElement)) int {
 	o := s.owners[home]
 	if o == nil {
 		return 0
