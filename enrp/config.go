@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/handlespace"
 	"github.com/go-rserpool/rserpool/transport"
 )
@@ -62,34 +61,34 @@ type Config struct {
 	AnnounceInterval time.Duration
 	AnnounceAddrs    []transport.Addr
 
-	// ASAP server procedures (RFC 5352 §3.2-3.7); see asap.ServerConfig
+	// ASAP server procedures (RFC 5352 §3.2-3.7); see ASAPConfig
 	// for the meaning and defaults of each.
-	MaxBadPEReport     int               // MAX-BAD-PE-REPORT, default asap.DefaultMaxBadPEReport
-	KeepAliveInterval  time.Duration     // default asap.DefaultKeepAliveInterval
-	KeepAliveTimeout   time.Duration     // default asap.DefaultKeepAliveTimeout
-	ResolutionItems    int               // default asap.DefaultResolutionItems
-	MaxResolutionItems int               // default asap.DefaultMaxResolutionItems
-	MaxPEsPerAssoc     int               // default asap.DefaultMaxPEsPerAssoc; asap.Unlimited for none
-	AssocRate          float64           // messages/s, default asap.DefaultAssocRate; asap.Unlimited for none
-	AssocBurst         int               // default asap.DefaultAssocBurst
-	AddressCheck       asap.AddressCheck // anti-spoofing of user transports
-	Authorize          asap.AuthorizeFunc
+	MaxBadPEReport     int           // MAX-BAD-PE-REPORT, default DefaultMaxBadPEReport
+	KeepAliveInterval  time.Duration // default DefaultKeepAliveInterval
+	KeepAliveTimeout   time.Duration // default DefaultKeepAliveTimeout
+	ResolutionItems    int           // default DefaultResolutionItems
+	MaxResolutionItems int           // default DefaultMaxResolutionItems
+	MaxPEsPerAssoc     int           // default DefaultMaxPEsPerAssoc; Unlimited for none
+	AssocRate          float64       // messages/s, default DefaultAssocRate; Unlimited for none
+	AssocBurst         int           // default DefaultAssocBurst
+	AddressCheck       AddressCheck  // anti-spoofing of user transports
+	Authorize          AuthorizeFunc
 
-	// Registrar resource limits (RFC 5355 §3); see asap.ServerConfig.
-	// Each is refused with Lack of Resources (0x6); asap.Unlimited turns
+	// Registrar resource limits (RFC 5355 §3); see ASAPConfig.
+	// Each is refused with Lack of Resources (0x6); Unlimited turns
 	// one off.
-	MaxPESize         int // encoded bytes of a stored PE, default asap.DefaultMaxPESize
-	MaxPoolsPerAssoc  int // pools an association has PEs in, default asap.DefaultMaxPoolsPerAssoc
-	MaxPoolsPerSource int // pools a source address has PEs in, default asap.DefaultMaxPoolsPerSource
-	MaxPEsPerSource   int // PEs of a source address, default asap.DefaultMaxPEsPerSource
+	MaxPESize         int // encoded bytes of a stored PE, default DefaultMaxPESize
+	MaxPoolsPerAssoc  int // pools an association has PEs in, default DefaultMaxPoolsPerAssoc
+	MaxPoolsPerSource int // pools a source address has PEs in, default DefaultMaxPoolsPerSource
+	MaxPEsPerSource   int // PEs of a source address, default DefaultMaxPEsPerSource
 
 	// Defences against false reports, resolution floods and idle peers
-	// (RFC 5355 §3); see asap.ServerConfig.
-	MaxEURate       float64       // reports/s per association, default asap.DefaultMaxEURate; asap.Unlimited for none
-	MaxHRRate       float64       // resolutions/s per association, default asap.DefaultMaxHRRate (unlimited)
-	IDGrace         time.Duration // default asap.DefaultIDGrace; negative for none
-	MaxGraceEntries int           // default asap.DefaultMaxGraceEntries
-	IdleTimeout     time.Duration // default asap.DefaultIdleTimeout; negative for none
+	// (RFC 5355 §3); see ASAPConfig.
+	MaxEURate       float64       // reports/s per association, default DefaultMaxEURate; Unlimited for none
+	MaxHRRate       float64       // resolutions/s per association, default DefaultMaxHRRate (unlimited)
+	IDGrace         time.Duration // default DefaultIDGrace; negative for none
+	MaxGraceEntries int           // default DefaultMaxGraceEntries
+	IdleTimeout     time.Duration // default DefaultIdleTimeout; negative for none
 
 	// Handlespace bounds the store (pools, PEs, handle size); a nil Rand
 	// takes Config.Rand.
@@ -121,8 +120,8 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-func (c *Config) asapConfig() asap.ServerConfig {
-	return asap.ServerConfig{
+func (c *Config) asapConfig() ASAPConfig {
+	return ASAPConfig{
 		MaxBadPEReport:     c.MaxBadPEReport,
 		KeepAliveInterval:  c.KeepAliveInterval,
 		KeepAliveTimeout:   c.KeepAliveTimeout,
@@ -142,8 +141,8 @@ func (c *Config) asapConfig() asap.ServerConfig {
 		IDGrace:            c.IDGrace,
 		MaxGraceEntries:    c.MaxGraceEntries,
 		IdleTimeout:        c.IdleTimeout,
-		Announce:           c.Announcer != nil,
 		AnnounceInterval:   c.AnnounceInterval,
+		AnnounceAddrs:      c.AnnounceAddrs,
 	}
 }
 

@@ -55,7 +55,7 @@
 //
 // To follow the PEs, the host passes a buffered channel as Config.Events
 // and reads an [Event] for each registration, re-registration and
-// removal (with its reason, an asap.RemoveReason):
+// removal (with its reason, a [RemoveReason]):
 //
 //	events := make(chan enrp.Event, 256)
 //	r, err := enrp.New(enrp.Config{..., Events: events})
@@ -71,11 +71,21 @@
 //
 // # Design
 //
-// The protocol logic is sans-IO: asap.ServerCore runs the ASAP server
-// procedures on the store, and this package's server core owns the store
-// and the core. They take messages and timer expiries with an explicit
-// time and return messages to send and their next deadline. Run is the
-// driver, on the same loop as the asap PE and PU drivers: one goroutine
+// The protocol logic is sans-IO: a [Core] owns the store and the
+// supervision of the PEs registered here, and runs the ASAP server
+// procedures on them (one file per procedure family: asap_register.go,
+// asap_resolve.go, asap_supervise.go, asap_reports.go, asap_limits.go,
+// asap_grace.go). It takes messages and timer expiries with an explicit
+// time and returns its [Output]s and its next deadline, so that hosts and
+// tests can drive it message by message:
+//
+//	c, err := enrp.NewCore(cfg)
+//	c.HandleAccepted(now, 1, info)
+//	c.HandleASAP(now, 1, data) // one ASAP message (PPID 11)
+//	for _, o := range c.Outbox() { ... } // SendASAP, Multicast, CloseAssoc, PEEvent
+//	next := c.NextDeadline()   // then c.HandleTimeout(next)
+//
+// Run is the driver, on the same loop as the asap PE and PU drivers: one goroutine
 // that owns the core and the store, fed by a reader and a writer goroutine
 // per association and an accept goroutine, all of which end when Run
 // returns. Slow associations are aborted (RFC 9260 §9.1) rather than
