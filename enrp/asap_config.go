@@ -228,7 +228,7 @@ type ASAPConfig struct {
 // withDefaults validates c and fills in the defaults.
 func (c ASAPConfig) withDefaults() (ASAPConfig, error) {
 	bad := func(field string, v any) (ASAPConfig, error) {
-		return c, fmt.Errorf("%w: ASAPConfig.%s = %v", ErrInvalidConfig, field, v)
+		return c, fmt.Errorf("%w: Config.ASAP.%s = %v", ErrInvalidConfig, field, v)
 	}
 	if c.MaxBadPEReport < 0 {
 		return bad("MaxBadPEReport", c.MaxBadPEReport)
@@ -342,12 +342,12 @@ func (c *ASAPConfig) announceTransports(id uint32) ([]tlv.Transport, error) {
 	for _, a := range c.AnnounceAddrs {
 		t, err := asap.TransportParam(a, tlv.TransportUseDataOnly)
 		if err != nil {
-			return nil, fmt.Errorf("%w: ASAPConfig.AnnounceAddrs: %w", ErrInvalidConfig, err)
+			return nil, fmt.Errorf("%w: Config.ASAP.AnnounceAddrs: %w", ErrInvalidConfig, err)
 		}
 		ts = append(ts, t)
 	}
 	if n := (&tlv.ServerAnnounce{ServerID: id, Transports: ts}).Len(); n > tlv.MaxMessageLen {
-		return nil, fmt.Errorf("%w: ASAPConfig.AnnounceAddrs: %d bytes in an announce", ErrInvalidConfig, n)
+		return nil, fmt.Errorf("%w: Config.ASAP.AnnounceAddrs: %d bytes in an announce", ErrInvalidConfig, n)
 	}
 	return ts, nil
 }

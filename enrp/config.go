@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"time"
 
 	"github.com/go-rserpool/rserpool/handlespace"
 	"github.com/go-rserpool/rserpool/transport"
@@ -32,7 +31,9 @@ var (
 
 // Config configures a [Registrar]. A zero field takes the default named in
 // its comment; the ASAP endpoint (Listener, or Transport with ListenAddr)
-// is required.
+// is required. [NewCore] takes the same Config and uses the fields that
+// are not the host's (ServerID, Rand, ASAP, Handlespace, Logger, and
+// whether Announcer is set).
 type Config struct {
 	// ServerID is the registrar's ENRP server identifier (RFC 5353 §3.1).
 	// If zero, a random non-zero one is drawn from Rand.
@@ -50,49 +51,23 @@ type Config struct {
 	ListenAddr transport.Addr
 
 	// Announcer, if not nil, carries the ASAP_SERVER_ANNOUNCE multicasts
-	// (RFC 5352 §3.6), every AnnounceInterval (T6-serverannounce, default
-	// asap.DefaultT6ServerAnnounce). The host chooses group and
-	// interface (transport/multicast on loopback in tests, or memnet);
-	// the Registrar does not close it. AnnounceAddrs are the ASAP
-	// addresses announced; default the listener's address when it is a
-	// specified address, else none (receivers then use the datagram's
-	// source address).
-	Announcer        transport.Announcer
-	AnnounceInterval time.Duration
-	AnnounceAddrs    []transport.Addr
+	// (RFC 5352 §3.6), every ASAP.AnnounceInterval (T6-serverannounce).
+	// The host chooses group and interface (transport/multicast on
+	// loopback in tests, or memnet); the Registrar does not close it.
+	Announcer transport.Announcer
 
-	// ASAP server procedures (RFC 5352 §3.2-3.7); see ASAPConfig
-	// for the meaning and defaults of each.
-	MaxBadPEReport     int           // MAX-BAD-PE-REPORT, default DefaultMaxBadPEReport
-	KeepAliveInterval  time.Duration // default DefaultKeepAliveInterval
-	KeepAliveTimeout   time.Duration // default DefaultKeepAliveTimeout
-	ResolutionItems    int           // default DefaultResolutionItems
-	MaxResolutionItems int           // default DefaultMaxResolutionItems
-	MaxPEsPerAssoc     int           // default DefaultMaxPEsPerAssoc; Unlimited for none
-	AssocRate          float64       // messages/s, default DefaultAssocRate; Unlimited for none
-	AssocBurst         int           // default DefaultAssocBurst
-	AddressCheck       AddressCheck  // anti-spoofing of user transports
-	Authorize          AuthorizeFunc
-
-	// Registrar resource limits (RFC 5355 §3); see ASAPConfig.
-	// Each is refused with Lack of Resources (0x6); Unlimited turns
-	// one off.
-	MaxPESize         int // encoded bytes of a stored PE, default DefaultMaxPESize
-	MaxPoolsPerAssoc  int // pools an association has PEs in, default DefaultMaxPoolsPerAssoc
-	MaxPoolsPerSource int // pools a source address has PEs in, default DefaultMaxPoolsPerSource
-	MaxPEsPerSource   int // PEs of a source address, default DefaultMaxPEsPerSource
-
-	// Defences against false reports, resolution floods and idle peers
-	// (RFC 5355 §3); see ASAPConfig.
-	MaxEURate       float64       // reports/s per association, default DefaultMaxEURate; Unlimited for none
-	MaxHRRate       float64       // resolutions/s per association, default DefaultMaxHRRate (unlimited)
-	IDGrace         time.Duration // default DefaultIDGrace; negative for none
-	MaxGraceEntries int           // default DefaultMaxGraceEntries
-	IdleTimeout     time.Duration // default DefaultIdleTimeout; negative for none
+	// ASAP configures the ASAP server procedures (RFC 5352 §3.2-3.7):
+	// keep-alive supervision, resolution sizes, resource limits, defences
+	// against false reports and floods, address checks, authorization and
+	// the Server Announce. Its zero value takes the defaults named in
+	// [ASAPConfig].
+	ASAP ASAPConfig
 
 	// Handlespace bounds the store (pools, PEs, handle size); a nil Rand
 	// takes Config.Rand.
 	Handlespace handlespace.Config
+
+	// (ENRP peering will be configured by a Peers field beside these.)
 
 	// SendQueue bounds the messages waiting for one association; default
 	// DefaultSendQueue.
@@ -118,32 +93,6 @@ type Config struct {
 
 	// Logger receives logs; nil logs nothing.
 	Logger *slog.Logger
-}
-
-func (c *Config) asapConfig() ASAPConfig {
-	return ASAPConfig{
-		MaxBadPEReport:     c.MaxBadPEReport,
-		KeepAliveInterval:  c.KeepAliveInterval,
-		KeepAliveTimeout:   c.KeepAliveTimeout,
-		ResolutionItems:    c.ResolutionItems,
-		MaxResolutionItems: c.MaxResolutionItems,
-		MaxPEsPerAssoc:     c.MaxPEsPerAssoc,
-		AssocRate:          c.AssocRate,
-		AssocBurst:         c.AssocBurst,
-		AddressCheck:       c.AddressCheck,
-		Authorize:          c.Authorize,
-		MaxPESize:          c.MaxPESize,
-		MaxPoolsPerAssoc:   c.MaxPoolsPerAssoc,
-		MaxPoolsPerSource:  c.MaxPoolsPerSource,
-		MaxPEsPerSource:    c.MaxPEsPerSource,
-		MaxEURate:          c.MaxEURate,
-		MaxHRRate:          c.MaxHRRate,
-		IDGrace:            c.IDGrace,
-		MaxGraceEntries:    c.MaxGraceEntries,
-		IdleTimeout:        c.IdleTimeout,
-		AnnounceInterval:   c.AnnounceInterval,
-		AnnounceAddrs:      c.AnnounceAddrs,
-	}
 }
 
 // validate checks what the asap and handlespace constructors do not.

@@ -143,7 +143,7 @@ func NewCore(cfg Config) (*Core, error) {
 	if hs.Rand == nil {
 		hs.Rand = src
 	}
-	return newCore(id, cfg.asapConfig(), hs, cfg.Announcer != nil, logger(cfg.Logger))
+	return newCore(id, cfg.ASAP, hs, cfg.Announcer != nil, logger(cfg.Logger))
 }
 
 func newCore(id uint32, ac ASAPConfig, hs handlespace.Config, announce bool, log *slog.Logger) (*Core, error) {

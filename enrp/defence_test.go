@@ -147,7 +147,7 @@ func TestRegistrarGraceRefusesTakeover(t *testing.T) {
 func TestRegistrarAbortsIdleAndDeadAssociations(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const idle = 10 * time.Second
-		g := newEventRig(t, 64, 2*time.Second, func(c *Config) { c.IdleTimeout = idle })
+		g := newEventRig(t, 64, 2*time.Second, func(c *Config) { c.ASAP.IdleTimeout = idle })
 		ctx := t.Context()
 		pu := dial(t, ctx, g.net.NewNode(), g.r.Addr())
 		honest := dial(t, ctx, g.net.NewNode(), g.r.Addr())

@@ -10,25 +10,25 @@
 //     error causes: Invalid Values, Inconsistent Pooling Policy, Transport
 //     Type or Data/Control Configuration, Non-unique PE Identifier, Lack of
 //     Resources (store limits and per-association limits), and Rejected due
-//     to security considerations (Config.Authorize);
+//     to security considerations (ASAPConfig.Authorize);
 //   - bounds what one peer may take (RFC 5355 §3): the PEs and the pools
 //     one association and one source address hold, and the stored size of
 //     a PE, whose unknown "skip" parameters are not kept (RFC 5354 §2);
-//     see Config.MaxPEsPerAssoc and Config.MaxPESize with the fields after
-//     it. A PE identifier 0 or a user port 0 is Invalid Values;
+//     see ASAPConfig.MaxPEsPerAssoc and ASAPConfig.MaxPESize with the
+//     fields after it. A PE identifier 0 or a user port 0 is Invalid Values;
 //   - keeps only user-transport addresses that belong to the PE's
-//     association (Config.AddressCheck, RFC 5355 address spoofing);
+//     association (ASAPConfig.AddressCheck, RFC 5355 address spoofing);
 //   - removes PEs on deregistration (§3.4), at the end of their
 //     registration life, when they stop answering Endpoint Keep Alive or
 //     their association goes down (§3.7), and when MAX-BAD-PE-REPORT
 //     associations reported them unreachable (§3.5) and they then miss an
 //     immediate keep-alive; a PE removed for a missed keep-alive keeps its
-//     identifier and emptied pool for Config.IDGrace; reports and
+//     identifier and emptied pool for ASAPConfig.IDGrace; reports and
 //     deregistrations about PEs another registrar owns change nothing
 //     (RFC 5355 §3);
 //   - rate-limits reports and resolutions per association
-//     (Config.MaxEURate, MaxHRRate) and aborts associations that carry no
-//     PE and stay silent for Config.IdleTimeout, or whose last PE missed a
+//     (ASAPConfig.MaxEURate, MaxHRRate) and aborts associations that carry no
+//     PE and stay silent for ASAPConfig.IdleTimeout, or whose last PE missed a
 //     keep-alive;
 //   - answers handle resolutions with up to N PEs chosen by the pool's
 //     policy (§3.5; N from the HROPT option, default 3, at most 128),
@@ -67,7 +67,9 @@
 //
 // A host that already has a listener passes it as Config.Listener. The
 // zero values of the other Config fields are the RFC defaults (RSPLIB's
-// where the RFC gives none); see the asap.Default* constants.
+// where the RFC gives none); the ASAP settings are nested in Config.ASAP
+// ([ASAPConfig], whose defaults are the Default* constants of this
+// package), the store's bounds in Config.Handlespace.
 //
 // # Design
 //

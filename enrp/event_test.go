@@ -31,7 +31,7 @@ func newEventRig(t *testing.T, buf int, ka time.Duration, tune func(*Config)) *e
 	g := &eventRig{t: t, net: net, events: make(chan Event, buf), done: make(chan error, 1)}
 	cfg := Config{
 		Transport: nd, ListenAddr: nd.Addr(transport.PortASAP),
-		KeepAliveInterval: ka, KeepAliveTimeout: ka,
+		ASAP:   ASAPConfig{KeepAliveInterval: ka, KeepAliveTimeout: ka},
 		Events: g.events, Logger: testLogger(t),
 	}
 	if tune != nil {
@@ -233,7 +233,7 @@ func TestEventsUnreachableReports(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const maxBad = 3
 		const ka = time.Minute
-		g := newEventRig(t, 16, ka, func(c *Config) { c.MaxBadPEReport = maxBad })
+		g := newEventRig(t, 16, ka, func(c *Config) { c.ASAP.MaxBadPEReport = maxBad })
 		ctx := t.Context()
 		pe := dial(t, ctx, g.net.NewNode(), g.r.Addr())
 		g.register(pe, "echo", 9, time.Hour, 7000)

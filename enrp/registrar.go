@@ -75,9 +75,9 @@ func New(cfg Config) (*Registrar, error) {
 		}
 		r.ownL = true
 	}
-	if cfg.AnnounceAddrs == nil {
+	if cfg.ASAP.AnnounceAddrs == nil {
 		if a := r.l.Addr(); a.IsValid() && !a.AddrPort.Addr().IsUnspecified() {
-			cfg.AnnounceAddrs = []transport.Addr{a}
+			cfg.ASAP.AnnounceAddrs = []transport.Addr{a}
 		}
 	}
 	core, err := NewCore(cfg)

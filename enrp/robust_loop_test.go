@@ -86,7 +86,7 @@ func runFloodRig(t *testing.T) (context.Context, *memnet.Network, *Registrar) {
 	nd := net.NewNode()
 	r, err := New(Config{
 		Transport: nd, ListenAddr: nd.Addr(transport.PortASAP),
-		AssocRate: Unlimited, MaxPEsPerAssoc: Unlimited,
+		ASAP: ASAPConfig{AssocRate: Unlimited, MaxPEsPerAssoc: Unlimited},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -232,8 +232,8 @@ func newHungRig(t *testing.T, ka time.Duration) *hungRig {
 	t.Cleanup(func() { inner.Close() })
 	g := &hungRig{t: t, net: net, ln: newHungListener(inner)}
 	g.r, err = New(Config{
-		Listener: g.ln, SendQueue: 1, AssocRate: Unlimited,
-		KeepAliveInterval: ka, KeepAliveTimeout: time.Second,
+		Listener: g.ln, SendQueue: 1,
+		ASAP:   ASAPConfig{AssocRate: Unlimited, KeepAliveInterval: ka, KeepAliveTimeout: time.Second},
 		Logger: testLogger(t),
 	})
 	if err != nil {

@@ -491,12 +491,14 @@ func startRegistrar(ctx context.Context, tr *tracer, tp transport.Transport, lo 
 		names: map[uint32]string{}, watchers: map[uint32]*watcher{},
 	}
 	cfg := enrp.Config{
-		Transport:         tp,
-		ListenAddr:        loopbackAny,
-		KeepAliveInterval: keepAliveInterval,
-		KeepAliveTimeout:  keepAliveTimeout,
-		AnnounceInterval:  announceInterval,
-		Events:            r.events,
+		Transport:  tp,
+		ListenAddr: loopbackAny,
+		ASAP: enrp.ASAPConfig{
+			KeepAliveInterval: keepAliveInterval,
+			KeepAliveTimeout:  keepAliveTimeout,
+			AnnounceInterval:  announceInterval,
+		},
+		Events: r.events,
 	}
 	if lo != nil {
 		a, err := finder{lo: lo}.listen(ctx)

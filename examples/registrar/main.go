@@ -50,11 +50,10 @@ func run(ctx context.Context, listen string, announce bool, group string, kaInte
 	}
 	events := make(chan enrp.Event, 256)
 	cfg := enrp.Config{
-		Events:            events,
-		Transport:         sctp.New(sctp.Config{}),
-		ListenAddr:        at,
-		KeepAliveInterval: kaInterval,
-		KeepAliveTimeout:  kaTimeout,
+		Events:     events,
+		Transport:  sctp.New(sctp.Config{}),
+		ListenAddr: at,
+		ASAP:       enrp.ASAPConfig{KeepAliveInterval: kaInterval, KeepAliveTimeout: kaTimeout},
 	}
 	if verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

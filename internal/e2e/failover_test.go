@@ -61,7 +61,7 @@ func measureFailover(t *testing.T, tm failoverTimers, death string) {
 	regNode := n.NewNode()
 	cfg := enrp.Config{
 		Transport: regNode, ListenAddr: regNode.Addr(transport.PortASAP),
-		KeepAliveInterval: tm.keepAlive, KeepAliveTimeout: tm.keepAlive,
+		ASAP: enrp.ASAPConfig{KeepAliveInterval: tm.keepAlive, KeepAliveTimeout: tm.keepAlive},
 	}
 	events := track(t, &cfg, 256)
 	r := startRegistrar(t, cfg)

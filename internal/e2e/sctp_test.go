@@ -35,7 +35,7 @@ func TestLoopbackSCTP(t *testing.T) {
 	defer cancel()
 	tp := sctp.New(sctp.Config{ShutdownTimeout: time.Second})
 	const ka = 200 * time.Millisecond
-	cfg := enrp.Config{Transport: tp, ListenAddr: loopbackAny, KeepAliveInterval: ka, KeepAliveTimeout: ka}
+	cfg := enrp.Config{Transport: tp, ListenAddr: loopbackAny, ASAP: enrp.ASAPConfig{KeepAliveInterval: ka, KeepAliveTimeout: ka}}
 	events := track(t, &cfg, 256)
 	r := startRegistrar(t, cfg)
 	peCfg := asap.PEConfig{PoolHandle: []byte(handle), Registrars: []transport.Addr{r.Addr()}}
