@@ -190,10 +190,10 @@ func (c *Core) Owned() int { return c.store.Owned(c.id) }
 // between calls of the core, from the goroutine that drives it.
 func (c *Core) Store() *handlespace.Store { return c.store }
 
-// Outbox returns the outputs queued since the last call of Outbox and
-// empties the queue. The returned slice, and the messages in it, are valid
-// until the next call of any method of the core: the next Outbox reuses
-// the slice.
+// Outbox returns the outputs queued since its last call and empties the
+// queue. The returned slice, and the messages in it, are valid until the
+// next call of any method of the core, which reuses the slice: carry out
+// the outputs (encode the messages) before calling the core again.
 func (c *Core) Outbox() []Output {
 	out := c.out
 	c.out = c.out[:0]
