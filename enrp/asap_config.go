@@ -1,5 +1,7 @@
 package enrp
 
+// The configuration of the registrar's ASAP procedures and its defaults.
+
 import (
 	"fmt"
 	"time"

@@ -1,5 +1,8 @@
 package enrp
 
+// The identifier grace after a forced removal (RFC 5355 §3: a PE
+// identifier is not taken over while its PE may come back).
+
 import (
 	"net/netip"
 	"time"

@@ -1,5 +1,8 @@
 package enrp
 
+// Resource limits per association and per source address (RFC 5355 §3
+// registration flooding).
+
 import (
 	"net/netip"
 

@@ -1,5 +1,8 @@
 package enrp
 
+// ASAP registration and deregistration at the registrar (RFC 5352 §3.2,
+// §3.4), with the checks a registration passes (RFC 5354, RFC 5355 §3).
+
 import (
 	"context"
 	"errors"

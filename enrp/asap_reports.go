@@ -1,5 +1,8 @@
 package enrp
 
+// Endpoint Unreachable reports (RFC 5352 §3.5) and the per-association
+// rate limits (RFC 5355 §3).
+
 import (
 	"context"
 	"log/slog"

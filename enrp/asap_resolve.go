@@ -1,5 +1,8 @@
 package enrp
 
+// ASAP handle resolution at the registrar (RFC 5352 §3.5), shortened to
+// fit one message.
+
 import (
 	"github.com/go-rserpool/rserpool/tlv"
 )

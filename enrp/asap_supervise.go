@@ -1,5 +1,9 @@
 package enrp
 
+// Supervision of the PEs this registrar owns: Endpoint Keep Alive and its
+// timeout (RFC 5352 §3.7), removal of a PE that fails it, and idle
+// associations.
+
 import (
 	"context"
 	"log/slog"
@@ -8,7 +12,11 @@ import (
 	"github.com/go-rserpool/rserpool/tlv"
 )
 
-// supPE is the registrar-local state of a PE this registrar owns.
+// supPE is the keep-alive state of a PE this registrar owns. Core.sup
+// holds one for exactly the PEs the store holds with home Core.id (the
+// store's owner list): every store change to such a PE is made by the
+// core, which creates the entry when it stores the PE and drops it
+// (forget) when it removes it.
 type supPE struct {
 	key     peKey
 	assoc   AssocID

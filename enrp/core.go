@@ -184,11 +184,12 @@ func (c *Core) Associations() int { return len(c.assocs) }
 // the store's count for ServerID.
 func (c *Core) Owned() int { return c.store.Owned(c.id) }
 
-// Store returns the handlespace, for reading. It is the core's: the host
-// must not change it (every change goes through the core, which keeps
-// the supervision of its PEs in step with it), and may read it only
-// between calls of the core, from the goroutine that drives it.
-func (c *Core) Store() *handlespace.Store { return c.store }
+// Lookup returns a deep copy of PE id of the pool named handle and its
+// registrar-local data, e.g. to go with a [PEEvent]. The handlespace
+// itself stays the core's: every change to it goes through the core.
+func (c *Core) Lookup(handle tlv.PoolHandle, id uint32) (tlv.PoolElement, handlespace.Info, bool) {
+	return c.store.Lookup(handle, id)
+}
 
 // Outbox returns the outputs queued since its last call and empties the
 // queue. The returned slice, and the messages in it, are valid until the

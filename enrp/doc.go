@@ -87,10 +87,10 @@
 //	for _, o := range c.Outbox() { ... } // SendASAP, Multicast, CloseAssoc, PEEvent
 //	next := c.NextDeadline()   // then c.HandleTimeout(next)
 //
-// Run is the driver, on the same loop as the asap PE and PU drivers: one goroutine
-// that owns the core and the store, fed by a reader and a writer goroutine
-// per association and an accept goroutine, all of which end when Run
-// returns. Slow associations are aborted (RFC 9260 §9.1) rather than
+// Registrar.Run is the Core's driver, on the same loop as the asap PE and
+// PU drivers: one goroutine that owns the core, fed by a reader and a
+// writer goroutine per association and an accept goroutine, all of which
+// end when Run returns. Slow associations are aborted (RFC 9260 §9.1) rather than
 // allowed to stall the loop (Config.SendQueue); the loop never waits for a
 // peer, and Close returns within one shutdown bound of the transport
 // however many peers hang (see Registrar.Run).
