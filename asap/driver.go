@@ -27,7 +27,6 @@ type Option func(*options)
 
 type options struct {
 	announcer transport.Announcer
-	clock     loop.Clock
 }
 
 // WithAnnouncer makes the endpoint listen for ASAP_SERVER_ANNOUNCEs
@@ -88,7 +87,7 @@ func checkDiscovery(registrars []transport.Addr, o options) error {
 func startEndpoint(core endpointCore, tr transport.Transport, log *slog.Logger, onEvent func(time.Time, Output), o options) *endpoint {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &endpoint{
-		log: log, l: loop.New(ctx, o.clock), tr: tr, core: core,
+		log: log, l: loop.New(ctx, loop.Real), tr: tr, core: core,
 		links: map[AssocID]*loop.Link{}, dials: map[AssocID]func(){},
 		onEvent: onEvent, cancel: cancel, stopped: make(chan struct{}),
 	}
@@ -165,7 +164,7 @@ func (e *endpoint) send(s Send) {
 		e.log.Debug("asap: cannot encode", "type", s.Msg.ASAPType(), "err", err)
 		return
 	}
-	if !k.Send(transport.Message{PPID: tlv.PPIDASAP, Data: append([]byte(nil), b...)}) {
+	if !k.Send(transport.Message{PPID: transport.PPIDASAP, Data: append([]byte(nil), b...)}) {
 		e.log.Debug("asap: send queue full, dropped", "assoc", s.Assoc)
 	}
 	e.buf = b
@@ -188,7 +187,7 @@ func (e *endpoint) connect(c Connect) {
 // attach drives an association for the core under id.
 func (e *endpoint) attach(id AssocID, conn transport.Conn) {
 	e.links[id] = e.l.Attach(conn, func(now time.Time, m transport.Message) {
-		if m.PPID != tlv.PPIDASAP {
+		if m.PPID != transport.PPIDASAP {
 			return
 		}
 		msg, err := tlv.ParseASAP(m.Data)

@@ -82,7 +82,7 @@ func (r *fakeRegistrar) serve(t *testing.T, c transport.Conn) {
 			t.Errorf("fake registrar: %v", err)
 			return
 		}
-		c.Send(ctx, transport.Message{PPID: tlv.PPIDASAP, Data: b})
+		c.Send(ctx, transport.Message{PPID: transport.PPIDASAP, Data: b})
 	}
 	for {
 		raw, err := c.Recv(ctx)

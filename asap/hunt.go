@@ -139,7 +139,10 @@ func (h *hunter) announce(now time.Time, src transport.Addr, m *tlv.ServerAnnoun
 		if !src.AddrPort.IsValid() {
 			return false
 		}
-		port := uint16(ASAPPort)
+		// An ASAP_SERVER_ANNOUNCE without transport parameters means
+		// "this datagram's source address at the ASAP port" (RFC 5352
+		// §3.6, §4).
+		port := transport.PortASAP
 		if h.kind == transport.KindMem && src.AddrPort.Port() != 0 {
 			port = src.AddrPort.Port() // memnet has no well-known ports
 		}

@@ -173,15 +173,14 @@ func (c *PoolElementCore) Registered() bool { return c.registered }
 // while unknown); the association is 0 when there is no home.
 func (c *PoolElementCore) Home() (AssocID, uint32) { return c.h.home, c.h.homeSID }
 
-// Outbox returns the outputs queued since the last call and empties the
-// queue. The slice is the caller's until the next call into the core.
+// Outbox returns the outputs queued since its last call and empties the
+// queue. The returned slice, and the messages in it, are valid until the
+// next call of any method of the core, which reuses the slice: carry out
+// the outputs (encode the messages) before calling the core again.
 func (c *PoolElementCore) Outbox() []Output {
-	o := c.out
-	c.out = c.out[len(c.out):]
-	if len(o) == 0 {
-		c.out = o[:0]
-	}
-	return o
+	out := c.out
+	c.out = c.out[:0]
+	return out
 }
 
 // Register starts registration (RFC 5352 §3.1): at once on the home

@@ -156,15 +156,14 @@ func NewPoolUserCore(cfg PUConfig) (*PoolUserCore, error) {
 	return c, nil
 }
 
-// Outbox returns the outputs queued since the last call and empties the
-// queue. The slice is the caller's until the next call into the core.
+// Outbox returns the outputs queued since its last call and empties the
+// queue. The returned slice, and the messages in it, are valid until the
+// next call of any method of the core, which reuses the slice: carry out
+// the outputs (encode the messages) before calling the core again.
 func (c *PoolUserCore) Outbox() []Output {
-	o := c.out
-	c.out = c.out[len(c.out):]
-	if len(o) == 0 {
-		c.out = o[:0]
-	}
-	return o
+	out := c.out
+	c.out = c.out[:0]
+	return out
 }
 
 // Home returns the home association (0 when none) and its server ID.
@@ -301,10 +300,6 @@ func (c *PoolUserCore) drop(handle []byte, peID uint32) {
 		pc.remove(peID)
 	}
 }
-
-// Forget drops the pool's cache entry, so that the next Resolve asks a
-// registrar.
-func (c *PoolUserCore) Forget(handle []byte) { delete(c.cache, string(handle)) }
 
 // HandleAnnounce feeds an ASAP_SERVER_ANNOUNCE received at src (RFC 5352
 // §3.6). A registrar new to the table is dialled at once when a hunt

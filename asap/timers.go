@@ -113,11 +113,6 @@ const (
 	// checked against the RFC text, hence PEConfig.MaxServerHunts and
 	// PUConfig.MaxServerHunts.
 	DefaultMaxServerHunts = 3
-
-	// ASAPPort is the well-known ASAP port (RFC 5352 §4, IANA). An
-	// ASAP_SERVER_ANNOUNCE without transport parameters means "this
-	// datagram's source address at this port" (RFC 5352 §3.6).
-	ASAPPort = 3863
 )
 
 // Timers holds the RFC 5352 §5 timers and thresholds an endpoint uses.

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/enrp"
 	"github.com/go-rserpool/rserpool/policy"
 	"github.com/go-rserpool/rserpool/tlv"
@@ -48,7 +47,7 @@ var benchNets = []benchNet{
 // startRegistrar runs a registrar for the benchmark. Keep-alives are
 // spaced out so that the clients need not answer them.
 func startRegistrar(b *testing.B, tr transport.Transport, at transport.Addr, mod func(*enrp.Config)) *enrp.Registrar {
-	cfg := enrp.Config{Transport: tr, ListenAddr: at, KeepAliveInterval: time.Hour, MaxPEsPerAssoc: asap.Unlimited}
+	cfg := enrp.Config{Transport: tr, ListenAddr: at, ASAP: enrp.ASAPConfig{KeepAliveInterval: time.Hour, MaxPEsPerAssoc: enrp.Unlimited}}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -232,7 +231,7 @@ func BenchmarkRegistrarRegister(b *testing.B) {
 	bn := benchNets[0]
 	tr, at, client := bn.setup(b)
 	r := startRegistrar(b, tr, at, func(c *enrp.Config) {
-		c.AssocRate = asap.Unlimited
+		c.ASAP.AssocRate = enrp.Unlimited
 		c.Handlespace.MaxPEs = 1 << 20
 	})
 	const ids = 100

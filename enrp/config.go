@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"time"
 
-	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/handlespace"
 	"github.com/go-rserpool/rserpool/transport"
 )
@@ -33,7 +31,9 @@ var (
 
 // Config configures a [Registrar]. A zero field takes the default named in
 // its comment; the ASAP endpoint (Listener, or Transport with ListenAddr)
-// is required.
+// is required. [NewCore] takes the same Config and uses the fields that
+// are not the host's (ServerID, Rand, ASAP, Handlespace, Logger, and
+// whether Announcer is set).
 type Config struct {
 	// ServerID is the registrar's ENRP server identifier (RFC 5353 §3.1).
 	// If zero, a random non-zero one is drawn from Rand.
@@ -51,49 +51,23 @@ type Config struct {
 	ListenAddr transport.Addr
 
 	// Announcer, if not nil, carries the ASAP_SERVER_ANNOUNCE multicasts
-	// (RFC 5352 §3.6), every AnnounceInterval (T6-serverannounce, default
-	// asap.DefaultT6ServerAnnounce). The host chooses group and
-	// interface (transport/multicast on loopback in tests, or memnet);
-	// the Registrar does not close it. AnnounceAddrs are the ASAP
-	// addresses announced; default the listener's address when it is a
-	// specified address, else none (receivers then use the datagram's
-	// source address).
-	Announcer        transport.Announcer
-	AnnounceInterval time.Duration
-	AnnounceAddrs    []transport.Addr
+	// (RFC 5352 §3.6), every ASAP.AnnounceInterval (T6-serverannounce).
+	// The host chooses group and interface (transport/multicast on
+	// loopback in tests, or memnet); the Registrar does not close it.
+	Announcer transport.Announcer
 
-	// ASAP server procedures (RFC 5352 §3.2-3.7); see asap.ServerConfig
-	// for the meaning and defaults of each.
-	MaxBadPEReport     int               // MAX-BAD-PE-REPORT, default asap.DefaultMaxBadPEReport
-	KeepAliveInterval  time.Duration     // default asap.DefaultKeepAliveInterval
-	KeepAliveTimeout   time.Duration     // default asap.DefaultKeepAliveTimeout
-	ResolutionItems    int               // default asap.DefaultResolutionItems
-	MaxResolutionItems int               // default asap.DefaultMaxResolutionItems
-	MaxPEsPerAssoc     int               // default asap.DefaultMaxPEsPerAssoc; asap.Unlimited for none
-	AssocRate          float64           // messages/s, default asap.DefaultAssocRate; asap.Unlimited for none
-	AssocBurst         int               // default asap.DefaultAssocBurst
-	AddressCheck       asap.AddressCheck // anti-spoofing of user transports
-	Authorize          asap.AuthorizeFunc
+	// ASAP configures the ASAP server procedures (RFC 5352 §3.2-3.7):
+	// keep-alive supervision, resolution sizes, resource limits, defences
+	// against false reports and floods, address checks, authorization and
+	// the Server Announce. Its zero value takes the defaults named in
+	// [ASAPConfig].
+	ASAP ASAPConfig
 
-	// Registrar resource limits (RFC 5355 §3); see asap.ServerConfig.
-	// Each is refused with Lack of Resources (0x6); asap.Unlimited turns
-	// one off.
-	MaxPESize         int // encoded bytes of a stored PE, default asap.DefaultMaxPESize
-	MaxPoolsPerAssoc  int // pools an association has PEs in, default asap.DefaultMaxPoolsPerAssoc
-	MaxPoolsPerSource int // pools a source address has PEs in, default asap.DefaultMaxPoolsPerSource
-	MaxPEsPerSource   int // PEs of a source address, default asap.DefaultMaxPEsPerSource
-
-	// Defences against false reports, resolution floods and idle peers
-	// (RFC 5355 §3); see asap.ServerConfig.
-	MaxEURate       float64       // reports/s per association, default asap.DefaultMaxEURate; asap.Unlimited for none
-	MaxHRRate       float64       // resolutions/s per association, default asap.DefaultMaxHRRate (unlimited)
-	IDGrace         time.Duration // default asap.DefaultIDGrace; negative for none
-	MaxGraceEntries int           // default asap.DefaultMaxGraceEntries
-	IdleTimeout     time.Duration // default asap.DefaultIdleTimeout; negative for none
-
-	// Handlespace bounds the store (pools, PEs, handle size). Its Now is
-	// replaced by the registrar's clock; a nil Rand takes Config.Rand.
+	// Handlespace bounds the store (pools, PEs, handle size); a nil Rand
+	// takes Config.Rand.
 	Handlespace handlespace.Config
+
+	// (ENRP peering will be configured by a Peers field beside these.)
 
 	// SendQueue bounds the messages waiting for one association; default
 	// DefaultSendQueue.
@@ -119,32 +93,6 @@ type Config struct {
 
 	// Logger receives logs; nil logs nothing.
 	Logger *slog.Logger
-}
-
-func (c *Config) asapConfig() asap.ServerConfig {
-	return asap.ServerConfig{
-		MaxBadPEReport:     c.MaxBadPEReport,
-		KeepAliveInterval:  c.KeepAliveInterval,
-		KeepAliveTimeout:   c.KeepAliveTimeout,
-		ResolutionItems:    c.ResolutionItems,
-		MaxResolutionItems: c.MaxResolutionItems,
-		MaxPEsPerAssoc:     c.MaxPEsPerAssoc,
-		AssocRate:          c.AssocRate,
-		AssocBurst:         c.AssocBurst,
-		AddressCheck:       c.AddressCheck,
-		Authorize:          c.Authorize,
-		MaxPESize:          c.MaxPESize,
-		MaxPoolsPerAssoc:   c.MaxPoolsPerAssoc,
-		MaxPoolsPerSource:  c.MaxPoolsPerSource,
-		MaxPEsPerSource:    c.MaxPEsPerSource,
-		MaxEURate:          c.MaxEURate,
-		MaxHRRate:          c.MaxHRRate,
-		IDGrace:            c.IDGrace,
-		MaxGraceEntries:    c.MaxGraceEntries,
-		IdleTimeout:        c.IdleTimeout,
-		Announce:           c.Announcer != nil,
-		AnnounceInterval:   c.AnnounceInterval,
-	}
 }
 
 // validate checks what the asap and handlespace constructors do not.

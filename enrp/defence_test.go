@@ -5,7 +5,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/policy"
 	"github.com/go-rserpool/rserpool/tlv"
 )
@@ -116,7 +115,7 @@ func TestRegistrarGraceRefusesTakeover(t *testing.T) {
 		}
 		// The PE is stuck and misses the check: removed, association
 		// aborted.
-		want(t, g.next(), EventRemoved, "echo", 7, asap.RemovedUnreachable)
+		want(t, g.next(), EventRemoved, "echo", 7, RemovedUnreachable)
 		if !aborted(pe) {
 			t.Fatal("the PE's association was not aborted")
 		}
@@ -148,7 +147,7 @@ func TestRegistrarGraceRefusesTakeover(t *testing.T) {
 func TestRegistrarAbortsIdleAndDeadAssociations(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const idle = 10 * time.Second
-		g := newEventRig(t, 64, 2*time.Second, func(c *Config) { c.IdleTimeout = idle })
+		g := newEventRig(t, 64, 2*time.Second, func(c *Config) { c.ASAP.IdleTimeout = idle })
 		ctx := t.Context()
 		pu := dial(t, ctx, g.net.NewNode(), g.r.Addr())
 		honest := dial(t, ctx, g.net.NewNode(), g.r.Addr())
@@ -166,7 +165,7 @@ func TestRegistrarAbortsIdleAndDeadAssociations(t *testing.T) {
 
 		// The dead PE misses its first keep-alive (2 s + 2 s).
 		ev := g.next()
-		want(t, ev, EventRemoved, "echo", 2, asap.RemovedKeepAliveTimeout)
+		want(t, ev, EventRemoved, "echo", 2, RemovedKeepAliveTimeout)
 		if !aborted(dead) {
 			t.Fatal("dead PE's association not aborted")
 		}

@@ -10,25 +10,25 @@
 //     error causes: Invalid Values, Inconsistent Pooling Policy, Transport
 //     Type or Data/Control Configuration, Non-unique PE Identifier, Lack of
 //     Resources (store limits and per-association limits), and Rejected due
-//     to security considerations (Config.Authorize);
+//     to security considerations (ASAPConfig.Authorize);
 //   - bounds what one peer may take (RFC 5355 §3): the PEs and the pools
 //     one association and one source address hold, and the stored size of
 //     a PE, whose unknown "skip" parameters are not kept (RFC 5354 §2);
-//     see Config.MaxPEsPerAssoc and Config.MaxPESize with the fields after
-//     it. A PE identifier 0 or a user port 0 is Invalid Values;
+//     see ASAPConfig.MaxPEsPerAssoc and ASAPConfig.MaxPESize with the
+//     fields after it. A PE identifier 0 or a user port 0 is Invalid Values;
 //   - keeps only user-transport addresses that belong to the PE's
-//     association (Config.AddressCheck, RFC 5355 address spoofing);
+//     association (ASAPConfig.AddressCheck, RFC 5355 address spoofing);
 //   - removes PEs on deregistration (§3.4), at the end of their
 //     registration life, when they stop answering Endpoint Keep Alive or
 //     their association goes down (§3.7), and when MAX-BAD-PE-REPORT
 //     associations reported them unreachable (§3.5) and they then miss an
 //     immediate keep-alive; a PE removed for a missed keep-alive keeps its
-//     identifier and emptied pool for Config.IDGrace; reports and
+//     identifier and emptied pool for ASAPConfig.IDGrace; reports and
 //     deregistrations about PEs another registrar owns change nothing
 //     (RFC 5355 §3);
 //   - rate-limits reports and resolutions per association
-//     (Config.MaxEURate, MaxHRRate) and aborts associations that carry no
-//     PE and stay silent for Config.IdleTimeout, or whose last PE missed a
+//     (ASAPConfig.MaxEURate, MaxHRRate) and aborts associations that carry no
+//     PE and stay silent for ASAPConfig.IdleTimeout, or whose last PE missed a
 //     keep-alive;
 //   - answers handle resolutions with up to N PEs chosen by the pool's
 //     policy (§3.5; N from the HROPT option, default 3, at most 128),
@@ -55,7 +55,7 @@
 //
 // To follow the PEs, the host passes a buffered channel as Config.Events
 // and reads an [Event] for each registration, re-registration and
-// removal (with its reason, an asap.RemoveReason):
+// removal (with its reason, a [RemoveReason]):
 //
 //	events := make(chan enrp.Event, 256)
 //	r, err := enrp.New(enrp.Config{..., Events: events})
@@ -67,18 +67,30 @@
 //
 // A host that already has a listener passes it as Config.Listener. The
 // zero values of the other Config fields are the RFC defaults (RSPLIB's
-// where the RFC gives none); see the asap.Default* constants.
+// where the RFC gives none); the ASAP settings are nested in Config.ASAP
+// ([ASAPConfig], whose defaults are the Default* constants of this
+// package), the store's bounds in Config.Handlespace.
 //
 // # Design
 //
-// The protocol logic is sans-IO: asap.ServerCore runs the ASAP server
-// procedures on the store, and this package's server core owns the store
-// and the core. They take messages and timer expiries with an explicit
-// time and return messages to send and their next deadline. Run is the
-// driver, on the same loop as the asap PE and PU drivers: one goroutine
-// that owns the core and the store, fed by a reader and a writer goroutine
-// per association and an accept goroutine, all of which end when Run
-// returns. Slow associations are aborted (RFC 9260 §9.1) rather than
+// The protocol logic is sans-IO: a [Core] owns the store and the
+// supervision of the PEs registered here, and runs the ASAP server
+// procedures on them (one file per procedure family: asap_register.go,
+// asap_resolve.go, asap_supervise.go, asap_reports.go, asap_limits.go,
+// asap_grace.go). It takes messages and timer expiries with an explicit
+// time and returns its [Output]s and its next deadline, so that hosts and
+// tests can drive it message by message:
+//
+//	c, err := enrp.NewCore(cfg)
+//	c.HandleAccepted(now, 1, info)
+//	c.HandleASAP(now, 1, data) // one ASAP message (PPID 11)
+//	for _, o := range c.Outbox() { ... } // SendASAP, Multicast, CloseAssoc, PEEvent
+//	next := c.NextDeadline()   // then c.HandleTimeout(next)
+//
+// Registrar.Run is the Core's driver, on the same loop as the asap PE and
+// PU drivers: one goroutine that owns the core, fed by a reader and a
+// writer goroutine per association and an accept goroutine, all of which
+// end when Run returns. Slow associations are aborted (RFC 9260 §9.1) rather than
 // allowed to stall the loop (Config.SendQueue); the loop never waits for a
 // peer, and Close returns within one shutdown bound of the transport
 // however many peers hang (see Registrar.Run).

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/tlv"
 )
 
@@ -56,7 +55,7 @@ type Event struct {
 	PEID       uint32
 	// Reason says why the PE was removed (EventRemoved only; zero
 	// otherwise).
-	Reason asap.RemoveReason
+	Reason RemoveReason
 	// PE is a deep copy of the PE as the registrar stored it, with its
 	// home server ID and the ASAP transport the registrar took from the
 	// association (EventRegistered and EventUpdated only). It is the zero
@@ -77,27 +76,22 @@ func (e Event) String() string {
 
 // emit hands the host the events among outs, on the loop goroutine. A
 // full channel drops the event; the host is never waited for.
-func (r *Registrar) emit(now time.Time, outs []asap.Output) {
+func (r *Registrar) emit(now time.Time, outs []Output) {
 	if r.cfg.Events == nil {
 		return
 	}
 	for _, o := range outs {
-		var ev Event
-		switch o := o.(type) {
-		case asap.PEStored:
-			ev = Event{Kind: EventUpdated, Time: now, PoolHandle: o.PoolHandle, PEID: o.PEID}
-			if o.Created {
-				ev.Kind = EventRegistered
-			}
+		pe, ok := o.(PEEvent)
+		if !ok {
+			continue
+		}
+		ev := Event{Kind: pe.Kind, Time: now, PoolHandle: pe.PoolHandle, PEID: pe.PEID, Reason: pe.Reason}
+		if pe.Kind != EventRemoved {
 			// The outputs of one piece of work are handled right after
 			// it, so the store holds the PE as that registration left it.
-			if pe, _, ok := r.core.store.Lookup(o.PoolHandle, o.PEID); ok {
-				ev.PE = pe // Lookup returns a deep copy
+			if stored, _, ok := r.core.store.Lookup(pe.PoolHandle, pe.PEID); ok {
+				ev.PE = stored // Lookup returns a deep copy
 			}
-		case asap.PERemoved:
-			ev = Event{Kind: EventRemoved, Time: now, PoolHandle: o.PoolHandle, PEID: o.PEID, Reason: o.Reason}
-		default:
-			continue
 		}
 		select {
 		case r.cfg.Events <- ev:

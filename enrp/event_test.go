@@ -6,7 +6,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/tlv"
 	"github.com/go-rserpool/rserpool/transport"
 	"github.com/go-rserpool/rserpool/transport/memnet"
@@ -32,7 +31,7 @@ func newEventRig(t *testing.T, buf int, ka time.Duration, tune func(*Config)) *e
 	g := &eventRig{t: t, net: net, events: make(chan Event, buf), done: make(chan error, 1)}
 	cfg := Config{
 		Transport: nd, ListenAddr: nd.Addr(transport.PortASAP),
-		KeepAliveInterval: ka, KeepAliveTimeout: ka,
+		ASAP:   ASAPConfig{KeepAliveInterval: ka, KeepAliveTimeout: ka},
 		Events: g.events, Logger: testLogger(t),
 	}
 	if tune != nil {
@@ -98,7 +97,7 @@ func (g *eventRig) register(c *client, pool string, id uint32, life time.Duratio
 }
 
 // want checks the kind, PE and reason of ev.
-func want(t *testing.T, ev Event, kind EventKind, pool string, id uint32, why asap.RemoveReason) {
+func want(t *testing.T, ev Event, kind EventKind, pool string, id uint32, why RemoveReason) {
 	t.Helper()
 	if ev.Kind != kind || string(ev.PoolHandle) != pool || ev.PEID != id || ev.Reason != why {
 		t.Fatalf("event %v (kind %v, pool %q, PE %08x, reason %v), want %v of PE %08x in %q (reason %v)",
@@ -156,7 +155,7 @@ func TestEventsRegisterUpdateDeregister(t *testing.T) {
 		if dr := recvAs[*tlv.DeregistrationResponse](pe, ctx); dr.Error != nil {
 			t.Fatalf("deregistration: %+v", dr)
 		}
-		want(t, g.next(), EventRemoved, "echo", 1, asap.RemovedDeregistered)
+		want(t, g.next(), EventRemoved, "echo", 1, RemovedDeregistered)
 		g.none()
 		// A refused registration (Invalid Values: life 0 is not
 		// allowed, RFC 5352 §3.2) changes nothing and is not told.
@@ -184,7 +183,7 @@ func TestEventsKeepAliveTimeout(t *testing.T) {
 		want(t, reg, EventRegistered, "echo", 7, 0)
 		recvAs[*tlv.EndpointKeepAlive](pe, ctx) // not answered
 		ev := g.next()
-		want(t, ev, EventRemoved, "echo", 7, asap.RemovedKeepAliveTimeout)
+		want(t, ev, EventRemoved, "echo", 7, RemovedKeepAliveTimeout)
 		if at := reg.Time.Add(2 * ka); !ev.Time.Equal(at) {
 			t.Errorf("removed at %v, want %v (keep-alive interval + timeout after registering)", ev.Time, at)
 		}
@@ -214,8 +213,8 @@ func TestEventsAssociationLost(t *testing.T) {
 		if a.PEID > b.PEID { // an association's PEs go in no set order
 			a, b = b, a
 		}
-		want(t, a, EventRemoved, "echo", 1, asap.RemovedAssocLost)
-		want(t, b, EventRemoved, "echo", 2, asap.RemovedAssocLost)
+		want(t, a, EventRemoved, "echo", 1, RemovedAssocLost)
+		want(t, b, EventRemoved, "echo", 2, RemovedAssocLost)
 		if !a.Time.Equal(b.Time) {
 			t.Errorf("removed at %v and %v, want together", a.Time, b.Time)
 		}
@@ -234,7 +233,7 @@ func TestEventsUnreachableReports(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const maxBad = 3
 		const ka = time.Minute
-		g := newEventRig(t, 16, ka, func(c *Config) { c.MaxBadPEReport = maxBad })
+		g := newEventRig(t, 16, ka, func(c *Config) { c.ASAP.MaxBadPEReport = maxBad })
 		ctx := t.Context()
 		pe := dial(t, ctx, g.net.NewNode(), g.r.Addr())
 		g.register(pe, "echo", 9, time.Hour, 7000)
@@ -247,7 +246,7 @@ func TestEventsUnreachableReports(t *testing.T) {
 		}
 		// The PE does not answer the check.
 		ev := g.next()
-		want(t, ev, EventRemoved, "echo", 9, asap.RemovedUnreachable)
+		want(t, ev, EventRemoved, "echo", 9, RemovedUnreachable)
 		if at := start.Add(ka); !ev.Time.Equal(at) {
 			t.Errorf("removed at %v, want %v (KeepAliveTimeout after the third report)", ev.Time, at)
 		}
@@ -284,7 +283,7 @@ func TestEventsExpiry(t *testing.T) {
 			}
 		}()
 		ev := g.next()
-		want(t, ev, EventRemoved, "echo", 4, asap.RemovedExpired)
+		want(t, ev, EventRemoved, "echo", 4, RemovedExpired)
 		if at := reg.Time.Add(life); !ev.Time.Equal(at) {
 			t.Errorf("expired at %v, want %v (registration life after registering)", ev.Time, at)
 		}
@@ -309,7 +308,7 @@ func TestEventsShutdown(t *testing.T) {
 		g.stop()
 		select {
 		case ev := <-g.events:
-			want(t, ev, EventRemoved, "echo", 5, asap.RemovedAssocLost)
+			want(t, ev, EventRemoved, "echo", 5, RemovedAssocLost)
 		default:
 			t.Fatal("no event for the PE removed at shutdown")
 		}
@@ -350,7 +349,7 @@ func TestEventsSlowHostDoesNotStall(t *testing.T) {
 		// With room again, the next change is told.
 		pe.send(ctx, &tlv.Deregistration{PoolHandle: tlv.PoolHandle("echo"), PEID: 1})
 		recvAs[*tlv.DeregistrationResponse](pe, ctx)
-		want(t, g.next(), EventRemoved, "echo", 1, asap.RemovedDeregistered)
+		want(t, g.next(), EventRemoved, "echo", 1, RemovedDeregistered)
 		if d := g.r.Stats().EventsDropped; d != n-buf {
 			t.Errorf("EventsDropped %d, want %d", d, n-buf)
 		}
@@ -376,7 +375,7 @@ func TestEventString(t *testing.T) {
 	}{
 		{Event{Kind: EventRegistered, PoolHandle: tlv.PoolHandle("echo"), PEID: 0x2a}, `PE 0x0000002a of pool "echo" registered`},
 		{Event{Kind: EventUpdated, PoolHandle: tlv.PoolHandle("echo"), PEID: 1}, `PE 0x00000001 of pool "echo" updated`},
-		{Event{Kind: EventRemoved, PoolHandle: tlv.PoolHandle("e\x00"), PEID: 1, Reason: asap.RemovedKeepAliveTimeout}, `PE 0x00000001 of pool "0x6500" removed: keep-alive timeout`},
+		{Event{Kind: EventRemoved, PoolHandle: tlv.PoolHandle("e\x00"), PEID: 1, Reason: RemovedKeepAliveTimeout}, `PE 0x00000001 of pool "0x6500" removed: keep-alive timeout`},
 		{Event{Kind: 9, PEID: 1}, `PE 0x00000001 of pool "" EventKind(9)`},
 	} {
 		if got := c.ev.String(); got != c.want {

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/handlespace"
 	"github.com/go-rserpool/rserpool/policy"
 	"github.com/go-rserpool/rserpool/tlv"
@@ -61,8 +60,8 @@ const (
 
 var fuzzAddrs = [fuzzAssocs]string{"10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.4"}
 
-func fuzzAssocInfo(i int) asap.AssocInfo {
-	return asap.AssocInfo{Remote: transport.Addr{Kind: transport.KindMem, AddrPort: netip.MustParseAddrPort(fuzzAddrs[i] + ":1")}}
+func fuzzAssocInfo(i int) AssocInfo {
+	return AssocInfo{Remote: transport.Addr{Kind: transport.KindMem, AddrPort: netip.MustParseAddrPort(fuzzAddrs[i] + ":1")}}
 }
 
 // fuzzPE builds a PE of pool "pool" or "other" from b: identifier b[0],
@@ -154,17 +153,17 @@ func FuzzRegistrarASAP(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const id = 0xabcd
 		const maxGrace = 8
-		s, err := newServer(id, asap.ServerConfig{
-			MaxPEsPerAssoc: 8, AssocRate: asap.Unlimited,
+		s, err := newCore(id, ASAPConfig{
+			MaxPEsPerAssoc: 8, AssocRate: Unlimited,
 			MaxGraceEntries: maxGrace, IdleTimeout: 3 * time.Second,
 			KeepAliveInterval: time.Second, KeepAliveTimeout: time.Second,
-		}, handlespace.Config{MaxPEs: 64}, logger(nil))
+		}, handlespace.Config{MaxPEs: 64}, false, logger(nil))
 		if err != nil {
 			t.Fatal(err)
 		}
 		now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 		for i := range fuzzAssocs {
-			s.asapAccepted(now, asap.AssocID(i+1), fuzzAssocInfo(i))
+			s.HandleAccepted(now, AssocID(i+1), fuzzAssocInfo(i))
 		}
 		type fkey struct {
 			h  string
@@ -175,11 +174,11 @@ func FuzzRegistrarASAP(f *testing.F) {
 			// As the driver does: carry out the aborts, then report the
 			// association lost (here it comes back at once).
 			for round := 0; round < 4; round++ {
-				outs := s.outbox()
+				outs := s.Outbox()
 				checkOutputs(t, outs)
-				var aborted []asap.AssocID
+				var aborted []AssocID
 				for _, o := range outs {
-					if ab, ok := o.(asap.AbortAssoc); ok {
+					if ab, ok := o.(CloseAssoc); ok {
 						if ab.Assoc < 1 || ab.Assoc > fuzzAssocs {
 							t.Fatalf("abort of unknown association %d", ab.Assoc)
 						}
@@ -190,8 +189,8 @@ func FuzzRegistrarASAP(f *testing.F) {
 					return
 				}
 				for _, a := range aborted {
-					s.asapLost(now, a)
-					s.asapAccepted(now, a, fuzzAssocInfo(int(a-1)))
+					s.HandleLost(now, a)
+					s.HandleAccepted(now, a, fuzzAssocInfo(int(a-1)))
 				}
 			}
 		}
@@ -208,22 +207,21 @@ func FuzzRegistrarASAP(f *testing.F) {
 			}
 			switch op % fuzzOps {
 			case 0, 1, 2, 3:
-				s.asapData(now, asap.AssocID(op%fuzzOps+1), b)
+				s.HandleASAP(now, AssocID(op%fuzzOps+1), b)
 			case opTimeout:
 				now = now.Add(100 * time.Millisecond * time.Duration(arg))
-				s.timeout(now)
+				s.HandleTimeout(now)
 			case opLose:
-				a := asap.AssocID(arg%fuzzAssocs + 1)
-				s.asapLost(now, a)
-				s.asapAccepted(now, a, fuzzAssocInfo(int(a-1)))
+				a := AssocID(arg%fuzzAssocs + 1)
+				s.HandleLost(now, a)
+				s.HandleAccepted(now, a, fuzzAssocInfo(int(a-1)))
 			case opForeign:
 				h, pe := fuzzPE(b, 0)
 				pe.HomeServerID = fuzzOther
-				s.now = now
 				if _, _, ok := s.store.Lookup(h, pe.ID); ok {
 					break // ENRP updates of PEs this registrar owns are not the point here
 				}
-				if _, err := s.store.Register(h, &pe, time.Time{}); err == nil {
+				if _, err := s.store.Register(now, h, &pe, time.Time{}); err == nil {
 					fpes[fkey{string(h), pe.ID}] = true
 				}
 			case opOversized:
@@ -232,10 +230,10 @@ func FuzzRegistrarASAP(f *testing.F) {
 					h, pe := fuzzPE(b[min(1, len(b)):], a)
 					m, _ := tlv.Marshal(&tlv.EndpointUnreachable{PoolHandle: h, PEID: pe.ID})
 					for i := range fuzzAssocs {
-						s.asapData(now, asap.AssocID(i+1), m)
+						s.HandleASAP(now, AssocID(i+1), m)
 					}
 				} else {
-					s.asapData(now, asap.AssocID(a+1), oversized(b, a))
+					s.HandleASAP(now, AssocID(a+1), oversized(b, a))
 				}
 			}
 			drive()
@@ -251,19 +249,19 @@ func FuzzRegistrarASAP(f *testing.F) {
 					delete(fpes, k)
 				}
 			}
-			if g := s.asap.GraceEntries(); g > maxGrace {
+			if g := s.GraceEntries(); g > maxGrace {
 				t.Fatalf("%d grace entries, bound %d", g, maxGrace)
 			}
-			if s.asap.Associations() != fuzzAssocs {
-				t.Fatalf("%d associations, want %d", s.asap.Associations(), fuzzAssocs)
+			if s.Associations() != fuzzAssocs {
+				t.Fatalf("%d associations, want %d", s.Associations(), fuzzAssocs)
 			}
 		}
 	})
 }
 
-func checkOutputs(t *testing.T, outs []asap.Output) {
+func checkOutputs(t *testing.T, outs []Output) {
 	for _, o := range outs {
-		if snd, ok := o.(asap.Send); ok {
+		if snd, ok := o.(SendASAP); ok {
 			b, err := tlv.Marshal(snd.Msg)
 			if err != nil {
 				t.Fatalf("unencodable %T: %v", snd.Msg, err)
@@ -278,8 +276,8 @@ func checkOutputs(t *testing.T, outs []asap.Output) {
 // checkStore checks the handlespace invariants: pool counts add up, every
 // PE is owned by this registrar and supervised by the ASAP core, or put
 // there as another home's (fuzzOther), and the
-// incremental ownership checksum equals a fresh computation (SPEC §6.13).
-func checkStore(t *testing.T, s *server, id uint32) {
+// incremental ownership checksum equals a fresh computation (the RFC 5353 PE checksum).
+func checkStore(t *testing.T, s *Core, id uint32) {
 	total := 0
 	s.store.ForEachPool(func(p handlespace.PoolInfo) bool {
 		if p.PEs <= 0 {
@@ -288,13 +286,13 @@ func checkStore(t *testing.T, s *server, id uint32) {
 		total += p.PEs
 		return true
 	})
-	if total != s.store.PEs() || s.store.Owned(id)+s.store.Owned(fuzzOther) != total || s.asap.Owned() != s.store.Owned(id) {
+	if total != s.store.PEs() || s.store.Owned(id)+s.store.Owned(fuzzOther) != total || len(s.sup) != s.store.Owned(id) {
 		t.Fatalf("counts: pools sum %d, PEs %d, owned %d (+%d of another home), supervised %d",
-			total, s.store.PEs(), s.store.Owned(id), s.store.Owned(fuzzOther), s.asap.Owned())
+			total, s.store.PEs(), s.store.Owned(id), s.store.Owned(fuzzOther), len(s.sup))
 	}
 	var sum uint64
 	s.store.ForEachOwnedBy(id, func(h tlv.PoolHandle, pe tlv.PoolElement) bool {
-		if _, _, ok := s.asap.AssocOf(h, pe.ID); !ok {
+		if _, _, ok := s.AssocOf(h, pe.ID); !ok {
 			t.Fatalf("PE %q/%d not supervised", h, pe.ID)
 		}
 		if pe.HomeServerID != id {

@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/internal/loop"
 	"github.com/go-rserpool/rserpool/tlv"
 	"github.com/go-rserpool/rserpool/transport"
@@ -31,7 +29,7 @@ type Registrar struct {
 	id   uint32
 	l    transport.Listener
 	ownL bool
-	core *server
+	core *Core
 
 	mu      sync.Mutex
 	state   int        // 0 new, 1 running, 2 done
@@ -53,7 +51,7 @@ type Stats struct {
 	Associations int // open ASAP associations
 	// ASAP counts the ASAP procedures run (registrations, resolutions,
 	// keep-alives, removals, errors, drops).
-	ASAP asap.ServerStats
+	ASAP ASAPStats
 	// EventsDropped counts the events not sent on Config.Events because
 	// it was full. Unlike the other counts it is read when Stats is
 	// called.
@@ -66,17 +64,8 @@ func New(cfg Config) (*Registrar, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	log := logger(cfg.Logger)
-	src := cfg.Rand
-	if src == nil {
-		src = rand.NewPCG(rand.Uint64(), rand.Uint64())
-	}
-	id := cfg.ServerID
-	for r := rand.New(src); id == 0; {
-		id = r.Uint32() // RFC 5353 §3.1: a random non-zero server ID
-	}
 	r := &Registrar{
-		cfg: cfg, log: log, id: id, l: cfg.Listener,
+		cfg: cfg, log: logger(cfg.Logger), l: cfg.Listener,
 		done: make(chan struct{}),
 	}
 	if r.l == nil {
@@ -86,31 +75,17 @@ func New(cfg Config) (*Registrar, error) {
 		}
 		r.ownL = true
 	}
-	addrs := cfg.AnnounceAddrs
-	if addrs == nil {
+	if cfg.ASAP.AnnounceAddrs == nil {
 		if a := r.l.Addr(); a.IsValid() && !a.AddrPort.Addr().IsUnspecified() {
-			addrs = []transport.Addr{a}
+			cfg.ASAP.AnnounceAddrs = []transport.Addr{a}
 		}
 	}
-	ac := cfg.asapConfig()
-	for _, a := range addrs {
-		t, err := asap.TransportParam(a, tlv.TransportUseDataOnly)
-		if err != nil {
-			r.closeListener()
-			return nil, fmt.Errorf("%w: AnnounceAddrs: %w", ErrInvalidConfig, err)
-		}
-		ac.AnnounceTransports = append(ac.AnnounceTransports, t)
-	}
-	hs := cfg.Handlespace
-	if hs.Rand == nil {
-		hs.Rand = src
-	}
-	core, err := newServer(id, ac, hs, log)
+	core, err := NewCore(cfg)
 	if err != nil {
 		r.closeListener()
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		return nil, err
 	}
-	r.core = core
+	r.core, r.id = core, core.ServerID()
 	return r, nil
 }
 
@@ -168,7 +143,7 @@ func (r *Registrar) Run(ctx context.Context) error {
 	}()
 	defer cancel()
 
-	d := &driver{r: r, ctx: ctx, l: l, links: make(map[asap.AssocID]*loop.Link)}
+	d := &driver{r: r, ctx: ctx, l: l, links: make(map[AssocID]*loop.Link)}
 	// The first timeout starts the clocks (the first Server Announce).
 	l.Post(r.core.HandleTimeout)
 	l.Accept(r.l, d.accepted, func(_ time.Time, err error) {
@@ -181,11 +156,11 @@ func (r *Registrar) Run(ctx context.Context) error {
 	now := time.Now()
 	for id, k := range d.links {
 		k.Close()
-		r.core.asapLost(now, id)
+		r.core.HandleLost(now, id)
 	}
-	// Only PERemoved outputs are left: the associations are closed.
+	// Only PE events are left: the associations are closed.
 	r.snapshot(0)
-	r.emit(now, r.core.outbox())
+	r.emit(now, r.core.Outbox())
 	return d.err
 }
 
@@ -194,10 +169,10 @@ type driver struct {
 	r     *Registrar
 	ctx   context.Context
 	l     *loop.Loop
-	links map[asap.AssocID]*loop.Link
-	next  asap.AssocID
-	lost  []asap.AssocID // aborted during a flush, for the core to hear
-	err   error          // why Run stops, if not its context
+	links map[AssocID]*loop.Link
+	next  AssocID
+	lost  []AssocID // aborted during a flush, for the core to hear
+	err   error     // why Run stops, if not its context
 }
 
 // accepted drives a new association under the next id.
@@ -210,16 +185,16 @@ func (d *driver) accepted(now time.Time, c transport.Conn) {
 			// association.
 			return
 		}
-		d.r.core.asapData(now, id, m.Data)
+		d.r.core.HandleASAP(now, id, m.Data)
 	}, func(now time.Time, err error) {
 		if d.links[id] == nil {
 			return
 		}
 		d.r.log.Debug("enrp: association ended", "assoc", id, "err", err)
 		delete(d.links, id)
-		d.r.core.asapLost(now, id)
+		d.r.core.HandleLost(now, id)
 	})
-	d.r.core.asapAccepted(now, id, asap.AssocInfo{Local: c.LocalAddr(), Remote: c.RemoteAddr()})
+	d.r.core.HandleAccepted(now, id, AssocInfo{Local: c.LocalAddr(), Remote: c.RemoteAddr()})
 }
 
 // after runs on the loop after each piece of work: it publishes the
@@ -234,9 +209,9 @@ func (d *driver) after(now time.Time) {
 			return
 		}
 		// Only now: the outputs just handled alias the core's outbox,
-		// which asapLost appends to.
+		// which HandleLost appends to.
 		for _, id := range d.lost {
-			d.r.core.asapLost(now, id)
+			d.r.core.HandleLost(now, id)
 		}
 		d.lost = d.lost[:0]
 		d.r.snapshot(len(d.links))
@@ -246,11 +221,11 @@ func (d *driver) after(now time.Time) {
 // flush carries out the outputs queued in the core and tells the host
 // about the PE changes among them.
 func (d *driver) flush(now time.Time) {
-	outs := d.r.core.outbox()
+	outs := d.r.core.Outbox()
 	d.r.emit(now, outs)
 	for _, o := range outs {
 		switch o := o.(type) {
-		case asap.Send:
+		case SendASAP:
 			k := d.links[o.Assoc]
 			if k == nil {
 				continue
@@ -272,20 +247,24 @@ func (d *driver) flush(now time.Time) {
 				delete(d.links, o.Assoc)
 				d.lost = append(d.lost, o.Assoc)
 			}
-		case asap.AbortAssoc:
+		case CloseAssoc:
 			// An idle association, or one whose last PE failed its
-			// keep-alive: abort it without waiting for the peer.
+			// keep-alive: end it without waiting for the peer.
 			k := d.links[o.Assoc]
 			if k == nil {
 				continue
 			}
-			d.r.log.Debug("enrp: aborting association", "assoc", o.Assoc, "peer", k.Conn().RemoteAddr(), "reason", o.Reason.String())
-			k.Abort() // on the link's own goroutine, never on the loop
+			d.r.log.Debug("enrp: closing association", "assoc", o.Assoc, "peer", k.Conn().RemoteAddr(), "abort", o.Abort, "reason", o.Reason.String())
+			if o.Abort {
+				k.Abort() // on the link's own goroutine, never on the loop
+			} else {
+				k.Close()
+			}
 			delete(d.links, o.Assoc)
 			d.lost = append(d.lost, o.Assoc)
-		case asap.SendAnnounce:
-			if d.r.cfg.Announcer == nil {
-				continue
+		case Multicast:
+			if _, ok := o.Msg.(tlv.ASAPMessage); !ok || d.r.cfg.Announcer == nil {
+				continue // ENRP multicast comes with ENRP peering
 			}
 			b, err := tlv.Marshal(o.Msg)
 			if err == nil {
@@ -302,9 +281,9 @@ func (r *Registrar) snapshot(assocs int) {
 	s := Stats{
 		Pools:        r.core.store.Pools(),
 		PEs:          r.core.store.PEs(),
-		Owned:        r.core.asap.Owned(),
+		Owned:        r.core.Owned(),
 		Associations: assocs,
-		ASAP:         r.core.asap.Stats(),
+		ASAP:         r.core.Stats(),
 	}
 	r.statsMu.Lock()
 	r.stats = s

@@ -202,12 +202,11 @@ func TestRegistrarMemnet(t *testing.T) {
 		}
 		defer listen.Close()
 		r, err := New(Config{
-			Transport:         regNode,
-			ListenAddr:        regNode.Addr(transport.PortASAP),
-			Announcer:         regAnn,
-			KeepAliveInterval: 2 * time.Second,
-			KeepAliveTimeout:  time.Second,
-			Logger:            testLogger(t),
+			Transport:  regNode,
+			ListenAddr: regNode.Addr(transport.PortASAP),
+			Announcer:  regAnn,
+			ASAP:       ASAPConfig{KeepAliveInterval: 2 * time.Second, KeepAliveTimeout: time.Second},
+			Logger:     testLogger(t),
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -249,11 +248,10 @@ func TestRegistrarSCTP(t *testing.T) {
 	ctx := t.Context()
 	tr := sctp.New(sctp.Config{})
 	r, err := New(Config{
-		Transport:         tr,
-		ListenAddr:        transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:0")},
-		KeepAliveInterval: 300 * time.Millisecond,
-		KeepAliveTimeout:  300 * time.Millisecond,
-		Logger:            testLogger(t),
+		Transport:  tr,
+		ListenAddr: transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:0")},
+		ASAP:       ASAPConfig{KeepAliveInterval: 300 * time.Millisecond, KeepAliveTimeout: 300 * time.Millisecond},
+		Logger:     testLogger(t),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -277,8 +275,8 @@ func TestRegistrarConfig(t *testing.T) {
 		{},
 		{Transport: nd},
 		{Transport: nd, ListenAddr: nd.Addr(1), SendQueue: -1},
-		{Transport: nd, ListenAddr: nd.Addr(2), MaxBadPEReport: -1},
-		{Transport: nd, ListenAddr: nd.Addr(3), AnnounceAddrs: []transport.Addr{{}}},
+		{Transport: nd, ListenAddr: nd.Addr(2), ASAP: ASAPConfig{MaxBadPEReport: -1}},
+		{Transport: nd, ListenAddr: nd.Addr(3), ASAP: ASAPConfig{AnnounceAddrs: []transport.Addr{{}}}},
 	} {
 		if _, err := New(cfg); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%+v: %v", cfg, err)

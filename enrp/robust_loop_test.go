@@ -8,7 +8,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/internal/leakcheck"
 	"github.com/go-rserpool/rserpool/tlv"
 	"github.com/go-rserpool/rserpool/transport"
@@ -87,7 +86,7 @@ func runFloodRig(t *testing.T) (context.Context, *memnet.Network, *Registrar) {
 	nd := net.NewNode()
 	r, err := New(Config{
 		Transport: nd, ListenAddr: nd.Addr(transport.PortASAP),
-		AssocRate: asap.Unlimited, MaxPEsPerAssoc: asap.Unlimited,
+		ASAP: ASAPConfig{AssocRate: Unlimited, MaxPEsPerAssoc: Unlimited},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -233,8 +232,8 @@ func newHungRig(t *testing.T, ka time.Duration) *hungRig {
 	t.Cleanup(func() { inner.Close() })
 	g := &hungRig{t: t, net: net, ln: newHungListener(inner)}
 	g.r, err = New(Config{
-		Listener: g.ln, SendQueue: 1, AssocRate: asap.Unlimited,
-		KeepAliveInterval: ka, KeepAliveTimeout: time.Second,
+		Listener: g.ln, SendQueue: 1,
+		ASAP:   ASAPConfig{AssocRate: Unlimited, KeepAliveInterval: ka, KeepAliveTimeout: time.Second},
 		Logger: testLogger(t),
 	})
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/policy"
 	"github.com/go-rserpool/rserpool/tlv"
 	"github.com/go-rserpool/rserpool/transport"
@@ -36,7 +35,7 @@ func TestViewJSON(t *testing.T) {
 				`"Policy":{"Type":"LeastUsed","Load":0.25}},` +
 				`"LastUpdate":"2026-12-01T10:00:00Z","Expiry":"2026-12-01T10:00:30Z","UnreachableReports":0,` +
 				`"Owned":true,"Remote":"mem:10.0.0.9:5000"}`},
-		{Event{Kind: EventRemoved, Time: at, PoolHandle: tlv.PoolHandle("echo"), PEID: 42, Reason: asap.RemovedKeepAliveTimeout},
+		{Event{Kind: EventRemoved, Time: at, PoolHandle: tlv.PoolHandle("echo"), PEID: 42, Reason: RemovedKeepAliveTimeout},
 			`{"Kind":"removed","Time":"2026-12-01T10:00:00Z","PoolHandle":"echo","PEID":"0x0000002a","Reason":"keep-alive timeout"}`},
 		{Event{Kind: EventRegistered, Time: at, PoolHandle: tlv.PoolHandle{0, 1}, PEID: 42, PE: pe},
 			`{"Kind":"registered","Time":"2026-12-01T10:00:00Z","PoolHandle":"0x0001","PEID":"0x0000002a","PE":{"ID":"0x0000002a",` +

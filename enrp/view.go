@@ -63,7 +63,7 @@ func (r *Registrar) PoolElements(ctx context.Context, handle []byte) ([]PoolElem
 				Expiry:             in.Expiry,
 				UnreachableReports: in.UnreachableReports,
 			}
-			if _, info, ok := r.core.asap.AssocOf(tlv.PoolHandle(handle), pe.ID); ok {
+			if _, info, ok := r.core.AssocOf(tlv.PoolHandle(handle), pe.ID); ok {
 				pi.Owned, pi.Remote = true, info.Remote
 			}
 			out = append(out, pi)

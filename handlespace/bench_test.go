@@ -59,7 +59,7 @@ func (in *benchInput) make(pt policy.Type, i int, variant int) *tlv.PoolElement 
 var benchBase = time.Unix(1_000_000, 0)
 
 func benchStore(b *testing.B) *Store {
-	s, err := New(Config{Rand: rand.NewPCG(1, 2), Now: func() time.Time { return benchBase }})
+	s, err := New(Config{Rand: rand.NewPCG(1, 2)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func benchPoolHandles() []tlv.PoolHandle {
 // fillPools registers PEs 0..n-1, PE i in pool handles[i%len(handles)].
 func fillPools(b *testing.B, s *Store, pt policy.Type, n int, handles []tlv.PoolHandle, variant int, in *benchInput) {
 	for i := range n {
-		if _, err := s.Register(handles[i%len(handles)], in.make(pt, i, variant), benchBase.Add(time.Duration(i)*time.Microsecond)); err != nil {
+		if _, err := s.Register(benchBase, handles[i%len(handles)], in.make(pt, i, variant), benchBase.Add(time.Duration(i)*time.Microsecond)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -181,7 +181,7 @@ func BenchmarkDeregister(b *testing.B) {
 			fill(b, s, policy.LeastUsed, n, 0, &in)
 			b.StartTimer()
 			for i := range n {
-				if _, ok := s.Deregister(benchHandle, benchID(i)); !ok {
+				if _, ok := s.Deregister(benchBase, benchHandle, benchID(i)); !ok {
 					b.Fatal("missing PE")
 				}
 			}

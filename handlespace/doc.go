@@ -5,19 +5,20 @@
 // A [Store] holds pools keyed by pool handle. Each pool holds PEs keyed by
 // PE identifier with their transports, policy values and the registrar's
 // local data (last update, expiry deadline, unreachable reports, audit
-// mark). It is socket-free and clock-injected: deadlines are plain
-// time.Time values compared against the now the caller passes.
+// mark). It is socket-free and reads no clock: every mutator takes the
+// caller's now, and deadlines are plain time.Time values compared against
+// it.
 //
 // # Usage
 //
 // The registrar's event loop owns one Store:
 //
-//	s, err := handlespace.New(handlespace.Config{})    // zero Config: defaults
-//	created, err := s.Register(handle, &pe, now.Add(life)) // ASAP_REGISTRATION
-//	pes, pol, err := s.Select(handle, 3, buf)          // ASAP_HANDLE_RESOLUTION
-//	s.PopExpired(now, sendDelPE)                       // lifetime expiry
-//	sum := s.Checksum(ownID)                           // ENRP_PRESENCE
-//	entries, cur, more := s.Page(cur, 128, 0)          // ENRP_HANDLE_TABLE_RESPONSE
+//	s, err := handlespace.New(handlespace.Config{})             // zero Config: defaults
+//	created, err := s.Register(now, handle, &pe, now.Add(life)) // ASAP_REGISTRATION
+//	pes, pol, err := s.Select(handle, 3, buf)                   // ASAP_HANDLE_RESOLUTION
+//	s.PopExpired(now, sendDelPE)                                // lifetime expiry
+//	sum := s.Checksum(ownID)                                    // ENRP_PRESENCE
+//	entries, cur, more := s.Page(cur, 128, 0)                   // ENRP_HANDLE_TABLE_RESPONSE
 //
 // Register enforces the pool's consistency rules and the Config limits and
 // returns an [*Error] whose Cause is the RFC 5354 error cause to answer

@@ -126,7 +126,7 @@ func runAgainstReference(t *testing.T, seed uint64, ops int) {
 		ptypes: []policy.Type{policy.RoundRobin, policy.LeastUsed, policy.LeastUsed, policy.RoundRobin, policy.LeastUsed, policy.WeightedRandom, policy.LeastUsedDegradationDPF},
 	}
 	cfg := Config{MaxPools: 6, MaxPEsPerPool: 30, MaxPEs: 120, MaxPoolHandleSize: 32,
-		Rand: rand.NewPCG(seed, 7), Now: func() time.Time { return g.now }}
+		Rand: rand.NewPCG(seed, 7)}
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +146,7 @@ func runAgainstReference(t *testing.T, seed uint64, ops int) {
 			if g.r.IntN(8) != 0 {
 				exp = g.now.Add(time.Duration(g.r.IntN(20000)) * time.Millisecond)
 			}
-			created, err := s.Register(tlv.PoolHandle(h), pe, exp)
+			created, err := s.Register(g.now, tlv.PoolHandle(h), pe, exp)
 			rc, rcause, rok := ref.register(h, pe, exp, g.now)
 			cause, isErr := causeOf(err)
 			if (err == nil) != rok || created != rc || (isErr && cause != rcause) || (err != nil && !isErr) {
@@ -164,7 +164,7 @@ func runAgainstReference(t *testing.T, seed uint64, ops int) {
 				pe.Policy.Value[0] ^= 0xff
 			}
 		case k < 48: // deregister
-			got, ok := s.Deregister(tlv.PoolHandle(h), id)
+			got, ok := s.Deregister(g.now, tlv.PoolHandle(h), id)
 			want, rok := ref.remove(h, id)
 			if ok != rok || (ok && !samePE(got, want)) {
 				t.Fatalf("op %d deregister %q/%d: got %v %+v, want %v %+v", op, h, id, ok, got, rok, want)
@@ -219,7 +219,7 @@ func runAgainstReference(t *testing.T, seed uint64, ops int) {
 				}
 			}
 		case k < 68: // unreachable
-			n, ok := s.ReportUnreachable(tlv.PoolHandle(h), id)
+			n, ok := s.ReportUnreachable(g.now, tlv.PoolHandle(h), id)
 			e := ref.get(h, id)
 			if e != nil {
 				e.reports++
@@ -232,7 +232,7 @@ func runAgainstReference(t *testing.T, seed uint64, ops int) {
 			if g.r.IntN(5) != 0 {
 				exp = g.now.Add(time.Duration(g.r.IntN(20000)) * time.Millisecond)
 			}
-			ok := s.SetExpiry(tlv.PoolHandle(h), id, exp)
+			ok := s.SetExpiry(g.now, tlv.PoolHandle(h), id, exp)
 			e := ref.get(h, id)
 			if e != nil {
 				e.expiry = exp
@@ -271,7 +271,7 @@ func runAgainstReference(t *testing.T, seed uint64, ops int) {
 			}
 		case k < 83: // set owner
 			home := uint32(1 + g.r.IntN(4))
-			ok := s.SetOwner(tlv.PoolHandle(h), id, home)
+			ok := s.SetOwner(g.now, tlv.PoolHandle(h), id, home)
 			e := ref.get(h, id)
 			if e != nil {
 				e.pe.HomeServerID = home
@@ -281,7 +281,7 @@ func runAgainstReference(t *testing.T, seed uint64, ops int) {
 			}
 		case k < 84: // transfer owner
 			from, to := uint32(1+g.r.IntN(4)), uint32(1+g.r.IntN(4))
-			n := s.TransferOwner(from, to)
+			n := s.TransferOwner(g.now, from, to)
 			want := 0
 			if from != to {
 				for _, p := range ref.pools {
@@ -298,7 +298,7 @@ func runAgainstReference(t *testing.T, seed uint64, ops int) {
 			}
 		case k < 86: // mark
 			home := uint32(1 + g.r.IntN(4))
-			n := s.Mark(home)
+			n := s.Mark(g.now, home)
 			want := 0
 			for _, p := range ref.pools {
 				for _, e := range p.pes {
@@ -314,7 +314,7 @@ func runAgainstReference(t *testing.T, seed uint64, ops int) {
 		case k < 87: // sweep
 			home := uint32(1 + g.r.IntN(4))
 			var got []uint32
-			n := s.Sweep(home, func(_ tlv.PoolHandle, pe tlv.PoolElement) { got = append(got, pe.ID) })
+			n := s.Sweep(g.now, home, func(_ tlv.PoolHandle, pe tlv.PoolElement) { got = append(got, pe.ID) })
 			var want []uint32
 			for _, hh := range slices.Clone(ref.order) {
 				for _, e := range slices.Clone(ref.pools[hh].pes) {

@@ -18,9 +18,6 @@ func newTestStore(t *testing.T, cfg Config) *Store {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.NewPCG(1, 1)
 	}
-	if cfg.Now == nil {
-		cfg.Now = func() time.Time { return t0 }
-	}
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +36,7 @@ func testPE(id, home uint32) *tlv.PoolElement {
 
 func mustRegister(t *testing.T, s *Store, h string, pe *tlv.PoolElement, exp time.Time) {
 	t.Helper()
-	if _, err := s.Register(tlv.PoolHandle(h), pe, exp); err != nil {
+	if _, err := s.Register(t0, tlv.PoolHandle(h), pe, exp); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -76,15 +73,15 @@ func TestChecksumGolden(t *testing.T) {
 		t.Fatalf("owner 8: %#04x, want 0x0d81", got)
 	}
 	// Takeover moves the sums (RFC 5353 §3.9).
-	if n := s.TransferOwner(8, 7); n != 1 {
+	if n := s.TransferOwner(t0, 8, 7); n != 1 {
 		t.Fatalf("TransferOwner moved %d, want 1", n)
 	}
 	// 0x253de + 0xf27e = 0x3465c; fold 0x465c + 3 = 0x465f; ~ = 0xb9a0.
 	if got, got8 := s.Checksum(7), s.Checksum(8); got != 0xb9a0 || got8 != 0xffff {
 		t.Fatalf("after takeover: %#04x %#04x, want 0xb9a0 0xffff", got, got8)
 	}
-	s.Deregister(tlv.PoolHandle("xyz"), 5)
-	s.Deregister(tlv.PoolHandle("xyz"), 0xffff0001)
+	s.Deregister(t0, tlv.PoolHandle("xyz"), 5)
+	s.Deregister(t0, tlv.PoolHandle("xyz"), 0xffff0001)
 	if got := s.Checksum(7); got != 0x9e9a {
 		t.Fatalf("after deregistrations: %#04x, want 0x9e9a", got)
 	}
@@ -112,7 +109,7 @@ func TestRegisterConsistency(t *testing.T) {
 		for _, id := range []uint32{1, 2} { // update and insert
 			pe := testPE(id, 1)
 			c.mod(pe)
-			created, err := s.Register(tlv.PoolHandle("p"), pe, time.Time{})
+			created, err := s.Register(t0, tlv.PoolHandle("p"), pe, time.Time{})
 			if created || !errors.Is(err, c.want) {
 				t.Errorf("%s id %d: (%v, %v), want %v", c.name, id, created, err, c.want)
 			}
@@ -125,10 +122,10 @@ func TestRegisterConsistency(t *testing.T) {
 	if s.PEs() != 1 {
 		t.Fatalf("rejected registrations changed the store: %d PEs", s.PEs())
 	}
-	if _, err := s.Register(nil, testPE(1, 1), time.Time{}); !errors.Is(err, ErrInvalidValues) {
+	if _, err := s.Register(t0, nil, testPE(1, 1), time.Time{}); !errors.Is(err, ErrInvalidValues) {
 		t.Fatalf("empty handle: %v", err)
 	}
-	if _, err := s.Register(tlv.PoolHandle("p"), nil, time.Time{}); !errors.Is(err, ErrInvalidValues) {
+	if _, err := s.Register(t0, tlv.PoolHandle("p"), nil, time.Time{}); !errors.Is(err, ErrInvalidValues) {
 		t.Fatalf("nil PE: %v", err)
 	}
 }
@@ -139,25 +136,25 @@ func TestLimits(t *testing.T) {
 	s := newTestStore(t, Config{MaxPools: 2, MaxPEsPerPool: 2, MaxPEs: 3, MaxPoolHandleSize: 4})
 	mustRegister(t, s, "a", testPE(1, 1), time.Time{})
 	mustRegister(t, s, "a", testPE(2, 1), time.Time{})
-	if _, err := s.Register(tlv.PoolHandle("a"), testPE(3, 1), time.Time{}); !errors.Is(err, ErrLackOfResources) {
+	if _, err := s.Register(t0, tlv.PoolHandle("a"), testPE(3, 1), time.Time{}); !errors.Is(err, ErrLackOfResources) {
 		t.Fatalf("MaxPEsPerPool: %v", err)
 	}
 	mustRegister(t, s, "a", testPE(2, 1), time.Time{}) // update at the limit
 	mustRegister(t, s, "b", testPE(1, 1), time.Time{})
-	if _, err := s.Register(tlv.PoolHandle("c"), testPE(1, 1), time.Time{}); !errors.Is(err, ErrLackOfResources) {
+	if _, err := s.Register(t0, tlv.PoolHandle("c"), testPE(1, 1), time.Time{}); !errors.Is(err, ErrLackOfResources) {
 		t.Fatalf("MaxPools: %v", err)
 	}
-	if _, err := s.Register(tlv.PoolHandle("b"), testPE(2, 1), time.Time{}); !errors.Is(err, ErrLackOfResources) {
+	if _, err := s.Register(t0, tlv.PoolHandle("b"), testPE(2, 1), time.Time{}); !errors.Is(err, ErrLackOfResources) {
 		t.Fatalf("MaxPEs: %v", err)
 	}
-	if _, err := s.Register(tlv.PoolHandle("abcde"), testPE(2, 1), time.Time{}); !errors.Is(err, ErrInvalidValues) {
+	if _, err := s.Register(t0, tlv.PoolHandle("abcde"), testPE(2, 1), time.Time{}); !errors.Is(err, ErrInvalidValues) {
 		t.Fatalf("MaxPoolHandleSize: %v", err)
 	}
 	if s.PEs() != 3 || s.Pools() != 2 {
 		t.Fatalf("store has %d PEs in %d pools", s.PEs(), s.Pools())
 	}
 	// Freed room can be used again.
-	s.Deregister(tlv.PoolHandle("b"), 1)
+	s.Deregister(t0, tlv.PoolHandle("b"), 1)
 	mustRegister(t, s, "c", testPE(1, 1), time.Time{})
 
 	for _, bad := range []Config{{MaxPools: -1}, {MaxPEs: 1 << 31}, {MaxPoolHandleSize: 70000}} {
@@ -196,11 +193,11 @@ func TestUnreachableAndSelect(t *testing.T) {
 	}
 	mustRegister(t, s, "p", testPE(1, 1), time.Time{})
 	for i := 1; i <= 3; i++ {
-		if n, ok := s.ReportUnreachable(tlv.PoolHandle("p"), 1); !ok || n != i {
+		if n, ok := s.ReportUnreachable(t0, tlv.PoolHandle("p"), 1); !ok || n != i {
 			t.Fatalf("report %d: %d %v", i, n, ok)
 		}
 	}
-	if _, ok := s.ReportUnreachable(tlv.PoolHandle("p"), 2); ok {
+	if _, ok := s.ReportUnreachable(t0, tlv.PoolHandle("p"), 2); ok {
 		t.Fatal("report for an unknown PE succeeded")
 	}
 	mustRegister(t, s, "p", testPE(1, 1), time.Time{})
@@ -224,8 +221,8 @@ func TestExpiry(t *testing.T) {
 	if next, ok := s.NextExpiry(); !ok || !next.Equal(t0.Add(time.Second)) {
 		t.Fatalf("NextExpiry %v %v", next, ok)
 	}
-	s.SetExpiry(tlv.PoolHandle("p"), 5, t0.Add(10*time.Second)) // was 1s
-	s.SetExpiry(tlv.PoolHandle("p"), 4, time.Time{})            // was 2s: cleared
+	s.SetExpiry(t0, tlv.PoolHandle("p"), 5, t0.Add(10*time.Second)) // was 1s
+	s.SetExpiry(t0, tlv.PoolHandle("p"), 4, time.Time{})            // was 2s: cleared
 	var got []uint32
 	n := s.PopExpired(t0.Add(5*time.Second), func(h tlv.PoolHandle, pe tlv.PoolElement) {
 		if string(h) != "p" {
@@ -272,7 +269,7 @@ func TestPageUnderMutation(t *testing.T) {
 			id := uint32(2 * (1 + r.IntN(150)))
 			p := pools[id%4]
 			if r.IntN(2) == 0 {
-				s.Deregister(tlv.PoolHandle(p), id)
+				s.Deregister(t0, tlv.PoolHandle(p), id)
 			} else {
 				mustRegister(t, s, p, testPE(id, 1), time.Time{})
 			}
@@ -315,16 +312,16 @@ func TestOwnersAndAudit(t *testing.T) {
 	if count(1) != 3 || count(2) != 3 || s.Owned(1) != 3 {
 		t.Fatalf("owners: %d %d", count(1), count(2))
 	}
-	s.SetOwner(tlv.PoolHandle("p"), 1, 1)
+	s.SetOwner(t0, tlv.PoolHandle("p"), 1, 1)
 	if count(1) != 4 || count(2) != 2 {
 		t.Fatalf("after SetOwner: %d %d", count(1), count(2))
 	}
-	if n := s.Mark(1); n != 4 {
+	if n := s.Mark(t0, 1); n != 4 {
 		t.Fatalf("Mark = %d", n)
 	}
 	mustRegister(t, s, "p", testPE(2, 1), time.Time{}) // received again: unmarked
 	var swept []uint32
-	if n := s.Sweep(1, func(_ tlv.PoolHandle, pe tlv.PoolElement) { swept = append(swept, pe.ID) }); n != 3 {
+	if n := s.Sweep(t0, 1, func(_ tlv.PoolHandle, pe tlv.PoolElement) { swept = append(swept, pe.ID) }); n != 3 {
 		t.Fatalf("Sweep = %d (%v)", n, swept)
 	}
 	if _, _, ok := s.Lookup(tlv.PoolHandle("p"), 2); !ok || s.PEs() != 3 || count(2) != 2 {

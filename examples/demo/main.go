@@ -204,7 +204,7 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 	if ev, err := reg.awaitRemoval(ctx, elems[0], deregistered); err != nil {
 		return err
-	} else if ev.Reason != asap.RemovedDeregistered {
+	} else if ev.Reason != enrp.RemovedDeregistered {
 		return fmt.Errorf("%s removed for %v, want deregistered", elems[0].name, ev.Reason)
 	}
 	if n := reg.poolSize(); n != 0 {
@@ -491,12 +491,14 @@ func startRegistrar(ctx context.Context, tr *tracer, tp transport.Transport, lo 
 		names: map[uint32]string{}, watchers: map[uint32]*watcher{},
 	}
 	cfg := enrp.Config{
-		Transport:         tp,
-		ListenAddr:        loopbackAny,
-		KeepAliveInterval: keepAliveInterval,
-		KeepAliveTimeout:  keepAliveTimeout,
-		AnnounceInterval:  announceInterval,
-		Events:            r.events,
+		Transport:  tp,
+		ListenAddr: loopbackAny,
+		ASAP: enrp.ASAPConfig{
+			KeepAliveInterval: keepAliveInterval,
+			KeepAliveTimeout:  keepAliveTimeout,
+			AnnounceInterval:  announceInterval,
+		},
+		Events: r.events,
 	}
 	if lo != nil {
 		a, err := finder{lo: lo}.listen(ctx)
@@ -568,7 +570,7 @@ func (r *registrar) follow() {
 		if name == "" {
 			name = fmt.Sprintf("PE %08x", ev.PEID)
 		}
-		if w != nil && ev.Reason != asap.RemovedDeregistered {
+		if w != nil && ev.Reason != enrp.RemovedDeregistered {
 			r.tr.printf("  registrar: removed %s %v after its failure: %s; %d PE(s) left",
 				name, ev.Time.Sub(w.since).Round(time.Millisecond), removalReason(ev.Reason), size)
 		} else {
@@ -610,17 +612,17 @@ func (r *registrar) poolSize() int {
 }
 
 // removalReason says in words why the registrar removed a PE.
-func removalReason(why asap.RemoveReason) string {
+func removalReason(why enrp.RemoveReason) string {
 	switch why {
-	case asap.RemovedAssocLost:
+	case enrp.RemovedAssocLost:
 		return "its association went down"
-	case asap.RemovedKeepAliveTimeout:
+	case enrp.RemovedKeepAliveTimeout:
 		return "no answer to a keep-alive"
-	case asap.RemovedUnreachable:
+	case enrp.RemovedUnreachable:
 		return "MAX-BAD-PE-REPORT unreachable reports"
-	case asap.RemovedExpired:
+	case enrp.RemovedExpired:
 		return "its registration life ran out"
-	case asap.RemovedDeregistered:
+	case enrp.RemovedDeregistered:
 		return "it deregistered"
 	}
 	return why.String()

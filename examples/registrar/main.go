@@ -21,7 +21,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/enrp"
 	"github.com/go-rserpool/rserpool/transport"
 	"github.com/go-rserpool/rserpool/transport/multicast"
@@ -32,8 +31,8 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:9899", "ASAP listen address (SCTP over UDP)")
 	announce := flag.Bool("announce", false, "multicast ASAP Server Announces on the loopback interface")
 	group := flag.String("group", multicast.DefaultASAPGroup.String(), "announce multicast group and port")
-	kaInterval := flag.Duration("keepalive", asap.DefaultKeepAliveInterval, "keep-alive interval for registered PEs")
-	kaTimeout := flag.Duration("keepalive-timeout", asap.DefaultKeepAliveTimeout, "keep-alive timeout before a PE is removed")
+	kaInterval := flag.Duration("keepalive", enrp.DefaultKeepAliveInterval, "keep-alive interval for registered PEs")
+	kaTimeout := flag.Duration("keepalive-timeout", enrp.DefaultKeepAliveTimeout, "keep-alive timeout before a PE is removed")
 	verbose := flag.Bool("v", false, "log debug messages")
 	flag.Parse()
 
@@ -51,11 +50,10 @@ func run(ctx context.Context, listen string, announce bool, group string, kaInte
 	}
 	events := make(chan enrp.Event, 256)
 	cfg := enrp.Config{
-		Events:            events,
-		Transport:         sctp.New(sctp.Config{}),
-		ListenAddr:        at,
-		KeepAliveInterval: kaInterval,
-		KeepAliveTimeout:  kaTimeout,
+		Events:     events,
+		Transport:  sctp.New(sctp.Config{}),
+		ListenAddr: at,
+		ASAP:       enrp.ASAPConfig{KeepAliveInterval: kaInterval, KeepAliveTimeout: kaTimeout},
 	}
 	if verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

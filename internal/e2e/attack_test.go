@@ -160,8 +160,8 @@ func TestLoopbackAttacksHonestServed(t *testing.T) {
 			t.Errorf("the honest PE was removed: %v", ev.Reason)
 		}
 	}
-	if st.Pools > asap.DefaultMaxPoolsPerSource+1 {
-		t.Errorf("the flood created %d pools, more than the per-source cap %d", st.Pools, asap.DefaultMaxPoolsPerSource)
+	if st.Pools > enrp.DefaultMaxPoolsPerSource+1 {
+		t.Errorf("the flood created %d pools, more than the per-source cap %d", st.Pools, enrp.DefaultMaxPoolsPerSource)
 	}
 	if st.ASAP.UnreachableRemoved != 0 {
 		t.Errorf("%d PEs removed on reports", st.ASAP.UnreachableRemoved)

@@ -61,13 +61,13 @@ func measureFailover(t *testing.T, tm failoverTimers, death string) {
 	regNode := n.NewNode()
 	cfg := enrp.Config{
 		Transport: regNode, ListenAddr: regNode.Addr(transport.PortASAP),
-		KeepAliveInterval: tm.keepAlive, KeepAliveTimeout: tm.keepAlive,
+		ASAP: enrp.ASAPConfig{KeepAliveInterval: tm.keepAlive, KeepAliveTimeout: tm.keepAlive},
 	}
 	events := track(t, &cfg, 256)
 	r := startRegistrar(t, cfg)
 	kaInterval, kaTimeout := tm.keepAlive, tm.keepAlive
 	if tm.keepAlive == 0 {
-		kaInterval, kaTimeout = asap.DefaultKeepAliveInterval, asap.DefaultKeepAliveTimeout
+		kaInterval, kaTimeout = enrp.DefaultKeepAliveInterval, enrp.DefaultKeepAliveTimeout
 	}
 
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
@@ -157,15 +157,15 @@ func measureFailover(t *testing.T, tm failoverTimers, death string) {
 	// association had been silent at most that long).
 	switch death {
 	case "process-exit":
-		if why != asap.RemovedAssocLost {
-			t.Errorf("process exit: the registrar removed the PE for %v, want %v", why, asap.RemovedAssocLost)
+		if why != enrp.RemovedAssocLost {
+			t.Errorf("process exit: the registrar removed the PE for %v, want %v", why, enrp.RemovedAssocLost)
 		}
 		if puTime > 20*time.Millisecond || regTime > 20*time.Millisecond || failures != 1 {
 			t.Errorf("process exit: PU %v, registrar %v, %d failures; want both within a few round trips, 1 failure", puTime, regTime, failures)
 		}
 	case "host-down":
-		if why != asap.RemovedKeepAliveTimeout {
-			t.Errorf("host down: the registrar removed the PE for %v, want %v", why, asap.RemovedKeepAliveTimeout)
+		if why != enrp.RemovedKeepAliveTimeout {
+			t.Errorf("host down: the registrar removed the PE for %v, want %v", why, enrp.RemovedKeepAliveTimeout)
 		}
 		if puTime < tm.requestTimeout || puTime > tm.requestTimeout+20*time.Millisecond || failures != 1 {
 			t.Errorf("host down: PU %v, %d failures; want one request timeout (%v) and a little", puTime, failures, tm.requestTimeout)

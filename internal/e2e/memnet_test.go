@@ -154,13 +154,13 @@ func TestMemnetLossy(t *testing.T) {
 		if st.EventsDropped != 0 {
 			t.Errorf("%d events dropped", st.EventsDropped)
 		}
-		removals := map[asap.RemoveReason]int{}
+		removals := map[enrp.RemoveReason]int{}
 		for _, ev := range events.seen() {
 			if ev.Kind == enrp.EventRemoved {
 				removals[ev.Reason]++
 			}
 		}
-		if removals[asap.RemovedKeepAliveTimeout] != int(st.ASAP.KeepAliveTimeouts) || removals[asap.RemovedAssocLost] != int(st.ASAP.AssocLostRemoved) {
+		if removals[enrp.RemovedKeepAliveTimeout] != int(st.ASAP.KeepAliveTimeouts) || removals[enrp.RemovedAssocLost] != int(st.ASAP.AssocLostRemoved) {
 			t.Errorf("removal events %v disagree with the counts: %d keep-alive timeouts, %d association-loss removals",
 				removals, st.ASAP.KeepAliveTimeouts, st.ASAP.AssocLostRemoved)
 		}

@@ -35,7 +35,7 @@ func TestLoopbackSCTP(t *testing.T) {
 	defer cancel()
 	tp := sctp.New(sctp.Config{ShutdownTimeout: time.Second})
 	const ka = 200 * time.Millisecond
-	cfg := enrp.Config{Transport: tp, ListenAddr: loopbackAny, KeepAliveInterval: ka, KeepAliveTimeout: ka}
+	cfg := enrp.Config{Transport: tp, ListenAddr: loopbackAny, ASAP: enrp.ASAPConfig{KeepAliveInterval: ka, KeepAliveTimeout: ka}}
 	events := track(t, &cfg, 256)
 	r := startRegistrar(t, cfg)
 	peCfg := asap.PEConfig{PoolHandle: []byte(handle), Registrars: []transport.Addr{r.Addr()}}
@@ -103,8 +103,8 @@ func TestLoopbackSCTP(t *testing.T) {
 	if ids, err := poolIDs(ctx, r, handle); err != nil || !slices.Equal(ids, []uint32{pe2.ID()}) {
 		t.Fatalf("after deregistration the pool holds %v (%v), want only pe-2", ids, err)
 	}
-	if ev := events.waitEvent(t, time.Second, "pe-1's deregistration", removed(pe1.ID())); ev.Reason != asap.RemovedDeregistered {
-		t.Fatalf("pe-1 removed for %v, want %v", ev.Reason, asap.RemovedDeregistered)
+	if ev := events.waitEvent(t, time.Second, "pe-1's deregistration", removed(pe1.ID())); ev.Reason != enrp.RemovedDeregistered {
+		t.Fatalf("pe-1 removed for %v, want %v", ev.Reason, enrp.RemovedDeregistered)
 	}
 	// (A new pool user: the first one may use its cache of the pool,
 	// which still names pe-1, for stale.cache.value.)

@@ -47,10 +47,9 @@
 // # Time and determinism
 //
 // By default the network delivers by itself: at once on perfect links, and
-// with timers of a [Clock] (real time unless [WithClock]) when links have
-// delay. Inside a testing/synctest bubble the real clock is virtual, so
-// delays and timeouts cost no wall time; create the Network inside the
-// bubble.
+// with real-time timers (time.AfterFunc) when links have delay. Inside a
+// testing/synctest bubble the real clock is virtual, so delays and
+// timeouts cost no wall time; create the Network inside the bubble.
 //
 // In step mode ([StepMode]) nothing is delivered until the test calls
 // [Network.Step], [Network.StepAll] or [Network.Advance]; time is virtual

@@ -43,24 +43,6 @@ const (
 // stepEpoch is where virtual time starts in step mode.
 var stepEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// Clock is the time source for delays in the default (non-step) mode.
-// The real clock works inside a testing/synctest bubble, where time is
-// virtual already; create the Network inside the bubble.
-type Clock interface {
-	Now() time.Time
-	AfterFunc(d time.Duration, f func()) Timer
-}
-
-// Timer is what Clock.AfterFunc returns; *time.Timer implements it.
-type Timer interface {
-	Stop() bool
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                            { return time.Now() }
-func (realClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
-
 // Link describes one direction between two nodes.
 type Link struct {
 	// Loss is the probability, 0 to 1, that a packet is lost. A lost
@@ -79,7 +61,6 @@ type Link struct {
 
 type config struct {
 	step         bool
-	clock        Clock
 	trace        func(TraceEvent)
 	link         Link
 	rto          time.Duration
@@ -95,9 +76,6 @@ type Option func(*config)
 // moves only to the time of the event being delivered. With the same seed
 // and the same calls in the same order, the delivery trace is the same.
 func StepMode() Option { return func(c *config) { c.step = true } }
-
-// WithClock sets the clock for delays in the default mode (not step mode).
-func WithClock(clk Clock) Option { return func(c *config) { c.clock = clk } }
 
 // WithTrace calls fn for every delivery, drop, hold and association event,
 // with the network's lock held: fn must not call into the network.
@@ -190,7 +168,7 @@ type Network struct {
 	events   eventHeap
 	seq      uint64
 	vnow     time.Time // step mode
-	timer    Timer
+	timer    *time.Timer
 	timerAt  time.Time
 	timerGen uint64
 }
@@ -198,7 +176,7 @@ type Network struct {
 // New returns an empty network whose random choices (loss, jitter) come
 // from a source seeded with seed.
 func New(seed int64, opts ...Option) *Network {
-	cfg := config{clock: realClock{}, rto: DefaultRTO, assocTimeout: DefaultAssociationTimeout, maxMsg: transport.MaxMessageSize}
+	cfg := config{rto: DefaultRTO, assocTimeout: DefaultAssociationTimeout, maxMsg: transport.MaxMessageSize}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -399,7 +377,7 @@ func (n *Network) sortedAssocsLocked() []*assoc {
 	return out
 }
 
-// Now returns the network's time: virtual in step mode, the clock's
+// Now returns the network's time: virtual in step mode, time.Now
 // otherwise.
 func (n *Network) Now() time.Time {
 	n.mu.Lock()
@@ -411,7 +389,7 @@ func (n *Network) nowLocked() time.Time {
 	if n.cfg.step {
 		return n.vnow
 	}
-	return n.cfg.clock.Now()
+	return time.Now()
 }
 
 // Pending returns how many deliveries and timeouts are queued.
@@ -590,7 +568,7 @@ func (n *Network) armLocked() {
 	n.timerGen++
 	gen := n.timerGen
 	n.timerAt = at
-	n.timer = n.cfg.clock.AfterFunc(at.Sub(n.cfg.clock.Now()), func() { n.fire(gen) })
+	n.timer = time.AfterFunc(time.Until(at), func() { n.fire(gen) })
 }
 
 // fire delivers every event that is due and re-arms the timer.
@@ -601,7 +579,7 @@ func (n *Network) fire(gen uint64) {
 		return
 	}
 	n.timer = nil
-	now := n.cfg.clock.Now()
+	now := time.Now()
 	for n.events.Len() > 0 && !n.events[0].at.After(now) {
 		n.dispatchLocked(heap.Pop(&n.events).(*event))
 	}

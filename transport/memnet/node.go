@@ -118,7 +118,7 @@ func (nd *Node) Dial(ctx context.Context, to transport.Addr) (transport.Conn, er
 		healed := n.healed
 		if expired == nil {
 			expired = make(chan struct{})
-			t := n.cfg.clock.AfterFunc(n.cfg.assocTimeout, func() { close(expired) })
+			t := time.AfterFunc(n.cfg.assocTimeout, func() { close(expired) })
 			defer t.Stop()
 		}
 		n.mu.Unlock()

@@ -259,7 +259,7 @@ func TestShutdownGraceful(t *testing.T) {
 
 func TestReservedPorts(t *testing.T) {
 	tr := New(Config{})
-	for _, p := range []uint16{ASAPAnnouncePort, ENRPAnnouncePort} {
+	for _, p := range []uint16{transport.PortASAP, transport.PortENRP} {
 		at := transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p)}
 		if _, err := tr.Listen(at); !errors.Is(err, ErrReservedPort) {
 			t.Errorf("Listen(%v) = %v, want ErrReservedPort", at, err)

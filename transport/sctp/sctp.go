@@ -23,18 +23,16 @@ import (
 // Ports.
 const (
 	// DefaultPort is the UDP port of RFC 6951 SCTP encapsulation
-	// (IANA "sctp-tunneling", 9899). It is the natural port for a
-	// registrar's listener and the port a Linux kernel listens on when
-	// net.sctp.udp_port is set to it.
-	DefaultPort = 9899
-
-	// ASAPAnnouncePort and ENRPAnnouncePort carry plain-UDP ASAP Server
+	// (IANA "sctp-tunneling", 9899: transport.PortSCTPOverUDP). It is the
+	// natural port for a registrar's listener and the port a Linux kernel
+	// listens on when net.sctp.udp_port is set to it.
+	//
+	// transport.PortASAP and transport.PortENRP carry plain-UDP ASAP Server
 	// Announce and ENRP Presence multicasts (RFC 5352 §3.6, RFC 5353 §3.2),
 	// and are the SCTP ports of ASAP and ENRP. Encapsulated SCTP is never
 	// put on these UDP ports: Listen and Dial refuse them with
 	// [ErrReservedPort].
-	ASAPAnnouncePort = 3863
-	ENRPAnnouncePort = 9901
+	DefaultPort = transport.PortSCTPOverUDP
 
 	// pionPort is the SCTP port pion/sctp uses as source and destination
 	// when it dials.
@@ -288,7 +286,7 @@ var (
 func (t *Transport) Kind() transport.Kind { return transport.KindSCTPUDP }
 
 func checkPort(p uint16) error {
-	if p == ASAPAnnouncePort || p == ENRPAnnouncePort {
+	if p == transport.PortASAP || p == transport.PortENRP {
 		return fmt.Errorf("%w: %d", ErrReservedPort, p)
 	}
 	return nil

@@ -1,12 +1,14 @@
-package asap
+package enrp
 
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"testing"
 
 	"github.com/go-rserpool/rserpool/handlespace"
 	"github.com/go-rserpool/rserpool/tlv"
+	"github.com/go-rserpool/rserpool/transport"
 )
 
 // refused registers pe and returns the cause of a refusal, or 0 for R=0.
@@ -20,11 +22,11 @@ func (f *srvFixture) refused(aid AssocID, h string, pe tlv.PoolElement) tlv.Caus
 }
 
 // The pool limits count, per association and per source address, the
-// pools in which it holds PEs of its own (ServerConfig.MaxPoolsPerAssoc):
+// pools in which it holds PEs of its own (ASAPConfig.MaxPoolsPerAssoc):
 // a pool joined by B stays charged to B after its creator A left it, and
 // A may then create another; re-registrations at the limit are accepted.
 func TestServerPoolLimitRule(t *testing.T) {
-	f := newSrv(t, func(c *ServerConfig) { c.MaxPoolsPerAssoc, c.MaxPoolsPerSource = 2, 3 }, handlespace.Config{})
+	f := newSrv(t, func(c *ASAPConfig) { c.MaxPoolsPerAssoc, c.MaxPoolsPerSource = 2, 3 }, handlespace.Config{})
 	f.accept(1, "10.0.0.2") // A
 	f.accept(2, "10.0.0.3") // B
 	f.accept(3, "10.0.0.2") // A's neighbour on the same source
@@ -69,7 +71,7 @@ func TestServerPoolLimitRule(t *testing.T) {
 // Unlimited turns each limit off; the defaults apply to zero fields and
 // other negative values are configuration errors.
 func TestServerLimitsConfig(t *testing.T) {
-	c, err := NewServerCore(ServerConfig{ServerID: 1}, mustStore(t))
+	c, err := newTestCore(ASAPConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,19 +79,19 @@ func TestServerLimitsConfig(t *testing.T) {
 		c.cfg.MaxPoolsPerSource != DefaultMaxPoolsPerSource || c.cfg.MaxPEsPerSource != DefaultMaxPEsPerSource {
 		t.Errorf("defaults not applied: %+v", c.cfg)
 	}
-	for _, cfg := range []ServerConfig{
-		{ServerID: 1, MaxPESize: -2},
-		{ServerID: 1, MaxPoolsPerAssoc: -2},
-		{ServerID: 1, MaxPoolsPerSource: -5},
-		{ServerID: 1, MaxPEsPerSource: -2},
-		{ServerID: 1, AnnounceTransports: []tlv.Transport{tlv.NewSCTPTransport(1, 0, ipv6s(3300)...)}},
+	for _, cfg := range []ASAPConfig{
+		{MaxPESize: -2},
+		{MaxPoolsPerAssoc: -2},
+		{MaxPoolsPerSource: -5},
+		{MaxPEsPerSource: -2},
+		{AnnounceAddrs: announceAddrs(3000)},
 	} {
-		if _, err := NewServerCore(cfg, mustStore(t)); !errors.Is(err, ErrInvalidConfig) {
+		if _, err := newTestCore(cfg); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%+v: err %v", cfg, err)
 		}
 	}
 
-	f := newSrv(t, func(c *ServerConfig) {
+	f := newSrv(t, func(c *ASAPConfig) {
 		c.AddressCheck = AddressCheckOff
 		c.MaxPESize, c.MaxPoolsPerAssoc, c.MaxPoolsPerSource, c.MaxPEsPerSource = Unlimited, Unlimited, Unlimited, Unlimited
 		c.MaxPEsPerAssoc, c.AssocRate = Unlimited, Unlimited
@@ -102,7 +104,7 @@ func TestServerLimitsConfig(t *testing.T) {
 		f.register(1, fmt.Sprintf("q%d", i), rrPE(uint32(i+2), "10.0.0.2"))
 	}
 
-	g := newSrv(t, func(c *ServerConfig) { c.MaxPEsPerSource = 2 }, handlespace.Config{})
+	g := newSrv(t, func(c *ASAPConfig) { c.MaxPEsPerSource = 2 }, handlespace.Config{})
 	g.accept(1, "10.0.0.2")
 	g.accept(2, "10.0.0.2")
 	g.register(1, "p", rrPE(1, "10.0.0.2"))
@@ -114,7 +116,7 @@ func TestServerLimitsConfig(t *testing.T) {
 
 // Stats count the PEs left out of resolutions.
 func TestServerStatsPEsLeftOut(t *testing.T) {
-	f := newSrv(t, func(c *ServerConfig) { c.AddressCheck = AddressCheckOff }, handlespace.Config{})
+	f := newSrv(t, func(c *ASAPConfig) { c.AddressCheck = AddressCheckOff }, handlespace.Config{})
 	f.accept(1, "10.0.0.2")
 	for id := uint32(1); id <= 60; id++ {
 		pe := rrPE(id, "10.0.0.2")
@@ -127,11 +129,17 @@ func TestServerStatsPEsLeftOut(t *testing.T) {
 	}
 }
 
-func mustStore(t *testing.T) *handlespace.Store {
-	t.Helper()
-	st, err := handlespace.New(handlespace.Config{})
-	if err != nil {
-		t.Fatal(err)
+// newTestCore returns a core with server ID 1 and an empty store.
+func newTestCore(cfg ASAPConfig) (*Core, error) {
+	return newCore(1, cfg, handlespace.Config{}, false, logger(nil))
+}
+
+// announceAddrs returns n SCTP addresses, too many for one Server
+// Announce when n is in the thousands.
+func announceAddrs(n int) []transport.Addr {
+	as := make([]transport.Addr, n)
+	for i, a := range ipv6s(n) {
+		as[i] = transport.Addr{Kind: transport.KindSCTP, AddrPort: netip.AddrPortFrom(a, 3863)}
 	}
-	return st
+	return as
 }

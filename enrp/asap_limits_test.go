@@ -1,4 +1,4 @@
-package asap
+package enrp
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 
 // Tests of the registrar's bounds (RFC 5355 §3: registration flooding,
 // resource exhaustion) with the default configuration, driving the
-// ServerCore directly.
+// Core directly.
 
 // sendRaw hands m to the core and returns what it queued, before any
 // encoding: a driver drops a message over 65,535 bytes (tlv.Append), so
@@ -23,9 +23,9 @@ func (f *srvFixture) sendRaw(id AssocID, m tlv.ASAPMessage) []Output {
 	if err != nil {
 		f.t.Fatalf("marshal %T: %v", m, err)
 	}
-	f.c.HandleData(f.now, id, b)
+	f.c.HandleASAP(f.now, id, b)
 	outs := f.c.Outbox()
-	for _, s := range srvOnly[Send](outs) {
+	for _, s := range srvOnly[SendASAP](outs) {
 		if n := s.Msg.Len(); n > tlv.MaxMessageLen {
 			f.t.Fatalf("core sent a %T of %d bytes (> %d): the driver cannot encode it and the peer gets nothing", s.Msg, n, tlv.MaxMessageLen)
 		}
@@ -65,7 +65,7 @@ func TestServerOversizePEAttack(t *testing.T) {
 		{"transport-parameter/address-check-off", AddressCheckOff, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newSrv(t, func(c *ServerConfig) { c.AddressCheck = tc.check }, handlespace.Config{})
+			f := newSrv(t, func(c *ASAPConfig) { c.AddressCheck = tc.check }, handlespace.Config{})
 			f.accept(1, "10.0.0.2") // honest PEs
 			f.accept(2, "10.0.0.3") // attacker
 			f.accept(9, "10.0.0.9") // honest PU
@@ -110,7 +110,7 @@ func ipv6s(n int) []netip.Addr {
 // holds as many as fit in 65,535 bytes, in the policy's order, and the
 // next resolution goes on from there (round robin).
 func TestServerResolutionFitsLargePEs(t *testing.T) {
-	f := newSrv(t, func(c *ServerConfig) { c.AddressCheck = AddressCheckOff }, handlespace.Config{})
+	f := newSrv(t, func(c *ASAPConfig) { c.AddressCheck = AddressCheckOff }, handlespace.Config{})
 	f.accept(1, "10.0.0.2")
 	f.accept(9, "10.0.0.9")
 	const pes = 128
@@ -145,7 +145,7 @@ func TestServerResolutionFitsLargePEs(t *testing.T) {
 // Finding 5: a PE whose stored form exceeds the per-PE byte limit
 // (DefaultMaxPESize) is refused with Lack of Resources and not stored.
 func TestServerPETooLarge(t *testing.T) {
-	f := newSrv(t, func(c *ServerConfig) { c.AddressCheck = AddressCheckOff }, handlespace.Config{})
+	f := newSrv(t, func(c *ASAPConfig) { c.AddressCheck = AddressCheckOff }, handlespace.Config{})
 	f.accept(1, "10.0.0.2")
 	pe := rrPE(1, "10.0.0.2")
 	pe.UserTransport = tlv.NewSCTPTransport(7000, tlv.TransportUseDataOnly, ipv6s(200)...) // 4 kB
@@ -166,10 +166,10 @@ func TestServerErrorFits(t *testing.T) {
 	f.accept(1, "10.0.0.2")
 	msg := make([]byte, tlv.MaxMessageLen-3)
 	msg[0], msg[2], msg[3] = 0x0f, byte(len(msg)>>8), byte(len(msg))
-	f.c.HandleData(f.now, 1, msg)
+	f.c.HandleASAP(f.now, 1, msg)
 	outs := f.c.Outbox()
 	var e *tlv.ASAPError
-	for _, s := range srvOnly[Send](outs) {
+	for _, s := range srvOnly[SendASAP](outs) {
 		if n := s.Msg.Len(); n > tlv.MaxMessageLen {
 			t.Fatalf("ASAP_ERROR of %d bytes for an unrecognized message of %d", n, len(msg))
 		}
@@ -203,10 +203,10 @@ func exhaust(f *srvFixture, assocs int, ips []string) int {
 		f.accept(id, ips[k%len(ips)])
 		pe := rrPE(1, ips[k%len(ips)])
 		for i := range DefaultMaxPEsPerAssoc {
-			f.c.Handle(f.now, id, reg(fmt.Sprintf("atk-%d-%d", k, i), pe))
+			f.c.HandleASAPMessage(f.now, id, reg(fmt.Sprintf("atk-%d-%d", k, i), pe))
 			ok := true
 			for _, o := range f.c.Outbox() {
-				if s, isSend := o.(Send); isSend {
+				if s, isSend := o.(SendASAP); isSend {
 					if r, isResp := s.Msg.(*tlv.RegistrationResponse); isResp && r.Reject {
 						ok = false
 					}
@@ -239,7 +239,7 @@ func TestServerPoolExhaustion(t *testing.T) {
 		{"64-sources", many},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newSrv(t, func(c *ServerConfig) { c.AssocRate = Unlimited }, handlespace.Config{})
+			f := newSrv(t, func(c *ASAPConfig) { c.AssocRate = Unlimited }, handlespace.Config{})
 			pools := exhaust(f, 64, tc.ips)
 			t.Logf("64 associations from %d source(s) created %d pools", len(tc.ips), pools)
 			f.accept(1, "10.0.0.2")
@@ -255,14 +255,14 @@ func TestServerPoolExhaustion(t *testing.T) {
 // address are bounded (DefaultMaxPEsPerSource); PEs from other sources
 // are not affected, and a lost association frees its share.
 func TestServerPEsPerSource(t *testing.T) {
-	f := newSrv(t, func(c *ServerConfig) { c.AssocRate = Unlimited }, handlespace.Config{})
+	f := newSrv(t, func(c *ASAPConfig) { c.AssocRate = Unlimited }, handlespace.Config{})
 	accepted := 0
 	for k := range 9 {
 		id := AssocID(100 + k)
 		f.accept(id, "10.1.0.1")
 		for i := range DefaultMaxPEsPerAssoc {
-			f.c.Handle(f.now, id, reg("shared", rrPE(uint32(k*DefaultMaxPEsPerAssoc+i+1), "10.1.0.1")))
-			for _, s := range srvOnly[Send](f.c.Outbox()) {
+			f.c.HandleASAPMessage(f.now, id, reg("shared", rrPE(uint32(k*DefaultMaxPEsPerAssoc+i+1), "10.1.0.1")))
+			for _, s := range srvOnly[SendASAP](f.c.Outbox()) {
 				if r, ok := s.Msg.(*tlv.RegistrationResponse); ok && !r.Reject {
 					accepted++
 				}

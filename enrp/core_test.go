@@ -1,4 +1,4 @@
-package asap
+package enrp
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/handlespace"
 	"github.com/go-rserpool/rserpool/policy"
 	"github.com/go-rserpool/rserpool/tlv"
@@ -14,7 +15,7 @@ import (
 )
 
 // Tests of the registrar side of ASAP (RFC 5352 §3.2-3.7), driving the
-// ServerCore message by message with an explicit now.
+// Core message by message with an explicit now.
 
 const srvID = 0x5e4e4001
 
@@ -22,28 +23,23 @@ var srvT0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
 type srvFixture struct {
 	t   *testing.T
-	c   *ServerCore
+	c   *Core
 	st  *handlespace.Store
 	now time.Time
 }
 
-func newSrv(t *testing.T, mod func(*ServerConfig), hs handlespace.Config) *srvFixture {
+func newSrv(t *testing.T, mod func(*ASAPConfig), hs handlespace.Config) *srvFixture {
 	t.Helper()
 	f := &srvFixture{t: t, now: srvT0}
-	hs.Now = func() time.Time { return f.now }
-	st, err := handlespace.New(hs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := ServerConfig{ServerID: srvID}
+	var cfg ASAPConfig
 	if mod != nil {
 		mod(&cfg)
 	}
-	c, err := NewServerCore(cfg, st)
+	c, err := newCore(srvID, cfg, hs, false, logger(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.c, f.st = c, st
+	f.c, f.st = c, c.store
 	return f
 }
 
@@ -67,7 +63,7 @@ func (f *srvFixture) feed(id AssocID, m tlv.ASAPMessage) []Output {
 }
 
 func (f *srvFixture) raw(id AssocID, b []byte) []Output {
-	f.c.HandleData(f.now, id, b)
+	f.c.HandleASAP(f.now, id, b)
 	return srvCopy(f.t, f.c.Outbox())
 }
 
@@ -83,7 +79,7 @@ func srvCopy(t *testing.T, outs []Output) []Output {
 	t.Helper()
 	r := make([]Output, 0, len(outs))
 	for _, o := range outs {
-		if s, ok := o.(Send); ok {
+		if s, ok := o.(SendASAP); ok {
 			b, err := tlv.Marshal(s.Msg)
 			if err != nil {
 				t.Fatalf("marshal %T: %v", s.Msg, err)
@@ -92,7 +88,7 @@ func srvCopy(t *testing.T, outs []Output) []Output {
 			if err != nil {
 				t.Fatalf("reparse %T: %v", s.Msg, err)
 			}
-			o = Send{Assoc: s.Assoc, Msg: m}
+			o = SendASAP{Assoc: s.Assoc, Msg: m}
 		}
 		r = append(r, o)
 	}
@@ -111,7 +107,7 @@ func srvOnly[T any](outs []Output) []T {
 
 func srvMsgs[M tlv.ASAPMessage](outs []Output) []M {
 	var r []M
-	for _, s := range srvOnly[Send](outs) {
+	for _, s := range srvOnly[SendASAP](outs) {
 		if m, ok := s.Msg.(M); ok {
 			r = append(r, m)
 		}
@@ -163,8 +159,8 @@ func TestServerRegistrationAccepted(t *testing.T) {
 	if string(r.PoolHandle) != "echo" || r.PEID != 42 {
 		t.Fatalf("response names %q/%d", r.PoolHandle, r.PEID)
 	}
-	if ev := srvOnly[PEStored](outs); len(ev) != 1 || !ev[0].Created || ev[0].PEID != 42 {
-		t.Fatalf("PEStored events %v", ev)
+	if ev := storedEvs(outs); len(ev) != 1 || !(ev[0].Kind == EventRegistered) || ev[0].PEID != 42 {
+		t.Fatalf("stored events %v", ev)
 	}
 	pe, info, ok := f.st.Lookup(tlv.PoolHandle("echo"), 42)
 	if !ok {
@@ -185,7 +181,7 @@ func TestServerRegistrationAccepted(t *testing.T) {
 	pe2 := rrPE(42, "10.0.0.2")
 	pe2.RegistrationLife = 120000
 	outs = f.register(1, "echo", pe2)
-	if ev := srvOnly[PEStored](outs); len(ev) != 1 || ev[0].Created {
+	if ev := storedEvs(outs); len(ev) != 1 || (ev[0].Kind == EventRegistered) {
 		t.Fatalf("re-registration events %v", ev)
 	}
 	_, info, _ = f.st.Lookup(tlv.PoolHandle("echo"), 42)
@@ -216,7 +212,7 @@ func TestServerRegistrationCauses(t *testing.T) {
 
 	cases := []struct {
 		name   string
-		cfg    func(*ServerConfig)
+		cfg    func(*ASAPConfig)
 		hs     handlespace.Config
 		assoc  AssocID // association of the tested registration (1 or 2)
 		pe     tlv.PoolElement
@@ -231,9 +227,9 @@ func TestServerRegistrationCauses(t *testing.T) {
 		{name: "inconsistent-policy", assoc: 1, pe: lu, want: tlv.CauseInconsistentPoolingPolicy, info: lu.Policy.AppendTo(nil)},
 		{name: "inconsistent-transport", assoc: 1, pe: tcp, want: tlv.CauseInconsistentTransportType, info: tcp.UserTransport.AppendTo(nil)},
 		{name: "inconsistent-data-control", assoc: 1, pe: ctl, want: tlv.CauseInconsistentDataControlConfig},
-		{name: "lack-of-resources/assoc", cfg: func(c *ServerConfig) { c.MaxPEsPerAssoc = 1 }, assoc: 1, pe: rrPE(9, "10.0.0.2"), want: tlv.CauseLackOfResources},
+		{name: "lack-of-resources/assoc", cfg: func(c *ASAPConfig) { c.MaxPEsPerAssoc = 1 }, assoc: 1, pe: rrPE(9, "10.0.0.2"), want: tlv.CauseLackOfResources},
 		{name: "lack-of-resources/store", hs: handlespace.Config{MaxPEs: 1}, assoc: 1, pe: rrPE(9, "10.0.0.2"), want: tlv.CauseLackOfResources},
-		{name: "rejected-security", cfg: func(c *ServerConfig) {
+		{name: "rejected-security", cfg: func(c *ASAPConfig) {
 			c.Authorize = func(a AssocInfo, h tlv.PoolHandle, pe *tlv.PoolElement) error {
 				if pe.ID == 9 && a.Remote.AddrPort.Addr() == netip.MustParseAddr("10.0.0.2") {
 					return errDenied
@@ -267,8 +263,8 @@ func TestServerRegistrationCauses(t *testing.T) {
 			if f.st.PEs() != 1 || f.st.Checksum(srvID) != before {
 				t.Errorf("store changed by a refused registration: %d PEs", f.st.PEs())
 			}
-			if len(srvOnly[PEStored](outs)) != 0 {
-				t.Error("PEStored for a refused registration")
+			if len(storedEvs(outs)) != 0 {
+				t.Error("stored event for a refused registration")
 			}
 		})
 	}
@@ -287,7 +283,7 @@ func TestServerAddressCheck(t *testing.T) {
 		t.Errorf("user addresses %v, want [10.0.0.2]", got.UserTransport.Addrs)
 	}
 
-	g := newSrv(t, func(c *ServerConfig) { c.AddressCheck = AddressCheckOff }, handlespace.Config{})
+	g := newSrv(t, func(c *ASAPConfig) { c.AddressCheck = AddressCheckOff }, handlespace.Config{})
 	g.accept(1, "10.0.0.2")
 	g.register(1, "p", rrPE(5, "192.0.2.9"))
 	got, _, _ = g.st.Lookup(tlv.PoolHandle("p"), 5)
@@ -315,7 +311,7 @@ func TestServerDeregistration(t *testing.T) {
 	if r.Error != nil || string(r.PoolHandle) != "p" || r.PEID != 1 {
 		t.Fatalf("response %+v", r)
 	}
-	if ev := srvOnly[PERemoved](outs); len(ev) != 1 || ev[0].Reason != RemovedDeregistered {
+	if ev := removedEvs(outs); len(ev) != 1 || ev[0].Reason != RemovedDeregistered {
 		t.Errorf("events %v", ev)
 	}
 	if _, _, ok := f.st.Lookup(tlv.PoolHandle("p"), 1); ok {
@@ -339,7 +335,7 @@ func TestServerDeregistration(t *testing.T) {
 // default 3, HROPT items capped at 128, no ASAP transport in the PEs, and
 // Unknown Pool Handle for an unknown pool.
 func TestServerHandleResolution(t *testing.T) {
-	f := newSrv(t, func(c *ServerConfig) { c.MaxResolutionItems = 4 }, handlespace.Config{})
+	f := newSrv(t, func(c *ASAPConfig) { c.MaxResolutionItems = 4 }, handlespace.Config{})
 	f.accept(1, "10.0.0.2")
 	for id := uint32(1); id <= 5; id++ {
 		f.register(1, "p", rrPE(id, "10.0.0.2"))
@@ -391,7 +387,7 @@ func TestServerHandleResolution(t *testing.T) {
 // server ID; an ack restarts the cycle; no ack within KeepAliveTimeout
 // removes the PE.
 func TestServerKeepAlive(t *testing.T) {
-	f := newSrv(t, func(c *ServerConfig) {
+	f := newSrv(t, func(c *ASAPConfig) {
 		c.KeepAliveInterval = 2 * time.Second
 		c.KeepAliveTimeout = time.Second
 	}, handlespace.Config{})
@@ -406,7 +402,7 @@ func TestServerKeepAlive(t *testing.T) {
 		t.Fatal("keep-alive before the interval")
 	}
 	outs := f.tick(time.Millisecond)
-	sends := srvOnly[Send](outs)
+	sends := srvOnly[SendASAP](outs)
 	if len(sends) != 2 {
 		t.Fatalf("want 2 keep-alives, got %v", outs)
 	}
@@ -424,7 +420,7 @@ func TestServerKeepAlive(t *testing.T) {
 	// An ack for PE 2 on PE 1's association does not count.
 	f.feed(1, &tlv.EndpointKeepAliveAck{PoolHandle: tlv.PoolHandle("p"), PEID: 2})
 	outs = f.tick(500 * time.Millisecond)
-	ev := srvOnly[PERemoved](outs)
+	ev := removedEvs(outs)
 	if len(ev) != 1 || ev[0].PEID != 2 || ev[0].Reason != RemovedKeepAliveTimeout {
 		t.Fatalf("events %v", outs)
 	}
@@ -450,7 +446,7 @@ func TestServerAssocLost(t *testing.T) {
 	f.register(1, "q", rrPE(1, "10.0.0.2"))
 	f.register(2, "p", rrPE(2, "10.0.0.3"))
 	f.c.HandleLost(f.now, 1)
-	ev := srvOnly[PERemoved](f.c.Outbox())
+	ev := removedEvs(f.c.Outbox())
 	if len(ev) != 2 || ev[0].Reason != RemovedAssocLost {
 		t.Fatalf("events %v", ev)
 	}
@@ -464,7 +460,7 @@ func TestServerAssocLost(t *testing.T) {
 // RFC 5352 §3.2: a PE that does not re-register within its Registration
 // Life is removed.
 func TestServerRegistrationExpiry(t *testing.T) {
-	f := newSrv(t, func(c *ServerConfig) {
+	f := newSrv(t, func(c *ASAPConfig) {
 		c.KeepAliveInterval = time.Hour
 		c.IdleTimeout = -1 // the association, left without PEs, stays
 	}, handlespace.Config{})
@@ -478,7 +474,7 @@ func TestServerRegistrationExpiry(t *testing.T) {
 	if outs := f.tick(2999 * time.Millisecond); len(outs) != 0 {
 		t.Fatalf("early: %v", outs)
 	}
-	ev := srvOnly[PERemoved](f.tick(time.Millisecond))
+	ev := removedEvs(f.tick(time.Millisecond))
 	if len(ev) != 1 || ev[0].Reason != RemovedExpired || f.st.PEs() != 0 || f.c.Owned() != 0 {
 		t.Fatalf("events %v, %d PEs, %d owned", ev, f.st.PEs(), f.c.Owned())
 	}
@@ -513,13 +509,13 @@ func TestServerEndpointUnreachable(t *testing.T) {
 		t.Fatalf("after 2 reports: ok=%v reports=%d", ok, info.UnreachableReports)
 	}
 	outs := report(11)
-	if ka := srvOne[*tlv.EndpointKeepAlive](t, outs); srvOnly[Send](outs)[0].Assoc != 1 || ka.PEID != 1 || !ka.HasPEID {
+	if ka := srvOne[*tlv.EndpointKeepAlive](t, outs); srvOnly[SendASAP](outs)[0].Assoc != 1 || ka.PEID != 1 || !ka.HasPEID {
 		t.Fatalf("third reporter: %v, want a keep-alive to the PE", outs)
 	}
-	if len(srvOnly[PERemoved](outs)) != 0 || f.st.PEs() != 1 {
+	if len(removedEvs(outs)) != 0 || f.st.PEs() != 1 {
 		t.Fatalf("removed before the check: %v", outs)
 	}
-	ev := srvOnly[PERemoved](f.tick(DefaultKeepAliveTimeout))
+	ev := removedEvs(f.tick(DefaultKeepAliveTimeout))
 	if len(ev) != 1 || ev[0].Reason != RemovedUnreachable || f.st.PEs() != 0 {
 		t.Fatalf("unanswered check: %v, %d PEs", ev, f.st.PEs())
 	}
@@ -528,7 +524,7 @@ func TestServerEndpointUnreachable(t *testing.T) {
 		t.Errorf("report about an unknown PE: %v", outs)
 	}
 
-	g := newSrv(t, func(c *ServerConfig) { c.MaxBadPEReport = 1 }, handlespace.Config{})
+	g := newSrv(t, func(c *ASAPConfig) { c.MaxBadPEReport = 1 }, handlespace.Config{})
 	g.accept(1, "10.0.0.2")
 	g.register(1, "p", rrPE(1, "10.0.0.2"))
 	g.feed(1, &tlv.EndpointUnreachable{PoolHandle: tlv.PoolHandle("p"), PEID: 1})
@@ -540,26 +536,28 @@ func TestServerEndpointUnreachable(t *testing.T) {
 
 // RFC 5352 §3.6: a registrar announces itself every T6-serverannounce.
 func TestServerAnnounce(t *testing.T) {
-	tr := tlv.NewSCTPTransport(9899, tlv.TransportUseDataOnly, netip.MustParseAddr("127.0.0.1"))
-	f := newSrv(t, func(c *ServerConfig) {
-		c.Announce = true
-		c.AnnounceTransports = []tlv.Transport{tr}
+	f := newSrv(t, func(c *ASAPConfig) {
+		c.AnnounceAddrs = []transport.Addr{{Kind: transport.KindSCTP, AddrPort: netip.MustParseAddrPort("127.0.0.1:9899")}}
 	}, handlespace.Config{})
+	f.c.announce = true // as NewCore does for a Config with an Announcer
 	f.c.HandleTimeout(f.now)
-	a := srvOnly[SendAnnounce](f.c.Outbox())
-	if len(a) != 1 || a[0].Msg.ServerID != srvID || len(a[0].Msg.Transports) != 1 {
+	a := srvOnly[Multicast](f.c.Outbox())
+	if len(a) != 1 {
 		t.Fatalf("announces %v", a)
+	}
+	if sa, ok := a[0].Msg.(*tlv.ServerAnnounce); !ok || sa.ServerID != srvID || len(sa.Transports) != 1 {
+		t.Fatalf("announce %#v", a[0].Msg)
 	}
 	if _, err := tlv.Marshal(a[0].Msg); err != nil {
 		t.Fatal(err)
 	}
-	if d := f.c.NextDeadline(); !d.Equal(srvT0.Add(DefaultT6ServerAnnounce)) {
+	if d := f.c.NextDeadline(); !d.Equal(srvT0.Add(asap.DefaultT6ServerAnnounce)) {
 		t.Fatalf("next announce %v", d.Sub(srvT0))
 	}
-	if a := srvOnly[SendAnnounce](f.tick(DefaultT6ServerAnnounce - 1)); len(a) != 0 {
+	if a := srvOnly[Multicast](f.tick(asap.DefaultT6ServerAnnounce - 1)); len(a) != 0 {
 		t.Fatal("announce before T6")
 	}
-	if a := srvOnly[SendAnnounce](f.tick(1)); len(a) != 1 {
+	if a := srvOnly[Multicast](f.tick(1)); len(a) != 1 {
 		t.Fatal("no announce at T6")
 	}
 	g := newSrv(t, nil, handlespace.Config{})
@@ -641,7 +639,7 @@ func TestServerUnrecognizedParameter(t *testing.T) {
 // RFC 5355 flooding: each association has a token bucket; messages over
 // it are dropped unanswered and the bucket refills with time.
 func TestServerFloodProtection(t *testing.T) {
-	f := newSrv(t, func(c *ServerConfig) { c.AssocRate, c.AssocBurst = 10, 5 }, handlespace.Config{})
+	f := newSrv(t, func(c *ASAPConfig) { c.AssocRate, c.AssocBurst = 10, 5 }, handlespace.Config{})
 	f.accept(1, "10.0.0.2")
 	f.accept(2, "10.0.0.3")
 	hr := &tlv.HandleResolution{PoolHandle: tlv.PoolHandle("p")}
@@ -672,29 +670,46 @@ func TestServerFloodProtection(t *testing.T) {
 }
 
 func TestServerConfigValidation(t *testing.T) {
-	st, _ := handlespace.New(handlespace.Config{})
-	bad := []ServerConfig{
-		{},
-		{ServerID: 1, MaxBadPEReport: -1},
-		{ServerID: 1, KeepAliveInterval: -time.Second},
-		{ServerID: 1, ResolutionItems: 5, MaxResolutionItems: 4},
-		{ServerID: 1, MaxPEsPerAssoc: -2},
-		{ServerID: 1, AssocRate: -3},
-		{ServerID: 1, AddressCheck: 9},
+	bad := []ASAPConfig{
+		{MaxBadPEReport: -1},
+		{KeepAliveInterval: -time.Second},
+		{ResolutionItems: 5, MaxResolutionItems: 4},
+		{MaxPEsPerAssoc: -2},
+		{AssocRate: -3},
+		{AddressCheck: 9},
 	}
 	for _, cfg := range bad {
-		if _, err := NewServerCore(cfg, st); !errors.Is(err, ErrInvalidConfig) {
+		if _, err := newTestCore(cfg); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%+v: err %v", cfg, err)
 		}
 	}
-	if _, err := NewServerCore(ServerConfig{ServerID: 1}, nil); !errors.Is(err, ErrInvalidConfig) {
-		t.Errorf("nil store: %v", err)
-	}
-	c, err := NewServerCore(ServerConfig{ServerID: 1, MaxPEsPerAssoc: Unlimited, AssocRate: Unlimited}, st)
+	c, err := newTestCore(ASAPConfig{MaxPEsPerAssoc: Unlimited, AssocRate: Unlimited})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.cfg.MaxBadPEReport != DefaultMaxBadPEReport || c.cfg.KeepAliveTimeout != DefaultKeepAliveTimeout || c.cfg.ResolutionItems != DefaultResolutionItems {
 		t.Errorf("defaults not applied: %+v", c.cfg)
 	}
+}
+
+// storedEvs returns the PE events of stored registrations among outs.
+func storedEvs(outs []Output) []PEEvent {
+	var r []PEEvent
+	for _, e := range srvOnly[PEEvent](outs) {
+		if e.Kind != EventRemoved {
+			r = append(r, e)
+		}
+	}
+	return r
+}
+
+// removedEvs returns the PE events of removals among outs.
+func removedEvs(outs []Output) []PEEvent {
+	var r []PEEvent
+	for _, e := range srvOnly[PEEvent](outs) {
+		if e.Kind == EventRemoved {
+			r = append(r, e)
+		}
+	}
+	return r
 }

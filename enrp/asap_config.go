@@ -1,18 +1,19 @@
-package asap
+package enrp
+
+// The configuration of the registrar's ASAP procedures and its defaults.
 
 import (
 	"fmt"
-	"log/slog"
-	"net/netip"
 	"time"
 
+	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/tlv"
 	"github.com/go-rserpool/rserpool/transport"
 )
 
 // Registrar-side defaults (RFC 5352 §3.2-3.7, RFC 5353 §7). Values the RFC
-// text does not fix are RSPLIB's (see ../shared/SPEC.md §7); every one is
-// a field of [ServerConfig].
+// text does not fix are RSPLIB 3.4.4's; every one is a field of
+// [ASAPConfig].
 const (
 	// DefaultMaxBadPEReport is MAX-BAD-PE-REPORT (RFC 5353 §7, used by
 	// RFC 5352 §3.5): after this many ASAP_ENDPOINT_UNREACHABLE reports
@@ -55,7 +56,7 @@ const (
 )
 
 // Defaults of the registrar's defences against false reports and idle
-// peers (RFC 5355 §3; see [ServerConfig]).
+// peers (RFC 5355 §3; see [ASAPConfig]).
 const (
 	// DefaultMaxEURate is the rate of ASAP_ENDPOINT_UNREACHABLEs one
 	// association may send, per second, with bursts of RateLimitBurst
@@ -83,7 +84,7 @@ const (
 	// to its association, and its emptied pool keeps its policy and
 	// transport type. It is T2-registration (RFC 5352 §5.1, 30 s): time
 	// for the PE to notice and register again.
-	DefaultIDGrace = DefaultT2Registration
+	DefaultIDGrace = asap.DefaultT2Registration
 
 	// DefaultMaxGraceEntries bounds the identifiers and pools held for
 	// IDGrace; beyond it the oldest entry is dropped. It equals
@@ -117,28 +118,16 @@ const (
 	AddressCheckOff
 )
 
-// AssocInfo describes an association a pool element or pool user opened
-// to the registrar. It is handed to the authorization hook.
-type AssocInfo struct {
-	Local  transport.Addr // the registrar's end
-	Remote transport.Addr // the peer's end
-}
-
 // AuthorizeFunc decides whether the PE may register in the pool named
-// handle (RFC 5355 §3, SPEC §8 item 2). A non-nil error rejects the
+// handle (RFC 5355 §3). A non-nil error rejects the
 // registration with "Rejected due to security considerations" (0xa). pe
 // is read-only and valid only during the call.
 type AuthorizeFunc func(assoc AssocInfo, handle tlv.PoolHandle, pe *tlv.PoolElement) error
 
-// ServerConfig configures a [ServerCore]: the ASAP procedures of a
-// registrar (RFC 5352 §3.2-3.7). A zero field takes the default named in
-// its comment; ServerID is required.
-type ServerConfig struct {
-	// ServerID is the registrar's ENRP server identifier (non-zero). It
-	// becomes the Home ENRP Server Identifier of every PE registered here
-	// and is sent in keep-alives and announces.
-	ServerID uint32
-
+// ASAPConfig configures the ASAP procedures of a registrar (RFC 5352
+// §3.2-3.7): supervision, resolution, resource limits, defences and the
+// Server Announce. A zero field takes the default named in its comment.
+type ASAPConfig struct {
 	// MaxBadPEReport is MAX-BAD-PE-REPORT; default DefaultMaxBadPEReport.
 	MaxBadPEReport int
 	// KeepAliveInterval and KeepAliveTimeout drive the supervision of
@@ -198,7 +187,7 @@ type ServerConfig struct {
 	// MaxEURate and MaxHRRate are per-association token buckets (per
 	// second, bursts of RateLimitBurst) for ASAP_ENDPOINT_UNREACHABLE and
 	// ASAP_HANDLE_RESOLUTION; messages over the rate are dropped
-	// unanswered and counted in ServerStats.EURateDropped and
+	// unanswered and counted in ASAPStats.EURateDropped and
 	// HRRateDropped. Defaults DefaultMaxEURate and DefaultMaxHRRate;
 	// Unlimited turns a limit off.
 	MaxEURate float64
@@ -214,7 +203,7 @@ type ServerConfig struct {
 	IDGrace         time.Duration
 	MaxGraceEntries int
 	// IdleTimeout is how long an association that carries no PE may send
-	// nothing before the registrar aborts it (AbortAssoc); default
+	// nothing before the registrar aborts it (CloseAssoc with Abort); default
 	// DefaultIdleTimeout, a negative value turns it off.
 	IdleTimeout time.Duration
 
@@ -225,28 +214,23 @@ type ServerConfig struct {
 	Authorize AuthorizeFunc
 
 	// AnnounceInterval is T6-serverannounce (RFC 5352 §5.1); default
-	// DefaultT6ServerAnnounce. Announces are emitted only when Announce is
-	// true; AnnounceTransports go into them (none: receivers use the
-	// datagram's source address, RFC 5352 §3.6).
-	Announce           bool
-	AnnounceInterval   time.Duration
-	AnnounceTransports []tlv.Transport
+	// asap.DefaultT6ServerAnnounce. Announces are sent only when the host
+	// gives a Config.Announcer. AnnounceAddrs are the ASAP addresses put
+	// into them (RFC 5352 §2.2.7); the Registrar's default is its
+	// listener's address when that is a specified address, else none
+	// (receivers then use the datagram's source address, RFC 5352 §3.6).
+	AnnounceInterval time.Duration
+	AnnounceAddrs    []transport.Addr
 
-	// Limits bound what the parser accepts (HandleData); zero fields take
-	// the tlv defaults.
+	// Limits bound what the parser accepts (Core.HandleASAP); zero fields
+	// take the tlv defaults.
 	Limits tlv.Limits
-
-	// Logger receives debug logs; nil logs nothing.
-	Logger *slog.Logger
 }
 
 // withDefaults validates c and fills in the defaults.
-func (c ServerConfig) withDefaults() (ServerConfig, error) {
-	bad := func(field string, v any) (ServerConfig, error) {
-		return c, fmt.Errorf("%w: ServerConfig.%s = %v", ErrInvalidConfig, field, v)
-	}
-	if c.ServerID == 0 {
-		return bad("ServerID", 0)
+func (c ASAPConfig) withDefaults() (ASAPConfig, error) {
+	bad := func(field string, v any) (ASAPConfig, error) {
+		return c, fmt.Errorf("%w: Config.ASAP.%s = %v", ErrInvalidConfig, field, v)
 	}
 	if c.MaxBadPEReport < 0 {
 		return bad("MaxBadPEReport", c.MaxBadPEReport)
@@ -261,7 +245,7 @@ func (c ServerConfig) withDefaults() (ServerConfig, error) {
 	}{
 		{"KeepAliveInterval", &c.KeepAliveInterval, DefaultKeepAliveInterval},
 		{"KeepAliveTimeout", &c.KeepAliveTimeout, DefaultKeepAliveTimeout},
-		{"AnnounceInterval", &c.AnnounceInterval, DefaultT6ServerAnnounce},
+		{"AnnounceInterval", &c.AnnounceInterval, asap.DefaultT6ServerAnnounce},
 	} {
 		if *d.v < 0 {
 			return bad(d.name, *d.v)
@@ -350,43 +334,54 @@ func (c ServerConfig) withDefaults() (ServerConfig, error) {
 			return bad(l.name, *l.v)
 		}
 	}
-	if n := (&tlv.ServerAnnounce{ServerID: c.ServerID, Transports: c.AnnounceTransports}).Len(); n > tlv.MaxMessageLen {
-		return bad("AnnounceTransports", fmt.Sprintf("%d bytes in an announce", n))
-	}
 	return c, nil
 }
 
-// filterUserTransport applies AddressCheckAssociation (RFC 5352 §3.2):
-// it returns t with only the addresses of remote (unspecified ones
-// replaced by it), and false when none is left.
-func filterUserTransport(t tlv.Transport, remote transport.Addr) (tlv.Transport, bool) {
-	if !remote.AddrPort.IsValid() {
-		// Without a peer address there is nothing to check against.
-		return t, true
-	}
-	ra := remote.AddrPort.Addr().Unmap().WithZone("")
-	var keep []netip.Addr
-	for _, a := range t.Addrs {
-		a = a.Unmap()
-		if a.IsUnspecified() {
-			a = ra
+// announceTransports turns AnnounceAddrs into the transport parameters of
+// the Server Announce, and checks that the announce fits a message.
+func (c *ASAPConfig) announceTransports(id uint32) ([]tlv.Transport, error) {
+	var ts []tlv.Transport
+	for _, a := range c.AnnounceAddrs {
+		t, err := asap.TransportParam(a, tlv.TransportUseDataOnly)
+		if err != nil {
+			return nil, fmt.Errorf("%w: Config.ASAP.AnnounceAddrs: %w", ErrInvalidConfig, err)
 		}
-		if a == ra && len(keep) == 0 {
-			keep = append(keep, a)
-		}
+		ts = append(ts, t)
 	}
-	if len(keep) == 0 {
-		return t, false
+	if n := (&tlv.ServerAnnounce{ServerID: id, Transports: ts}).Len(); n > tlv.MaxMessageLen {
+		return nil, fmt.Errorf("%w: Config.ASAP.AnnounceAddrs: %d bytes in an announce", ErrInvalidConfig, n)
 	}
-	t.Addrs = keep
-	t.Unknown = nil
-	return t, true
+	return ts, nil
 }
 
-// serverLogger returns l, or a logger that discards everything.
-func serverLogger(l *slog.Logger) *slog.Logger {
-	if l == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return l
-}
+// Registrar resource limits (RFC 5355 §3: registration flooding and
+// resource exhaustion). Every one is a field of [ASAPConfig]; a refused
+// registration is answered with Lack of Resources (0x6, RFC 5354 §3.12,
+// RFC 5352 §3.2).
+const (
+	// DefaultMaxPESize bounds the encoded size in bytes of a PE as the
+	// registrar stores it: the Pool Element parameter after the
+	// registrar has dropped its unknown parameters (RFC 5354 §2 "skip"),
+	// kept only the user addresses of the association (AddressCheck) and
+	// put in the ASAP transport. 2,048 bytes hold RSPLIB 3.4.4's
+	// MAX_PE_TRANSPORTADDRESSES (64) user addresses, all IPv6, with any
+	// policy of RFC 5356 and the ASAP transport; a PE registered with the
+	// default AddressCheck (one user address) is about 100 bytes.
+	DefaultMaxPESize = 2048
+
+	// DefaultMaxPoolsPerAssoc bounds the pools one association has PEs in
+	// (see ASAPConfig.MaxPoolsPerAssoc). RFC 5355 §3 asks for such
+	// bounds without values; 256 lets 64 associations take at most a
+	// quarter of the store's default handlespace.DefaultMaxPools (65,536).
+	DefaultMaxPoolsPerAssoc = 256
+
+	// DefaultMaxPoolsPerSource bounds the pools the associations of one
+	// source address together have PEs in: 64 sources are needed to fill
+	// the default handlespace.DefaultMaxPools.
+	DefaultMaxPoolsPerSource = 1024
+
+	// DefaultMaxPEsPerSource bounds the PEs registered over the
+	// associations of one source address: eight associations at
+	// DefaultMaxPEsPerAssoc.
+	DefaultMaxPEsPerSource = 8 * DefaultMaxPEsPerAssoc
+)

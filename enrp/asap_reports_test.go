@@ -1,4 +1,4 @@
-package asap
+package enrp
 
 import (
 	"errors"
@@ -75,7 +75,7 @@ func TestServerFalseReportsKeepAnsweringPE(t *testing.T) {
 	att := f.reporters(2, "10.0.0.9")
 	outs := f.reportAll(att, "p", 1)
 	ka := srvOne[*tlv.EndpointKeepAlive](t, outs)
-	if snd := srvOnly[Send](outs)[0]; snd.Assoc != 1 || ka.PEID != 1 || !ka.HasPEID || ka.ServerID != srvID {
+	if snd := srvOnly[SendASAP](outs)[0]; snd.Assoc != 1 || ka.PEID != 1 || !ka.HasPEID || ka.ServerID != srvID {
 		t.Fatalf("check %+v on association %d", ka, snd.Assoc)
 	}
 	if d := f.c.NextDeadline(); !d.Equal(f.now.Add(DefaultKeepAliveTimeout)) {
@@ -86,7 +86,7 @@ func TestServerFalseReportsKeepAnsweringPE(t *testing.T) {
 	if outs := f.feed(1, kaAck("p", 1)); len(outs) != 0 {
 		t.Fatalf("ack answered: %v", outs)
 	}
-	if ev := srvOnly[PERemoved](f.tick(time.Second)); len(ev) != 0 || !f.stored("p", 1) {
+	if ev := removedEvs(f.tick(time.Second)); len(ev) != 0 || !f.stored("p", 1) {
 		t.Fatalf("answering PE removed: %v", ev)
 	}
 	s := f.c.Stats()
@@ -112,12 +112,12 @@ func TestServerReportedDeadPERemoved(t *testing.T) {
 		t.Fatalf("removed before KeepAliveTimeout: %v", outs)
 	}
 	outs := f.tick(time.Millisecond)
-	ev := srvOnly[PERemoved](outs)
+	ev := removedEvs(outs)
 	if len(ev) != 1 || ev[0].PEID != 1 || ev[0].Reason != RemovedUnreachable || f.stored("p", 1) {
 		t.Fatalf("dead PE: %v", outs)
 	}
-	ab := srvOnly[AbortAssoc](outs)
-	if len(ab) != 1 || ab[0].Assoc != 1 || ab[0].Reason != AbortKeepAlive {
+	ab := srvOnly[CloseAssoc](outs)
+	if len(ab) != 1 || ab[0].Assoc != 1 || ab[0].Reason != CloseKeepAlive {
 		t.Fatalf("aborts %v, want association 1 (keep-alive)", ab)
 	}
 	if f.c.Associations() != 3 {
@@ -137,7 +137,7 @@ func TestServerReportedDeadPERemoved(t *testing.T) {
 // RFC 5352 §3.7: a PE removed for a missing keep-alive ack takes its
 // association down only when it was the association's last PE.
 func TestServerKeepAliveTimeoutAborts(t *testing.T) {
-	f := newSrv(t, func(c *ServerConfig) {
+	f := newSrv(t, func(c *ASAPConfig) {
 		c.KeepAliveInterval = time.Second
 		c.KeepAliveTimeout = time.Second
 	}, handlespace.Config{})
@@ -147,17 +147,17 @@ func TestServerKeepAliveTimeoutAborts(t *testing.T) {
 	f.tick(time.Second) // keep-alives to both
 	f.feed(1, kaAck("p", 2))
 	outs := f.tick(time.Second)
-	if ev := srvOnly[PERemoved](outs); len(ev) != 1 || ev[0].PEID != 1 || ev[0].Reason != RemovedKeepAliveTimeout {
+	if ev := removedEvs(outs); len(ev) != 1 || ev[0].PEID != 1 || ev[0].Reason != RemovedKeepAliveTimeout {
 		t.Fatalf("first timeout: %v", outs)
 	}
-	if ab := srvOnly[AbortAssoc](outs); len(ab) != 0 {
+	if ab := srvOnly[CloseAssoc](outs); len(ab) != 0 {
 		t.Fatalf("association carrying PE 2 aborted: %v", ab)
 	}
 	outs = f.tick(3 * time.Second) // PE 2 stops answering
-	if ev := srvOnly[PERemoved](outs); len(ev) != 1 || ev[0].PEID != 2 {
+	if ev := removedEvs(outs); len(ev) != 1 || ev[0].PEID != 2 {
 		t.Fatalf("second timeout: %v", outs)
 	}
-	if ab := srvOnly[AbortAssoc](outs); len(ab) != 1 || ab[0].Assoc != 1 || f.c.Associations() != 0 {
+	if ab := srvOnly[CloseAssoc](outs); len(ab) != 1 || ab[0].Assoc != 1 || f.c.Associations() != 0 {
 		t.Fatalf("aborts %v, %d associations", ab, f.c.Associations())
 	}
 }
@@ -223,7 +223,7 @@ func TestServerGraceAfterAbort(t *testing.T) {
 	f.accept(1, "10.0.0.2")
 	f.register(1, "p", rrPE(1, "10.0.0.2"))
 	att := f.reporters(3, "10.0.0.9")
-	if ab := srvOnly[AbortAssoc](f.failCheck(att, "p", 1)); len(ab) != 1 {
+	if ab := srvOnly[CloseAssoc](f.failCheck(att, "p", 1)); len(ab) != 1 {
 		t.Fatalf("aborts %v", ab)
 	}
 	r := srvOne[*tlv.RegistrationResponse](t, f.feed(att[1], reg("p", rrPE(1, "10.0.0.9"))))
@@ -282,7 +282,7 @@ func TestServerGracePoolRecreation(t *testing.T) {
 
 // IDGrace negative turns the grace off; MaxGraceEntries bounds the table.
 func TestServerGraceBounds(t *testing.T) {
-	f := newSrv(t, func(c *ServerConfig) { c.IDGrace = -1 }, handlespace.Config{})
+	f := newSrv(t, func(c *ASAPConfig) { c.IDGrace = -1 }, handlespace.Config{})
 	f.accept(1, "10.0.0.2")
 	f.register(1, "p", rrPE(1, "10.0.0.2"))
 	f.register(1, "q", rrPE(1, "10.0.0.2"))
@@ -290,7 +290,7 @@ func TestServerGraceBounds(t *testing.T) {
 	f.failCheck(att, "p", 1)
 	f.register(att[0], "p", rrPE(1, "10.0.0.9"))
 
-	g := newSrv(t, func(c *ServerConfig) {
+	g := newSrv(t, func(c *ASAPConfig) {
 		c.MaxGraceEntries = 3
 		c.KeepAliveInterval = time.Hour // association 1 stays up
 	}, handlespace.Config{})
@@ -323,7 +323,7 @@ func TestServerForeignPEsUntouched(t *testing.T) {
 	f := newSrv(t, nil, handlespace.Config{})
 	foreign := rrPE(5, "10.0.0.5")
 	foreign.HomeServerID = 0x77
-	if _, err := f.st.Register(tlv.PoolHandle("p"), &foreign, time.Time{}); err != nil {
+	if _, err := f.st.Register(f.now, tlv.PoolHandle("p"), &foreign, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	before := f.st.Checksum(0x77)
@@ -335,8 +335,8 @@ func TestServerForeignPEsUntouched(t *testing.T) {
 	if r := srvOne[*tlv.DeregistrationResponse](t, outs); r.Error.First() != tlv.CauseRejectedSecurity {
 		t.Fatalf("deregistration of a foreign PE: %+v", r)
 	}
-	if len(srvOnly[PERemoved](outs)) != 0 {
-		t.Fatal("PERemoved for a foreign PE")
+	if len(removedEvs(outs)) != 0 {
+		t.Fatal("removal event for a foreign PE")
 	}
 	f.tick(time.Hour)
 	pe, info, ok := f.st.Lookup(tlv.PoolHandle("p"), 5)
@@ -352,7 +352,7 @@ func TestServerForeignPEsUntouched(t *testing.T) {
 // buckets of RateLimitBurst for Endpoint Unreachable and Handle
 // Resolution; messages over the rate are dropped unanswered and counted.
 func TestServerReportAndResolutionRates(t *testing.T) {
-	f := newSrv(t, func(c *ServerConfig) { c.MaxHRRate = 2 }, handlespace.Config{})
+	f := newSrv(t, func(c *ASAPConfig) { c.MaxHRRate = 2 }, handlespace.Config{})
 	f.accept(1, "10.0.0.2")
 	f.register(1, "p", rrPE(1, "10.0.0.2"))
 	f.accept(9, "10.0.0.9")
@@ -396,7 +396,7 @@ func TestServerReportAndResolutionRates(t *testing.T) {
 
 	// By default resolutions are not limited beyond AssocRate (RSPLIB
 	// 3.4.4's default), and Unlimited turns the report limit off.
-	g := newSrv(t, func(c *ServerConfig) { c.MaxEURate = Unlimited }, handlespace.Config{})
+	g := newSrv(t, func(c *ASAPConfig) { c.MaxEURate = Unlimited }, handlespace.Config{})
 	g.accept(9, "10.0.0.9")
 	for range 200 {
 		g.feed(9, &tlv.HandleResolution{PoolHandle: tlv.PoolHandle("p")})
@@ -412,7 +412,7 @@ func TestServerReportAndResolutionRates(t *testing.T) {
 // PE is not, until its last PE is gone and it has been silent that long.
 // On the old code an idle association stayed open for ever.
 func TestServerIdleAssociations(t *testing.T) {
-	f := newSrv(t, func(c *ServerConfig) {
+	f := newSrv(t, func(c *ASAPConfig) {
 		c.IdleTimeout = 10 * time.Second
 		c.KeepAliveInterval = time.Hour
 	}, handlespace.Config{})
@@ -426,24 +426,24 @@ func TestServerIdleAssociations(t *testing.T) {
 	f.now = f.now.Add(5 * time.Second)
 	f.feed(2, &tlv.HandleResolution{PoolHandle: tlv.PoolHandle("p")})
 	outs := f.tick(5 * time.Second)
-	if ab := srvOnly[AbortAssoc](outs); len(ab) != 1 || ab[0].Assoc != 3 || ab[0].Reason != AbortIdle {
+	if ab := srvOnly[CloseAssoc](outs); len(ab) != 1 || ab[0].Assoc != 3 || ab[0].Reason != CloseIdle {
 		t.Fatalf("at 10 s: %v", outs)
 	}
 	if d := f.c.NextDeadline(); !d.Equal(srvT0.Add(15 * time.Second)) {
 		t.Fatalf("deadline %v, want the PU's idle timeout", d.Sub(srvT0))
 	}
-	if ab := srvOnly[AbortAssoc](f.tick(5 * time.Second)); len(ab) != 1 || ab[0].Assoc != 2 {
+	if ab := srvOnly[CloseAssoc](f.tick(5 * time.Second)); len(ab) != 1 || ab[0].Assoc != 2 {
 		t.Fatalf("at 15 s: %v", ab)
 	}
-	if ab := srvOnly[AbortAssoc](f.tick(time.Minute)); len(ab) != 0 || f.c.Associations() != 1 {
+	if ab := srvOnly[CloseAssoc](f.tick(time.Minute)); len(ab) != 0 || f.c.Associations() != 1 {
 		t.Fatalf("PE association aborted: %v", ab)
 	}
 	// Its PE leaves: the association is idle from then on.
 	f.feed(1, &tlv.Deregistration{PoolHandle: tlv.PoolHandle("p"), PEID: 1})
-	if ab := srvOnly[AbortAssoc](f.tick(10*time.Second - 1)); len(ab) != 0 {
+	if ab := srvOnly[CloseAssoc](f.tick(10*time.Second - 1)); len(ab) != 0 {
 		t.Fatal("aborted early")
 	}
-	if ab := srvOnly[AbortAssoc](f.tick(1)); len(ab) != 1 || ab[0].Assoc != 1 || f.c.Associations() != 0 {
+	if ab := srvOnly[CloseAssoc](f.tick(1)); len(ab) != 1 || ab[0].Assoc != 1 || f.c.Associations() != 0 {
 		t.Fatalf("after its PE left: %v", ab)
 	}
 	if s := f.c.Stats(); s.IdleAborted != 3 {
@@ -453,7 +453,7 @@ func TestServerIdleAssociations(t *testing.T) {
 		t.Errorf("deadline left: %v", f.c.NextDeadline())
 	}
 
-	g := newSrv(t, func(c *ServerConfig) { c.IdleTimeout = -1 }, handlespace.Config{})
+	g := newSrv(t, func(c *ASAPConfig) { c.IdleTimeout = -1 }, handlespace.Config{})
 	g.accept(3, "10.0.0.4")
 	if outs := g.tick(24 * time.Hour); len(outs) != 0 || g.c.Associations() != 1 {
 		t.Errorf("IdleTimeout off: %v", outs)
@@ -466,17 +466,16 @@ func TestServerIdleAssociations(t *testing.T) {
 }
 
 func TestServerDefenceConfig(t *testing.T) {
-	st, _ := handlespace.New(handlespace.Config{})
-	for _, cfg := range []ServerConfig{
-		{ServerID: 1, MaxEURate: -3},
-		{ServerID: 1, MaxHRRate: math.NaN()},
-		{ServerID: 1, MaxGraceEntries: -2},
+	for _, cfg := range []ASAPConfig{
+		{MaxEURate: -3},
+		{MaxHRRate: math.NaN()},
+		{MaxGraceEntries: -2},
 	} {
-		if _, err := NewServerCore(cfg, st); !errors.Is(err, ErrInvalidConfig) {
+		if _, err := newTestCore(cfg); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%+v: err %v", cfg, err)
 		}
 	}
-	c, err := NewServerCore(ServerConfig{ServerID: 1}, st)
+	c, err := newTestCore(ASAPConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -484,9 +483,9 @@ func TestServerDefenceConfig(t *testing.T) {
 		c.cfg.MaxGraceEntries != DefaultMaxGraceEntries || c.cfg.IdleTimeout != DefaultIdleTimeout {
 		t.Errorf("defaults not applied: %+v", c.cfg)
 	}
-	for _, r := range []AbortReason{AbortIdle, AbortKeepAlive, 0} {
+	for _, r := range []CloseReason{CloseIdle, CloseKeepAlive, 0} {
 		if r.String() == "" {
-			t.Errorf("AbortReason(%d) has no name", r)
+			t.Errorf("CloseReason(%d) has no name", r)
 		}
 	}
 }
