@@ -223,6 +223,9 @@ func TestPoolUserDialAllFail(t *testing.T) {
 
 		// Without the bound, Dial runs out of PEs: the last one fails, the
 		// registrar (which drops reported PEs) no longer knows the pool.
+		// The reports of the first Dial leave its writer after Dial
+		// returns: let them reach the registrar first.
+		synctest.Wait()
 		pu2 := p.newPU(t, nil)
 		defer pu2.Close()
 		_, _, err = pu2.Dial(ctx, []byte("echo"))
