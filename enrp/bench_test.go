@@ -45,9 +45,14 @@ var benchNets = []benchNet{
 }
 
 // startRegistrar runs a registrar for the benchmark. Keep-alives are
-// spaced out so that the clients need not answer them.
+// spaced out so that the clients need not answer them, and the limits per
+// association and per source are off: over loopback SCTP every PE and
+// client comes from 127.0.0.1, and none of them is an attacker.
 func startRegistrar(b *testing.B, tr transport.Transport, at transport.Addr, mod func(*enrp.Config)) *enrp.Registrar {
-	cfg := enrp.Config{Transport: tr, ListenAddr: at, ASAP: enrp.ASAPConfig{KeepAliveInterval: time.Hour, MaxPEsPerAssoc: enrp.Unlimited}}
+	cfg := enrp.Config{Transport: tr, ListenAddr: at, ASAP: enrp.ASAPConfig{
+		KeepAliveInterval: time.Hour, MaxPEsPerAssoc: enrp.Unlimited, MaxPEsPerSource: enrp.Unlimited,
+		MaxPoolsPerAssoc: enrp.Unlimited, MaxPoolsPerSource: enrp.Unlimited, MaxEURate: enrp.Unlimited,
+	}}
 	if mod != nil {
 		mod(&cfg)
 	}
