@@ -99,7 +99,7 @@ td.num { text-align: right; }
 <h3>Pool <span class="handle">{{.Handle}}</span></h3>
 <p>Policy {{.Policy}} · {{.Transport}}{{with .Use}} ({{.}}){{end}} · {{len .PEs}} PE{{if ne (len .PEs) 1}}s{{end}} listed</p>
 <table>
-<thead><tr><th>PE</th><th>Home registrar</th><th>Policy</th><th>Load</th><th>User transport</th><th>Registered</th><th>Expires</th><th>Unreachable reports</th></tr></thead>
+<thead><tr><th>PE</th><th>Home registrar</th><th>Policy</th><th>Load</th><th>User transport</th><th>Last registration</th><th>Expires</th><th>Unreachable reports</th></tr></thead>
 <tbody>
 {{range .PEs}}<tr class="pe">
 <td class="pe-id">{{.ID}}</td>

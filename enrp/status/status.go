@@ -82,7 +82,7 @@ type Handler struct {
 	opts Options
 
 	mu     sync.Mutex
-	ring   []enrp.Event // the last len(ring) events, oldest at next when full
+	ring   []Event // the last len(ring) events, oldest at next when full
 	next   int
 	seen   uint64
 	fwdDrp atomic.Uint64
@@ -111,13 +111,17 @@ func New(r *enrp.Registrar, o Options) *Handler {
 	if o.Title == "" {
 		o.Title = "RSerPool registrar"
 	}
-	return &Handler{r: r, opts: o, ring: make([]enrp.Event, 0, o.Events)}
+	return &Handler{r: r, opts: o, ring: make([]Event, 0, o.Events)}
 }
 
 // Record adds ev to the page's recent events, dropping the oldest when
 // Options.Events are kept. Forward calls it; a host that reads
 // Config.Events itself can call it instead.
 func (h *Handler) Record(ev enrp.Event) {
+	e := Event{Time: ev.Time, Kind: ev.Kind.String(), Pool: handleText(ev.PoolHandle), PE: hexID(ev.PEID)}
+	if ev.Kind == enrp.EventRemoved {
+		e.Reason = ev.Reason.String()
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.seen++
@@ -125,19 +129,19 @@ func (h *Handler) Record(ev enrp.Event) {
 		return
 	}
 	if len(h.ring) < cap(h.ring) {
-		h.ring = append(h.ring, ev)
+		h.ring = append(h.ring, e)
 		return
 	}
-	h.ring[h.next] = ev
+	h.ring[h.next] = e
 	h.next = (h.next + 1) % len(h.ring)
 }
 
 // recent returns the kept events, newest first, and how many were
 // recorded in all.
-func (h *Handler) recent() ([]enrp.Event, uint64) {
+func (h *Handler) recent() ([]Event, uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make([]enrp.Event, 0, len(h.ring))
+	out := make([]Event, 0, len(h.ring))
 	for i := range h.ring {
 		out = append(out, h.ring[(h.next+len(h.ring)-1-i)%len(h.ring)])
 	}
@@ -254,15 +258,8 @@ func (h *Handler) page(ctx context.Context) Page {
 	if a := h.r.Addr(); a.IsValid() {
 		p.Addr = a.String()
 	}
-	evs, seen := h.recent()
-	p.EventsSeen, p.ForwardDropped, p.Events = seen, h.fwdDrp.Load(), make([]Event, 0, len(evs))
-	for _, ev := range evs {
-		e := Event{Time: ev.Time, Kind: ev.Kind.String(), Pool: handleText(ev.PoolHandle), PE: hexID(ev.PEID)}
-		if ev.Kind == enrp.EventRemoved {
-			e.Reason = ev.Reason.String()
-		}
-		p.Events = append(p.Events, e)
-	}
+	p.Events, p.EventsSeen = h.recent()
+	p.ForwardDropped = h.fwdDrp.Load()
 
 	ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
 	defer cancel()
