@@ -27,6 +27,10 @@ type PoolElement struct {
 	events  chan<- PEEvent
 	dropped atomic.Uint64
 
+	// counts for Stats, written on the loop
+	nRegistered, nLost, nRegained, nRefused, nNoRegistrar, nHomeChanged atomic.Uint64
+	lost                                                                bool // touched only on the loop
+
 	closeOnce sync.Once
 }
 
@@ -131,6 +135,29 @@ func NewPoolElement(cfg PEConfig, tr transport.Transport, opts ...Option) (*Pool
 // EventsDropped counts the events PEConfig.Events had no room for.
 func (pe *PoolElement) EventsDropped() uint64 { return pe.dropped.Load() }
 
+// PEStats counts what happened to a PoolElement's registration since it
+// started; each count matches the PEEvents of its kind, whether or not
+// PEConfig.Events had room for them.
+type PEStats struct {
+	Registered    uint64 // registrations accepted while not registered (PEEventRegistered), the first one included
+	Lost          uint64 // registrations lost (PEEventLost)
+	Regained      uint64 // registrations accepted again after a loss
+	Refused       uint64 // refusals (PEEventRefused)
+	NoRegistrar   uint64 // registrations that found no registrar (PEEventNoRegistrar)
+	HomeChanged   uint64 // new home registrars (PEEventHomeChanged): the PE's failovers between registrars
+	EventsDropped uint64 // events PEConfig.Events had no room for
+}
+
+// Stats returns the PE's counts. It is safe to call at any time, also
+// after Close.
+func (pe *PoolElement) Stats() PEStats {
+	return PEStats{
+		Registered: pe.nRegistered.Load(), Lost: pe.nLost.Load(), Regained: pe.nRegained.Load(),
+		Refused: pe.nRefused.Load(), NoRegistrar: pe.nNoRegistrar.Load(), HomeChanged: pe.nHomeChanged.Load(),
+		EventsDropped: pe.dropped.Load(),
+	}
+}
+
 // emit hands the host an event without ever waiting for it.
 func (pe *PoolElement) emit(ev PEEvent) {
 	if pe.events == nil {
@@ -146,6 +173,13 @@ func (pe *PoolElement) emit(ev PEEvent) {
 func (pe *PoolElement) event(now time.Time, o Output) {
 	switch o := o.(type) {
 	case Registered:
+		if !o.Renewal { // counted before Register returns
+			pe.nRegistered.Add(1)
+			if pe.lost {
+				pe.nRegained.Add(1)
+				pe.lost = false
+			}
+		}
 		for _, w := range pe.regWait {
 			w <- nil
 		}
@@ -154,18 +188,22 @@ func (pe *PoolElement) event(now time.Time, o Output) {
 			pe.emit(PEEvent{Kind: PEEventRegistered, Time: now, ServerID: o.ServerID})
 		}
 	case RegistrationFailed:
+		kind, n := PEEventRefused, &pe.nRefused
+		if errors.Is(o.Err, ErrNoRegistrar) {
+			kind, n = PEEventNoRegistrar, &pe.nNoRegistrar
+		}
+		n.Add(1)
 		for _, w := range pe.regWait {
 			w <- o.Err
 		}
 		pe.regWait = nil
-		kind := PEEventRefused
-		if errors.Is(o.Err, ErrNoRegistrar) {
-			kind = PEEventNoRegistrar
-		}
 		pe.emit(PEEvent{Kind: kind, Time: now, Err: o.Err, Retry: o.Retry})
 	case RegistrationLost:
+		pe.nLost.Add(1)
+		pe.lost = true
 		pe.emit(PEEvent{Kind: PEEventLost, Time: now, Err: o.Err})
 	case HomeChanged:
+		pe.nHomeChanged.Add(1)
 		pe.emit(PEEvent{Kind: PEEventHomeChanged, Time: now, ServerID: o.ServerID})
 	case Deregistered:
 		for _, w := range pe.deregWait {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-rserpool/rserpool/tlv"
@@ -33,7 +34,37 @@ type PoolUser struct {
 
 	waits map[uint64]chan ResolutionDone // touched only on the loop
 
+	// counts for Stats
+	nFromCache, nFromRegistrar, nFailed, nFailovers, nReported atomic.Uint64
+
 	closeOnce sync.Once
+}
+
+// PUStats counts a PoolUser's work since it started.
+type PUStats struct {
+	// FromCache counts the Resolve, Select and Dial calls answered from
+	// the cache, without asking a registrar (stale.cache.value, RFC 5352
+	// §5.3); FromRegistrar those a registrar's ASAP_HANDLE_RESOLUTION_RESPONSE
+	// answered (§3.5), and ResolutionsFailed those whose resolution failed
+	// (no registrar, an unknown pool, ...). Dial counts once per PE it
+	// selects.
+	FromCache         uint64
+	FromRegistrar     uint64
+	ResolutionsFailed uint64
+	// Failovers counts the PEs Dial gave up on and failed over from
+	// (PUConfig.OnFailover calls); Unreachable the PEs reported with
+	// ReportUnreachable, by Dial or by the host (§3.5).
+	Failovers   uint64
+	Unreachable uint64
+}
+
+// Stats returns the pool user's counts. It is safe to call at any time,
+// also after Close.
+func (pu *PoolUser) Stats() PUStats {
+	return PUStats{
+		FromCache: pu.nFromCache.Load(), FromRegistrar: pu.nFromRegistrar.Load(), ResolutionsFailed: pu.nFailed.Load(),
+		Failovers: pu.nFailovers.Load(), Unreachable: pu.nReported.Load(),
+	}
 }
 
 // NewPoolUser validates cfg and starts a pool user that talks to
@@ -82,15 +113,27 @@ func (pu *PoolUser) event(now time.Time, o Output) {
 func (pu *PoolUser) Resolve(ctx context.Context, handle []byte) ([]tlv.PoolElement, error) {
 	w := make(chan ResolutionDone, 1)
 	var req uint64
+	var asked bool
 	err := pu.ep.call(ctx, func(now time.Time) {
 		req = pu.core.Resolve(now, handle)
 		pu.waits[req] = w
+		// Unless it was answered at once (from the cache, or refused),
+		// the core now has a query out for the handle.
+		_, asked = pu.core.queries[string(handle)]
 	})
 	if err != nil {
 		return nil, err
 	}
 	select {
 	case d := <-w:
+		switch {
+		case d.Err != nil:
+			pu.nFailed.Add(1)
+		case asked:
+			pu.nFromRegistrar.Add(1)
+		default:
+			pu.nFromCache.Add(1)
+		}
 		return d.PEs, d.Err
 	case <-ctx.Done():
 		pu.ep.l.Post(func(time.Time) { delete(pu.waits, req) })
@@ -124,6 +167,9 @@ func (pu *PoolUser) selectPE(ctx context.Context, handle []byte, skip []uint32) 
 		if err != nil {
 			return tlv.PoolElement{}, err
 		}
+		if serr == nil {
+			pu.nFromCache.Add(1)
+		}
 		if serr == nil || !(errors.Is(serr, ErrStale) || errors.Is(serr, ErrNoPoolElement)) {
 			return pe, serr
 		}
@@ -147,7 +193,10 @@ func (pu *PoolUser) selectPE(ctx context.Context, handle []byte, skip []uint32) 
 // (MAX-BAD-PE-REPORT).
 func (pu *PoolUser) ReportUnreachable(ctx context.Context, handle []byte, peID uint32) error {
 	h := bytes.Clone(handle)
-	return pu.ep.call(ctx, func(now time.Time) { pu.core.ReportUnreachable(now, h, peID) })
+	return pu.ep.call(ctx, func(now time.Time) {
+		pu.nReported.Add(1)
+		pu.core.ReportUnreachable(now, h, peID)
+	})
 }
 
 // DialError is PoolUser.Dial's error when it tried at least one PE and
@@ -225,6 +274,7 @@ func (pu *PoolUser) Dial(ctx context.Context, handle []byte) (transport.Conn, tl
 
 // failedOver tells PUConfig.OnFailover, on the goroutine that runs Dial.
 func (pu *PoolUser) failedOver(handle []byte, pe tlv.PoolElement, err error) {
+	pu.nFailovers.Add(1)
 	if pu.onFailover != nil {
 		pu.onFailover(bytes.Clone(handle), pe, err)
 	}

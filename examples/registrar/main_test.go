@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-rserpool/rserpool/enrp"
+	"github.com/go-rserpool/rserpool/internal/leakcheck"
+	"github.com/go-rserpool/rserpool/transport"
+	"github.com/go-rserpool/rserpool/transport/memnet"
+)
+
+// -http: the status page, its JSON and expvar are served on 127.0.0.1,
+// and events still reach the printing loop through the page.
+func TestServeStatus(t *testing.T) {
+	leakcheck.Check(t)
+	n := memnet.New(1)
+	defer n.Close()
+	nd := n.NewNode()
+	events := make(chan enrp.Event, 8)
+	reg, err := enrp.New(enrp.Config{ServerID: 0xabcd, Transport: nd, ListenAddr: nd.Addr(transport.PortASAP), Events: events})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- reg.Run(ctx) }()
+	defer func() { reg.Close(); <-ran }()
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan enrp.Event, 8)
+	stop := serveStatus(ctx, l, reg, events, out)
+	defer stop()
+	events <- enrp.Event{Kind: enrp.EventRegistered, PoolHandle: []byte("p"), PEID: 1}
+	select {
+	case ev := <-out:
+		if ev.PEID != 1 {
+			t.Errorf("forwarded %v", ev)
+		}
+	case <-ctx.Done():
+		t.Fatal("event not forwarded")
+	}
+
+	get := func(path string) string {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+l.Addr().String()+path, nil)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", path, res.StatusCode, b)
+		}
+		return string(b)
+	}
+	if page := get("/"); !strings.Contains(page, "0x0000abcd") {
+		t.Errorf("page lacks the server ID:\n%s", page)
+	}
+	var p struct {
+		ServerID string `json:"server_id"`
+	}
+	if err := json.Unmarshal([]byte(get("/json")), &p); err != nil || p.ServerID != "0x0000abcd" {
+		t.Errorf("JSON: %v, server_id %q", err, p.ServerID)
+	}
+	var vars map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(get("/debug/vars")), &vars); err != nil || vars["registrar"] == nil {
+		t.Errorf("expvar: %v, no registrar in %v", err, vars)
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
