@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"time"
 
 	"github.com/go-rserpool/rserpool/handlespace"
 	"github.com/go-rserpool/rserpool/transport"
@@ -14,6 +15,11 @@ import (
 // association before the registrar gives up on it as too slow and aborts
 // it (so that one peer that stops reading cannot stall the registrar).
 const DefaultSendQueue = 1024
+
+// DefaultPeerDialTimeout bounds the opening of an association to a peer
+// registrar (PeersConfig.DialTimeout): RFC 5353 §7's default
+// MAX-TIME-NO-RESPONSE (5 s), the time a peer has to answer.
+const DefaultPeerDialTimeout = 5 * time.Second
 
 // Sentinel errors.
 var (
@@ -67,7 +73,17 @@ type Config struct {
 	// takes Config.Rand.
 	Handlespace handlespace.Config
 
-	// (ENRP peering will be configured by a Peers field beside these.)
+	// Peers configures ENRP peering with other registrars (RFC 5353 §3):
+	// the static peers and timers for the core, and for the Registrar
+	// the ENRP multicast group (Peers.Announcer), an optional separate
+	// ENRP listener (Peers.Listener; without it, peers associate to
+	// Listener and their messages are told apart by PPID, RFC 5353 §2)
+	// and the transport to dial peers with (Peers.Transport, default
+	// Transport). When Peers.ENRPAddrs is empty, New fills it with the
+	// ENRP listener's address (Peers.Listener's, else Listener's), unless
+	// that address is unspecified. Its zero value: no peers configured,
+	// no ENRP multicast, ENRP accepted on the ASAP listener.
+	Peers PeersConfig
 
 	// SendQueue bounds the messages waiting for one association; default
 	// DefaultSendQueue.
@@ -75,7 +91,10 @@ type Config struct {
 
 	// Events, if not nil, receives an [Event] for every change to a PE
 	// this registrar owns: registered, updated by a re-registration, or
-	// removed (with the reason). Like os/signal.Notify, the registrar
+	// removed (with the reason); and for every peer registrar that comes
+	// up or goes down, and every takeover (RFC 5353 §3.9) this registrar
+	// starts, completes or undergoes (EventPeerUp and the other kinds
+	// for which EventKind.IsPeer holds). Like os/signal.Notify, the registrar
 	// never blocks sending on it: when the channel is full the event is
 	// dropped and counted in Stats.EventsDropped, so a host that reads
 	// slowly or not at all cannot stall the registrar. Give the channel
@@ -110,6 +129,12 @@ func (c *Config) validate() error {
 	}
 	if c.SendQueue == 0 {
 		c.SendQueue = DefaultSendQueue
+	}
+	if c.Peers.DialTimeout < 0 {
+		return fmt.Errorf("%w: Config.Peers.DialTimeout = %v", ErrInvalidConfig, c.Peers.DialTimeout)
+	}
+	if c.Peers.DialTimeout == 0 {
+		c.Peers.DialTimeout = DefaultPeerDialTimeout
 	}
 	return nil
 }

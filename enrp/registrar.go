@@ -80,6 +80,18 @@ func New(cfg Config) (*Registrar, error) {
 			cfg.ASAP.AnnounceAddrs = []transport.Addr{a}
 		}
 	}
+	if len(cfg.Peers.ENRPAddrs) == 0 {
+		// RFC 5353 §2.2.1: the Server Information names where peers
+		// reach us, the ENRP listener.
+		el := r.l
+		if cfg.Peers.Listener != nil {
+			el = cfg.Peers.Listener
+		}
+		if a := el.Addr(); a.IsValid() && !a.AddrPort.Addr().IsUnspecified() {
+			cfg.Peers.ENRPAddrs = []transport.Addr{a}
+		}
+	}
+	r.cfg = cfg
 	core, err := NewCore(cfg)
 	if err != nil {
 		r.closeListener()
@@ -143,13 +155,20 @@ func (r *Registrar) Run(ctx context.Context) error {
 	}()
 	defer cancel()
 
-	d := &driver{r: r, ctx: ctx, l: l, links: make(map[AssocID]*loop.Link)}
+	d := &driver{r: r, ctx: ctx, cancel: cancel, l: l, links: make(map[AssocID]*loop.Link), dials: make(map[AssocID]func())}
 	// The first timeout starts the clocks (the first Server Announce).
 	l.Post(r.core.HandleTimeout)
-	l.Accept(r.l, d.accepted, func(_ time.Time, err error) {
-		d.err = fmt.Errorf("enrp: accept: %w", err)
-		cancel()
+	l.Accept(r.l, func(now time.Time, c transport.Conn) { d.accepted(now, c, true) }, func(_ time.Time, err error) {
+		d.fail(fmt.Errorf("enrp: accept: %w", err))
 	})
+	if pl := r.cfg.Peers.Listener; pl != nil {
+		l.Accept(pl, func(now time.Time, c transport.Conn) { d.accepted(now, c, false) }, func(_ time.Time, err error) {
+			d.fail(fmt.Errorf("enrp: accept ENRP: %w", err))
+		})
+	}
+	if a := r.cfg.Peers.Announcer; a != nil {
+		l.Go(func(ctx context.Context) { d.receiveMulticast(ctx, a) })
+	}
 	l.Run(r.core, d.after)
 
 	// Every goroutine of the loop has ended: the core is this one's.
@@ -158,7 +177,7 @@ func (r *Registrar) Run(ctx context.Context) error {
 		k.Close()
 		r.core.HandleLost(now, id)
 	}
-	// Only PE events are left: the associations are closed.
+	// Only PE and peer events are left: the associations are closed.
 	r.snapshot(0)
 	r.emit(now, r.core.Outbox())
 	return d.err
@@ -166,26 +185,59 @@ func (r *Registrar) Run(ctx context.Context) error {
 
 // driver connects the core to the associations, on the loop goroutine.
 type driver struct {
-	r     *Registrar
-	ctx   context.Context
-	l     *loop.Loop
-	links map[AssocID]*loop.Link
-	next  AssocID
-	lost  []AssocID // aborted during a flush, for the core to hear
-	err   error     // why Run stops, if not its context
+	r      *Registrar
+	ctx    context.Context
+	cancel context.CancelFunc // stops Run
+	l      *loop.Loop
+	links  map[AssocID]*loop.Link // accepted ones and peers the core asked for
+	dials  map[AssocID]func()     // ConnectPeer dials in progress: their cancel
+	next   AssocID
+	lost   []AssocID     // aborted during a flush, for the core to hear
+	noDial []dialFailure // ConnectPeers that could not start, for the core to hear
+	err    error         // why Run stops, if not its context
 }
 
-// accepted drives a new association under the next id.
-func (d *driver) accepted(now time.Time, c transport.Conn) {
+type dialFailure struct {
+	id  AssocID
+	err error
+}
+
+// errNoPeerTransport: a ConnectPeer without Peers.Transport or Transport.
+var errNoPeerTransport = errors.New("enrp: no transport to dial peers (Config.Peers.Transport or Config.Transport)")
+
+// fail stops Run with err (the first one counts).
+func (d *driver) fail(err error) {
+	if d.err == nil {
+		d.err = err
+	}
+	d.cancel()
+}
+
+// accepted drives a new association of a listener under the next id: one
+// of the ASAP listener, where ASAP and ENRP are told apart by PPID, or
+// of the ENRP listener (asap false), which carries ENRP only.
+func (d *driver) accepted(now time.Time, c transport.Conn, asap bool) {
 	d.next++
 	id := d.next
+	d.attach(id, c, asap)
+	d.r.core.HandleAccepted(now, id, AssocInfo{Local: c.LocalAddr(), Remote: c.RemoteAddr()})
+}
+
+// attach drives association c under id. Messages go to the core by their
+// PPID: ASAP (RFC 5352 §4, PPID 11; only when asap is set) and ENRP (RFC
+// 5353 §2, PPID 12); other PPIDs are dropped.
+func (d *driver) attach(id AssocID, c transport.Conn, asap bool) {
 	d.links[id] = d.l.AttachQueue(c, d.r.cfg.SendQueue, func(now time.Time, m transport.Message) {
-		if m.PPID != transport.PPIDASAP {
-			// ENRP (PPID 12) and anything else do not belong on an ASAP
-			// association.
-			return
+		switch {
+		case m.PPID == transport.PPIDASAP && asap:
+			d.r.core.HandleASAP(now, id, m.Data)
+		case m.PPID == transport.PPIDENRP:
+			d.r.core.HandleENRP(now, id, m.Data)
+		default:
+			if d.r.log.Enabled(d.ctx, slog.LevelDebug) {
+				d.r.log.Debug("enrp: message with unexpected PPID dropped", "assoc", id, "ppid", m.PPID)
+			}
 		}
-		d.r.core.HandleASAP(now, id, m.Data)
 	}, func(now time.Time, err error) {
 		if d.links[id] == nil {
 			return
@@ -194,7 +246,43 @@ func (d *driver) accepted(now time.Time, c transport.Conn) {
 		delete(d.links, id)
 		d.r.core.HandleLost(now, id)
 	})
-	d.r.core.HandleAccepted(now, id, AssocInfo{Local: c.LocalAddr(), Remote: c.RemoteAddr()})
+}
+
+// multicastRetry is how long the ENRP multicast receiver waits after a
+// receive error other than the end of the Announcer or of the loop, so
+// that a failing socket does not spin.
+const multicastRetry = 100 * time.Millisecond
+
+// receiveMulticast feeds the core the datagrams of the ENRP multicast
+// group (RFC 5353 §3.2: ENRP_PRESENCE), on a goroutine owned by the loop.
+// It waits for room in the loop's queue (loop.Queue pieces of work), so
+// that what waits is bounded and the socket's own buffer drops the
+// excess; the loop itself never waits for it.
+func (d *driver) receiveMulticast(ctx context.Context, a transport.Announcer) {
+	for {
+		b, from, err := a.Recv(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, transport.ErrClosed) {
+				d.r.log.Warn("enrp: ENRP multicast group closed; no more presence from it", "err", err)
+				return
+			}
+			d.r.log.Warn("enrp: ENRP multicast receive failed", "err", err)
+			t := time.NewTimer(multicastRetry)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
+		}
+		if !d.l.Post(func(now time.Time) { d.r.core.HandleENRPMulticast(now, from, b) }) {
+			return
+		}
+	}
 }
 
 // after runs on the loop after each piece of work: it publishes the
@@ -205,49 +293,44 @@ func (d *driver) after(now time.Time) {
 	d.r.snapshot(len(d.links))
 	for {
 		d.flush(now)
-		if len(d.lost) == 0 {
+		if len(d.lost) == 0 && len(d.noDial) == 0 {
 			return
 		}
 		// Only now: the outputs just handled alias the core's outbox,
-		// which HandleLost appends to.
+		// which HandleLost and HandleConnectFailed append to.
 		for _, id := range d.lost {
 			d.r.core.HandleLost(now, id)
 		}
 		d.lost = d.lost[:0]
+		for _, f := range d.noDial {
+			d.r.core.HandleConnectFailed(now, f.id, f.err)
+		}
+		clear(d.noDial)
+		d.noDial = d.noDial[:0]
 		d.r.snapshot(len(d.links))
 	}
 }
 
 // flush carries out the outputs queued in the core and tells the host
-// about the PE changes among them.
+// about the PE and peer changes among them.
 func (d *driver) flush(now time.Time) {
 	outs := d.r.core.Outbox()
 	d.r.emit(now, outs)
 	for _, o := range outs {
 		switch o := o.(type) {
 		case SendASAP:
-			k := d.links[o.Assoc]
-			if k == nil {
-				continue
-			}
-			b, err := tlv.Append(make([]byte, 0, o.Msg.Len()), o.Msg)
-			if err != nil {
-				d.r.log.Warn("enrp: cannot encode message", "type", o.Msg.ASAPType(), "err", err)
-				continue
-			}
-			if !k.Send(transport.Message{PPID: transport.PPIDASAP, Data: b}) {
-				if err := k.Err(); err != nil {
-					d.r.log.Debug("enrp: association ended", "assoc", o.Assoc, "err", err)
-				} else {
-					d.r.log.Warn("enrp: association too slow, aborting it", "assoc", o.Assoc, "peer", k.Conn().RemoteAddr())
-				}
-				// RFC 9260 §9.1: an ABORT, sent by the link's own
-				// goroutine; the loop does not wait for the peer.
-				k.Abort()
-				delete(d.links, o.Assoc)
-				d.lost = append(d.lost, o.Assoc)
-			}
+			d.send(o.Assoc, transport.PPIDASAP, o.Msg)
+		case SendENRP:
+			d.send(o.Assoc, transport.PPIDENRP, o.Msg)
+		case ConnectPeer:
+			d.connect(o)
 		case CloseAssoc:
+			if cancel := d.dials[o.Assoc]; cancel != nil {
+				// A peer given up on before its association came up.
+				cancel()
+				delete(d.dials, o.Assoc)
+				continue
+			}
 			// An idle association, or one whose last PE failed its
 			// keep-alive: end it without waiting for the peer.
 			k := d.links[o.Assoc]
@@ -263,17 +346,100 @@ func (d *driver) flush(now time.Time) {
 			delete(d.links, o.Assoc)
 			d.lost = append(d.lost, o.Assoc)
 		case Multicast:
-			if _, ok := o.Msg.(tlv.ASAPMessage); !ok || d.r.cfg.Announcer == nil {
-				continue // ENRP multicast comes with ENRP peering
-			}
-			b, err := tlv.Marshal(o.Msg)
-			if err == nil {
-				err = d.r.cfg.Announcer.Send(d.ctx, b)
-			}
-			if err != nil && d.ctx.Err() == nil {
-				d.r.log.Warn("enrp: server announce failed", "err", err)
-			}
+			d.multicast(o.Msg)
 		}
+	}
+}
+
+// send encodes m and queues it on association id with the PPID of its
+// protocol. An association that cannot take it is aborted and reported
+// lost.
+func (d *driver) send(id AssocID, ppid uint32, m tlv.Message) {
+	k := d.links[id]
+	if k == nil {
+		return
+	}
+	b, err := tlv.Append(make([]byte, 0, m.Len()), m)
+	if err != nil {
+		d.r.log.Warn("enrp: cannot encode message", "type", msgType(m), "err", err)
+		return
+	}
+	if !k.Send(transport.Message{PPID: ppid, Data: b}) {
+		if err := k.Err(); err != nil {
+			d.r.log.Debug("enrp: association ended", "assoc", id, "err", err)
+		} else {
+			d.r.log.Warn("enrp: association too slow, aborting it", "assoc", id, "peer", k.Conn().RemoteAddr())
+		}
+		// RFC 9260 §9.1: an ABORT, sent by the link's own goroutine; the
+		// loop does not wait for the peer.
+		k.Abort()
+		delete(d.links, id)
+		d.lost = append(d.lost, id)
+	}
+}
+
+func msgType(m tlv.Message) any {
+	switch m := m.(type) {
+	case tlv.ASAPMessage:
+		return m.ASAPType()
+	case tlv.ENRPMessage:
+		return m.ENRPType()
+	}
+	return fmt.Sprintf("%T", m)
+}
+
+// connect opens the association to a peer the core asked for, on a
+// goroutine of the loop, within Peers.DialTimeout; the core hears the
+// outcome (HandleConnected or HandleConnectFailed) on the loop. The
+// association is then driven like an accepted one, under the core's id,
+// for ENRP only.
+func (d *driver) connect(o ConnectPeer) {
+	id := o.Assoc
+	if id == 0 || d.links[id] != nil || d.dials[id] != nil {
+		return // the core's ids are unique; a repeat is ignored
+	}
+	tr := d.r.cfg.Peers.Transport
+	if tr == nil {
+		tr = d.r.cfg.Transport
+	}
+	if tr == nil {
+		d.noDial = append(d.noDial, dialFailure{id, errNoPeerTransport})
+		return
+	}
+	d.r.log.Debug("enrp: connecting to peer", "assoc", id, "addr", o.Addr)
+	d.dials[id] = d.l.Dial(tr, o.Addr, d.r.cfg.Peers.DialTimeout, func(now time.Time, c transport.Conn, err error) {
+		delete(d.dials, id)
+		if err != nil {
+			d.r.log.Debug("enrp: cannot connect to peer", "assoc", id, "addr", o.Addr, "err", err)
+			d.r.core.HandleConnectFailed(now, id, err)
+			return
+		}
+		d.attach(id, c, false)
+		d.r.core.HandleConnected(now, id, AssocInfo{Local: c.LocalAddr(), Remote: c.RemoteAddr()})
+	})
+}
+
+// multicast sends m on its protocol's group: ASAP (the Server Announce,
+// RFC 5352 §3.6) on Config.Announcer, ENRP (Presence, RFC 5353 §3.2) on
+// Config.Peers.Announcer. Without the group it is dropped.
+func (d *driver) multicast(m tlv.Message) {
+	var a transport.Announcer
+	what := "server announce"
+	switch m.(type) {
+	case tlv.ASAPMessage:
+		a = d.r.cfg.Announcer
+	case tlv.ENRPMessage:
+		a, what = d.r.cfg.Peers.Announcer, "ENRP multicast"
+	}
+	if a == nil {
+		return
+	}
+	b, err := tlv.Marshal(m)
+	if err == nil {
+		err = a.Send(d.ctx, b)
+	}
+	if err != nil && d.ctx.Err() == nil {
+		d.r.log.Warn("enrp: "+what+" failed", "err", err)
 	}
 }
 

@@ -9,7 +9,8 @@ import (
 )
 
 // MarshalText implements encoding.TextMarshaler: the name String gives
-// ("registered", "updated", "removed").
+// ("registered", "updated", "removed", "peer up", "peer down", "takeover
+// started", "takeover done", "taken over").
 func (k EventKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
 // UnmarshalText implements encoding.TextUnmarshaler (MarshalText's names).
@@ -25,9 +26,23 @@ func (k *EventKind) UnmarshalText(b []byte) error {
 
 // MarshalJSON implements json.Marshaler: the fields by their Go names,
 // Kind and Reason by name, the pool handle as text (tlv.PoolHandle), PEID
-// as 0x0000002a; Reason only for EventRemoved, PE only when it carries
-// one (EventRegistered, EventUpdated).
+// and ServerID as 0x0000002a; Reason only for EventRemoved, PE only when
+// it carries one (EventRegistered, EventUpdated). A peer event (Kind.IsPeer)
+// has ServerID instead of PoolHandle and PEID, and PEs for the takeovers
+// (EventTakeoverDone, EventTakenOver).
 func (e Event) MarshalJSON() ([]byte, error) {
+	if e.Kind.IsPeer() {
+		j := struct {
+			Kind     EventKind
+			Time     time.Time
+			ServerID tlv.ServerID
+			PEs      *int `json:",omitempty"`
+		}{Kind: e.Kind, Time: e.Time, ServerID: tlv.ServerID(e.ServerID)}
+		if e.Kind == EventTakeoverDone || e.Kind == EventTakenOver {
+			j.PEs = &e.PEs
+		}
+		return json.Marshal(j)
+	}
 	j := struct {
 		Kind       EventKind
 		Time       time.Time
