@@ -9,7 +9,17 @@
 // the registrar's counts as the expvar variable "registrar" at
 // /debug/vars; off by default.
 //
+// Registrars peer with ENRP (RFC 5353): -peer names a peer's ENRP address
+// (repeat it for several), -enrp-listen opens a separate ENRP listener
+// (without it, peers associate to the ASAP listener and the registrar
+// tells ENRP from ASAP by PPID), and -enrp-announce sends and receives
+// ENRP Presence multicasts on the loopback interface (group -enrp-group,
+// 239.0.0.51:9901 by default), so that registrars on this host find each
+// other without -peer. Peers coming up and going down, and takeovers, are
+// printed with the PE events.
+//
 //	go run ./examples/registrar -listen 127.0.0.1:9899 -announce -http 127.0.0.1:8080
+//	go run ./examples/registrar -listen 127.0.0.1:9898 -peer 127.0.0.1:9899
 package main
 
 import (
@@ -34,69 +44,131 @@ import (
 	"github.com/go-rserpool/rserpool/transport/sctp"
 )
 
+// options are the command line's.
+type options struct {
+	listen       string
+	announce     bool
+	group        string
+	kaInterval   time.Duration
+	kaTimeout    time.Duration
+	httpAddr     string
+	verbose      bool
+	peers        []string // -peer, repeatable
+	enrpListen   string   // -enrp-listen; empty: ENRP on the ASAP listener
+	enrpAnnounce bool
+	enrpGroup    string
+	started      func(*enrp.Registrar) // tests: called once the registrar runs
+}
+
 func main() {
-	listen := flag.String("listen", "127.0.0.1:9899", "ASAP listen address (SCTP over UDP)")
-	announce := flag.Bool("announce", false, "multicast ASAP Server Announces on the loopback interface")
-	group := flag.String("group", multicast.DefaultASAPGroup.String(), "announce multicast group and port")
-	kaInterval := flag.Duration("keepalive", enrp.DefaultKeepAliveInterval, "keep-alive interval for registered PEs")
-	kaTimeout := flag.Duration("keepalive-timeout", enrp.DefaultKeepAliveTimeout, "keep-alive timeout before a PE is removed")
-	httpAddr := flag.String("http", "", "serve the status page, its JSON (/json) and expvar (/debug/vars) at this address, e.g. 127.0.0.1:8080; off when empty")
-	verbose := flag.Bool("v", false, "log debug messages")
+	var o options
+	flag.StringVar(&o.listen, "listen", "127.0.0.1:9899", "ASAP listen address (SCTP over UDP)")
+	flag.BoolVar(&o.announce, "announce", false, "multicast ASAP Server Announces on the loopback interface")
+	flag.StringVar(&o.group, "group", multicast.DefaultASAPGroup.String(), "announce multicast group and port")
+	flag.DurationVar(&o.kaInterval, "keepalive", enrp.DefaultKeepAliveInterval, "keep-alive interval for registered PEs")
+	flag.DurationVar(&o.kaTimeout, "keepalive-timeout", enrp.DefaultKeepAliveTimeout, "keep-alive timeout before a PE is removed")
+	flag.StringVar(&o.httpAddr, "http", "", "serve the status page, its JSON (/json) and expvar (/debug/vars) at this address, e.g. 127.0.0.1:8080; off when empty")
+	flag.BoolVar(&o.verbose, "v", false, "log debug messages")
+	flag.Func("peer", "ENRP address of a peer registrar (SCTP over UDP), e.g. 127.0.0.1:9898; repeat for several", func(s string) error {
+		o.peers = append(o.peers, s)
+		return nil
+	})
+	flag.StringVar(&o.enrpListen, "enrp-listen", "", "separate ENRP listen address (SCTP over UDP); empty: peers use the ASAP listener")
+	flag.BoolVar(&o.enrpAnnounce, "enrp-announce", false, "send and receive ENRP Presence multicasts on the loopback interface")
+	flag.StringVar(&o.enrpGroup, "enrp-group", multicast.DefaultENRPGroup.String(), "ENRP multicast group and port")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *listen, *announce, *group, *kaInterval, *kaTimeout, *httpAddr, *verbose); err != nil {
+	if err := run(ctx, o); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(ctx context.Context, listen string, announce bool, group string, kaInterval, kaTimeout time.Duration, httpAddr string, verbose bool) error {
-	at, err := transport.ParseAddr(listen)
+// joinLoopback joins group (flag name what) on the loopback interface,
+// never another one.
+func joinLoopback(ctx context.Context, what, group string) (*multicast.Announcer, error) {
+	g, err := netip.ParseAddrPort(group)
+	if err != nil {
+		return nil, fmt.Errorf("-%s: %w", what, err)
+	}
+	lo, err := multicast.LoopbackInterface()
+	if err != nil {
+		return nil, err
+	}
+	return multicast.Listen(ctx, multicast.Config{Group: g, Interface: lo, TTL: 1, Loopback: true})
+}
+
+func run(ctx context.Context, o options) error {
+	at, err := transport.ParseAddr(o.listen)
 	if err != nil {
 		return err
 	}
+	tr := sctp.New(sctp.Config{})
 	events := make(chan enrp.Event, 256)
 	cfg := enrp.Config{
 		Events:     events,
-		Transport:  sctp.New(sctp.Config{}),
+		Transport:  tr,
 		ListenAddr: at,
-		ASAP:       enrp.ASAPConfig{KeepAliveInterval: kaInterval, KeepAliveTimeout: kaTimeout},
+		ASAP:       enrp.ASAPConfig{KeepAliveInterval: o.kaInterval, KeepAliveTimeout: o.kaTimeout},
 	}
-	if verbose {
+	if o.verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	if announce {
-		g, err := netip.ParseAddrPort(group)
+	for _, p := range o.peers {
+		a, err := transport.ParseAddr(p)
 		if err != nil {
-			return fmt.Errorf("-group: %w", err)
+			return fmt.Errorf("-peer: %w", err)
 		}
-		lo, err := multicast.LoopbackInterface() // never another interface
-		if err != nil {
-			return err
-		}
-		a, err := multicast.Listen(ctx, multicast.Config{Group: g, Interface: lo, TTL: 1, Loopback: true})
+		cfg.Peers.Static = append(cfg.Peers.Static, a)
+	}
+	if o.announce {
+		a, err := joinLoopback(ctx, "group", o.group)
 		if err != nil {
 			return err
 		}
 		defer a.Close()
 		cfg.Announcer = a
 	}
+	if o.enrpAnnounce {
+		a, err := joinLoopback(ctx, "enrp-group", o.enrpGroup)
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		cfg.Peers.Announcer = a
+	}
+	if o.enrpListen != "" {
+		ea, err := transport.ParseAddr(o.enrpListen)
+		if err != nil {
+			return fmt.Errorf("-enrp-listen: %w", err)
+		}
+		l, err := tr.Listen(ea)
+		if err != nil {
+			return fmt.Errorf("-enrp-listen: %w", err)
+		}
+		defer l.Close()
+		cfg.Peers.Listener = l
+	}
 	reg, err := enrp.New(cfg)
 	if err != nil {
 		return err
 	}
 	defer reg.Close()
-	log.Printf("registrar %08x listening at %v (announce on lo: %v)", reg.ServerID(), reg.Addr(), announce)
+	log.Printf("registrar %08x listening at %v (announce on lo: %v); ENRP at %v, peers %v, presence on lo: %v",
+		reg.ServerID(), reg.Addr(), o.announce, enrpAddr(reg, cfg), cfg.Peers.Static, o.enrpAnnounce)
 
 	ran := make(chan error, 1)
 	go func() { ran <- reg.Run(ctx) }()
+	if o.started != nil {
+		o.started(reg)
+	}
 
 	// Print each change to the handlespace as the registrar reports it;
 	// with -http the status page records it on the way.
 	printed := (<-chan enrp.Event)(events)
-	if httpAddr != "" {
-		l, err := net.Listen("tcp", httpAddr)
+	if o.httpAddr != "" {
+		l, err := net.Listen("tcp", o.httpAddr)
 		if err != nil {
 			reg.Close()
 			<-ran
@@ -115,6 +187,14 @@ func run(ctx context.Context, listen string, announce bool, group string, kaInte
 			log.Print(ev)
 		}
 	}
+}
+
+// enrpAddr is where peers reach reg: the ENRP listener, else the ASAP one.
+func enrpAddr(reg *enrp.Registrar, cfg enrp.Config) transport.Addr {
+	if cfg.Peers.Listener != nil {
+		return cfg.Peers.Listener.Addr()
+	}
+	return reg.Addr()
 }
 
 // serveStatus serves reg's status page on l: the page at /, its JSON at

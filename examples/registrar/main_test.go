@@ -80,3 +80,33 @@ func TestServeStatus(t *testing.T) {
 	}
 	http.DefaultClient.CloseIdleConnections()
 }
+
+// -peer, -enrp-listen: the flags reach the registrar's Config; a bad
+// address is refused with the flag's name.
+func TestRunPeerFlags(t *testing.T) {
+	leakcheck.Check(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := run(ctx, options{listen: "127.0.0.1:0", peers: []string{"nonsense"}}); err == nil || !strings.Contains(err.Error(), "-peer") {
+		t.Errorf("bad -peer: %v", err)
+	}
+	if err := run(ctx, options{listen: "127.0.0.1:0", enrpListen: "nonsense"}); err == nil || !strings.Contains(err.Error(), "-enrp-listen") {
+		t.Errorf("bad -enrp-listen: %v", err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	got := make(chan *enrp.Registrar, 1)
+	go func() {
+		ran <- run(rctx, options{listen: "127.0.0.1:0", enrpListen: "127.0.0.1:0", peers: []string{"127.0.0.1:1", "127.0.0.2:2"},
+			started: func(r *enrp.Registrar) { got <- r }})
+	}()
+	select {
+	case <-got:
+	case err := <-ran:
+		t.Fatalf("run: %v", err)
+	}
+	stop()
+	if err := <-ran; err != nil {
+		t.Errorf("run: %v", err)
+	}
+}
