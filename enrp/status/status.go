@@ -119,7 +119,11 @@ func New(r *enrp.Registrar, o Options) *Handler {
 // Config.Events itself can call it instead.
 func (h *Handler) Record(ev enrp.Event) {
 	e := Event{Time: ev.Time, Kind: ev.Kind.String(), Pool: handleText(ev.PoolHandle), PE: hexID(ev.PEID)}
-	if ev.Kind == enrp.EventRemoved {
+	switch {
+	case ev.Kind.IsPeer():
+		// About a peer registrar, not a PE: the line says which.
+		e = Event{Time: ev.Time, Kind: ev.Kind.String(), Reason: ev.String()}
+	case ev.Kind == enrp.EventRemoved:
 		e.Reason = ev.Reason.String()
 	}
 	h.mu.Lock()
@@ -245,10 +249,10 @@ type Transport struct {
 // Event is one recorded [enrp.Event].
 type Event struct {
 	Time   time.Time `json:"time"`
-	Kind   string    `json:"kind"` // registered, updated, removed
-	Pool   string    `json:"pool"`
-	PE     string    `json:"pe"`
-	Reason string    `json:"reason,omitempty"` // why a PE was removed
+	Kind   string    `json:"kind"`             // registered, updated, removed; peer up, peer down, takeover started, takeover done, taken over
+	Pool   string    `json:"pool"`             // empty for a peer event
+	PE     string    `json:"pe"`               // empty for a peer event
+	Reason string    `json:"reason,omitempty"` // why a PE was removed; for a peer event, the event's line (enrp.Event.String)
 }
 
 // page asks the registrar for its view.

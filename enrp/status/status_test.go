@@ -216,6 +216,12 @@ func TestHandlerEventRing(t *testing.T) {
 		if rec.EventsSeen != 3 || rec.ForwardDropped != 2 || len(rec.Events) != 3 || rec.Events[0].Reason != enrp.RemovedDeregistered.String() {
 			t.Errorf("after Forward: %d seen, %d dropped, events %+v; want 3, 2", rec.EventsSeen, rec.ForwardDropped, rec.Events)
 		}
+
+		// A peer event (RFC 5353) names the peer, not a PE.
+		page.Record(enrp.Event{Kind: enrp.EventTakeoverDone, ServerID: 0x1234abcd, PEs: 5})
+		if e := jsonPage(t, page).Events[0]; e.Kind != "takeover done" || e.Pool != "" || e.PE != "" || e.Reason != "takeover of peer 0x1234abcd done: 5 PEs" {
+			t.Errorf("peer event recorded as %+v", e)
+		}
 	})
 }
 
