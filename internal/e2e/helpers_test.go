@@ -164,7 +164,9 @@ func track(t testing.TB, cfg *enrp.Config, buf int) *tracker {
 			case ev := <-k.events:
 				k.mu.Lock()
 				k.log = append(k.log, ev)
-				k.held[ev.PEID] = ev.Kind != enrp.EventRemoved
+				if !ev.Kind.IsPeer() { // peer events name no PE
+					k.held[ev.PEID] = ev.Kind != enrp.EventRemoved
+				}
 				close(k.wake)
 				k.wake = make(chan struct{})
 				k.mu.Unlock()
