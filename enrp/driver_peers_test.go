@@ -166,6 +166,9 @@ func TestDriverENRPListener(t *testing.T) {
 		if got := g.r.cfg.Peers.ENRPAddrs; len(got) != 1 || got[0] != enrpL.Addr() {
 			t.Errorf("Peers.ENRPAddrs %v, want the ENRP listener's %v", got, enrpL.Addr())
 		}
+		if g.r.ENRPAddr() != enrpL.Addr() {
+			t.Errorf("ENRPAddr %v, want %v", g.r.ENRPAddr(), enrpL.Addr())
+		}
 
 		peer := dial(t, ctx, g.net.NewNode(), enrpL.Addr())
 		sendRaw(t, peer.c, transport.PPIDENRP, presence(t, 0x3333))
@@ -203,6 +206,9 @@ func TestDriverENRPAddrs(t *testing.T) {
 		g := newPeerRig(t, 1, nil)
 		if got := g.r.cfg.Peers.ENRPAddrs; len(got) != 1 || got[0] != g.r.Addr() {
 			t.Errorf("Peers.ENRPAddrs %v, want the ASAP listener's %v", got, g.r.Addr())
+		}
+		if g.r.ENRPAddr() != g.r.Addr() {
+			t.Errorf("ENRPAddr %v, want the ASAP listener's %v", g.r.ENRPAddr(), g.r.Addr())
 		}
 		given := transport.Addr{Kind: transport.KindMem, AddrPort: netip.MustParseAddrPort("10.9.9.9:9901")}
 		h := newPeerRig(t, 1, func(_ *memnet.Network, c *Config) { c.Peers.ENRPAddrs = []transport.Addr{given} })

@@ -18,6 +18,10 @@ import (
 // serving ASAP, RFC 5352): it owns a handlespace, accepts registrations
 // from pool elements and handle resolutions from pool users on an ASAP
 // listener, supervises the PEs it owns, and announces itself by multicast.
+// With Config.Peers it peers with other registrars by ENRP (RFC 5353):
+// it accepts peers on the ASAP listener (ENRP told apart by its PPID, 12)
+// or on a separate ENRP listener, dials the peers its core asks for, and
+// sends and receives ENRP Presence on the ENRP multicast group.
 //
 // Create it with New, serve with Run (one call; it returns when its
 // context ends or Close is called), and read its state with Stats, Pools
@@ -48,7 +52,7 @@ type Stats struct {
 	Pools        int // pools in the handlespace
 	PEs          int // PEs in the handlespace
 	Owned        int // PEs this registrar is home of and supervises
-	Associations int // open ASAP associations
+	Associations int // open associations: of PEs and PUs (ASAP), and of peer registrars (ENRP)
 	// ASAP counts the ASAP procedures run (registrations, resolutions,
 	// keep-alives, removals, errors, drops).
 	ASAP ASAPStats
@@ -107,6 +111,16 @@ func (r *Registrar) ServerID() uint32 { return r.id }
 // Addr returns the address of the ASAP listener.
 func (r *Registrar) Addr() transport.Addr { return r.l.Addr() }
 
+// ENRPAddr returns the address where peer registrars reach this one: the
+// separate ENRP listener's (Config.Peers.Listener), else the ASAP
+// listener's.
+func (r *Registrar) ENRPAddr() transport.Addr {
+	if r.cfg.Peers.Listener != nil {
+		return r.cfg.Peers.Listener.Addr()
+	}
+	return r.l.Addr()
+}
+
 // Stats returns a snapshot of the registrar's counts, as of the end of the
 // last batch of work its loop did.
 func (r *Registrar) Stats() Stats {
@@ -117,13 +131,16 @@ func (r *Registrar) Stats() Stats {
 	return s
 }
 
-// Run serves ASAP until ctx ends or Close is called, and returns nil then.
-// It returns an error when the listener fails. Run may be called once.
+// Run serves ASAP (and ENRP) until ctx ends or Close is called, and
+// returns nil then. It returns an error when a listener fails. Run may be
+// called once.
 //
 // Inside, one goroutine (the caller's) owns the handlespace and the
-// protocol core; one goroutine accepts associations; each association
-// has a reader and a writer goroutine. All of them end before Run
-// returns.
+// protocol core; one goroutine accepts associations (and one the ENRP
+// listener's, when there is one); one receives ENRP multicast (with
+// Config.Peers.Announcer); one dials each peer being connected to; each
+// association has a reader and a writer goroutine. All of them end
+// before Run returns. Run returns an error when a listener fails.
 //
 // The loop never waits for a peer. An association whose send queue
 // overflows (Config.SendQueue) is aborted (RFC 9260 §9.1), and one that

@@ -156,7 +156,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer reg.Close()
 	log.Printf("registrar %08x listening at %v (announce on lo: %v); ENRP at %v, peers %v, presence on lo: %v",
-		reg.ServerID(), reg.Addr(), o.announce, enrpAddr(reg, cfg), cfg.Peers.Static, o.enrpAnnounce)
+		reg.ServerID(), reg.Addr(), o.announce, reg.ENRPAddr(), cfg.Peers.Static, o.enrpAnnounce)
 
 	ran := make(chan error, 1)
 	go func() { ran <- reg.Run(ctx) }()
@@ -187,14 +187,6 @@ func run(ctx context.Context, o options) error {
 			log.Print(ev)
 		}
 	}
-}
-
-// enrpAddr is where peers reach reg: the ENRP listener, else the ASAP one.
-func enrpAddr(reg *enrp.Registrar, cfg enrp.Config) transport.Addr {
-	if cfg.Peers.Listener != nil {
-		return cfg.Peers.Listener.Addr()
-	}
-	return reg.Addr()
 }
 
 // serveStatus serves reg's status page on l: the page at /, its JSON at
