@@ -10,6 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/go-rserpool/rserpool/internal/leakcheck"
 	"github.com/go-rserpool/rserpool/tlv"
 	"github.com/go-rserpool/rserpool/transport"
 	"github.com/go-rserpool/rserpool/transport/memnet"
@@ -17,7 +18,8 @@ import (
 
 // The driver side of ENRP peering (RFC 5353): what the Registrar does
 // with the ENRP inputs and outputs of its core, over memnet in virtual
-// time. synctest fails a test whose goroutines do not all end.
+// time. synctest fails a test whose goroutines do not all end, and
+// leakcheck one that leaves any behind.
 
 // recordStub returns the calls of the core's ENRP inputs. Call it before
 // the registrar starts (its cleanup must run after the registrar's).
@@ -118,6 +120,7 @@ func inject(t *testing.T, r *Registrar, outs ...Output) {
 // PPID 12 goes to the ENRP side of the core and PPID 11 to ASAP; any
 // other PPID is dropped.
 func TestDriverRoutesByPPID(t *testing.T) {
+	leakcheck.Check(t)
 	synctest.Test(t, func(t *testing.T) {
 		calls := recordStub(t)
 		g := newEventRig(t, 16, time.Hour, nil)
@@ -150,6 +153,7 @@ func TestDriverRoutesByPPID(t *testing.T) {
 // same core (HandleAccepted, then HandleENRP); it carries ENRP only, so
 // an ASAP registration on it is not served.
 func TestDriverENRPListener(t *testing.T) {
+	leakcheck.Check(t)
 	synctest.Test(t, func(t *testing.T) {
 		calls := recordStub(t)
 		var enrpL transport.Listener
@@ -225,6 +229,7 @@ func TestDriverENRPAddrs(t *testing.T) {
 // (Peers.DialTimeout) are reported with HandleConnectFailed; CloseAssoc
 // ends the association.
 func TestDriverConnectPeer(t *testing.T) {
+	leakcheck.Check(t)
 	synctest.Test(t, func(t *testing.T) {
 		calls := recordStub(t)
 		var peerTr *memnet.Node
@@ -342,6 +347,7 @@ func TestDriverConnectPeerNoTransport(t *testing.T) {
 // with their sender; the core's ENRP multicasts go on that group and its
 // ASAP Server Announces (RFC 5352 §3.6) on the ASAP one, never crossed.
 func TestDriverENRPMulticast(t *testing.T) {
+	leakcheck.Check(t)
 	synctest.Test(t, func(t *testing.T) {
 		calls := recordStub(t)
 		enrpG := netip.MustParseAddrPort("239.0.0.51:9901")
