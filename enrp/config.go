@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"time"
 
 	"github.com/go-rserpool/rserpool/handlespace"
 	"github.com/go-rserpool/rserpool/transport"
@@ -15,11 +14,6 @@ import (
 // association before the registrar gives up on it as too slow and aborts
 // it (so that one peer that stops reading cannot stall the registrar).
 const DefaultSendQueue = 1024
-
-// DefaultPeerDialTimeout bounds the opening of an association to a peer
-// registrar (PeersConfig.DialTimeout): RFC 5353 §7's default
-// MAX-TIME-NO-RESPONSE (5 s), the time a peer has to answer.
-const DefaultPeerDialTimeout = 5 * time.Second
 
 // Sentinel errors.
 var (
@@ -79,7 +73,8 @@ type Config struct {
 	// ENRP listener (Peers.Listener; without it, peers associate to
 	// Listener and their messages are told apart by PPID, RFC 5353 §2)
 	// and the transport to dial peers with (Peers.Transport, default
-	// Transport). When Peers.ENRPAddrs is empty, New fills it with the
+	// Transport; a dial gives up after Peers.MaxTimeNoResponse, the time
+	// a peer has to answer, RFC 5353 §3.2). When Peers.ENRPAddrs is empty, New fills it with the
 	// ENRP listener's address (Peers.Listener's, else Listener's), unless
 	// that address is unspecified. Its zero value: no peers configured,
 	// no ENRP multicast, ENRP accepted on the ASAP listener.
@@ -129,12 +124,6 @@ func (c *Config) validate() error {
 	}
 	if c.SendQueue == 0 {
 		c.SendQueue = DefaultSendQueue
-	}
-	if c.Peers.DialTimeout < 0 {
-		return fmt.Errorf("%w: Config.Peers.DialTimeout = %v", ErrInvalidConfig, c.Peers.DialTimeout)
-	}
-	if c.Peers.DialTimeout == 0 {
-		c.Peers.DialTimeout = DefaultPeerDialTimeout
 	}
 	return nil
 }

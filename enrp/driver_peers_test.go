@@ -226,7 +226,7 @@ func TestDriverENRPAddrs(t *testing.T) {
 // reports HandleConnected with the core's id, sends the core's SendENRP
 // with PPID 12, feeds ENRP from the peer to the core under the same id,
 // and serves no ASAP there; a refused dial and one that times out
-// (Peers.DialTimeout) are reported with HandleConnectFailed; CloseAssoc
+// (Peers.MaxTimeNoResponse) are reported with HandleConnectFailed; CloseAssoc
 // ends the association.
 func TestDriverConnectPeer(t *testing.T) {
 	leakcheck.Check(t)
@@ -234,7 +234,7 @@ func TestDriverConnectPeer(t *testing.T) {
 		calls := recordStub(t)
 		var peerTr *memnet.Node
 		g := newPeerRig(t, 16, func(n *memnet.Network, c *Config) {
-			c.Peers.DialTimeout = 2 * time.Second
+			c.Peers.MaxTimeNoResponse = 2 * time.Second
 			peerTr = n.NewNode()
 			c.Peers.Transport = peerTr
 		})
@@ -292,7 +292,7 @@ func TestDriverConnectPeer(t *testing.T) {
 		if k := nextCall(t, calls, "failed"); k.id != id+1 || !errors.Is(k.err, memnet.ErrRefused) {
 			t.Errorf("HandleConnectFailed %+v, want id %d refused", k, id+1)
 		}
-		// No answer: the dial gives up after Peers.DialTimeout.
+		// No answer: the dial gives up after Peers.MaxTimeNoResponse.
 		far := g.net.NewNode()
 		farL, _ := far.Listen(far.Addr(transport.PortENRP))
 		defer farL.Close()
@@ -303,7 +303,7 @@ func TestDriverConnectPeer(t *testing.T) {
 			t.Errorf("HandleConnectFailed %+v, want id %d timed out", k, id+2)
 		}
 		if d := time.Since(start); d != 2*time.Second {
-			t.Errorf("dial gave up after %v, want Peers.DialTimeout 2s", d)
+			t.Errorf("dial gave up after %v, want Peers.MaxTimeNoResponse 2s", d)
 		}
 		// Given up on by the core before it came up: no report.
 		inject(t, g.r, ConnectPeer{Assoc: id + 3, Addr: farL.Addr()}, CloseAssoc{Assoc: id + 3, Abort: true})

@@ -46,9 +46,10 @@ type PeersConfig struct {
 	Listener transport.Listener
 	// Transport dials peers (ConnectPeer); nil: Config.Transport.
 	Transport transport.Transport
-	// DialTimeout bounds one dial to a peer; zero: DefaultPeerDialTimeout.
-	DialTimeout time.Duration
 }
+
+// DefaultMaxTimeNoResponse is MAX-TIME-NO-RESPONSE (RFC 5353 §7: 5 s).
+const DefaultMaxTimeNoResponse = 5 * time.Second
 
 // PeerEventKind says what happened to a peer; see [PeerEvent].
 type PeerEventKind uint8

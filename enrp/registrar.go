@@ -406,7 +406,7 @@ func msgType(m tlv.Message) any {
 }
 
 // connect opens the association to a peer the core asked for, on a
-// goroutine of the loop, within Peers.DialTimeout; the core hears the
+// goroutine of the loop, within Peers.MaxTimeNoResponse; the core hears the
 // outcome (HandleConnected or HandleConnectFailed) on the loop. The
 // association is then driven like an accepted one, under the core's id,
 // for ENRP only.
@@ -424,7 +424,13 @@ func (d *driver) connect(o ConnectPeer) {
 		return
 	}
 	d.r.log.Debug("enrp: connecting to peer", "assoc", id, "addr", o.Addr)
-	d.dials[id] = d.l.Dial(tr, o.Addr, d.r.cfg.Peers.DialTimeout, func(now time.Time, c transport.Conn, err error) {
+	// RFC 5353 §3.2: MAX-TIME-NO-RESPONSE is how long a peer has to
+	// answer; the core dials again on its own schedule.
+	timeout := d.r.cfg.Peers.MaxTimeNoResponse
+	if timeout <= 0 {
+		timeout = DefaultMaxTimeNoResponse
+	}
+	d.dials[id] = d.l.Dial(tr, o.Addr, timeout, func(now time.Time, c transport.Conn, err error) {
 		delete(d.dials, id)
 		if err != nil {
 			d.r.log.Debug("enrp: cannot connect to peer", "assoc", id, "addr", o.Addr, "err", err)
