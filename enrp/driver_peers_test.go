@@ -21,24 +21,22 @@ import (
 // time. synctest fails a test whose goroutines do not all end, and
 // leakcheck one that leaves any behind.
 
-// recordStub returns the calls of the core's ENRP inputs. Call it before
-// the registrar starts (its cleanup must run after the registrar's).
-func recordStub(t *testing.T) <-chan stubCall {
-	ch := make(chan stubCall, 512)
-	stubInput = func(k stubCall) {
+// recorder returns a hook for Registrar.seen and the channel of the ENRP
+// inputs it sees the driver give the core.
+func recorder(t *testing.T) (<-chan driverInput, func(driverInput)) {
+	ch := make(chan driverInput, 512)
+	return ch, func(k driverInput) {
 		select {
 		case ch <- k:
 		default:
 			t.Errorf("too many core inputs; dropped %+v", k)
 		}
 	}
-	t.Cleanup(func() { stubInput = nil })
-	return ch
 }
 
 // nextCall returns the next input of the core, within an hour of virtual
 // time.
-func nextCall(t *testing.T, ch <-chan stubCall, kind string) stubCall {
+func nextCall(t *testing.T, ch <-chan driverInput, kind string) driverInput {
 	t.Helper()
 	select {
 	case k := <-ch:
@@ -48,13 +46,13 @@ func nextCall(t *testing.T, ch <-chan stubCall, kind string) stubCall {
 		return k
 	case <-time.After(time.Hour):
 		t.Fatalf("no %q input to the core within an hour", kind)
-		return stubCall{}
+		return driverInput{}
 	}
 }
 
 // noCall checks that the core got no further ENRP input once the bubble
 // is idle.
-func noCall(t *testing.T, ch <-chan stubCall) {
+func noCall(t *testing.T, ch <-chan driverInput) {
 	t.Helper()
 	synctest.Wait()
 	select {
@@ -81,8 +79,9 @@ func sendRaw(t *testing.T, c transport.Conn, ppid uint32, b []byte) {
 	}
 }
 
-// newPeerRig is newEventRig whose tune also gets the network.
-func newPeerRig(t *testing.T, buf int, tune func(*memnet.Network, *Config)) *eventRig {
+// newPeerRig is newEventRig whose tune also gets the network; seen, if
+// not nil, is the registrar's hook on the core's ENRP inputs.
+func newPeerRig(t *testing.T, buf int, seen func(driverInput), tune func(*memnet.Network, *Config)) *eventRig {
 	t.Helper()
 	net := memnet.New(1)
 	t.Cleanup(func() { net.Close() })
@@ -101,6 +100,7 @@ func newPeerRig(t *testing.T, buf int, tune func(*memnet.Network, *Config)) *eve
 		t.Fatal(err)
 	}
 	g.r = r
+	r.seen = seen
 	go func() { g.done <- r.Run(t.Context()) }()
 	t.Cleanup(g.stop)
 	synctest.Wait() // Run is serving
@@ -122,8 +122,8 @@ func inject(t *testing.T, r *Registrar, outs ...Output) {
 func TestDriverRoutesByPPID(t *testing.T) {
 	leakcheck.Check(t)
 	synctest.Test(t, func(t *testing.T) {
-		calls := recordStub(t)
-		g := newEventRig(t, 16, time.Hour, nil)
+		calls, seen := recorder(t)
+		g := newPeerRig(t, 16, seen, nil)
 		ctx := t.Context()
 		c := dial(t, ctx, g.net.NewNode(), g.r.Addr())
 
@@ -155,17 +155,19 @@ func TestDriverRoutesByPPID(t *testing.T) {
 func TestDriverENRPListener(t *testing.T) {
 	leakcheck.Check(t)
 	synctest.Test(t, func(t *testing.T) {
-		calls := recordStub(t)
+		calls, seen := recorder(t)
 		var enrpL transport.Listener
-		g := newEventRig(t, 16, time.Hour, func(c *Config) {
+		g := newPeerRig(t, 16, seen, func(_ *memnet.Network, c *Config) {
 			nd := c.Transport.(*memnet.Node)
 			var err error
 			if enrpL, err = nd.Listen(nd.Addr(transport.PortENRP)); err != nil {
 				t.Fatal(err)
 			}
+			// The host's, closed after the registrar (cleanups run last
+			// first): the Registrar leaves it open.
+			t.Cleanup(func() { enrpL.Close() })
 			c.Peers.Listener = enrpL
 		})
-		defer enrpL.Close() // the host's: the Registrar leaves it open
 		ctx := t.Context()
 		if got := g.r.cfg.Peers.ENRPAddrs; len(got) != 1 || got[0] != enrpL.Addr() {
 			t.Errorf("Peers.ENRPAddrs %v, want the ENRP listener's %v", got, enrpL.Addr())
@@ -207,7 +209,7 @@ func TestDriverENRPListener(t *testing.T) {
 // separate ENRP listener, and left alone when given.
 func TestDriverENRPAddrs(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g := newPeerRig(t, 1, nil)
+		g := newPeerRig(t, 1, nil, nil)
 		if got := g.r.cfg.Peers.ENRPAddrs; len(got) != 1 || got[0] != g.r.Addr() {
 			t.Errorf("Peers.ENRPAddrs %v, want the ASAP listener's %v", got, g.r.Addr())
 		}
@@ -215,7 +217,7 @@ func TestDriverENRPAddrs(t *testing.T) {
 			t.Errorf("ENRPAddr %v, want the ASAP listener's %v", g.r.ENRPAddr(), g.r.Addr())
 		}
 		given := transport.Addr{Kind: transport.KindMem, AddrPort: netip.MustParseAddrPort("10.9.9.9:9901")}
-		h := newPeerRig(t, 1, func(_ *memnet.Network, c *Config) { c.Peers.ENRPAddrs = []transport.Addr{given} })
+		h := newPeerRig(t, 1, nil, func(_ *memnet.Network, c *Config) { c.Peers.ENRPAddrs = []transport.Addr{given} })
 		if got := h.r.cfg.Peers.ENRPAddrs; len(got) != 1 || got[0] != given {
 			t.Errorf("Peers.ENRPAddrs %v, want %v as given", got, given)
 		}
@@ -231,9 +233,9 @@ func TestDriverENRPAddrs(t *testing.T) {
 func TestDriverConnectPeer(t *testing.T) {
 	leakcheck.Check(t)
 	synctest.Test(t, func(t *testing.T) {
-		calls := recordStub(t)
+		calls, seen := recorder(t)
 		var peerTr *memnet.Node
-		g := newPeerRig(t, 16, func(n *memnet.Network, c *Config) {
+		g := newPeerRig(t, 16, seen, func(n *memnet.Network, c *Config) {
 			c.Peers.MaxTimeNoResponse = 2 * time.Second
 			peerTr = n.NewNode()
 			c.Peers.Transport = peerTr
@@ -326,8 +328,8 @@ func TestDriverConnectPeer(t *testing.T) {
 // Transport), a ConnectPeer fails at once, told to the core.
 func TestDriverConnectPeerNoTransport(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		calls := recordStub(t)
-		g := newPeerRig(t, 1, func(_ *memnet.Network, c *Config) {
+		calls, seen := recorder(t)
+		g := newPeerRig(t, 1, seen, func(_ *memnet.Network, c *Config) {
 			nd := c.Transport.(*memnet.Node)
 			l, err := nd.Listen(nd.Addr(transport.PortASAP))
 			if err != nil {
@@ -349,10 +351,10 @@ func TestDriverConnectPeerNoTransport(t *testing.T) {
 func TestDriverENRPMulticast(t *testing.T) {
 	leakcheck.Check(t)
 	synctest.Test(t, func(t *testing.T) {
-		calls := recordStub(t)
+		calls, seen := recorder(t)
 		enrpG := netip.MustParseAddrPort("239.0.0.51:9901")
 		asapG := netip.MustParseAddrPort("239.0.0.50:3863")
-		g := newPeerRig(t, 1, func(n *memnet.Network, c *Config) {
+		g := newPeerRig(t, 1, seen, func(n *memnet.Network, c *Config) {
 			nd := c.Transport.(*memnet.Node)
 			var err error
 			if c.Peers.Announcer, err = n.JoinGroup(nd, enrpG); err != nil {
@@ -414,7 +416,7 @@ func TestDriverENRPMulticast(t *testing.T) {
 // readable in String and JSON; PE events are unchanged.
 func TestDriverPeerEvents(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g := newPeerRig(t, 16, nil)
+		g := newPeerRig(t, 16, nil, nil)
 		start := time.Now()
 		inject(t, g.r,
 			PeerEvent{Kind: PeerUp, ServerID: 0x1234abcd},

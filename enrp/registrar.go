@@ -42,6 +42,10 @@ type Registrar struct {
 	done    chan struct{}
 	closeMu sync.Once
 
+	// seen, set by tests before Run, sees every ENRP input the driver
+	// gives the core, on the loop.
+	seen func(driverInput)
+
 	statsMu sync.Mutex
 	stats   Stats
 	dropped atomic.Uint64 // events Config.Events had no room for
@@ -214,6 +218,22 @@ type driver struct {
 	err    error         // why Run stops, if not its context
 }
 
+// driverInput is one ENRP input the driver gives the core, for tests.
+type driverInput struct {
+	kind string // "enrp", "connected", "failed", "multicast"
+	id   AssocID
+	info AssocInfo
+	from transport.Addr
+	b    []byte
+	err  error
+}
+
+func (d *driver) saw(in driverInput) {
+	if d.r.seen != nil {
+		d.r.seen(in)
+	}
+}
+
 type dialFailure struct {
 	id  AssocID
 	err error
@@ -249,6 +269,7 @@ func (d *driver) attach(id AssocID, c transport.Conn, asap bool) {
 		case m.PPID == transport.PPIDASAP && asap:
 			d.r.core.HandleASAP(now, id, m.Data)
 		case m.PPID == transport.PPIDENRP:
+			d.saw(driverInput{kind: "enrp", id: id, b: m.Data})
 			d.r.core.HandleENRP(now, id, m.Data)
 		default:
 			if d.r.log.Enabled(d.ctx, slog.LevelDebug) {
@@ -296,7 +317,10 @@ func (d *driver) receiveMulticast(ctx context.Context, a transport.Announcer) {
 			}
 			continue
 		}
-		if !d.l.Post(func(now time.Time) { d.r.core.HandleENRPMulticast(now, from, b) }) {
+		if !d.l.Post(func(now time.Time) {
+			d.saw(driverInput{kind: "multicast", from: from, b: b})
+			d.r.core.HandleENRPMulticast(now, from, b)
+		}) {
 			return
 		}
 	}
@@ -320,6 +344,7 @@ func (d *driver) after(now time.Time) {
 		}
 		d.lost = d.lost[:0]
 		for _, f := range d.noDial {
+			d.saw(driverInput{kind: "failed", id: f.id, err: f.err})
 			d.r.core.HandleConnectFailed(now, f.id, f.err)
 		}
 		clear(d.noDial)
@@ -434,11 +459,14 @@ func (d *driver) connect(o ConnectPeer) {
 		delete(d.dials, id)
 		if err != nil {
 			d.r.log.Debug("enrp: cannot connect to peer", "assoc", id, "addr", o.Addr, "err", err)
+			d.saw(driverInput{kind: "failed", id: id, err: err})
 			d.r.core.HandleConnectFailed(now, id, err)
 			return
 		}
 		d.attach(id, c, false)
-		d.r.core.HandleConnected(now, id, AssocInfo{Local: c.LocalAddr(), Remote: c.RemoteAddr()})
+		info := AssocInfo{Local: c.LocalAddr(), Remote: c.RemoteAddr()}
+		d.saw(driverInput{kind: "connected", id: id, info: info})
+		d.r.core.HandleConnected(now, id, info)
 	})
 }
 
