@@ -227,7 +227,8 @@ func TestDriverENRPAddrs(t *testing.T) {
 // ConnectPeer: the driver dials (Config.Transport, or Peers.Transport),
 // reports HandleConnected with the core's id, sends the core's SendENRP
 // with PPID 12, feeds ENRP from the peer to the core under the same id,
-// and serves no ASAP there; a refused dial and one that times out
+// and ASAP too (the core dials the PEs it takes over, RFC 5353 §3.9, and
+// they answer with ASAP there); a refused dial and one that times out
 // (Peers.MaxTimeNoResponse) are reported with HandleConnectFailed; CloseAssoc
 // ends the association.
 func TestDriverConnectPeer(t *testing.T) {
@@ -282,11 +283,13 @@ func TestDriverConnectPeer(t *testing.T) {
 		if s := g.r.Stats(); s.Associations != 1 {
 			t.Errorf("Associations = %d, want the peer's", s.Associations)
 		}
-		reg, _ := tlv.Marshal(&tlv.Registration{PoolHandle: tlv.PoolHandle("echo"), PE: tlv.PoolElement{ID: 1}})
-		sendRaw(t, conn, transport.PPIDASAP, reg)
+		// An Endpoint Keep Alive Ack reaches the ASAP side of the core,
+		// which (with no PE taken over on this association) drops it.
+		ack, _ := tlv.Marshal(&tlv.EndpointKeepAliveAck{PoolHandle: tlv.PoolHandle("echo"), PEID: 1})
+		sendRaw(t, conn, transport.PPIDASAP, ack)
 		noCall(t, calls)
-		if s := g.r.Stats(); s.ASAP.Registrations+s.ASAP.RegistrationsRefd+s.ASAP.Malformed+s.ASAP.Dropped != 0 {
-			t.Errorf("ASAP served on a peer association: %+v", s.ASAP)
+		if s := g.r.Stats(); s.ASAP.Dropped != 1 {
+			t.Errorf("ASAP on the dialled association did not reach the core: %+v", s.ASAP)
 		}
 
 		// Refused: nothing listens there.

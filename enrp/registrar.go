@@ -433,8 +433,10 @@ func msgType(m tlv.Message) any {
 // connect opens the association to a peer the core asked for, on a
 // goroutine of the loop, within Peers.MaxTimeNoResponse; the core hears the
 // outcome (HandleConnected or HandleConnectFailed) on the loop. The
-// association is then driven like an accepted one, under the core's id,
-// for ENRP only.
+// association is then driven like one of the ASAP listener, under the
+// core's id, ASAP and ENRP told apart by PPID: the core also connects to
+// the PEs it took over from a dead peer (RFC 5353 §3.9), whose
+// ASAP_ENDPOINT_KEEP_ALIVE_ACKs come back on it.
 func (d *driver) connect(o ConnectPeer) {
 	id := o.Assoc
 	if id == 0 || d.links[id] != nil || d.dials[id] != nil {
@@ -463,7 +465,7 @@ func (d *driver) connect(o ConnectPeer) {
 			d.r.core.HandleConnectFailed(now, id, err)
 			return
 		}
-		d.attach(id, c, false)
+		d.attach(id, c, true)
 		info := AssocInfo{Local: c.LocalAddr(), Remote: c.RemoteAddr()}
 		d.saw(driverInput{kind: "connected", id: id, info: info})
 		d.r.core.HandleConnected(now, id, info)
