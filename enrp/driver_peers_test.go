@@ -107,6 +107,34 @@ func newPeerRig(t *testing.T, buf int, seen func(driverInput), tune func(*memnet
 	return g
 }
 
+// recvASAP returns the next ASAP message on c, and how many ENRP
+// messages (PPID 12, each a valid one) came before it.
+func recvASAP(t *testing.T, c transport.Conn) (tlv.ASAPMessage, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	for n := 0; ; n++ {
+		m, err := c.Recv(ctx)
+		if err != nil {
+			t.Fatalf("recv: %v", err)
+		}
+		switch m.PPID {
+		case transport.PPIDENRP:
+			if _, err := tlv.ParseENRP(m.Data); err != nil {
+				t.Fatalf("ENRP message that does not parse: %v", err)
+			}
+			continue
+		case transport.PPIDASAP:
+			a, err := tlv.ParseASAP(m.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return a, n
+		}
+		t.Fatalf("message with PPID %d", m.PPID)
+	}
+}
+
 // inject queues outputs in the registrar's core, as if a procedure had
 // produced them: the driver carries them out after that piece of work.
 func inject(t *testing.T, r *Registrar, outs ...Output) {
@@ -127,9 +155,15 @@ func TestDriverRoutesByPPID(t *testing.T) {
 		ctx := t.Context()
 		c := dial(t, ctx, g.net.NewNode(), g.r.Addr())
 
+		g.register(c, "echo", 1, time.Minute, 7000) // ASAP
 		sendRaw(t, c.c, transport.PPIDENRP, presence(t, 0x1111))
 		sendRaw(t, c.c, 99, presence(t, 0x2222))
-		g.register(c, "echo", 1, time.Minute, 7000) // ASAP, after both
+		// ASAP again, after both: answered on the same association
+		// (behind whatever ENRP the core answers the Presence with).
+		c.send(ctx, &tlv.HandleResolution{PoolHandle: tlv.PoolHandle("echo")})
+		if m, enrpMsgs := recvASAP(t, c.c); m.ASAPType() != tlv.ASAPHandleResolutionResponse {
+			t.Errorf("got %v (after %d ENRP messages), want the resolution's answer", m.ASAPType(), enrpMsgs)
+		}
 
 		k := nextCall(t, calls, "enrp")
 		if !bytes.Equal(k.b, presence(t, 0x1111)) {
@@ -143,7 +177,7 @@ func TestDriverRoutesByPPID(t *testing.T) {
 			t.Errorf("ENRP on association %d, the PE registered on %d", k.id, id)
 		}
 		noCall(t, calls) // PPID 99 did not reach it
-		if s := g.r.Stats(); s.ASAP.Registrations != 1 || s.ASAP.Malformed != 0 || s.Associations != 1 {
+		if s := g.r.Stats(); s.ASAP.Registrations != 1 || s.ASAP.Resolutions != 1 || s.ASAP.Malformed != 0 || s.Associations != 1 {
 			t.Errorf("Stats %+v", s)
 		}
 	})
