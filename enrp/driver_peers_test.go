@@ -457,9 +457,9 @@ func TestDriverPeerEvents(t *testing.T) {
 		start := time.Now()
 		inject(t, g.r,
 			PeerEvent{Kind: PeerUp, ServerID: 0x1234abcd},
-			PeerEvent{Kind: TakeoverStarted, ServerID: 0x1234abcd},
+			PeerEvent{Kind: TakeoverStarted, ServerID: 0x1234abcd, PEs: 12},
 			PeerEvent{Kind: TakeoverDone, ServerID: 0x1234abcd, PEs: 12},
-			PeerEvent{Kind: PeerDown, ServerID: 0x1234abcd},
+			PeerEvent{Kind: PeerDown, ServerID: 0x1234abcd, PEs: 1},
 			PeerEvent{Kind: TakenOverBy, ServerID: 0x0badcafe, PEs: 3},
 			PeerEvent{Kind: 200, ServerID: 1}, // unknown: not told
 		)
@@ -470,9 +470,9 @@ func TestDriverPeerEvents(t *testing.T) {
 			text string
 		}{
 			{EventPeerUp, 0x1234abcd, 0, "peer 0x1234abcd up"},
-			{EventTakeoverStarted, 0x1234abcd, 0, "takeover of peer 0x1234abcd started"},
+			{EventTakeoverStarted, 0x1234abcd, 12, "takeover of peer 0x1234abcd started: 12 PEs"},
 			{EventTakeoverDone, 0x1234abcd, 12, "takeover of peer 0x1234abcd done: 12 PEs"},
-			{EventPeerDown, 0x1234abcd, 0, "peer 0x1234abcd down"},
+			{EventPeerDown, 0x1234abcd, 1, "peer 0x1234abcd down: 1 PE"},
 			{EventTakenOver, 0x0badcafe, 3, "taken over by peer 0x0badcafe: 3 PEs"},
 		} {
 			ev := g.next()
@@ -497,6 +497,8 @@ func TestPeerEventJSON(t *testing.T) {
 			`{"Kind":"peer up","Time":"2026-12-01T10:00:00Z","ServerID":"0x1234abcd"}`},
 		{Event{Kind: EventTakeoverDone, Time: at, ServerID: 0x1234abcd, PEs: 0},
 			`{"Kind":"takeover done","Time":"2026-12-01T10:00:00Z","ServerID":"0x1234abcd","PEs":0}`},
+		{Event{Kind: EventPeerDown, Time: at, ServerID: 0xcafe, PEs: 3},
+			`{"Kind":"peer down","Time":"2026-12-01T10:00:00Z","ServerID":"0x0000cafe","PEs":3}`},
 		{Event{Kind: EventTakenOver, Time: at, ServerID: 0xcafe, PEs: 3},
 			`{"Kind":"taken over","Time":"2026-12-01T10:00:00Z","ServerID":"0x0000cafe","PEs":3}`},
 	} {

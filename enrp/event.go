@@ -96,8 +96,10 @@ type Event struct {
 	// that came up or went down, the dead peer of a takeover, or the new
 	// home for EventTakenOver (zero for PE events).
 	ServerID uint32
-	// PEs counts the PEs taken over (EventTakeoverDone, EventTakenOver;
-	// zero otherwise).
+	// PEs counts PEs: those the peer was home of in this registrar's
+	// handlespace (EventPeerDown, EventTakeoverStarted), or those taken
+	// over (EventTakeoverDone, EventTakenOver); zero for EventPeerUp and
+	// the PE events.
 	PEs int
 	// PoolHandle names the PE's pool (a copy); PEID identifies the PE in
 	// it.
@@ -117,8 +119,9 @@ type Event struct {
 // String describes the event in one line, e.g.
 // `PE 0x0000002a of pool "echo" removed: keep-alive timeout`.
 //
-// Peer events read e.g. `peer 0x1234abcd up`, `takeover of peer
-// 0x1234abcd done: 12 PEs`, `taken over by peer 0x1234abcd: 12 PEs`.
+// Peer events read e.g. `peer 0x1234abcd up`, `peer 0x1234abcd down: 12
+// PEs`, `takeover of peer 0x1234abcd done: 12 PEs`, `taken over by peer
+// 0x1234abcd: 12 PEs`.
 func (e Event) String() string {
 	if e.Kind.IsPeer() {
 		id := tlv.ServerID(e.ServerID)
@@ -126,13 +129,13 @@ func (e Event) String() string {
 		case EventPeerUp:
 			return fmt.Sprintf("peer %v up", id)
 		case EventPeerDown:
-			return fmt.Sprintf("peer %v down", id)
+			return fmt.Sprintf("peer %v down: %s", id, countPEs(e.PEs))
 		case EventTakeoverStarted:
-			return fmt.Sprintf("takeover of peer %v started", id)
+			return fmt.Sprintf("takeover of peer %v started: %s", id, countPEs(e.PEs))
 		case EventTakeoverDone:
-			return fmt.Sprintf("takeover of peer %v done: %d PEs", id, e.PEs)
+			return fmt.Sprintf("takeover of peer %v done: %s", id, countPEs(e.PEs))
 		default:
-			return fmt.Sprintf("taken over by peer %v: %d PEs", id, e.PEs)
+			return fmt.Sprintf("taken over by peer %v: %s", id, countPEs(e.PEs))
 		}
 	}
 	s := fmt.Sprintf("PE %v of pool %q %v", tlv.PEIdentifier(e.PEID), e.PoolHandle, e.Kind)
@@ -140,6 +143,13 @@ func (e Event) String() string {
 		s += ": " + e.Reason.String()
 	}
 	return s
+}
+
+func countPEs(n int) string {
+	if n == 1 {
+		return "1 PE"
+	}
+	return fmt.Sprintf("%d PEs", n)
 }
 
 // emit hands the host the events among outs, on the loop goroutine. A

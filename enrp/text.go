@@ -28,8 +28,7 @@ func (k *EventKind) UnmarshalText(b []byte) error {
 // Kind and Reason by name, the pool handle as text (tlv.PoolHandle), PEID
 // and ServerID as 0x0000002a; Reason only for EventRemoved, PE only when
 // it carries one (EventRegistered, EventUpdated). A peer event (Kind.IsPeer)
-// has ServerID instead of PoolHandle and PEID, and PEs for the takeovers
-// (EventTakeoverDone, EventTakenOver).
+// has ServerID instead of PoolHandle and PEID, and PEs (but EventPeerUp).
 func (e Event) MarshalJSON() ([]byte, error) {
 	if e.Kind.IsPeer() {
 		j := struct {
@@ -38,7 +37,7 @@ func (e Event) MarshalJSON() ([]byte, error) {
 			ServerID tlv.ServerID
 			PEs      *int `json:",omitempty"`
 		}{Kind: e.Kind, Time: e.Time, ServerID: tlv.ServerID(e.ServerID)}
-		if e.Kind == EventTakeoverDone || e.Kind == EventTakenOver {
+		if e.Kind != EventPeerUp {
 			j.PEs = &e.PEs
 		}
 		return json.Marshal(j)
