@@ -89,7 +89,6 @@ type takeovers struct {
 
 // ownTakeover is our takeover of one target in progress.
 type ownTakeover struct {
-	started  time.Time
 	deadline time.Time           // TAKEOVER-EXPIRY
 	waiting  map[uint32]struct{} // peers whose ENRP_INIT_TAKEOVER_ACK is missing
 }
@@ -148,7 +147,7 @@ func (t *takeovers) start(now time.Time, target uint32, owned int, peers []uint3
 	if _, ok := t.finished[target]; ok {
 		return takeoverStart{}
 	}
-	o := &ownTakeover{started: now, deadline: now.Add(t.expiry), waiting: make(map[uint32]struct{}, len(peers))}
+	o := &ownTakeover{deadline: now.Add(t.expiry), waiting: make(map[uint32]struct{}, len(peers))}
 	init := make([]uint32, 0, len(peers))
 	seen := make(map[uint32]struct{}, len(peers))
 	for _, p := range peers {
