@@ -33,11 +33,13 @@
 // # Loopback
 //
 // Tests and examples of this module join and send on the loopback interface
-// only. Linux delivers IPv4 multicast on lo even when lo lacks the
-// MULTICAST flag; IPv6 multicast on lo needs a multicast route on lo
-// (ff00::/8 in the local table), which Linux installs only for interfaces
-// that had the MULTICAST flag when they came up. Where multicast on lo does
-// not work, the tests skip and say why.
+// only, with IPv4 groups. On Linux, IPv4 multicast works on lo whether or
+// not lo has the MULTICAST flag. IPv6 multicast does not work on lo: Listen
+// joins the group, but Send fails with "network is unreachable"
+// (syscall.ENETUNREACH) because Linux installs no IPv6 multicast route on
+// lo, and with the MULTICAST flag set and an ff00::/8 route added by hand
+// the datagrams are still not delivered. IPv6 groups therefore need a real
+// interface; the IPv6 tests of this package skip on lo and say why.
 //
 // # Usage
 //
