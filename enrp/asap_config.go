@@ -32,7 +32,7 @@ const (
 
 	// DefaultResolutionItems is how many PEs a handle resolution returns
 	// when the pool user sends no Handle Resolution Option, or asks for 0
-	// items (draft-dreibholz-rserpool-asap-hropt; RSPLIB's default 3).
+	// items (draft-dreibholz-rserpool-asap-hropt; RSPLIB 3.4.4's default, 3).
 	DefaultResolutionItems = 3
 
 	// DefaultMaxResolutionItems caps the Handle Resolution Option's item

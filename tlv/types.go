@@ -38,7 +38,8 @@ const (
 type ENRPType uint8
 
 // ENRP message types (RFC 5353 §2). ENRP_ERROR is 0x0a as in RFC 5353,
-// RSPLIB and Wireshark (the IANA registry text says 0x10, see SPEC D2).
+// RSPLIB and Wireshark (the IANA RSerPool registry text says 0x10; 0x0a is
+// what peers send and expect).
 const (
 	ENRPPresence            ENRPType = 0x01
 	ENRPHandleTableRequest  ENRPType = 0x02

@@ -14,13 +14,12 @@
 // # Groups and ports
 //
 // The UDP ports are the ports of the protocols: 3863 for ASAP and 9901 for
-// ENRP ([transport.PortASAP], [transport.PortENRP]). No multicast group is
-// assigned to them that we know of (we could not confirm in the RFC text
-// what RFC 5352 §3.6 and RFC 5353 say about one); the defaults here are the
-// ones RSPLIB uses, 239.0.0.50 for ASAP announces and 239.0.0.51 for ENRP
-// presence (IPv4 administratively scoped, RFC 2365). They are only
-// defaults: [Config.Group] takes any IPv4 or IPv6 multicast group and port,
-// so an operator can pick a group of their scope (for example ff05::/16
+// ENRP ([transport.PortASAP], [transport.PortENRP]). IANA assigns no
+// multicast group to ASAP or ENRP; the defaults here are RSPLIB 3.4.4's
+// defaults, 239.0.0.50 for ASAP announces and 239.0.0.51 for ENRP presence
+// (IPv4 administratively scoped, RFC 2365). They are only defaults:
+// [Config.Group] takes any IPv4 or IPv6 multicast group and port, so an
+// operator can pick a group of their scope (for example ff05::/16
 // site-local or ff02::/16 link-local groups for IPv6).
 //
 // The sender address Recv reports is the datagram's IP source and UDP

@@ -15,15 +15,15 @@ import (
 	"github.com/go-rserpool/rserpool/transport"
 )
 
-// Default groups. No group is assigned to ASAP or ENRP that we know of;
-// these are RSPLIB's defaults. Programs take the group from their
+// Default groups. IANA assigns no multicast group to ASAP or ENRP; these
+// are RSPLIB 3.4.4's defaults. Programs take the group from their
 // configuration and fall back to these.
 var (
 	// DefaultASAPGroup is where registrars send ASAP_SERVER_ANNOUNCE and
-	// pool elements and pool users listen (RSPLIB default).
+	// pool elements and pool users listen (RSPLIB 3.4.4's default).
 	DefaultASAPGroup = netip.AddrPortFrom(netip.AddrFrom4([4]byte{239, 0, 0, 50}), transport.PortASAP)
 	// DefaultENRPGroup is where registrars send and receive multicast
-	// ENRP_PRESENCE (RSPLIB default).
+	// ENRP_PRESENCE (RSPLIB 3.4.4's default).
 	DefaultENRPGroup = netip.AddrPortFrom(netip.AddrFrom4([4]byte{239, 0, 0, 51}), transport.PortENRP)
 )
 
