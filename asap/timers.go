@@ -104,7 +104,7 @@ const (
 	DefaultRegistrationLife = 5 * time.Minute
 
 	// DefaultHuntParallel is how many registrars one server-hunt round
-	// tries at once (RSPLIB tries up to 3; RFC 5352 §3.6 leaves it open).
+	// tries at once: RSPLIB 3.4.4's default, 3 (RFC 5352 §3.6 leaves it open).
 	DefaultHuntParallel = 3
 
 	// DefaultMaxServerHunts is MAX-NUMBER-SERVER-HUNT: the failed server
