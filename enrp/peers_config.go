@@ -87,7 +87,8 @@ type PeersConfig struct {
 	MentorTimeout time.Duration
 	// PageSize bounds the PEs of one HANDLE_TABLE_RESPONSE (RFC 5353
 	// §3.5). A page that would not fit the 16-bit Message Length is made
-	// smaller, so a large PageSize fills each message up to 64 KiB.
+	// smaller, so a large PageSize fills each message up to 64 KiB (and at
+	// most 341 PEs, what a receiver with the default tlv.Limits parses).
 	// Default DefaultPageSize.
 	PageSize int
 

@@ -102,10 +102,15 @@ func (c *Core) syncFailed(now time.Time, p *peer) {
 	c.endStartup("mentor failed")
 }
 
+// maxPagePEs keeps a page within what a receiver with the default
+// tlv.Limits parses: each PE takes up to about ten parameters (the PE, two
+// transports with their addresses, the policy).
+const maxPagePEs = tlv.DefaultMaxParams / 12
+
 // onTableRequest answers a HANDLE_TABLE_REQUEST (RFC 5353 §3.5): the
 // next page from the requester's cursor, all PEs or (W=1) only ours, with
 // M=1 while more follow. A page holds PageSize PEs, fewer when they would
-// not fit the 16-bit Message Length.
+// not fit the 16-bit Message Length, and at most maxPagePEs.
 func (c *Core) onTableRequest(now time.Time, pa *passoc, p *peer, m *tlv.HandleTableRequest) {
 	e := &c.en
 	e.stats.TableRequests++
@@ -119,7 +124,7 @@ func (c *Core) onTableRequest(now time.Time, pa *passoc, p *peer, m *tlv.HandleT
 	}
 	resp := &tlv.HandleTableResponse{ENRPHeader: tlv.ENRPHeader{SenderID: c.id, ReceiverID: p.id}}
 	var next handlespace.Cursor
-	for n := e.cfg.PageSize; ; n = max(1, n/2) {
+	for n := min(e.cfg.PageSize, maxPagePEs); ; n = max(1, n/2) {
 		resp.Pools, next, resp.MoreToSend = c.store.Page(cs.at, n, filter)
 		if resp.Len() <= tlv.MaxMessageLen || n == 1 {
 			break
