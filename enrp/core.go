@@ -101,7 +101,8 @@ type Core struct {
 	idleHead, idleTail *assoc    // associations without PEs, least recently active first
 	grace              graceTable
 
-	en      enrpState // ENRP peering (peers.go)
+	en      enrpState  // ENRP peering (peers.go)
+	to      *takeovers // RFC 5353 §3.9 (takeover.go)
 	expPEs  []tlv.PoolElement
 	expKeys []peKey
 }

@@ -82,6 +82,8 @@ type enrpState struct {
 	startupAt time.Time // end of the mentor search, or of the mentor's silence
 	mentor    *peer
 
+	peDials map[AssocID]*peDial // dials to PEs taken over (takeover_core.go)
+
 	stats ENRPStats
 }
 
@@ -136,8 +138,10 @@ func (c *Core) initPeers(cfg PeersConfig) error {
 		peers:     make(map[uint32]*peer),
 		assocs:    make(map[AssocID]*passoc),
 		nextID:    firstCoreAssoc,
+		peDials:   make(map[AssocID]*peDial),
 		startup:   pc.MentorTimeout > 0 && (len(pc.Static) > 0 || pc.Announcer != nil),
 	}
+	c.to = newTakeovers(c.id, pc.TakeoverExpiry)
 	for _, a := range pc.Static {
 		c.en.dialers = append(c.en.dialers, &dialer{addr: a, static: true})
 	}
@@ -203,6 +207,10 @@ func (c *Core) dropDialer(d *dialer) {
 // answer names the peer.
 func (c *Core) HandleConnected(now time.Time, id AssocID, info AssocInfo) {
 	c.start(now)
+	if d := c.en.peDials[id]; d != nil {
+		c.peDialed(now, id, info, d)
+		return
+	}
 	pa := c.en.assocs[id]
 	if pa == nil || pa.dialer == nil || pa.dialer.assoc != id {
 		return
@@ -217,6 +225,10 @@ func (c *Core) HandleConnected(now time.Time, id AssocID, info AssocInfo) {
 // failed: a static peer is dialled again after a back-off.
 func (c *Core) HandleConnectFailed(now time.Time, id AssocID, err error) {
 	c.start(now)
+	if d := c.en.peDials[id]; d != nil {
+		c.peDialFailed(now, id, d)
+		return
+	}
 	pa := c.en.assocs[id]
 	if pa == nil || pa.dialer == nil {
 		return
@@ -653,6 +665,7 @@ func (c *Core) peersTimeout(now time.Time) {
 	for _, p := range dead {
 		c.peerDead(now, p)
 	}
+	c.takeoverTimeout(now)
 	c.startupTimeout(now)
 }
 
@@ -661,12 +674,13 @@ func (c *Core) peersTimeout(now time.Time) {
 func (c *Core) peerDead(now time.Time, p *peer) {
 	e := &c.en
 	e.stats.PeersDead++
+	last := p.assoc
 	c.dropPeer(p)
 	c.out = append(c.out, PeerEvent{Kind: PeerDown, ServerID: p.id, PEs: c.store.Owned(p.id)})
 	if c.log.Enabled(context.Background(), slog.LevelDebug) {
 		c.log.Debug("enrp: peer presumed dead", "server", p.id, "pes", c.store.Owned(p.id))
 	}
-	c.presumedDead(now, p.id)
+	c.presumedDead(now, p.id, last)
 }
 
 // dropPeer removes p from the peer table and its associations.

@@ -20,14 +20,16 @@ import (
 var enT0 = time.Date(2025, 6, 1, 8, 0, 0, 0, time.UTC)
 
 type rnode struct {
-	c      *Core
-	addr   transport.Addr
-	nextID AssocID
-	silent bool // its ENRP output is lost
-	down   bool // unreachable: dials to it fail
-	sent   []tlv.ENRPMessage
-	asap   []tlv.ASAPMessage
-	events []Output
+	c       *Core
+	addr    transport.Addr
+	nextID  AssocID
+	silent  bool                       // its ENRP output is lost
+	drop    func(tlv.ENRPMessage) bool // its ENRP output for which drop is true is lost
+	down    bool                       // unreachable: dials to it fail
+	sent    []tlv.ENRPMessage
+	peAssoc map[AssocID]*fakePE
+	asap    []tlv.ASAPMessage
+	events  []Output
 }
 
 type rend struct {
@@ -42,6 +44,13 @@ type router struct {
 	addrs map[transport.Addr]*rnode
 	links map[rend]rend
 	q     []func()
+	pes   map[transport.Addr]*fakePE // ASAP addresses of PEs that answer keep-alives
+}
+
+// fakePE answers every ASAP_ENDPOINT_KEEP_ALIVE with an ack and
+// remembers the server IDs of the keep-alives with H=1.
+type fakePE struct {
+	homes []uint32
 }
 
 func newRouter(t *testing.T) *router {
@@ -88,7 +97,7 @@ func (r *router) collect(n *rnode) {
 			}
 			n.sent = append(n.sent, m)
 			to, ok := r.links[rend{n, o.Assoc}]
-			if !ok || n.silent {
+			if !ok || n.silent || (n.drop != nil && n.drop(m)) {
 				continue
 			}
 			r.q = append(r.q, func() { to.n.c.HandleENRP(r.now, to.id, b); r.collect(to.n) })
@@ -99,9 +108,28 @@ func (r *router) collect(n *rnode) {
 				r.t.Fatal(err)
 			}
 			n.asap = append(n.asap, m)
+			if ka, ok := m.(*tlv.EndpointKeepAlive); ok && n.peAssoc[o.Assoc] != nil {
+				pe, aid := n.peAssoc[o.Assoc], o.Assoc
+				if ka.Home {
+					pe.homes = append(pe.homes, ka.ServerID)
+				}
+				ack, _ := tlv.Marshal(&tlv.EndpointKeepAliveAck{PoolHandle: ka.PoolHandle, PEID: ka.PEID})
+				r.q = append(r.q, func() { n.c.HandleASAP(r.now, aid, ack); r.collect(n) })
+			}
 		case ConnectPeer:
 			dst := r.addrs[o.Addr]
 			aid := o.Assoc
+			if pe := r.pes[o.Addr]; pe != nil {
+				r.q = append(r.q, func() {
+					if n.peAssoc == nil {
+						n.peAssoc = map[AssocID]*fakePE{}
+					}
+					n.peAssoc[aid] = pe
+					n.c.HandleConnected(r.now, aid, AssocInfo{Local: n.addr, Remote: o.Addr})
+					r.collect(n)
+				})
+				continue
+			}
 			r.q = append(r.q, func() {
 				if dst == nil || dst.down {
 					n.c.HandleConnectFailed(r.now, aid, errors.New("unreachable"))
@@ -172,7 +200,9 @@ func (r *router) register(n *rnode, h string, id uint32) *tlv.RegistrationRespon
 	aid := AssocID(1000 + id%100000)
 	ip := fmt.Sprintf("10.1.%d.%d", byte(id>>8), byte(id))
 	n.c.HandleAccepted(r.now, aid, AssocInfo{Local: n.addr, Remote: srvMem(ip + ":4000")})
-	b, err := tlv.Marshal(reg(h, rrPE(id, ip)))
+	pe := rrPE(id, ip)
+	pe.RegistrationLife = 600000 // 10 min: outlives the takeover tests
+	b, err := tlv.Marshal(reg(h, pe))
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -281,7 +311,7 @@ func TestENRPHandleUpdatePropagates(t *testing.T) {
 		t.Fatalf("resolution at B: %v %v", pes, err)
 	}
 	// Long past the registration life at B: still there (A lives).
-	r.advance(3 * time.Minute)
+	r.advance(11 * time.Minute)
 	if _, _, ok := a.c.Lookup(tlv.PoolHandle("EchoPool"), 0x22222222); ok {
 		t.Fatal("A kept a PE past its registration life")
 	}
@@ -657,5 +687,105 @@ func TestENRPListResponseLearnsPeers(t *testing.T) {
 	}
 	if _, _, ok := c.c.Lookup(tlv.PoolHandle("EchoPool"), 0x77); !ok {
 		t.Fatal("B's PE not in C's table (mentor W=0 sync)")
+	}
+}
+
+// three builds A and B peered, then C with mentor A (it learns B from
+// A's list), and a PE 0x22222222 at A that answers keep-alives.
+func three(t *testing.T) (*router, *rnode, *rnode, *rnode, *fakePE) {
+	r, a, b := peered(t, nil)
+	c := r.add(0xc0c0c0c0, func(cfg *Config) { cfg.Peers.Static = []transport.Addr{a.addr} })
+	r.pump()
+	pe := &fakePE{}
+	r.pes = map[transport.Addr]*fakePE{srvMem("10.1.34.34:4000"): pe}
+	r.mustRegister(a, "EchoPool", 0x22222222)
+	for _, n := range []*rnode{b, c} {
+		if _, _, ok := n.c.Lookup(tlv.PoolHandle("EchoPool"), 0x22222222); !ok || len(n.c.Peers()) != 2 {
+			t.Fatalf("setup: %#x has %d peers", n.c.ServerID(), len(n.c.Peers()))
+		}
+	}
+	return r, a, b, c, pe
+}
+
+// RFC 5353 §3.9: A dies; B and C presume it dead and both start a
+// takeover; the lower server ID (B) wins, C acknowledges; B sends
+// TAKEOVER_SERVER, becomes the PE's home and asks the PE to adopt it with
+// an H=1 keep-alive; C follows. The PE stays resolvable at C throughout.
+func TestENRPTakeover(t *testing.T) {
+	r, a, b, c, pe := three(t)
+	a.silent, a.down = true, true
+	h := tlv.PoolHandle("EchoPool")
+	step := time.Second
+	for range int((DefaultMaxTimeLastHeard + DefaultMaxTimeNoResponse + DefaultTakeoverExpiry + 2*time.Second) / step) {
+		r.advance(step)
+		if _, _, ok := c.c.Lookup(h, 0x22222222); !ok {
+			t.Fatalf("PE not resolvable at C at %v", r.now.Sub(enT0))
+		}
+	}
+	if got := peerEvents(b, TakeoverDone); len(got) != 1 || got[0].ServerID != a.c.ServerID() || got[0].PEs != 1 {
+		t.Fatalf("B's TakeoverDone events %+v", got)
+	}
+	if got := peerEvents(c, TakeoverDone); len(got) != 0 {
+		t.Fatalf("C completed a takeover too: %+v", got)
+	}
+	if len(peerEvents(b, TakeoverStarted)) != 1 || len(sentOf[*tlv.InitTakeoverAck](c)) == 0 || len(sentOf[*tlv.TakeoverServer](b)) == 0 {
+		t.Fatal("INIT_TAKEOVER / ACK / TAKEOVER_SERVER exchange missing")
+	}
+	if b.c.Owned() != 1 || len(pe.homes) == 0 || pe.homes[len(pe.homes)-1] != b.c.ServerID() {
+		t.Fatalf("B owns %d PEs; PE's H=1 keep-alives from %x", b.c.Owned(), pe.homes)
+	}
+	for _, n := range []*rnode{b, c} {
+		got, _, ok := n.c.Lookup(h, 0x22222222)
+		if !ok || got.HomeServerID != b.c.ServerID() {
+			t.Fatalf("at %#x: PE %v home %#x", n.c.ServerID(), ok, got.HomeServerID)
+		}
+		if hasPeer(n, a.c.ServerID()) {
+			t.Fatalf("%#x still lists A", n.c.ServerID())
+		}
+	}
+	if b.c.store.Checksum(b.c.ServerID()) != c.c.store.Checksum(b.c.ServerID()) {
+		t.Fatal("checksums of B's PEs differ")
+	}
+	// The PE is supervised by its new home: its ack keeps it (it
+	// re-registers before its registration life ends).
+	r.advance(30 * time.Second)
+	if _, _, ok := b.c.Lookup(h, 0x22222222); !ok {
+		t.Fatal("taken-over PE dropped at its new home")
+	}
+}
+
+// RFC 5353 §3.9: the target gets the INIT_TAKEOVER too, and its Presence
+// in answer cancels the takeover: nobody takes over, the PE keeps its
+// home. (C's ACKs are lost, so B waits.)
+func TestENRPTakeoverCancelledByPresence(t *testing.T) {
+	r, a, b, c, _ := three(t)
+	a.silent = true
+	c.drop = func(m tlv.ENRPMessage) bool { _, ok := m.(*tlv.InitTakeoverAck); return ok }
+	r.advance(DefaultMaxTimeLastHeard + DefaultMaxTimeNoResponse - time.Second)
+	a.silent = false
+	r.advance(time.Second)
+	if len(peerEvents(b, TakeoverStarted)) == 0 {
+		t.Fatal("no takeover started")
+	}
+	if !hasPeer(b, a.c.ServerID()) {
+		t.Fatal("A's answer to the INIT_TAKEOVER did not bring it back")
+	}
+	c.drop = nil
+	// A hears the INIT_TAKEOVER about itself and answers with Presences.
+	for _, m := range sentOf[*tlv.InitTakeover](b) {
+		if m.TargetID != a.c.ServerID() {
+			t.Fatalf("INIT_TAKEOVER for %#x", m.TargetID)
+		}
+	}
+	b.sent = b.sent[:0]
+	r.advance(DefaultTakeoverExpiry + time.Second)
+	for _, n := range []*rnode{b, c} {
+		if len(peerEvents(n, TakeoverDone)) != 0 {
+			t.Fatalf("%#x took over a live peer", n.c.ServerID())
+		}
+		got, _, ok := n.c.Lookup(tlv.PoolHandle("EchoPool"), 0x22222222)
+		if !ok || got.HomeServerID != a.c.ServerID() {
+			t.Fatalf("at %#x: PE %v home %#x", n.c.ServerID(), ok, got.HomeServerID)
+		}
 	}
 }
