@@ -19,5 +19,5 @@ func (c *Core) audit(now time.Time, p *peer) {
 	}
 	c.en.stats.Audits++
 	c.store.Mark(now, p.id)
-	c.requestTable(p, true)
+	c.requestTable(now, p, true)
 }

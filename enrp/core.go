@@ -52,9 +52,13 @@ type ASAPStats struct {
 // supervises the PEs it owns with Endpoint Keep Alive, counts Endpoint
 // Unreachable reports once per reporting association and checks a
 // reported PE with a keep-alive before it removes it, aborts idle
-// associations, and emits periodic Server Announces. The ENRP procedures
-// (RFC 5353 §3) belong here too; they will use the outputs [SendENRP] and
-// [ConnectPeer], which nothing emits yet.
+// associations, and emits periodic Server Announces. It runs the ENRP
+// procedures of RFC 5353 §3 too: the peer table and Presence (peers.go),
+// the start-up with a mentor and the paged handle table (sync.go), handle
+// updates (update.go), the checksum audit (audit.go) and the takeover of a
+// dead peer (takeover_core.go), with the inputs HandleENRP,
+// HandleENRPMulticast, HandleConnected and HandleConnectFailed and the
+// outputs [SendENRP], [ConnectPeer], [Multicast] and [PeerEvent].
 //
 // Ownership has one truth: the store's owner lists, keyed by home server
 // ID. A PE is this registrar's exactly when the store holds it with home
@@ -62,10 +66,13 @@ type ASAPStats struct {
 // same PEs, and every store change to one of them goes through the core.
 //
 // It does no I/O and reads no clock: every call takes the host's now. The
-// host tells it about associations (HandleAccepted, HandleLost), feeds it
-// messages (HandleASAP for raw bytes, HandleASAPMessage for parsed ones)
-// and timeouts (HandleTimeout at NextDeadline), and carries out the
-// Outbox: [SendASAP], [Multicast], [CloseAssoc], and the event [PEEvent].
+// host tells it about associations (HandleAccepted, HandleLost, and for
+// the ones it asked for HandleConnected, HandleConnectFailed), feeds it
+// messages (HandleASAP for raw bytes, HandleASAPMessage for parsed ones,
+// HandleENRP and HandleENRPMulticast) and timeouts (HandleTimeout at
+// NextDeadline), and carries out the Outbox: [SendASAP], [SendENRP],
+// [Multicast], [ConnectPeer], [CloseAssoc], and the events [PEEvent] and
+// [PeerEvent].
 // Messages in the outbox may alias the input and the store: encode them
 // before the next call of any method of the core.
 //

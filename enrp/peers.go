@@ -100,6 +100,7 @@ type peer struct {
 	// Our table request to it (sync.go, audit.go).
 	syncing bool
 	syncW   bool
+	syncDue time.Time // the answer's deadline
 	// Its table request to us: the continuation (sync.go).
 	cursor   cursorState
 	listDone bool // its LIST_RESPONSE came (mentor)
@@ -649,6 +650,9 @@ func (c *Core) peersTimeout(now time.Time) {
 	}
 	var dead []*peer
 	for _, p := range e.peers {
+		if p.syncing && !now.Before(p.syncDue) {
+			c.syncFailed(now, p)
+		}
 		if p.due.IsZero() || now.Before(p.due) {
 			continue
 		}
@@ -715,6 +719,9 @@ func (c *Core) peersDeadline(earlier func(time.Time)) {
 	}
 	for _, p := range e.peers {
 		earlier(p.due)
+		if p.syncing {
+			earlier(p.syncDue)
+		}
 	}
 	if e.startup {
 		earlier(e.startupAt)

@@ -789,3 +789,98 @@ func TestENRPTakeoverCancelledByPresence(t *testing.T) {
 		}
 	}
 }
+
+// RFC 5353 §3.2: a Presence with R=1 is answered with our Presence
+// (R=0), unicast to the sender.
+func TestENRPPresenceReplyRequired(t *testing.T) {
+	r, a, b := peered(t, nil)
+	var aid AssocID
+	for k, v := range r.links {
+		if k.n == a && v.n == b {
+			aid = k.id
+		}
+	}
+	a.sent = a.sent[:0]
+	pr := &tlv.Presence{ENRPHeader: tlv.ENRPHeader{SenderID: b.c.ServerID(), ReceiverID: a.c.ServerID()}, ReplyRequired: true, Checksum: 0xffff}
+	a.c.HandleENRP(r.now, aid, pr.AppendTo(nil))
+	r.collect(a)
+	ps := sentOf[*tlv.Presence](a)
+	if len(ps) != 1 || ps[0].ReplyRequired || ps[0].ReceiverID != b.c.ServerID() {
+		t.Fatalf("answer %+v", ps)
+	}
+}
+
+// RFC 5353 §3.2: a Presence on the multicast group from an unknown
+// registrar makes us connect to the ENRP address of its Server
+// Information; our own multicast Presence is ignored; nothing is answered
+// on the group.
+func TestENRPMulticastPresence(t *testing.T) {
+	r := newRouter(t)
+	b := r.add(0xb0b0b0b0, nil)
+	a := r.add(0xa0a0a0a0, nil)
+	own := b.c.presence(0, false).AppendTo(nil)
+	b.c.HandleENRPMulticast(r.now, b.addr, own)
+	r.collect(b)
+	if b.c.ENRPStats().Dials != 0 {
+		t.Fatal("dialled itself")
+	}
+	a.c.HandleENRPMulticast(r.now, b.addr, own)
+	r.collect(a)
+	r.pump()
+	if a.c.ENRPStats().Dials != 1 || !hasPeer(a, b.c.ServerID()) || !hasPeer(b, a.c.ServerID()) {
+		t.Fatalf("dials %d, A's peers %v", a.c.ENRPStats().Dials, a.c.Peers())
+	}
+	a.c.HandleENRPMulticast(r.now, b.addr, own)
+	r.collect(a)
+	if a.c.ENRPStats().Dials != 1 {
+		t.Fatal("dialled a known peer again")
+	}
+}
+
+// RFC 5353 §3.1: a static peer whose association is lost is dialled
+// again after RedialMin; the Presences on the new association restore the
+// peering.
+func TestENRPStaticRedialAfterLoss(t *testing.T) {
+	r, a, b := peered(t, nil)
+	var aid AssocID
+	for k, v := range r.links {
+		if k.n == a && v.n == b {
+			aid = k.id
+		}
+	}
+	a.c.HandleLost(r.now, aid)
+	r.collect(a)
+	if a.c.ENRPStats().Dials != 1 {
+		t.Fatal("redialled at once")
+	}
+	r.advance(DefaultRedialMin)
+	if a.c.ENRPStats().Dials != 2 {
+		t.Fatalf("%d dials after RedialMin", a.c.ENRPStats().Dials)
+	}
+	for _, p := range a.c.Peers() {
+		if p.ServerID == b.c.ServerID() && (p.Assoc == 0 || p.Assoc == aid) {
+			t.Fatalf("peer B on association %d after the redial", p.Assoc)
+		}
+	}
+}
+
+// RFC 5353 §3.5: a table request that gets no answer is given up after
+// MAX-TIME-NO-RESPONSE, so that the next checksum mismatch audits again.
+func TestENRPAuditRetriedAfterSilence(t *testing.T) {
+	r, a, b := peered(t, nil)
+	r.mustRegister(a, "EchoPool", 0x22222222)
+	b.c.store.Deregister(r.now, tlv.PoolHandle("EchoPool"), 0x22222222)
+	a.drop = func(m tlv.ENRPMessage) bool { _, ok := m.(*tlv.HandleTableResponse); return ok }
+	r.advance(DefaultHeartbeatCycle)
+	if b.c.ENRPStats().Audits != 1 {
+		t.Fatal("no audit")
+	}
+	a.drop = nil
+	r.advance(DefaultHeartbeatCycle)
+	if b.c.ENRPStats().Audits != 2 {
+		t.Fatalf("%d audits, want a second one", b.c.ENRPStats().Audits)
+	}
+	if _, _, ok := b.c.Lookup(tlv.PoolHandle("EchoPool"), 0x22222222); !ok {
+		t.Fatal("not repaired")
+	}
+}

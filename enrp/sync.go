@@ -29,7 +29,7 @@ func (c *Core) chooseMentor(now time.Time, p *peer) {
 	p.listDone = false
 	e.startupAt = now.Add(e.cfg.MentorTimeout)
 	c.sendENRP(p.assoc, &tlv.ListRequest{ENRPHeader: tlv.ENRPHeader{SenderID: c.id, ReceiverID: p.id}})
-	c.requestTable(p, false)
+	c.requestTable(now, p, false)
 	if c.log.Enabled(context.Background(), slog.LevelDebug) {
 		c.log.Debug("enrp: mentor chosen", "server", p.id)
 	}
@@ -37,8 +37,11 @@ func (c *Core) chooseMentor(now time.Time, p *peer) {
 
 // requestTable sends p a HANDLE_TABLE_REQUEST; w asks for p's own PEs
 // only (W=1).
-func (c *Core) requestTable(p *peer, w bool) {
+// An answer that does not come within MaxTimeNoResponse gives the request
+// up (syncFailed), so that a later audit can ask again.
+func (c *Core) requestTable(now time.Time, p *peer, w bool) {
 	p.syncing, p.syncW = true, w
+	p.syncDue = now.Add(c.en.cfg.MaxTimeNoResponse)
 	c.sendENRP(p.assoc, &tlv.HandleTableRequest{ENRPHeader: tlv.ENRPHeader{SenderID: c.id, ReceiverID: p.id}, OwnChildrenOnly: w})
 }
 
@@ -170,7 +173,7 @@ func (c *Core) onTableResponse(now time.Time, p *peer, m *tlv.HandleTableRespons
 		}
 	}
 	if m.MoreToSend {
-		c.requestTable(p, p.syncW)
+		c.requestTable(now, p, p.syncW)
 		c.mentorProgress(now, p)
 		return
 	}
