@@ -884,3 +884,32 @@ func TestENRPAuditRetriedAfterSilence(t *testing.T) {
 		t.Fatal("not repaired")
 	}
 }
+
+// RFC 5353 §3.4-3.5: a registrar still in its start-up phase refuses a
+// whole-table request (R=1); two registrars starting together each
+// refuse the other as mentor and both start with their empty tables.
+func TestENRPTableRejectedWhileStarting(t *testing.T) {
+	r := newRouter(t)
+	var a, b *rnode
+	a = r.add(0xa0a0a0a0, func(c *Config) { c.Peers.Static = []transport.Addr{enAddr(2)} })
+	b = r.add(0xb0b0b0b0, func(c *Config) { c.Peers.Static = []transport.Addr{enAddr(1)} })
+	r.pump()
+	for _, n := range []*rnode{a, b} {
+		rej := 0
+		for _, m := range sentOf[*tlv.HandleTableResponse](n) {
+			if m.Reject {
+				rej++
+			}
+		}
+		if rej == 0 {
+			t.Fatalf("%#x never refused its table while starting", n.c.ServerID())
+		}
+		if n.c.InStartup() {
+			t.Fatalf("%#x still starting after its mentor refused", n.c.ServerID())
+		}
+	}
+	r.mustRegister(a, "EchoPool", 1)
+	if _, _, ok := b.c.Lookup(tlv.PoolHandle("EchoPool"), 1); !ok {
+		t.Fatal("peers after start-up do not exchange updates")
+	}
+}

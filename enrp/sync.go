@@ -110,13 +110,21 @@ func (c *Core) syncFailed(now time.Time, p *peer) {
 // transports with their addresses, the policy).
 const maxPagePEs = tlv.DefaultMaxParams / 12
 
-// onTableRequest answers a HANDLE_TABLE_REQUEST (RFC 5353 §3.5): the
+// onTableRequest answers a HANDLE_TABLE_REQUEST (RFC 5353 §3.5), with
+// R=1 for a whole table while we are still starting ourselves; else the
 // next page from the requester's cursor, all PEs or (W=1) only ours, with
 // M=1 while more follow. A page holds PageSize PEs, fewer when they would
 // not fit the 16-bit Message Length, and at most maxPagePEs.
 func (c *Core) onTableRequest(now time.Time, pa *passoc, p *peer, m *tlv.HandleTableRequest) {
 	e := &c.en
 	e.stats.TableRequests++
+	if e.startup && !m.OwnChildrenOnly {
+		// Our own table is not complete yet: refuse (R=1), so that the
+		// requester takes another mentor (RFC 5353 §3.4-3.5). Our own
+		// PEs (W=1) are complete: we accept none while starting.
+		c.sendENRP(pa.id, &tlv.HandleTableResponse{ENRPHeader: tlv.ENRPHeader{SenderID: c.id, ReceiverID: p.id}, Reject: true})
+		return
+	}
 	cs := &p.cursor
 	if !cs.active || cs.w != m.OwnChildrenOnly {
 		*cs = cursorState{active: true, w: m.OwnChildrenOnly}
