@@ -284,11 +284,10 @@ func (c *Core) HandleENRP(now time.Time, id AssocID, b []byte) {
 			c.en.stats.Dropped++
 			return
 		}
-		// An association the host accepted: it carries ENRP from now on,
-		// and is no PE's, so the idle reaper leaves it alone.
+		// An association the host accepted carries ENRP from now on. The
+		// idle reaper keeps watching it until a peer is named on it.
 		pa = &passoc{id: id, info: a.info}
 		c.en.assocs[id] = pa
-		c.idleUnlink(a)
 	}
 	if !pa.rate.take(now, c.en.cfg.MaxENRPRate) {
 		c.en.stats.Dropped++
@@ -462,7 +461,7 @@ func (c *Core) handleENRP(now time.Time, pa *passoc, m tlv.ENRPMessage) {
 		if !c.accept(p.id, pa) {
 			return
 		}
-		pa.peer = p
+		c.bind(pa, p)
 	}
 	switch m := m.(type) {
 	case *tlv.HandleUpdate:
@@ -559,7 +558,7 @@ func (c *Core) onPresence(now time.Time, pa *passoc, m *tlv.Presence) {
 	} else if pa.peer == nil && !c.accept(m.SenderID, pa) {
 		return
 	}
-	pa.peer = p
+	c.bind(pa, p)
 	p.assoc = pa.id
 	if m.Info != nil && m.Info.ServerID == m.SenderID {
 		p.info = tlv.ServerInfo{ServerID: p.id, Transport: cloneTr(m.Info.Transport)}
@@ -582,6 +581,16 @@ func (c *Core) onPresence(now time.Time, pa *passoc, m *tlv.Presence) {
 	}
 	if !created {
 		c.audit(now, p)
+	}
+}
+
+// bind makes pa an association of peer p. One the host accepted is no
+// PE's: the idle reaper leaves it alone from now on (MAX-TIME-LAST-HEARD
+// watches it instead).
+func (c *Core) bind(pa *passoc, p *peer) {
+	pa.peer = p
+	if a := c.assocs[pa.id]; a != nil {
+		c.idleUnlink(a)
 	}
 }
 

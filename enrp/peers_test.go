@@ -913,3 +913,27 @@ func TestENRPTableRejectedWhileStarting(t *testing.T) {
 		t.Fatal("peers after start-up do not exchange updates")
 	}
 }
+
+// RFC 5355 §3: an association that only sends ENRP without naming a
+// peer is still aborted when idle; a peer's association is not (its
+// silence is MAX-TIME-LAST-HEARD's business).
+func TestENRPIdleAssociations(t *testing.T) {
+	r, a, b := peered(t, func(c *Config) { c.ASAP.IdleTimeout = 10 * time.Second })
+	b.c.HandleAccepted(r.now, 500, AssocInfo{Remote: srvMem("10.5.0.1:1")})
+	b.c.HandleENRP(r.now, 500, []byte{0x0b, 0, 0, 12, 0, 0, 0, 9, 0, 0, 0, 0})
+	r.collect(b)
+	r.advance(11 * time.Second)
+	if _, ok := b.c.assocs[500]; ok {
+		t.Fatal("idle ENRP-only association kept")
+	}
+	for _, p := range b.c.Peers() {
+		if p.ServerID == a.c.ServerID() && p.Assoc == 0 {
+			t.Fatal("peer association reaped as idle")
+		}
+	}
+	for id := range b.c.en.assocs {
+		if id == 500 {
+			t.Fatal("ENRP state of the reaped association kept")
+		}
+	}
+}
