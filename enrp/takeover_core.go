@@ -112,7 +112,9 @@ func (c *Core) finishTakeover(now time.Time, target uint32) {
 			tr = ka.PE.UserTransport
 		}
 		addr, err := asap.AddrOf(tr, kind)
-		if err != nil || c.sup[key] != nil {
+		if err != nil {
+			// Nowhere to reach it: it cannot be supervised (the peers'
+			// next audit of us drops it there too, RFC 5353 §3.7).
 			c.store.Deregister(now, ka.Msg.PoolHandle, ka.PE.ID)
 			continue
 		}
