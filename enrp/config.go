@@ -32,7 +32,7 @@ var (
 // Config configures a [Registrar]. A zero field takes the default named in
 // its comment; the ASAP endpoint (Listener, or Transport with ListenAddr)
 // is required. [NewCore] takes the same Config and uses the fields that
-// are not the host's (ServerID, Rand, ASAP, Handlespace, Logger, and
+// are not the host's (ServerID, Rand, ASAP, Handlespace, Peers, Logger, and
 // whether Announcer is set).
 type Config struct {
 	// ServerID is the registrar's ENRP server identifier (RFC 5353 §3.1).
@@ -67,7 +67,11 @@ type Config struct {
 	// takes Config.Rand.
 	Handlespace handlespace.Config
 
-	// (ENRP peering will be configured by a Peers field beside these.)
+	// Peers configures ENRP peering with other registrars (RFC 5353 §3):
+	// static peers, timers, table page size, limits and the host's hook
+	// that accepts peers. Its zero value takes the defaults named in
+	// [PeersConfig].
+	Peers PeersConfig
 
 	// SendQueue bounds the messages waiting for one association; default
 	// DefaultSendQueue.
