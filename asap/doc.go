@@ -37,6 +37,34 @@
 // fails with [ErrInvalidConfig]: such an endpoint could never find a
 // registrar.
 //
+// # Application data and PPIDs
+//
+// ASAP finds a PE; what the pool user and the PE then say to each other is
+// the application's. The association [PoolUser.Dial] returns, and the one
+// the PE's own listener accepts, is a plain transport.Conn on which this
+// package sends and reads nothing. Application messages on it carry the
+// application protocol's PPID: the one IANA registered for it, or 0,
+// "unspecified" (RFC 9260 §3.3.1), for a protocol without one. The echo
+// protocol of the example programs (examples/echo-pe, examples/pu-client)
+// uses 0. ASAP itself uses PPID 11 (transport.PPIDASAP, RFC 5352 §4), on
+// every association to a registrar and, when a PE's user transport says
+// "data plus control" (tlv.TransportUseDataPlusControl, RFC 5354 §3.4), for
+// ASAP control messages on the PU-PE association too (cookies and business
+// cards, RFC 5352 §3.9-3.11, which this package does not send yet; see
+// Limitations). A PE that advertises tlv.TransportUseDataOnly, as the
+// examples do, gets only application data there. Use the constants of
+// package transport (transport.PPIDASAP, transport.PPIDENRP) when sending
+// and receiving; tlv.PPIDASAP and tlv.PPIDENRP are the same numbers for code
+// that has only the codec.
+//
+// Two names occur twice. A [PoolElement] is a running pool element;
+// tlv.PoolElement is the Pool Element parameter (RFC 5354 §3.10), the data
+// about one PE that a registrar keeps and that [PoolUser.Resolve] and
+// [PoolUser.Dial] return. transport.Transport dials and listens (the
+// NewPoolElement and NewPoolUser argument); tlv.Transport is an RFC 5354
+// transport parameter, the advertised address in PEConfig.UserTransport
+// ([TransportParam] and [AddrOf] convert).
+//
 // # Finding a registrar, and giving up
 //
 // The server hunt (RFC 5352 §3.6) dials up to HuntParallel registrars per
@@ -80,11 +108,17 @@
 //
 // # Timers
 //
-// The RFC 5352 §5 timers and thresholds are in [Timers]; zero fields take
-// the Default* constants. The values follow the project's RFC digest and
-// are configurable because they could not all be checked against the RFC
-// text; notably DefaultT5ServerHunt (120 ms) may be 120 s in the RFC, and
-// DefaultMaxServerHunts (3) is marked very unsure there.
+// The RFC 5352 §5 timers and thresholds are in [Timers]; a zero field takes
+// the Default* constant named after it, and each constant says where its
+// value comes from. RFC 5352 §5.1 gives T1-ENRPrequest (15 s),
+// T2-registration and T3-deregistration (30 s), T4-reregistration
+// (min(10 min, registration life − 20 s)), T5-serverhunt (120 ms),
+// T6-serverannounce (1 s) and T7-ENRPoutdate (5 s); §5.2 gives
+// MAX-REG-ATTEMPT and MAX-REQUEST-RETRANSMIT (2) and MAX-NUMBER-SERVER-HUNT
+// (3, [PEConfig].MaxServerHunts and [PUConfig].MaxServerHunts). Where the
+// RFC gives no value (the back-off caps, the dial limit, the registration
+// life), the constant says what the value is and why. Every one of them is
+// configurable.
 //
 // # Addresses
 //

@@ -15,7 +15,9 @@ import (
 
 // PoolElement is a running pool element: a PoolElementCore driven on its
 // own goroutine over a transport.Transport (the associations to
-// registrars). It is safe for concurrent use.
+// registrars). It is safe for concurrent use. It is not tlv.PoolElement,
+// which is the Pool Element parameter (RFC 5354 §3.10): the data about one
+// PE that a registrar stores and a pool user's Resolve and Dial return.
 type PoolElement struct {
 	core *PoolElementCore
 	ep   *endpoint

@@ -18,7 +18,10 @@ type PEConfig struct {
 	// PoolHandle names the pool to join (required, 1..tlv.DefaultMaxPoolHandle bytes).
 	PoolHandle []byte
 	// UserTransport is where pool users reach this PE (required): usually
-	// TransportParam(listener.Addr(), tlv.TransportUseDataOnly).
+	// TransportParam(listener.Addr(), tlv.TransportUseDataOnly). It is the
+	// RFC 5354 transport parameter the PE advertises (a tlv.Transport),
+	// not the transport.Transport that NewPoolElement dials registrars
+	// with.
 	UserTransport tlv.Transport
 	// Policy is the pool member selection policy (RFC 5356) and
 	// PolicyValues its per-PE fields (weight, load, ...). Zero Policy means

@@ -234,21 +234,8 @@ func TestDriverPERefusedThenRegisteredAgain(t *testing.T) {
 func TestDriverPEHomeLostReregisters(t *testing.T) {
 	leakcheck.Check(t)
 	synctest.Test(t, func(t *testing.T) {
-		n := memnet.New(5)
+		n, regNode, reg, pe, events := peWithFakeRegistrar(t)
 		defer n.Close()
-		regNode, peNode := n.NewNode(), n.NewNode()
-		regL, err := regNode.Listen(regNode.Addr(transport.PortASAP))
-		if err != nil {
-			t.Fatal(err)
-		}
-		reg := startFakeRegistrar(t, regL, 0xabc)
-		events := make(chan PEEvent, 64)
-		ut, _ := TransportParam(peNode.Addr(7000), tlv.TransportUseDataOnly)
-		pe, err := NewPoolElement(PEConfig{PoolHandle: []byte("echo"), UserTransport: ut, PEID: 7, Policy: policy.LeastUsed,
-			Registrars: []transport.Addr{regL.Addr()}, Events: events, Logger: testLogger(t)}, peNode)
-		if err != nil {
-			t.Fatal(err)
-		}
 		defer pe.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -306,4 +293,27 @@ func TestDriverPEHomeLostReregisters(t *testing.T) {
 		}
 		pe.Close()
 	})
+}
+
+// peWithFakeRegistrar starts a fake registrar (server ID 0xabc) on its
+// own memnet node and a PE (ID 7, pool "echo", Least Used) that knows it
+// and sends its events on the returned channel. The caller closes the
+// network and the PE.
+func peWithFakeRegistrar(t *testing.T) (*memnet.Network, *memnet.Node, *fakeRegistrar, *PoolElement, chan PEEvent) {
+	t.Helper()
+	n := memnet.New(5)
+	regNode, peNode := n.NewNode(), n.NewNode()
+	regL, err := regNode.Listen(regNode.Addr(transport.PortASAP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := startFakeRegistrar(t, regL, 0xabc)
+	events := make(chan PEEvent, 64)
+	ut, _ := TransportParam(peNode.Addr(7000), tlv.TransportUseDataOnly)
+	pe, err := NewPoolElement(PEConfig{PoolHandle: []byte("echo"), UserTransport: ut, PEID: 7, Policy: policy.LeastUsed,
+		Registrars: []transport.Addr{regL.Addr()}, Events: events, Logger: testLogger(t)}, peNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, regNode, reg, pe, events
 }

@@ -7,10 +7,7 @@ import (
 	"time"
 
 	"github.com/go-rserpool/rserpool/internal/leakcheck"
-	"github.com/go-rserpool/rserpool/policy"
-	"github.com/go-rserpool/rserpool/tlv"
 	"github.com/go-rserpool/rserpool/transport"
-	"github.com/go-rserpool/rserpool/transport/memnet"
 )
 
 // PoolElement.Stats counts a registration, its loss when the home
@@ -19,21 +16,8 @@ import (
 func TestPEStatsLostAndRegained(t *testing.T) {
 	leakcheck.Check(t)
 	synctest.Test(t, func(t *testing.T) {
-		n := memnet.New(5)
+		n, regNode, reg, pe, events := peWithFakeRegistrar(t)
 		defer n.Close()
-		regNode, peNode := n.NewNode(), n.NewNode()
-		regL, err := regNode.Listen(regNode.Addr(transport.PortASAP))
-		if err != nil {
-			t.Fatal(err)
-		}
-		reg := startFakeRegistrar(t, regL, 0xabc)
-		events := make(chan PEEvent, 64)
-		ut, _ := TransportParam(peNode.Addr(7000), tlv.TransportUseDataOnly)
-		pe, err := NewPoolElement(PEConfig{PoolHandle: []byte("echo"), UserTransport: ut, PEID: 7, Policy: policy.LeastUsed,
-			Registrars: []transport.Addr{regL.Addr()}, Events: events, Logger: testLogger(t)}, peNode)
-		if err != nil {
-			t.Fatal(err)
-		}
 		defer pe.Close()
 		if s := pe.Stats(); s != (PEStats{}) {
 			t.Fatalf("Stats before Register = %+v, want zero", s)

@@ -5,9 +5,9 @@ import (
 	"time"
 )
 
-// Timer and threshold defaults of RFC 5352 §5. The values follow the
-// project's digest of the RFC; the RFC text itself could not be re-read
-// when this was written, so each one stays configurable through [Timers].
+// Timer and threshold defaults of RFC 5352 §5, and the defaults of this
+// package's own timers where the RFC gives none (each says which). Every
+// one is configurable: through [Timers], [PEConfig] or [PUConfig].
 const (
 	// DefaultT1ENRPRequest is T1-ENRPrequest (RFC 5352 §5.1): how long a
 	// pool user waits for an ASAP_HANDLE_RESOLUTION_RESPONSE before it
@@ -32,9 +32,9 @@ const (
 
 	// DefaultT5ServerHunt is T5-serverhunt (RFC 5352 §5.1): how long one
 	// round of a server hunt waits for an association to a registrar.
-	// 120 ms is unverified against the RFC; see the package notes. It is
-	// the first round's length: later rounds back off up to
-	// DefaultT5ServerHuntMax.
+	// RFC 5352 §5.1 gives 120 ms. It is the first round's length: later
+	// rounds back off up to DefaultT5ServerHuntMax (Timers.T5ServerHunt
+	// and Timers.T5ServerHuntMax set both).
 	DefaultT5ServerHunt = 120 * time.Millisecond
 
 	// DefaultT5ServerHuntMax caps the back-off of server-hunt rounds: each
@@ -91,7 +91,11 @@ const (
 	DefaultMaxRequestRetransmit = 2
 
 	// DefaultStaleCacheValue is stale.cache.value (RFC 5352 §5.3): how long
-	// a pool user trusts a cached handle resolution.
+	// a pool user trusts a cached handle resolution. RFC 5352 §5.3 names
+	// the variable; 30 s is this package's default, short enough that a
+	// pool user sees new PEs within half a minute without asking the
+	// registrar on every Dial. PUConfig.StaleCache sets it; a negative
+	// value turns the cache off.
 	DefaultStaleCacheValue = 30 * time.Second
 
 	// DefaultRegistrationLife is the Registration Life a pool element
@@ -100,7 +104,7 @@ const (
 	DefaultRegistrationLife = 5 * time.Minute
 
 	// DefaultHuntParallel is how many registrars one server-hunt round
-	// tries at once (RSPLIB tries up to 3; RFC 5352 §3.6 leaves it open).
+	// tries at once: RSPLIB 3.4.4's default, 3 (RFC 5352 §3.6 leaves it open).
 	DefaultHuntParallel = 3
 
 	// DefaultMaxServerHunts is MAX-NUMBER-SERVER-HUNT: the failed server
@@ -108,10 +112,8 @@ const (
 	// request waits through before it fails with a [*NoRegistrarError]
 	// (PoolElement.Register, PoolUser.Resolve); for a pool user it also
 	// bounds the server hunts one resolution lives through when registrars
-	// take it but do not answer ([ErrTimeout]). The project's digest of
-	// RFC 5352 §5.2 gives 3 and marks it very unsure; it could not be
-	// checked against the RFC text, hence PEConfig.MaxServerHunts and
-	// PUConfig.MaxServerHunts.
+	// take it but do not answer ([ErrTimeout]). RFC 5352 §5.2 gives 3;
+	// PEConfig.MaxServerHunts and PUConfig.MaxServerHunts set it.
 	DefaultMaxServerHunts = 3
 )
 

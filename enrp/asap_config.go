@@ -11,9 +11,9 @@ import (
 	"github.com/go-rserpool/rserpool/transport"
 )
 
-// Registrar-side defaults (RFC 5352 §3.2-3.7, RFC 5353 §7). Values the RFC
-// text does not fix are RSPLIB 3.4.4's; every one is a field of
-// [ASAPConfig].
+// Registrar-side defaults (RFC 5352 §3.2-3.7, RFC 5353 §7). Where the RFCs
+// give no value, each says whether it is RSPLIB 3.4.4's default or this
+// package's choice; every one is a field of [ASAPConfig].
 const (
 	// DefaultMaxBadPEReport is MAX-BAD-PE-REPORT (RFC 5353 §7, used by
 	// RFC 5352 §3.5): after this many ASAP_ENDPOINT_UNREACHABLE reports
@@ -22,31 +22,35 @@ const (
 
 	// DefaultKeepAliveInterval is how long a registrar lets a PE it owns
 	// stay silent before it sends an ASAP_ENDPOINT_KEEP_ALIVE (RFC 5352
-	// §3.7). The RFC gives no value; this is RSPLIB's 5 s.
+	// §3.7). The RFC gives no value; this is RSPLIB 3.4.4's default, 5 s.
 	DefaultKeepAliveInterval = 5 * time.Second
 
 	// DefaultKeepAliveTimeout is how long the registrar waits for the
 	// ASAP_ENDPOINT_KEEP_ALIVE_ACK before it removes the PE (RFC 5352
-	// §3.7). RSPLIB's 5 s.
+	// §3.7). The RFC gives no value; this is RSPLIB 3.4.4's default, 5 s.
 	DefaultKeepAliveTimeout = 5 * time.Second
 
 	// DefaultResolutionItems is how many PEs a handle resolution returns
 	// when the pool user sends no Handle Resolution Option, or asks for 0
-	// items (draft-dreibholz-rserpool-asap-hropt; RSPLIB's default 3).
+	// items (draft-dreibholz-rserpool-asap-hropt; RSPLIB 3.4.4's default, 3).
 	DefaultResolutionItems = 3
 
 	// DefaultMaxResolutionItems caps the Handle Resolution Option's item
-	// count (RSPLIB's 128).
+	// count: RSPLIB 3.4.4's cap, 128 (the draft sets none).
 	DefaultMaxResolutionItems = 128
 
 	// DefaultMaxPEsPerAssoc bounds the PEs one association may register,
 	// so that one peer cannot fill the store (RFC 5355 §3 registration
-	// flooding; the cause sent is Lack of Resources).
+	// flooding; the cause sent is Lack of Resources). RFC 5355 gives no
+	// value; 1024 is this package's choice, far more PEs than one process
+	// registers.
 	DefaultMaxPEsPerAssoc = 1024
 
 	// DefaultAssocRate and DefaultAssocBurst are the per-association
 	// token bucket for incoming ASAP messages (RFC 5355 flooding and
 	// handlespace scanning): messages beyond it are dropped unanswered.
+	// RFC 5355 gives no value; these are this package's choice, well
+	// above what an honest PE or pool user sends.
 	DefaultAssocRate  = 10000.0 // messages per second
 	DefaultAssocBurst = 1000    // messages
 

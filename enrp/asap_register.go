@@ -29,6 +29,12 @@ func (c *Core) onRegistration(now time.Time, id AssocID, a *assoc, m *tlv.Regist
 			c.log.Debug("enrp: registration refused", "assoc", id, "pool", m.PoolHandle, "pe", tlv.PEIdentifier(pe.ID), "cause", code, "why", why)
 		}
 	}
+	if c.en.startup {
+		// RFC 5353 §3.4: no registrations until the mentor's handle
+		// table has arrived (or no mentor was found).
+		reject(tlv.CauseLackOfResources, nil, "registrar in its start-up phase")
+		return
+	}
 	if pe.RegistrationLife <= 0 {
 		reject(tlv.CauseInvalidValues, nil, "registration life not positive")
 		return
@@ -154,8 +160,12 @@ func (c *Core) removeOwned(key peKey, why RemoveReason) bool {
 		return false
 	}
 	c.forget(st)
-	c.store.Deregister(c.clock, tlv.PoolHandle(key.handle), key.id)
-	c.removed(key, why)
+	pe, ok := c.store.Deregister(c.clock, tlv.PoolHandle(key.handle), key.id)
+	var peP *tlv.PoolElement
+	if ok {
+		peP = &pe
+	}
+	c.removed(key, why, peP)
 	return true
 }
 

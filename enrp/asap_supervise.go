@@ -93,7 +93,11 @@ func (c *Core) removeForced(now time.Time, st *supPE, why RemoveReason) {
 		res = gracePool{assoc: assoc, ptype: pe.Policy.Type, utype: pe.UserTransport.Type, uuse: transportUse(&pe.UserTransport)}
 	}
 	c.forget(st)
-	c.removed(key, why)
+	var peP *tlv.PoolElement
+	if ok {
+		peP = &pe
+	}
+	c.removed(key, why, peP)
 	if c.log.Enabled(context.Background(), slog.LevelDebug) {
 		c.log.Debug("enrp: PE failed its keep-alive", "pool", tlv.PoolHandle(key.handle), "pe", tlv.PEIdentifier(key.id), "reason", why.String())
 	}

@@ -32,7 +32,7 @@ var (
 // Config configures a [Registrar]. A zero field takes the default named in
 // its comment; the ASAP endpoint (Listener, or Transport with ListenAddr)
 // is required. [NewCore] takes the same Config and uses the fields that
-// are not the host's (ServerID, Rand, ASAP, Handlespace, Logger, and
+// are not the host's (ServerID, Rand, ASAP, Handlespace, Peers, Logger, and
 // whether Announcer is set).
 type Config struct {
 	// ServerID is the registrar's ENRP server identifier (RFC 5353 §3.1).
@@ -68,16 +68,18 @@ type Config struct {
 	Handlespace handlespace.Config
 
 	// Peers configures ENRP peering with other registrars (RFC 5353 §3):
-	// the static peers and timers for the core, and for the Registrar
-	// the ENRP multicast group (Peers.Announcer), an optional separate
-	// ENRP listener (Peers.Listener; without it, peers associate to
-	// Listener and their messages are told apart by PPID, RFC 5353 §2)
-	// and the transport to dial peers with (Peers.Transport, default
-	// Transport; a dial gives up after Peers.MaxTimeNoResponse, the time
-	// a peer has to answer, RFC 5353 §3.2). When Peers.ENRPAddrs is empty, New fills it with the
-	// ENRP listener's address (Peers.Listener's, else Listener's), unless
-	// that address is unspecified. Its zero value: no peers configured,
-	// no ENRP multicast, ENRP accepted on the ASAP listener.
+	// static peers, timers, table page size, limits and the host's hook
+	// that accepts peers for the core (defaults named in [PeersConfig]);
+	// and for the Registrar the ENRP multicast group (Peers.Announcer),
+	// an optional separate ENRP listener (Peers.Listener; without it,
+	// peers associate to Listener and their messages are told apart by
+	// PPID, RFC 5353 §2) and the transport to dial peers with
+	// (Peers.Transport, default Transport; a dial gives up after
+	// Peers.MaxTimeNoResponse, the time a peer has to answer, RFC 5353
+	// §3.2). When Peers.ENRPAddrs is empty, New fills it with the ENRP
+	// listener's address (Peers.Listener's, else Listener's) unless that
+	// address is unspecified. Its zero value: no static peers, no ENRP
+	// multicast, ENRP accepted on the ASAP listener.
 	Peers PeersConfig
 
 	// SendQueue bounds the messages waiting for one association; default

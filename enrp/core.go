@@ -52,9 +52,13 @@ type ASAPStats struct {
 // supervises the PEs it owns with Endpoint Keep Alive, counts Endpoint
 // Unreachable reports once per reporting association and checks a
 // reported PE with a keep-alive before it removes it, aborts idle
-// associations, and emits periodic Server Announces. The ENRP procedures
-// (RFC 5353 §3) belong here too; they will use the outputs [SendENRP] and
-// [ConnectPeer], which nothing emits yet.
+// associations, and emits periodic Server Announces. It runs the ENRP
+// procedures of RFC 5353 §3 too: the peer table and Presence (peers.go),
+// the start-up with a mentor and the paged handle table (sync.go), handle
+// updates (update.go), the checksum audit (audit.go) and the takeover of a
+// dead peer (takeover_core.go), with the inputs HandleENRP,
+// HandleENRPMulticast, HandleConnected and HandleConnectFailed and the
+// outputs [SendENRP], [ConnectPeer], [Multicast] and [PeerEvent].
 //
 // Ownership has one truth: the store's owner lists, keyed by home server
 // ID. A PE is this registrar's exactly when the store holds it with home
@@ -62,10 +66,13 @@ type ASAPStats struct {
 // same PEs, and every store change to one of them goes through the core.
 //
 // It does no I/O and reads no clock: every call takes the host's now. The
-// host tells it about associations (HandleAccepted, HandleLost), feeds it
-// messages (HandleASAP for raw bytes, HandleASAPMessage for parsed ones)
-// and timeouts (HandleTimeout at NextDeadline), and carries out the
-// Outbox: [SendASAP], [Multicast], [CloseAssoc], and the event [PEEvent].
+// host tells it about associations (HandleAccepted, HandleLost, and for
+// the ones it asked for HandleConnected, HandleConnectFailed), feeds it
+// messages (HandleASAP for raw bytes, HandleASAPMessage for parsed ones,
+// HandleENRP and HandleENRPMulticast) and timeouts (HandleTimeout at
+// NextDeadline), and carries out the Outbox: [SendASAP], [SendENRP],
+// [Multicast], [ConnectPeer], [CloseAssoc], and the events [PEEvent] and
+// [PeerEvent].
 // Messages in the outbox may alias the input and the store: encode them
 // before the next call of any method of the core.
 //
@@ -95,12 +102,16 @@ type Core struct {
 	announceTransports []tlv.Transport // ASAP transports in them
 	announceAt         time.Time       // next announce; zero until the first call
 	selBuf             []tlv.PoolElement
-	expired            []peKey
 	stats              ASAPStats
 
 	clock              time.Time // the now of the last call
 	idleHead, idleTail *assoc    // associations without PEs, least recently active first
 	grace              graceTable
+
+	en      enrpState  // ENRP peering (peers.go)
+	to      *takeovers // RFC 5353 §3.9 (takeover.go)
+	expPEs  []tlv.PoolElement
+	expKeys []peKey
 }
 
 type peKey struct {
@@ -143,7 +154,14 @@ func NewCore(cfg Config) (*Core, error) {
 	if hs.Rand == nil {
 		hs.Rand = src
 	}
-	return newCore(id, cfg.ASAP, hs, cfg.Announcer != nil, logger(cfg.Logger))
+	c, err := newCore(id, cfg.ASAP, hs, cfg.Announcer != nil, logger(cfg.Logger))
+	if err != nil {
+		return nil, err
+	}
+	if err := c.initPeers(cfg.Peers); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 func newCore(id uint32, ac ASAPConfig, hs handlespace.Config, announce bool, log *slog.Logger) (*Core, error) {
@@ -159,7 +177,7 @@ func newCore(id uint32, ac ASAPConfig, hs handlespace.Config, announce bool, log
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	return &Core{
+	c := &Core{
 		id:                 id,
 		cfg:                ac,
 		log:                log,
@@ -168,7 +186,11 @@ func newCore(id uint32, ac ASAPConfig, hs handlespace.Config, announce bool, log
 		announceTransports: ts,
 		assocs:             make(map[AssocID]*assoc),
 		sup:                make(map[peKey]*supPE),
-	}, nil
+	}
+	if err := c.initPeers(PeersConfig{}); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // ServerID returns the registrar's server identifier.
@@ -231,6 +253,7 @@ func (c *Core) HandleAccepted(now time.Time, id AssocID, info AssocInfo) {
 // registered over it is removed (RFC 5352 §3.7: the registrar treats the
 // loss of a PE's association like a failed keep-alive).
 func (c *Core) HandleLost(now time.Time, id AssocID) {
+	c.peerAssocLost(now, id)
 	a := c.assocs[id]
 	if a == nil {
 		return
@@ -251,6 +274,9 @@ func (c *Core) start(now time.Time) {
 	c.clock = now
 	if c.announceAt.IsZero() {
 		c.announceAt = now
+	}
+	if !c.en.started {
+		c.startPeers(now)
 	}
 }
 
@@ -375,6 +401,7 @@ func (c *Core) NextDeadline() time.Time {
 	if g := &c.grace; g.head < len(g.q) {
 		earlier(g.q[g.head].until)
 	}
+	c.peersDeadline(earlier)
 	return d
 }
 
@@ -385,16 +412,21 @@ func (c *Core) NextDeadline() time.Time {
 // driver calls it once when it starts, which sends the first announce.
 func (c *Core) HandleTimeout(now time.Time) {
 	c.start(now)
-	c.expired = c.expired[:0]
+	c.expKeys, c.expPEs = c.expKeys[:0], c.expPEs[:0]
 	c.store.PopExpired(now, func(h tlv.PoolHandle, pe tlv.PoolElement) {
-		c.expired = append(c.expired, peKey{string(h), pe.ID})
-	})
-	for _, k := range c.expired {
-		c.stats.Expired++
-		if st := c.sup[k]; st != nil {
-			c.forget(st)
+		k := peKey{string(h), pe.ID}
+		if c.sup[k] == nil {
+			// A dead peer's PE left to its registration life
+			// (takeover_hooks.go): not ours, nothing to tell.
+			return
 		}
-		c.removed(k, RemovedExpired)
+		c.expKeys = append(c.expKeys, k)
+		c.expPEs = append(c.expPEs, handlespace.ClonePoolElement(pe))
+	})
+	for i, k := range c.expKeys {
+		c.stats.Expired++
+		c.forget(c.sup[k])
+		c.removed(k, RemovedExpired, &c.expPEs[i])
 	}
 	for len(c.timers) > 0 && !c.timers[0].due.After(now) {
 		st := c.timers[0]
@@ -413,6 +445,7 @@ func (c *Core) HandleTimeout(now time.Time) {
 	}
 	c.reapIdle(now)
 	c.graceExpire(now)
+	c.peersTimeout(now)
 	if c.announce && !now.Before(c.announceAt) {
 		c.stats.Announces++
 		c.out = append(c.out, Multicast{Msg: &tlv.ServerAnnounce{ServerID: c.id, Transports: c.announceTransports}})
@@ -441,14 +474,17 @@ func (c *Core) stored(key peKey, created bool) {
 		kind = EventRegistered
 	}
 	c.out = append(c.out, PEEvent{Kind: kind, PoolHandle: tlv.PoolHandle(key.handle), PEID: key.id})
+	c.updateOwned(key, tlv.UpdateAddPE, nil)
 	if c.log.Enabled(context.Background(), slog.LevelDebug) {
 		c.log.Debug("enrp: PE stored", "pool", tlv.PoolHandle(key.handle), "pe", tlv.PEIdentifier(key.id), "new", created)
 	}
 }
 
-// removed reports that PE key, one of ours, left the store.
-func (c *Core) removed(key peKey, why RemoveReason) {
+// removed reports that PE key, one of ours, left the store; pe is what
+// the store held (read only here; nil if unknown).
+func (c *Core) removed(key peKey, why RemoveReason, pe *tlv.PoolElement) {
 	c.out = append(c.out, PEEvent{Kind: EventRemoved, PoolHandle: tlv.PoolHandle(key.handle), PEID: key.id, Reason: why})
+	c.updateOwned(key, tlv.UpdateDelPE, pe)
 	if c.log.Enabled(context.Background(), slog.LevelDebug) {
 		c.log.Debug("enrp: PE removed", "pool", tlv.PoolHandle(key.handle), "pe", tlv.PEIdentifier(key.id), "reason", why.String())
 	}

@@ -359,7 +359,7 @@ func TestServerHandleResolution(t *testing.T) {
 			t.Errorf("PE %d home %x", pe.ID, pe.HomeServerID)
 		}
 	}
-	// Round robin moves by one per resolution (SPEC §5.3).
+	// Round robin moves by one per resolution (as RSPLIB 3.4.4 does).
 	r2 := resolve(&tlv.HandleResolution{PoolHandle: tlv.PoolHandle("p")})
 	if r2.PEs[0].ID == r.PEs[0].ID {
 		t.Errorf("round robin did not advance: %d then %d", r.PEs[0].ID, r2.PEs[0].ID)

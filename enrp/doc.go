@@ -60,14 +60,15 @@
 //	events := make(chan enrp.Event, 256)
 //	r, err := enrp.New(enrp.Config{..., Events: events})
 //	...
-//	for ev := range events { log.Print(ev) } // e.g. PE 0000002a of pool "echo" removed: keep-alive timeout
+//	for ev := range events { log.Print(ev) } // e.g. PE 0x0000002a of pool "echo" removed: keep-alive timeout
 //
 // The registrar never waits for the host: an event that finds the channel
 // full is dropped and counted in Stats.EventsDropped.
 //
 // A host that already has a listener passes it as Config.Listener. The
-// zero values of the other Config fields are the RFC defaults (RSPLIB's
-// where the RFC gives none); the ASAP settings are nested in Config.ASAP
+// zero values of the other Config fields are the RFC defaults (where the
+// RFC gives none, RSPLIB 3.4.4's default or this package's choice, as each
+// Default* constant says); the ASAP settings are nested in Config.ASAP
 // ([ASAPConfig], whose defaults are the Default* constants of this
 // package), the store's bounds in Config.Handlespace.
 //

@@ -3,8 +3,8 @@ package enrp_test
 import (
 	"context"
 	"fmt"
-	"net/netip"
 
+	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/enrp"
 	"github.com/go-rserpool/rserpool/policy"
 	"github.com/go-rserpool/rserpool/tlv"
@@ -12,25 +12,43 @@ import (
 	"github.com/go-rserpool/rserpool/transport/memnet"
 )
 
-// exchange sends one ASAP message on c and returns the answer.
-func exchange(ctx context.Context, c transport.Conn, m tlv.ASAPMessage) (tlv.ASAPMessage, error) {
-	b, err := tlv.Marshal(m)
+// startPE starts a pool element of pool handle on node: a listener for its
+// users on port, advertised in its registration with the registrar at reg.
+// It returns once the registrar has accepted the registration.
+func startPE(ctx context.Context, node *memnet.Node, reg transport.Addr, handle string, id uint32, port uint16, p policy.Type, v policy.Values) (*asap.PoolElement, transport.Listener, error) {
+	ln, err := node.Listen(node.Addr(port))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := c.Send(ctx, transport.Message{PPID: transport.PPIDASAP, Data: b}); err != nil {
-		return nil, err
-	}
-	in, err := c.Recv(ctx)
+	ut, err := asap.TransportParam(ln.Addr(), tlv.TransportUseDataOnly)
 	if err != nil {
-		return nil, err
+		ln.Close()
+		return nil, nil, err
 	}
-	return tlv.ParseASAP(in.Data)
+	pe, err := asap.NewPoolElement(asap.PEConfig{
+		PoolHandle:    []byte(handle),
+		UserTransport: ut,
+		Policy:        p,
+		PolicyValues:  v,
+		PEID:          id,
+		Registrars:    []transport.Addr{reg},
+	}, node)
+	if err != nil {
+		ln.Close()
+		return nil, nil, err
+	}
+	if err := pe.Register(ctx); err != nil {
+		pe.Close()
+		ln.Close()
+		return nil, nil, err
+	}
+	return pe, ln, nil
 }
 
-// Start a registrar on an in-memory network, register a pool element with
-// a hand-built ASAP_REGISTRATION (RFC 5352 §3.2), and resolve the pool
-// handle as a pool user would (§3.5).
+// Embed a registrar in a program: start it on an in-memory network (with
+// transport/sctp the code is the same), let a pool element register with
+// it (RFC 5352 §3.1) and a pool user resolve the pool handle (§3.5), both
+// with package asap.
 func Example() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -47,52 +65,40 @@ func Example() {
 	defer r.Close()
 
 	// A pool element on 10.0.0.2 serving on port 7000.
-	peNode := net.NewNode()
-	pe, err := peNode.Dial(ctx, r.Addr())
+	pe, ln, err := startPE(ctx, net.NewNode(), r.Addr(), "echo", 0x2a, 7000, policy.RoundRobin, policy.Values{})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
+	defer ln.Close()
 	defer pe.Close()
-	resp, err := exchange(ctx, pe, &tlv.Registration{
-		PoolHandle: tlv.PoolHandle("echo"),
-		PE: tlv.PoolElement{
-			ID:               42,
-			RegistrationLife: 60000, // ms
-			UserTransport:    tlv.NewSCTPTransport(7000, tlv.TransportUseDataOnly, peNode.IP()),
-			Policy:           policy.Encode(policy.RoundRobin, policy.Values{}),
-		},
-	})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	rr := resp.(*tlv.RegistrationResponse)
-	fmt.Printf("registration of PE %d: rejected=%v\n", rr.PEID, rr.Reject)
+	fmt.Println("registered:", pe.Registered())
 
-	// A pool user resolves the handle.
-	pu, err := net.NewNode().Dial(ctx, r.Addr())
+	// A pool user on 10.0.0.3 resolves the handle.
+	pu, err := asap.NewPoolUser(asap.PUConfig{Registrars: []transport.Addr{r.Addr()}}, net.NewNode())
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer pu.Close()
-	resp, err = exchange(ctx, pu, &tlv.HandleResolution{PoolHandle: tlv.PoolHandle("echo")})
+	pes, err := pu.Resolve(ctx, []byte("echo"))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	for _, p := range resp.(*tlv.HandleResolutionResponse).PEs {
-		fmt.Printf("pool %q: PE %d at %v\n", "echo", p.ID, p.UserTransport.AddrPorts()[0])
+	for _, p := range pes {
+		fmt.Printf("pool %q: PE %v at %v\n", "echo", tlv.PEIdentifier(p.ID), p.UserTransport)
 	}
-	fmt.Println("stats:", r.Stats().Pools, "pool,", r.Stats().PEs, "PE")
+	st := r.Stats()
+	fmt.Println("stats:", st.Pools, "pool,", st.PEs, "PE")
 	// Output:
-	// registration of PE 42: rejected=false
-	// pool "echo": PE 42 at 10.0.0.2:7000
+	// registered: true
+	// pool "echo": PE 0x0000002a at sctp 10.0.0.2:7000
 	// stats: 1 pool, 1 PE
 }
 
-// The read-only view of the handlespace, for a host's status page.
+// The read-only view of the handlespace, for a host's status page: the
+// pools with their policies, and each pool's PEs with their home registrar.
 func ExampleRegistrar_PoolElements() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -107,36 +113,45 @@ func ExampleRegistrar_PoolElements() {
 	go r.Run(ctx)
 	defer r.Close()
 
+	// Two PEs of pool "db" on 10.0.0.2, with loads of 10% and 20%.
 	peNode := net.NewNode()
-	pe, _ := peNode.Dial(ctx, r.Addr())
-	defer pe.Close()
 	for id := uint32(1); id <= 2; id++ {
-		exchange(ctx, pe, &tlv.Registration{
-			PoolHandle: tlv.PoolHandle("db"),
-			PE: tlv.PoolElement{
-				ID: id, RegistrationLife: 60000,
-				UserTransport: tlv.NewSCTPTransport(uint16(5000+id), tlv.TransportUseDataOnly, netip.MustParseAddr("0.0.0.0")),
-				Policy:        policy.Encode(policy.LeastUsed, policy.Values{Load: id * 1000}),
-			},
-		})
+		pe, ln, err := startPE(ctx, peNode, r.Addr(), "db", id, uint16(5000+id), policy.LeastUsed,
+			policy.Values{Load: policy.FromFraction(float64(id) / 10)})
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		defer ln.Close()
+		defer pe.Close()
 	}
-	pools, _ := r.Pools(ctx)
+
+	pools, err := r.Pools(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	for _, p := range pools {
 		fmt.Printf("pool %s: policy %v, %d PEs\n", p.Handle, p.Policy, p.PEs)
 	}
-	pes, _ := r.PoolElements(ctx, []byte("db"))
+	pes, err := r.PoolElements(ctx, []byte("db"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	for _, p := range pes {
-		fmt.Printf("PE %d home %#x at %v, owned=%v\n", p.PE.ID, p.PE.HomeServerID, p.PE.UserTransport.AddrPorts()[0], p.Owned)
+		fmt.Printf("PE %v home %v at %v, owned=%v\n",
+			tlv.PEIdentifier(p.PE.ID), tlv.ServerID(p.PE.HomeServerID), p.PE.UserTransport, p.Owned)
 	}
 	// Output:
 	// pool db: policy LeastUsed, 2 PEs
-	// PE 1 home 0x1234 at 10.0.0.2:5001, owned=true
-	// PE 2 home 0x1234 at 10.0.0.2:5002, owned=true
+	// PE 0x00000001 home 0x00001234 at sctp 10.0.0.2:5001, owned=true
+	// PE 0x00000002 home 0x00001234 at sctp 10.0.0.2:5002, owned=true
 }
 
-// Follow the PEs of a registrar with Config.Events: a registration and a
-// deregistration (RFC 5352 §3.2, §3.4), each told with its PE, kind and,
-// for a removal, the reason.
+// Follow the PEs of a registrar with Config.Events: a pool element
+// registers and deregisters (RFC 5352 §3.1, §3.3), and each change is told
+// with its PE, kind and, for a removal, the reason.
 func ExampleConfig_events() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -153,34 +168,26 @@ func ExampleConfig_events() {
 	go r.Run(ctx)
 	defer r.Close()
 
-	peNode := net.NewNode()
-	pe, err := peNode.Dial(ctx, r.Addr())
+	pe, ln, err := startPE(ctx, net.NewNode(), r.Addr(), "echo", 0x2a, 7000, policy.RoundRobin, policy.Values{})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
+	defer ln.Close()
 	defer pe.Close()
-	for _, m := range []tlv.ASAPMessage{
-		&tlv.Registration{PoolHandle: tlv.PoolHandle("echo"), PE: tlv.PoolElement{
-			ID: 42, RegistrationLife: 60000,
-			UserTransport: tlv.NewSCTPTransport(7000, tlv.TransportUseDataOnly, peNode.IP()),
-			Policy:        policy.Encode(policy.RoundRobin, policy.Values{}),
-		}},
-		&tlv.Deregistration{PoolHandle: tlv.PoolHandle("echo"), PEID: 42},
-	} {
-		if _, err := exchange(ctx, pe, m); err != nil {
-			fmt.Println(err)
-			return
-		}
-		// The event is on the channel before the answer leaves.
-		ev := <-events
-		fmt.Println(ev)
-		if ev.Kind == enrp.EventRegistered {
-			fmt.Printf("  home %v: %v\n", ev.PE.HomeServerID == r.ServerID(), ev.PE.UserTransport.Addrs)
-		}
+	// The registrar puts the event on the channel before its answer
+	// leaves, so it is there when Register returns.
+	ev := <-events
+	fmt.Println(ev)
+	fmt.Printf("  home %v: %v\n", ev.PE.HomeServerID == r.ServerID(), ev.PE.UserTransport)
+
+	if err := pe.Deregister(ctx); err != nil {
+		fmt.Println(err)
+		return
 	}
+	fmt.Println(<-events)
 	// Output:
 	// PE 0x0000002a of pool "echo" registered
-	//   home true: [10.0.0.2]
+	//   home true: sctp 10.0.0.2:7000
 	// PE 0x0000002a of pool "echo" removed: deregistered
 }

@@ -19,8 +19,8 @@ type AssocInfo struct {
 }
 
 // Output is one thing the [Core] asks its host to do or tell: [SendASAP],
-// [SendENRP], [Multicast], [ConnectPeer], [CloseAssoc], or the event
-// [PEEvent].
+// [SendENRP], [Multicast], [ConnectPeer], [CloseAssoc], or the events
+// [PEEvent] and [PeerEvent].
 type Output interface{ isOutput() }
 
 // SendASAP asks the host to send an ASAP message on an association (SCTP
@@ -33,8 +33,7 @@ type SendASAP struct {
 }
 
 // SendENRP asks the host to send an ENRP message to a peer registrar on an
-// association (SCTP PPID transport.PPIDENRP, RFC 5353 §2). Nothing emits it
-// yet: it is for ENRP peering.
+// association (SCTP PPID transport.PPIDENRP, RFC 5353 §2).
 type SendENRP struct {
 	Assoc AssocID
 	Msg   tlv.ENRPMessage
@@ -49,8 +48,8 @@ type Multicast struct {
 }
 
 // ConnectPeer asks the host to open an association to a peer registrar
-// at Addr under the ID Assoc. Nothing emits it yet: it is for ENRP
-// peering.
+// at Addr under the ID Assoc (IDs from 1<<63 up, never the host's), and
+// to report the outcome with HandleConnected or HandleConnectFailed.
 type ConnectPeer struct {
 	Assoc AssocID
 	Addr  transport.Addr
@@ -128,7 +127,47 @@ func (r RemoveReason) String() string {
 	return "unknown"
 }
 
+// PeerEvent tells the host about a peer registrar (RFC 5353 §3): it
+// entered the peer table (PeerUp), was presumed dead (PeerDown, PEs: how
+// many PEs it owned here), or a takeover started or ended (TakeoverStarted,
+// TakeoverDone with the PEs taken over; TakenOverBy with ServerID the new
+// home).
+type PeerEvent struct {
+	Kind     PeerEventKind
+	ServerID uint32
+	PEs      int
+}
+
+// PeerEventKind is the kind of a [PeerEvent].
+type PeerEventKind uint8
+
+// Kinds of PeerEvent.
+const (
+	PeerUp PeerEventKind = iota + 1
+	PeerDown
+	TakeoverStarted
+	TakeoverDone
+	TakenOverBy
+)
+
+var peerEventNames = [...]string{
+	PeerUp:          "peer up",
+	PeerDown:        "peer down",
+	TakeoverStarted: "takeover started",
+	TakeoverDone:    "takeover done",
+	TakenOverBy:     "taken over by",
+}
+
+// String names the kind.
+func (k PeerEventKind) String() string {
+	if int(k) < len(peerEventNames) && peerEventNames[k] != "" {
+		return peerEventNames[k]
+	}
+	return "unknown"
+}
+
 func (SendASAP) isOutput()    {}
+func (PeerEvent) isOutput()   {}
 func (SendENRP) isOutput()    {}
 func (Multicast) isOutput()   {}
 func (ConnectPeer) isOutput() {}

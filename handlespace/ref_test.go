@@ -233,7 +233,7 @@ func (r *refStore) popExpired(now time.Time) []refItem {
 	return out
 }
 
-// selectDet is RSPLIB's sorted selection (SPEC §5.3) for Round Robin and
+// selectDet is RSPLIB's sorted selection for Round Robin and
 // Least Used: order by (key, seq), take n, the first gets a new seq.
 func (r *refStore) selectDet(h string, n int) []tlv.PoolElement {
 	p := r.pools[h]

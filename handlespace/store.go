@@ -9,13 +9,16 @@ import (
 	"github.com/go-rserpool/rserpool/tlv"
 )
 
-// Defaults for a zero Config field.
+// Defaults for a zero Config field. RFC 5352 and RFC 5353 set no size
+// limits (RFC 5355 §3 asks for bounds without values); the counts are this
+// package's choices, and each is a Config field.
 const (
-	// DefaultMaxPools bounds the number of pools.
+	// DefaultMaxPools bounds the number of pools: 65,536.
 	DefaultMaxPools = 1 << 16
-	// DefaultMaxPEsPerPool bounds the PEs of one pool.
+	// DefaultMaxPEsPerPool bounds the PEs of one pool: 4,194,304, the
+	// same as DefaultMaxPEs (one pool may hold them all).
 	DefaultMaxPEsPerPool = 1 << 22
-	// DefaultMaxPEs bounds the PEs of the whole store.
+	// DefaultMaxPEs bounds the PEs of the whole store: 4,194,304.
 	DefaultMaxPEs = 1 << 22
 	// DefaultMaxPoolHandleSize bounds a pool handle in bytes. RFC 5354 sets
 	// no limit; RSPLIB 3.4.4 caps handles at 32 bytes.

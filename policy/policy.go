@@ -111,7 +111,7 @@ type Options struct {
 }
 
 // DefaultMaxIncrement is the MaxIncrement used when Options.MaxIncrement is 0
-// (RSPLIB default for every sorted policy).
+// (RSPLIB 3.4.4's default for every sorted policy).
 const DefaultMaxIncrement = 1
 
 // New returns an empty selector for policy t. Randomized policies draw from

@@ -28,7 +28,7 @@ func selectMany(s Selector, rounds, n int) [][]int32 {
 	return out
 }
 
-// RFC 5356 §4.1 (Round Robin): members are used in turn; SPEC §5.3: one
+// RFC 5356 §4.1 (Round Robin): members are used in turn; as in RSPLIB, one
 // resolution advances the position by one even when it returns several.
 func TestRoundRobinRotates(t *testing.T) {
 	s := mustNew(t, RoundRobin)
@@ -74,7 +74,7 @@ func TestWeightedRoundRobinWeights(t *testing.T) {
 	}
 }
 
-// RFC 5356 §4.5 [section number unverified] (Priority): highest priority
+// RFC 5356 §4.5 (Priority): highest priority
 // first; equal priorities served round robin.
 func TestPriorityHighestFirst(t *testing.T) {
 	s := mustNew(t, Priority)
@@ -90,7 +90,7 @@ func TestPriorityHighestFirst(t *testing.T) {
 	}
 }
 
-// RFC 5356 §5.1 [unverified number] (Least Used): lowest load first, ties
+// RFC 5356 §5.1 (Least Used): lowest load first, ties
 // round robin; a load change through Update reorders.
 func TestLeastUsedTies(t *testing.T) {
 	s := mustNew(t, LeastUsed)
@@ -108,7 +108,7 @@ func TestLeastUsedTies(t *testing.T) {
 	}
 }
 
-// RFC 5356 §5.2 [unverified number] (Least Used with Degradation): the
+// RFC 5356 §5.2 (Least Used with Degradation): the
 // degradation is added after selection and reset when the PE updates.
 func TestLeastUsedDegradation(t *testing.T) {
 	s := mustNew(t, LeastUsedDegradation)
@@ -139,7 +139,7 @@ func TestLeastUsedDegradation(t *testing.T) {
 	}
 }
 
-// RFC 5356 §5.3 [unverified number] (Priority Least Used): Load plus Load
+// RFC 5356 §5.3 (Priority Least Used): Load plus Load
 // Degradation decides.
 func TestPriorityLeastUsed(t *testing.T) {
 	s := mustNew(t, PriorityLeastUsed)
@@ -184,7 +184,7 @@ func TestWeightedRandomDistribution(t *testing.T) {
 	}
 }
 
-// RFC 5356 §4.3 (Random) and §5.4 [unverified numbers] (Randomized Least
+// RFC 5356 §4.3 (Random) and §5.4 (Randomized Least
 // Used: draw weight 0xffffffff - Load).
 func TestRandomAndRandomizedLeastUsedDistribution(t *testing.T) {
 	r := mustNew(t, Random)
@@ -211,7 +211,7 @@ func TestRandomAndRandomizedLeastUsedDistribution(t *testing.T) {
 	}
 }
 
-// SPEC §5.3 (RSPLIB): RLUD degrades the drawn PE's weight, Update resets.
+// RSPLIB: RLUD degrades the drawn PE's weight, Update resets.
 func TestRandomizedDegradation(t *testing.T) {
 	s, _ := New(RandomizedLeastUsedDegradation, rand.NewPCG(1, 1))
 	s.Add(0, Values{Load: 0, LoadDegradation: MaxLoad})
@@ -261,7 +261,7 @@ func TestUnknownPolicy(t *testing.T) {
 	}
 }
 
-// Golden layouts of SPEC §5.1 (RFC 5356 parameter sections, RSPLIB for the
+// Golden layouts of the policy parameters (RFC 5356 parameter sections, RSPLIB for the
 // extensions): the u32 fields after the Policy Type, in order.
 func TestCodecGolden(t *testing.T) {
 	v := Values{Weight: 0x11111111, Priority: 0x22222222, Load: 0x33333333, LoadDegradation: 0x44444444,

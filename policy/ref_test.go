@@ -13,7 +13,7 @@ import (
 
 // refSelector is the obviously-correct reference: a slice of members, keys
 // recomputed from the policy values at every selection, a full sort or a
-// linear cumulative-weight scan. Same semantics as SPEC §5.3 / RSPLIB.
+// linear cumulative-weight scan. Same semantics as RSPLIB.
 type refSelector struct {
 	typ    Type
 	maxInc int
@@ -405,7 +405,7 @@ func randValues(rng *rand.Rand) Values {
 
 // TestSelectorsMatchReference runs a seeded sequence of 100k operations on
 // every policy's selector and on the reference and requires identical
-// selections (SPEC §5.3).
+// selections (RSPLIB 3.4.4 semantics).
 func TestSelectorsMatchReference(t *testing.T) {
 	ops := 100000
 	if testing.Short() || raceEnabled {

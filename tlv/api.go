@@ -18,8 +18,11 @@ const (
 	// DefaultMaxDepth allows the deepest nesting the RFCs define: message →
 	// Pool Element (1) → transport (2) → address (3), plus one spare level.
 	DefaultMaxDepth = 4
-	// DefaultMaxPoolHandle is RSPLIB's cap; RFC 5354 sets no limit.
+	// DefaultMaxPoolHandle is RSPLIB 3.4.4's cap on a pool handle, 32
+	// bytes; RFC 5354 §3.9 sets no limit.
 	DefaultMaxPoolHandle = 32
-	// DefaultMaxParams bounds the parameters of one message.
+	// DefaultMaxParams bounds the parameters of one message. The RFCs set
+	// no limit; 4096 is this package's choice, a bound on the work one
+	// message can cause.
 	DefaultMaxParams = 4096
 )

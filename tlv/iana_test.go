@@ -49,7 +49,7 @@ func TestIANACodePoints(t *testing.T) {
 		{ASAPErrorType, 0x0e, "ASAP_ERROR"},
 	})
 	// ENRP: the registry lists ENRP_ERROR as 0x10; RFC 5353, RSPLIB and
-	// Wireshark use 0x0a, which is what we send (SPEC D2).
+	// Wireshark use 0x0a, which is what we send.
 	checkCodePoints(t, 2, []codePoint[ENRPType]{
 		{ENRPPresence, 0x01, "ENRP_PRESENCE"},
 		{ENRPHandleTableRequest, 0x02, "ENRP_HANDLE_TABLE_REQUEST"},

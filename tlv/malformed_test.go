@@ -159,7 +159,7 @@ func TestUnknownParamActions(t *testing.T) {
 }
 
 // TestFinalParamWithoutPadding: a final parameter without its padding is
-// accepted (SPEC §1.2); re-encoding adds the padding and Message Length
+// accepted; re-encoding adds the padding and Message Length
 // counts it.
 func TestFinalParamWithoutPadding(t *testing.T) {
 	in := hx("05 00 000b | 0009 0007 616263")

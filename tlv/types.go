@@ -2,7 +2,12 @@ package tlv
 
 import "net/netip"
 
-// PPIDs of the SCTP payload protocol identifiers (RFC 5352 §4, RFC 5353 §2).
+// PPIDs of the SCTP payload protocol identifiers (RFC 5352 §4, RFC 5353 §2):
+// an SCTP message with PPIDASAP holds one ASAP message ([ParseASAP]), one
+// with PPIDENRP one ENRP message ([ParseENRP]). transport.PPIDASAP and
+// transport.PPIDENRP are the same numbers; code that sends or receives
+// transport.Message values uses those, and these serve code that has only
+// the codec (tlv imports no transport package, transport no codec).
 const (
 	PPIDASAP uint32 = 11
 	PPIDENRP uint32 = 12
@@ -33,7 +38,8 @@ const (
 type ENRPType uint8
 
 // ENRP message types (RFC 5353 §2). ENRP_ERROR is 0x0a as in RFC 5353,
-// RSPLIB and Wireshark (the IANA registry text says 0x10, see SPEC D2).
+// RSPLIB and Wireshark (the IANA RSerPool registry text says 0x10; 0x0a is
+// what peers send and expect).
 const (
 	ENRPPresence            ENRPType = 0x01
 	ENRPHandleTableRequest  ENRPType = 0x02
@@ -113,6 +119,10 @@ type PoolHandle []byte
 
 // Transport is one of the RFC 5354 transport parameters: SCTP, TCP, UDP,
 // UDP-Lite or DCCP, with its address parameters. Type 0 means "absent".
+// It is the wire description of where a PE or registrar listens, not the
+// interface that dials and listens, which is transport.Transport;
+// asap.TransportParam and asap.AddrOf convert between this and
+// transport.Addr.
 //
 // An address is sent as an IPv4 Address parameter when Is4() and as an IPv6
 // Address parameter otherwise (a zone is dropped; an invalid netip.Addr is
@@ -139,6 +149,9 @@ type Policy struct {
 
 // PoolElement is the Pool Element parameter (RFC 5354 §3.10). The Home ENRP
 // Server Identifier is 0 while the PE has no home registrar.
+// It is the data a registrar keeps and hands out about one PE (what
+// asap.PoolUser.Resolve and Dial return), not a running pool element, which
+// is asap.PoolElement.
 type PoolElement struct {
 	ID               uint32
 	HomeServerID     uint32

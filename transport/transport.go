@@ -13,7 +13,13 @@ import (
 // §2.1), so 65535 bytes suffice.
 const MaxMessageSize = 65535
 
-// Payload protocol identifiers (IANA "SCTP Payload Protocol Identifiers").
+// Payload protocol identifiers (IANA "SCTP Payload Protocol Identifiers")
+// of the RSerPool protocols: every ASAP message on an association carries
+// PPIDASAP (RFC 5352 §4), every ENRP message PPIDENRP (RFC 5353 §2).
+// Application data between a pool user and a pool element carries the
+// application's own PPID (see package asap). tlv.PPIDASAP and tlv.PPIDENRP
+// are the same numbers for code that only has the codec (tlv imports no
+// transport and transport no tlv); with a [Message] in hand, use these.
 const (
 	PPIDASAP uint32 = 11 // ASAP, RFC 5352
 	PPIDENRP uint32 = 12 // ENRP, RFC 5353
@@ -173,7 +179,11 @@ type Listener interface {
 	Close() error
 }
 
-// Transport dials and listens.
+// Transport dials and listens: the associations themselves (implemented by
+// transport/sctp and transport/memnet). It is not tlv.Transport, which is
+// the RFC 5354 transport parameter, the wire description of an address
+// that a PE advertises; package asap converts between the two
+// (asap.TransportParam, asap.AddrOf).
 type Transport interface {
 	// Dial opens an association to the listener at to. It fails when ctx
 	// ends first, and may fail earlier when nothing listens there.

@@ -14,13 +14,12 @@
 // # Groups and ports
 //
 // The UDP ports are the ports of the protocols: 3863 for ASAP and 9901 for
-// ENRP ([transport.PortASAP], [transport.PortENRP]). No multicast group is
-// assigned to them that we know of (we could not confirm in the RFC text
-// what RFC 5352 §3.6 and RFC 5353 say about one); the defaults here are the
-// ones RSPLIB uses, 239.0.0.50 for ASAP announces and 239.0.0.51 for ENRP
-// presence (IPv4 administratively scoped, RFC 2365). They are only
-// defaults: [Config.Group] takes any IPv4 or IPv6 multicast group and port,
-// so an operator can pick a group of their scope (for example ff05::/16
+// ENRP ([transport.PortASAP], [transport.PortENRP]). IANA assigns no
+// multicast group to ASAP or ENRP; the defaults here are RSPLIB 3.4.4's
+// defaults, 239.0.0.50 for ASAP announces and 239.0.0.51 for ENRP presence
+// (IPv4 administratively scoped, RFC 2365). They are only defaults:
+// [Config.Group] takes any IPv4 or IPv6 multicast group and port, so an
+// operator can pick a group of their scope (for example ff05::/16
 // site-local or ff02::/16 link-local groups for IPv6).
 //
 // The sender address Recv reports is the datagram's IP source and UDP
@@ -33,11 +32,13 @@
 // # Loopback
 //
 // Tests and examples of this module join and send on the loopback interface
-// only. Linux delivers IPv4 multicast on lo even when lo lacks the
-// MULTICAST flag; IPv6 multicast on lo needs a multicast route on lo
-// (ff00::/8 in the local table), which Linux installs only for interfaces
-// that had the MULTICAST flag when they came up. Where multicast on lo does
-// not work, the tests skip and say why.
+// only, with IPv4 groups. On Linux, IPv4 multicast works on lo whether or
+// not lo has the MULTICAST flag. IPv6 multicast does not work on lo: Listen
+// joins the group, but Send fails with "network is unreachable"
+// (syscall.ENETUNREACH) because Linux installs no IPv6 multicast route on
+// lo, and with the MULTICAST flag set and an ff00::/8 route added by hand
+// the datagrams are still not delivered. IPv6 groups therefore need a real
+// interface; the IPv6 tests of this package skip on lo and say why.
 //
 // # Usage
 //

@@ -15,15 +15,15 @@ import (
 	"github.com/go-rserpool/rserpool/transport"
 )
 
-// Default groups. No group is assigned to ASAP or ENRP that we know of;
-// these are RSPLIB's defaults. Programs take the group from their
+// Default groups. IANA assigns no multicast group to ASAP or ENRP; these
+// are RSPLIB 3.4.4's defaults. Programs take the group from their
 // configuration and fall back to these.
 var (
 	// DefaultASAPGroup is where registrars send ASAP_SERVER_ANNOUNCE and
-	// pool elements and pool users listen (RSPLIB default).
+	// pool elements and pool users listen (RSPLIB 3.4.4's default).
 	DefaultASAPGroup = netip.AddrPortFrom(netip.AddrFrom4([4]byte{239, 0, 0, 50}), transport.PortASAP)
 	// DefaultENRPGroup is where registrars send and receive multicast
-	// ENRP_PRESENCE (RSPLIB default).
+	// ENRP_PRESENCE (RSPLIB 3.4.4's default).
 	DefaultENRPGroup = netip.AddrPortFrom(netip.AddrFrom4([4]byte{239, 0, 0, 51}), transport.PortENRP)
 )
 
@@ -48,8 +48,9 @@ var (
 	// ErrNotMulticast means Config.Group is not a multicast address.
 	ErrNotMulticast = errors.New("multicast: group is not a multicast address")
 	// ErrJoin means the socket could not join the group on the interface,
-	// or could not be set up to send on it. On a machine whose loopback
-	// interface does not do multicast, Listen on lo fails with it.
+	// or could not be set up to send on it. (On Linux an IPv6 group on lo
+	// joins without error; it is Send that fails there, with
+	// syscall.ENETUNREACH: see the package documentation.)
 	ErrJoin = errors.New("multicast: cannot join group")
 )
 
@@ -360,8 +361,9 @@ func (a *Announcer) Close() error {
 
 // LoopbackInterface returns the first interface that is up and has the
 // loopback flag (lo on Linux, lo0 on BSDs). Whether it can carry multicast
-// is up to the system: on Linux lo carries multicast only with the
-// MULTICAST flag set (ip link set lo multicast on).
+// is up to the system: on Linux lo carries IPv4 multicast, with or without
+// the MULTICAST flag, and no IPv6 multicast (see the package
+// documentation).
 func LoopbackInterface() (*net.Interface, error) {
 	ifs, err := net.Interfaces()
 	if err != nil {

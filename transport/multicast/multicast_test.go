@@ -61,8 +61,8 @@ func listen(t *testing.T, group netip.AddrPort) *Announcer {
 }
 
 // pair opens two Announcers on one group and a free port, and checks that
-// the machine delivers multicast on lo: when it does not (lo without the
-// MULTICAST flag, no multicast route), the test skips with the reason.
+// the machine delivers multicast on lo: when it does not (IPv6 on Linux's
+// lo, which has no IPv6 multicast route), the test skips with the reason.
 func pair(t *testing.T, group netip.Addr) (a, b *Announcer) {
 	t.Helper()
 	a = listen(t, netip.AddrPortFrom(group, 0))

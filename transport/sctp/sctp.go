@@ -39,12 +39,20 @@ const (
 	pionPort = 5000
 )
 
-// Defaults for a zero [Config].
+// Defaults for a zero [Config]. RFC 9260 gives none of these (it bounds
+// handshakes and shutdowns only by retransmission counts); they are this
+// package's choices.
 const (
-	DefaultShutdownTimeout  = 3 * time.Second
+	// DefaultShutdownTimeout: 3 s, three RTO.Initial (RFC 9260 §16) for
+	// the SHUTDOWN exchange before Close aborts.
+	DefaultShutdownTimeout = 3 * time.Second
+	// DefaultHandshakeTimeout: 10 s, room for an INIT and a COOKIE ECHO
+	// to be lost and retransmitted with RTO.Initial 1 s, doubling.
 	DefaultHandshakeTimeout = 10 * time.Second
-	DefaultBacklog          = 1024
-	DefaultSendBuffer       = 1 << 20
+	// DefaultBacklog: 1024 associations in handshake or awaiting Accept.
+	DefaultBacklog = 1024
+	// DefaultSendBuffer: 1 MiB unacknowledged per stream.
+	DefaultSendBuffer = 1 << 20
 )
 
 // Defaults of the limits of a zero [Config] (the "Limits" block).
