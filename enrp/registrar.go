@@ -1,10 +1,12 @@
 package enrp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,6 +62,9 @@ type Stats struct {
 	// ASAP counts the ASAP procedures run (registrations, resolutions,
 	// keep-alives, removals, errors, drops).
 	ASAP ASAPStats
+	// ENRP counts the ENRP procedures run (RFC 5353: presences, peers,
+	// handle updates, table sync, audits, errors, drops).
+	ENRP ENRPStats
 	// EventsDropped counts the events not sent on Config.Events because
 	// it was full. Unlike the other counts it is read when Stats is
 	// called.
@@ -503,10 +508,21 @@ func (r *Registrar) snapshot(assocs int) {
 		Owned:        r.core.Owned(),
 		Associations: assocs,
 		ASAP:         r.core.Stats(),
+		ENRP:         r.core.ENRPStats(),
 	}
 	r.statsMu.Lock()
 	r.stats = s
 	r.statsMu.Unlock()
+}
+
+// Peers returns the registrar's peer table (RFC 5353 §3.1), by server
+// ID. It runs on the registrar's loop and fails with ErrNotRunning or
+// ErrClosed when there is none, or with ctx's error.
+func (r *Registrar) Peers(ctx context.Context) ([]PeerInfo, error) {
+	var out []PeerInfo
+	err := r.do(ctx, func() { out = r.core.Peers() })
+	slices.SortFunc(out, func(a, b PeerInfo) int { return cmp.Compare(a.ServerID, b.ServerID) })
+	return out, err
 }
 
 // Close stops Run (if it runs), waits for it, and closes the listener if
