@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -108,5 +110,98 @@ func TestRunPeerFlags(t *testing.T) {
 	stop()
 	if err := <-ran; err != nil {
 		t.Errorf("run: %v", err)
+	}
+}
+
+// -peer: a registrar started with -peer names another, and the two peer
+// over loopback SCTP (RFC 5353), the second through a separate ENRP
+// listener (-enrp-listen).
+func TestRunPeers(t *testing.T) {
+	leakcheck.Check(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := func(o options) (*enrp.Registrar, func()) {
+		t.Helper()
+		rctx, stop := context.WithCancel(ctx)
+		ran, got := make(chan error, 1), make(chan *enrp.Registrar, 1)
+		o.started = func(r *enrp.Registrar) { got <- r }
+		go func() { ran <- run(rctx, o) }()
+		select {
+		case r := <-got:
+			return r, func() {
+				stop()
+				if err := <-ran; err != nil {
+					t.Errorf("run: %v", err)
+				}
+			}
+		case err := <-ran:
+			t.Fatalf("run: %v", err)
+		}
+		return nil, nil
+	}
+	r1, stop1 := start(options{listen: "127.0.0.1:0", enrpListen: "127.0.0.1:0"})
+	defer stop1()
+	r2, stop2 := start(options{listen: "127.0.0.1:0", peers: []string{r1.ENRPAddr().String()}})
+	defer stop2()
+	for _, c := range []struct{ at, peer *enrp.Registrar }{{r1, r2}, {r2, r1}} {
+		for {
+			ps, err := c.at.Peers(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ps) == 1 && ps[0].ServerID == c.peer.ServerID() {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%08x never peered with %08x: %+v", c.at.ServerID(), c.peer.ServerID(), ps)
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// -enrp-announce: two registrars find each other by ENRP Presence
+// multicast on the loopback interface alone (RFC 5353 §3.2), on a group
+// of this test's own.
+func TestRunENRPAnnounce(t *testing.T) {
+	leakcheck.Check(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	group := fmt.Sprintf("239.255.51.%d:%d", 1+os.Getpid()%250, 20000+os.Getpid()%20000)
+	var regs []*enrp.Registrar
+	for range 2 {
+		rctx, stop := context.WithCancel(ctx)
+		ran, got := make(chan error, 1), make(chan *enrp.Registrar, 1)
+		go func() {
+			ran <- run(rctx, options{listen: "127.0.0.1:0", enrpAnnounce: true, enrpGroup: group, started: func(r *enrp.Registrar) { got <- r }})
+		}()
+		select {
+		case r := <-got:
+			regs = append(regs, r)
+			defer func() {
+				stop()
+				if err := <-ran; err != nil {
+					t.Errorf("run: %v", err)
+				}
+			}()
+		case err := <-ran:
+			stop()
+			t.Skipf("no multicast on lo here: %v", err)
+		}
+	}
+	for {
+		ps, err := regs[0].Peers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ps) == 1 && ps[0].ServerID == regs[1].ServerID() {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no peer by multicast: %+v", ps)
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
