@@ -177,6 +177,10 @@ func TestDriverRoutesByPPID(t *testing.T) {
 			t.Errorf("ENRP on association %d, the PE registered on %d", k.id, id)
 		}
 		noCall(t, calls) // PPID 99 did not reach it
+		// The core took the Presence in (RFC 5353 §3.2), and only it.
+		if s := g.r.Stats(); s.ENRP.PresencesReceived != 1 || s.ENRP.Malformed != 0 {
+			t.Errorf("ENRP counts %+v, want 1 presence received", s.ENRP)
+		}
 		if s := g.r.Stats(); s.ASAP.Registrations != 1 || s.ASAP.Resolutions != 1 || s.ASAP.Malformed != 0 || s.Associations != 1 {
 			t.Errorf("Stats %+v", s)
 		}
@@ -224,8 +228,8 @@ func TestDriverENRPListener(t *testing.T) {
 		if peID == k.id {
 			t.Errorf("ASAP and ENRP associations share id %d", peID)
 		}
-		if s := g.r.Stats(); s.Associations != 2 {
-			t.Errorf("Associations = %d, want 2", s.Associations)
+		if s := g.r.Stats(); s.Associations != 2 || s.ENRP.PresencesReceived != 1 {
+			t.Errorf("Associations = %d, want 2; ENRP counts %+v, want 1 presence", s.Associations, s.ENRP)
 		}
 
 		peer.send(ctx, peer.registration("echo", 2, time.Minute))
@@ -430,6 +434,10 @@ func TestDriverENRPMulticast(t *testing.T) {
 			if k := nextCall(t, calls, "multicast"); !bytes.Equal(k.b, presence(t, uint32(i+1))) {
 				t.Fatalf("datagram %d: % x", i, k.b)
 			}
+		}
+		synctest.Wait()
+		if s := g.r.Stats(); s.ENRP.PresencesReceived != 301 {
+			t.Errorf("the core took in %d presences, want 301", s.ENRP.PresencesReceived)
 		}
 
 		inject(t, g.r, Multicast{Msg: &tlv.Presence{ENRPHeader: tlv.ENRPHeader{SenderID: g.r.ServerID()}, Checksum: 7}})
