@@ -27,7 +27,9 @@
 // that match none are answered as RFC 9260 §8.4 says (SHUTDOWN COMPLETE to
 // SHUTDOWN ACK, ABORT to most others, both with the T bit). Associations
 // already accepted outlive [Listener.Close]; the socket closes with the last
-// of them.
+// of them. The listener takes the datagrams waiting on its socket up to 32
+// at a time (recvmmsg(2) where the system has it), and drops datagrams of
+// more than 8 KiB, which pion's receive buffer cannot hold.
 //
 // A dialed association has a connected UDP socket of its own.
 //

@@ -190,21 +190,6 @@ func (l *Listener) release() {
 	}
 }
 
-// readLoop reads every datagram of the socket and hands it to its
-// association.
-func (l *Listener) readLoop() {
-	defer close(l.readDone)
-	buf := make([]byte, 1<<16)
-	for {
-		n, from, err := l.pc.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			l.readErr = fmt.Errorf("%w: %w", transport.ErrClosed, err)
-			return
-		}
-		l.dispatch(buf[:n], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
-	}
-}
-
 func (l *Listener) dispatch(pkt []byte, from netip.AddrPort) {
 	typ, ok := firstChunkType(pkt)
 	if !ok {
