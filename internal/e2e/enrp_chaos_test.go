@@ -82,10 +82,19 @@ type chaosRig struct {
 
 	mu   sync.Mutex
 	regs []*enrp.Registrar // nil: crashed
+	// clients are the nodes of PEs and PUs
+	clients []*memnet.Node
+	// events of every registrar instance ever started, by server ID
+	events map[uint32]*tracker
 }
 
 // link sets the links between nd and every registrar node, both ways.
 func (c *chaosRig) link(nd *memnet.Node, l memnet.Link) {
+	c.mu.Lock()
+	if !slices.Contains(c.clients, nd) {
+		c.clients = append(c.clients, nd)
+	}
+	c.mu.Unlock()
 	for _, r := range c.nodes {
 		if r != nd {
 			c.net.SetLink(nd, r, l)
@@ -109,9 +118,11 @@ func (c *chaosRig) startRegistrar(i int, seed uint64) {
 		Peers: chaosPeers(static),
 		ASAP:  enrp.ASAPConfig{MaxResolutionItems: 1000},
 	}
+	ev := track(c.t, &cfg, 8192)
 	r := startRegistrar(c.t, cfg)
 	c.mu.Lock()
 	c.regs[i] = r
+	c.events[r.ServerID()] = ev
 	c.mu.Unlock()
 }
 
@@ -174,7 +185,7 @@ func chaos(t *testing.T, seed int64, numRegs, numPEs, numPools int) {
 		lossy := memnet.Link{Loss: 0.2, Delay: 2 * time.Millisecond, Jitter: 5 * time.Millisecond}
 		n := memnet.New(seed, memnet.WithRTO(200*time.Millisecond))
 		t.Cleanup(func() { n.Close() })
-		c := &chaosRig{t: t, net: n, lossy: lossy, regs: make([]*enrp.Registrar, numRegs)}
+		c := &chaosRig{t: t, net: n, lossy: lossy, regs: make([]*enrp.Registrar, numRegs), events: map[uint32]*tracker{}}
 		for range numRegs {
 			nd := n.NewNode()
 			c.nodes = append(c.nodes, nd)
@@ -306,6 +317,7 @@ func chaos(t *testing.T, seed int64, numRegs, numPEs, numPools int) {
 		time.Sleep(15 * time.Second)
 
 		// Registrar 0 crashes: its node is cut off, then it stops.
+		crashedAt := time.Now()
 		crashed := c.regs[0]
 		crashedID := crashed.ServerID()
 		crashedPEs, err := owned(ctx, crashed, pools)
@@ -329,6 +341,7 @@ func chaos(t *testing.T, seed int64, numRegs, numPEs, numPools int) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		restartedAt := time.Now()
 		old.Close()
 		c.startRegistrar(last, uint64(seed)+1)
 		t.Logf("registrar %s restarted empty as %s at %v, was home of %d PEs", hex(oldID), hex(c.regs[last].ServerID()), time.Since(begin).Round(time.Millisecond), len(oldPEs))
@@ -344,6 +357,12 @@ func chaos(t *testing.T, seed int64, numRegs, numPEs, numPools int) {
 					n.SetLink(a, b, memnet.Link{})
 				}
 			}
+		}
+		c.mu.Lock()
+		clients := slices.Clone(c.clients)
+		c.mu.Unlock()
+		for _, nd := range clients {
+			c.link(nd, memnet.Link{})
 		}
 		quietAt := time.Now()
 		live := c.live()
@@ -387,6 +406,53 @@ func chaos(t *testing.T, seed int64, numRegs, numPEs, numPools int) {
 		}
 		t.Logf("in sync %v after the quiet period began (virtual); %d resolutions answered, %d failed during the chaos",
 			time.Since(quietAt).Round(time.Millisecond), resolved.Load(), failed.Load())
+		// And it stays so: nothing left in flight undoes it.
+		time.Sleep(30 * time.Second)
+		if ok, err := settled(); err != nil || !ok {
+			t.Fatalf("registrars out of sync again 30 s later (%v):\n%s", err, report)
+		}
+		for _, r := range live {
+			s := r.Stats()
+			t.Logf("registrar %s: %d PEs, %d owned; peers dead %d, audits %d (%d PEs swept), updates sent %d applied %d refused %d; PEs removed at association loss %d, keep-alive timeouts %d",
+				hex(r.ServerID()), s.PEs, s.Owned, s.ENRP.PeersDead, s.ENRP.Audits, s.ENRP.AuditRemoved,
+				s.ENRP.UpdatesSent, s.ENRP.UpdatesApplied, s.ENRP.UpdatesRefused, s.ASAP.AssocLostRemoved, s.ASAP.KeepAliveTimeouts)
+		}
+
+		// RFC 5353 §3.9: at most one registrar completed the takeover of
+		// the crashed registrar (the tie-break between concurrent takers);
+		// the PEs not taken over re-registered by themselves.
+		c.mu.Lock()
+		events := maps.Clone(c.events)
+		c.mu.Unlock()
+		for _, d := range []struct {
+			id    uint32
+			since time.Time
+		}{{crashedID, crashedAt}, {oldID, restartedAt}} {
+			dead := d.id
+			var takers []string
+			adopted := 0
+			for id, ev := range events {
+				for _, e := range ev.seen() {
+					if e.Kind == enrp.EventTakeoverDone && e.ServerID == dead && !e.Time.Before(d.since) {
+						takers = append(takers, hex(id))
+						adopted += e.PEs
+					}
+				}
+			}
+			if len(takers) > 1 {
+				t.Errorf("registrar %s taken over by %d registrars %v", hex(dead), len(takers), takers)
+			}
+			t.Logf("registrar %s taken over by %v (%d PEs)", hex(dead), takers, adopted)
+		}
+		partitionTakeovers := 0
+		for _, ev := range events {
+			for _, e := range ev.seen() {
+				if e.Kind == enrp.EventTakeoverDone && e.Time.Before(crashedAt) {
+					partitionTakeovers++
+				}
+			}
+		}
+		t.Logf("%d takeovers before the crash (registrars behind the partition)", partitionTakeovers)
 
 		// Who took over the crashed and the restarted registrar's PEs.
 		view, err := viewOf(ctx, live[0], pools)
