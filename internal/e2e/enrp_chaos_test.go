@@ -28,20 +28,27 @@ import (
 // random registrars (the server hunt's random order, RFC 5352 §3.6) and
 // pool users resolving at random registrars, on links that lose 20 % of
 // the packets (association messages come late by the retransmissions,
-// RFC 9260 §6.3) and reorder them (jitter). While that runs, the
-// registrars are partitioned into two groups for longer than a takeover
-// takes (RFC 5353 §3.9) and healed; then one registrar crashes (its node
-// cut off and the registrar stopped without a word) and another restarts
-// empty (a new server ID at the same address, joining through a mentor,
-// RFC 5353 §3.4). After a quiet period with perfect links, long enough
-// for checksum audits (§3.7) and re-registrations (RFC 5352 §3.1, T4):
+// RFC 9260 §6.3) and reorder them (jitter). While that runs:
+//
+//   - the registrars are partitioned into two groups for longer than a
+//     takeover takes (RFC 5353 §3.9), then healed; a tenth of the PEs
+//     registers and a twentieth deregisters while it lasts (the handle
+//     updates that cannot cross it are repaired by the audit, §3.7);
+//   - one registrar crashes (its node cut off, the registrar stopped
+//     without a word);
+//   - another restarts empty (a new server ID at the same address,
+//     joining through a mentor, RFC 5353 §3.4).
+//
+// After a quiet period with perfect links, long enough for checksum
+// audits (§3.7) and re-registrations (RFC 5352 §3.1, T4), and again 30 s
+// later:
 //
 //   - every live registrar holds the same PEs, each with the same home,
 //     and the same ownership checksum for every home (RFC 5353 §3.7);
-//   - every PE is there (no registration lost) with exactly one home, a
-//     live registrar, agreed by all; in particular the crashed and the
-//     restarted registrar's PEs were taken over by one peer or
-//     re-registered by the PEs themselves;
+//   - every PE is there (no registration lost), none that deregistered
+//     is, and each has exactly one home, a live registrar, agreed by all:
+//     the crashed and the restarted registrar's PEs were taken over (by
+//     one registrar at most) or re-registered by the PEs themselves;
 //   - every PE is resolvable at every registrar (RFC 5352 §3.5).
 //
 // The PEs are real asap.PoolElement instances on their own memnet nodes.
@@ -237,38 +244,49 @@ func chaos(t *testing.T, seed int64, numRegs, numPEs, numPools int) {
 			t.Cleanup(func() { el.Close() })
 			pes[i] = chaosPE{el, pool}
 		}
-		var wg sync.WaitGroup
-		regErr := make([]error, numPEs)
-		for i, p := range pes {
-			wg.Go(func() { regErr[i] = p.Register(ctx) })
-		}
-		wg.Wait()
-		// A registrar in its start-up phase refuses registrations with
-		// Lack of Resources (RFC 5353 §3.4); the PE retries them itself.
-		for i, err := range regErr {
-			var rej *asap.RejectError
-			if err != nil && !(errors.As(err, &rej) && rej.Transient()) {
-				t.Fatalf("PE %d: Register: %v", i+1, err)
+		// The last tenth registers only during the partition; a
+		// twentieth of the others deregisters then and stops.
+		numLate, numGone := numPEs/10, numPEs/20
+		early, late := pes[:numPEs-numLate], pes[numPEs-numLate:]
+		gone := early[:numGone]
+		register := func(set []chaosPE) {
+			t.Helper()
+			var wg sync.WaitGroup
+			regErr := make([]error, len(set))
+			for i, p := range set {
+				wg.Go(func() { regErr[i] = p.Register(ctx) })
 			}
-		}
-		for end := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
-			waiting := 0
-			for _, p := range pes {
-				if !p.Registered() {
-					waiting++
+			wg.Wait()
+			// A registrar in its start-up phase refuses registrations
+			// with Lack of Resources (RFC 5353 §3.4), and one cut off
+			// from the PE makes it hunt; the PE retries by itself.
+			for i, err := range regErr {
+				var rej *asap.RejectError
+				var none *asap.NoRegistrarError
+				if err != nil && !(errors.As(err, &rej) && rej.Transient()) && !errors.As(err, &none) {
+					t.Fatalf("PE %s: Register: %v", hex(set[i].ID()), err)
 				}
 			}
-			if waiting == 0 {
-				break
-			}
-			if time.Now().After(end) {
-				for _, r := range c.live() {
-					t.Logf("registrar %s: %+v", hex(r.ServerID()), r.Stats())
+			for end := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+				waiting := 0
+				for _, p := range set {
+					if !p.Registered() {
+						waiting++
+					}
 				}
-				t.Fatalf("%d of %d PEs not registered after %v", waiting, numPEs, time.Since(begin))
+				if waiting == 0 {
+					break
+				}
+				if time.Now().After(end) {
+					for _, r := range c.live() {
+						t.Logf("registrar %s: %+v", hex(r.ServerID()), r.Stats())
+					}
+					t.Fatalf("%d of %d PEs not registered after %v", waiting, len(set), time.Since(begin))
+				}
 			}
 		}
-		t.Logf("%d PEs registered after %v (virtual)", numPEs, time.Since(begin).Round(time.Millisecond))
+		register(early)
+		t.Logf("%d PEs registered after %v (virtual)", len(early), time.Since(begin).Round(time.Millisecond))
 
 		// Pool users resolve random pools at random registrars (the
 		// server hunt's order) all along the chaos; failures while a
@@ -310,9 +328,23 @@ func chaos(t *testing.T, seed int64, numRegs, numPEs, numPools int) {
 		// TAKEOVER-EXPIRY and the association timeout, then a heal.
 		time.Sleep(10 * time.Second)
 		half := numRegs / 2
+		partAt := time.Now()
 		n.Partition(c.nodes[:half], c.nodes[half:])
 		t.Logf("partition %d | %d at %v", half, numRegs-half, time.Since(begin).Round(time.Millisecond))
-		time.Sleep(20 * time.Second)
+		time.Sleep(2 * time.Second)
+		register(late)
+		var wg sync.WaitGroup
+		for _, p := range gone {
+			wg.Go(func() {
+				if err := p.Deregister(ctx); err != nil {
+					t.Logf("PE %s: Deregister: %v (it stops anyway)", hex(p.ID()), err)
+				}
+				p.Close()
+			})
+		}
+		wg.Wait()
+		t.Logf("%d more PEs registered and %d deregistered during the partition, by %v", len(late), len(gone), time.Since(begin).Round(time.Millisecond))
+		time.Sleep(max(0, 20*time.Second-time.Since(partAt)))
 		n.Heal()
 		time.Sleep(15 * time.Second)
 
@@ -371,7 +403,7 @@ func chaos(t *testing.T, seed int64, numRegs, numPEs, numPools int) {
 			liveIDs[r.ServerID()] = true
 		}
 		want := map[string][]uint32{}
-		for _, p := range pes {
+		for _, p := range pes[numGone:] {
 			want[p.pool] = append(want[p.pool], p.ID())
 		}
 		var report string
@@ -491,9 +523,9 @@ func chaos(t *testing.T, seed int64, numRegs, numPEs, numPools int) {
 				}
 			}
 		}
-		for i, p := range pes {
+		for _, p := range pes[numGone:] {
 			if !p.Registered() {
-				t.Errorf("PE %d not registered at the end", i+1)
+				t.Errorf("PE %s not registered at the end", hex(p.ID()))
 			}
 		}
 	})
@@ -535,8 +567,10 @@ func diff(live []*enrp.Registrar, views []chaosView, sums []map[uint32]uint16, w
 			}
 		}
 		for i, v := range views {
-			if extra := len(v[pool]) - len(want[pool]); extra > 0 {
-				add("%s: %d PEs of %s that no PE is", hex(live[i].ServerID()), extra, pool)
+			for id := range v[pool] {
+				if !slices.Contains(want[pool], id) {
+					add("%s: PE %s of %s, which deregistered or never was", hex(live[i].ServerID()), hex(id), pool)
+				}
 			}
 		}
 	}
