@@ -59,7 +59,7 @@ func TestENRPChaos(t *testing.T) {
 			if testing.Short() {
 				numPEs = 200
 			}
-			chaos(t, int64(regs), regs, numPEs, 10)
+			chaos(t, int64(regs), regs, numPEs, 10, regs == 5)
 		})
 	}
 }
@@ -111,8 +111,9 @@ func (c *chaosRig) link(nd *memnet.Node, l memnet.Link) {
 }
 
 // startRegistrar starts registrar i on its node, peered with all others
-// by their ASAP addresses (ENRP routed by PPID, RFC 5353 §2).
-func (c *chaosRig) startRegistrar(i int, seed uint64) {
+// by their ASAP addresses (ENRP routed by PPID, RFC 5353 §2), with server
+// ID id (0: a random one).
+func (c *chaosRig) startRegistrar(i int, seed uint64, id uint32) {
 	var static []transport.Addr
 	for j, a := range c.addrs {
 		if j != i {
@@ -121,9 +122,10 @@ func (c *chaosRig) startRegistrar(i int, seed uint64) {
 	}
 	cfg := enrp.Config{
 		Transport: c.nodes[i], ListenAddr: c.addrs[i],
-		Rand:  rand.NewPCG(seed, uint64(i)),
-		Peers: chaosPeers(static),
-		ASAP:  enrp.ASAPConfig{MaxResolutionItems: 1000},
+		ServerID: id,
+		Rand:     rand.NewPCG(seed, uint64(i)),
+		Peers:    chaosPeers(static),
+		ASAP:     enrp.ASAPConfig{MaxResolutionItems: 1000},
 	}
 	ev := track(c.t, &cfg, 8192)
 	r := startRegistrar(c.t, cfg)
@@ -185,7 +187,7 @@ func viewOf(ctx context.Context, r *enrp.Registrar, pools []string) (chaosView, 
 	return v, nil
 }
 
-func chaos(t *testing.T, seed int64, numRegs, numPEs, numPools int) {
+func chaos(t *testing.T, seed int64, numRegs, numPEs, numPools int, sameID bool) {
 	leakcheck.Check(t)
 	wall := time.Now()
 	synctest.Test(t, func(t *testing.T) {
@@ -206,7 +208,7 @@ func chaos(t *testing.T, seed int64, numRegs, numPEs, numPools int) {
 			}
 		}
 		for i := range numRegs {
-			c.startRegistrar(i, uint64(seed))
+			c.startRegistrar(i, uint64(seed), 0)
 		}
 		begin := time.Now()
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
@@ -375,7 +377,15 @@ func chaos(t *testing.T, seed int64, numRegs, numPEs, numPools int) {
 		}
 		restartedAt := time.Now()
 		old.Close()
-		c.startRegistrar(last, uint64(seed)+1)
+		// With 5 registrars it keeps its server ID, as one configured
+		// with a fixed ServerID does: its peers then hold PEs of its ID
+		// that it does not, until the audit of its Presence sweeps them
+		// (RFC 5353 §3.7) or the PEs re-register.
+		newID := uint32(0)
+		if sameID {
+			newID = oldID
+		}
+		c.startRegistrar(last, uint64(seed)+1, newID)
 		t.Logf("registrar %s restarted empty as %s at %v, was home of %d PEs", hex(oldID), hex(c.regs[last].ServerID()), time.Since(begin).Round(time.Millisecond), len(oldPEs))
 		time.Sleep(15 * time.Second)
 		close(stopPUs)
