@@ -83,15 +83,14 @@ func chaosPeers(static []transport.Addr) enrp.PeersConfig {
 type chaosRig struct {
 	t     *testing.T
 	net   *memnet.Network
-	lossy memnet.Link
 	nodes []*memnet.Node // registrar nodes, fixed
 	addrs []transport.Addr
 
 	mu   sync.Mutex
 	regs []*enrp.Registrar // nil: crashed
-	// clients are the nodes of PEs and PUs
+	// clients are the nodes of PEs and PUs.
 	clients []*memnet.Node
-	// events of every registrar instance ever started, by server ID
+	// events of every registrar instance ever started, by server ID.
 	events map[uint32]*tracker
 }
 
@@ -194,7 +193,7 @@ func chaos(t *testing.T, seed int64, numRegs, numPEs, numPools int, sameID bool)
 		lossy := memnet.Link{Loss: 0.2, Delay: 2 * time.Millisecond, Jitter: 5 * time.Millisecond}
 		n := memnet.New(seed, memnet.WithRTO(200*time.Millisecond))
 		t.Cleanup(func() { n.Close() })
-		c := &chaosRig{t: t, net: n, lossy: lossy, regs: make([]*enrp.Registrar, numRegs), events: map[uint32]*tracker{}}
+		c := &chaosRig{t: t, net: n, regs: make([]*enrp.Registrar, numRegs), events: map[uint32]*tracker{}}
 		for range numRegs {
 			nd := n.NewNode()
 			c.nodes = append(c.nodes, nd)
@@ -366,8 +365,7 @@ func chaos(t *testing.T, seed int64, numRegs, numPEs, numPools int, sameID bool)
 		t.Logf("registrar %s crashed at %v, home of %d PEs", hex(crashedID), time.Since(begin).Round(time.Millisecond), len(crashedPEs))
 		time.Sleep(5 * time.Second)
 
-		// The last registrar restarts empty: a new server ID at the same
-		// address.
+		// The last registrar restarts empty at the same address.
 		last := numRegs - 1
 		old := c.regs[last]
 		oldID := old.ServerID()
