@@ -104,6 +104,10 @@ type peer struct {
 	// Its table request to us: the continuation (sync.go).
 	cursor   cursorState
 	listDone bool // its LIST_RESPONSE came (mentor)
+	// failedMentor: it was our mentor in the start-up phase and the
+	// table request failed (refused with R=1, an error, no answer): it is
+	// not asked again in this start-up phase.
+	failedMentor bool
 }
 
 // passoc is one association that carries ENRP.

@@ -937,3 +937,38 @@ func TestENRPIdleAssociations(t *testing.T) {
 		}
 	}
 }
+
+// RFC 5353 §3.4: three registrars starting together each refuse the
+// others as mentor (R=1, §3.5). Each tries every peer once and then
+// starts with its empty table, instead of passing from one refusing
+// mentor to the next for ever.
+func TestENRPStartupAllMentorsRefuse(t *testing.T) {
+	r := newRouter(t)
+	ids := []uint32{0xa0a0a0a0, 0xb0b0b0b0, 0xc0c0c0c0}
+	var nodes []*rnode
+	for i, id := range ids {
+		nodes = append(nodes, r.add(id, func(c *Config) {
+			for j := range ids {
+				if j != i {
+					c.Peers.Static = append(c.Peers.Static, enAddr(j+1))
+				}
+			}
+		}))
+	}
+	r.advance(100 * time.Millisecond)
+	for _, n := range nodes {
+		if n.c.InStartup() {
+			t.Errorf("%#x still starting after every peer refused to be its mentor (%d table requests sent)",
+				n.c.ServerID(), len(sentOf[*tlv.HandleTableRequest](n)))
+		}
+		if got := len(sentOf[*tlv.HandleTableRequest](n)); got > 2*len(ids) {
+			t.Errorf("%#x sent %d table requests, want at most one per peer and dial", n.c.ServerID(), got)
+		}
+	}
+	r.mustRegister(nodes[0], "EchoPool", 1)
+	for _, n := range nodes[1:] {
+		if _, _, ok := n.c.Lookup(tlv.PoolHandle("EchoPool"), 1); !ok {
+			t.Errorf("%#x lacks the PE registered at A after start-up", n.c.ServerID())
+		}
+	}
+}

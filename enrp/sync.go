@@ -87,8 +87,10 @@ func (c *Core) mentorProgress(now time.Time, p *peer) {
 }
 
 // syncFailed gives up the table request to p (rejected, an error, or its
-// association lost). A mentor that failed is replaced by another peer, if
-// there is one.
+// association lost). A mentor that failed is replaced by another peer
+// that has not failed as mentor yet, if there is one; when every peer
+// has (registrars that start together all refuse, RFC 5353 §3.4-3.5),
+// the start-up phase ends.
 func (c *Core) syncFailed(now time.Time, p *peer) {
 	e := &c.en
 	p.syncing = false
@@ -96,8 +98,9 @@ func (c *Core) syncFailed(now time.Time, p *peer) {
 		return
 	}
 	e.mentor = nil
+	p.failedMentor = true
 	for _, q := range e.peers {
-		if q != p && q.assoc != 0 {
+		if q != p && q.assoc != 0 && !q.failedMentor {
 			c.chooseMentor(now, q)
 			return
 		}

@@ -72,3 +72,24 @@ func (r *Registrar) PoolElements(ctx context.Context, handle []byte) ([]PoolElem
 	})
 	return out, err
 }
+
+// Checksums returns, for every home registrar that owns a PE of the
+// handlespace, the ownership checksum (RFC 5353 §3.7) of that home's PEs
+// as this registrar's store holds them: what a Presence of that home
+// must carry for the audit to find this registrar in sync with it.
+func (r *Registrar) Checksums(ctx context.Context) (map[uint32]uint16, error) {
+	out := map[uint32]uint16{}
+	err := r.do(ctx, func() {
+		r.core.store.ForEachPool(func(p handlespace.PoolInfo) bool {
+			r.core.store.ForEachPE(p.Handle, func(pe tlv.PoolElement, _ handlespace.Info) bool {
+				out[pe.HomeServerID] = 0
+				return true
+			})
+			return true
+		})
+		for home := range out {
+			out[home] = r.core.store.Checksum(home)
+		}
+	})
+	return out, err
+}
