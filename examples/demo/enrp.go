@@ -40,6 +40,7 @@ type peerReg struct {
 	*enrp.Registrar
 	name   string
 	events chan enrp.Event
+	down   chan uint32 // the server IDs of the peers it saw go down
 	cancel context.CancelFunc
 	ran    chan error
 	done   chan struct{}
@@ -62,7 +63,7 @@ func (n *peerNames) of(id uint32) string {
 }
 
 func startPeerReg(tr *tracer, names *peerNames, tp transport.Transport, name string, peers enrp.PeersConfig) (*peerReg, error) {
-	r := &peerReg{name: name, events: make(chan enrp.Event, 64), ran: make(chan error, 1), done: make(chan struct{})}
+	r := &peerReg{name: name, events: make(chan enrp.Event, 64), down: make(chan uint32, 8), ran: make(chan error, 1), done: make(chan struct{})}
 	reg, err := enrp.New(enrp.Config{
 		Transport: tp, ListenAddr: loopbackAny, Peers: peers, Events: r.events,
 		ASAP: enrp.ASAPConfig{KeepAliveInterval: keepAliveInterval, KeepAliveTimeout: keepAliveTimeout},
@@ -88,6 +89,10 @@ func startPeerReg(tr *tracer, names *peerNames, tp transport.Transport, name str
 				tr.printf("  %s: peer %s up", name, peer)
 			case enrp.EventPeerDown:
 				tr.printf("  %s: peer %s DOWN (home of %d PE(s) here)", name, peer, ev.PEs)
+				select {
+				case r.down <- ev.ServerID:
+				default:
+				}
 			case enrp.EventTakeoverStarted:
 				tr.printf("  %s: takeover of %s started (INIT_TAKEOVER to every peer)", name, peer)
 			case enrp.EventTakeoverDone:
@@ -279,6 +284,17 @@ func enrpScene(ctx context.Context, tr *tracer, tp transport.Transport) error {
 		return err
 	}
 	tr.printf("%s's home is %s now, %v after r1 died", pa.name, names.of(home), time.Since(start).Round(time.Millisecond))
+	// The survivors notice r1's death by its silence (RFC 5353 §3.3).
+	for _, r := range []*peerReg{r2, r3} {
+		select {
+		case id := <-r.down:
+			if id != r1.ServerID() {
+				return fmt.Errorf("%s saw %s go down, not r1", r.name, names.of(id))
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not see r1 go down: %w", r.name, ctx.Err())
+		}
+	}
 	if who, err := call("F", 4); err != nil {
 		return err
 	} else if len(who) != 2 {
