@@ -101,6 +101,10 @@ type peer struct {
 	syncing bool
 	syncW   bool
 	syncDue time.Time // the answer's deadline
+	// pageDue: the one answer to our last table request is yet to come;
+	// it is not charged to the association's MaxENRPRate (the pages of a
+	// sync come as fast as we ask for them).
+	pageDue bool
 	// Its table request to us: the continuation (sync.go).
 	cursor   cursorState
 	listDone bool // its LIST_RESPONSE came (mentor)
@@ -293,7 +297,7 @@ func (c *Core) HandleENRP(now time.Time, id AssocID, b []byte) {
 		pa = &passoc{id: id, info: a.info}
 		c.en.assocs[id] = pa
 	}
-	if !pa.rate.take(now, c.en.cfg.MaxENRPRate) {
+	if !c.paging(pa, b) && !pa.rate.take(now, c.en.cfg.MaxENRPRate) {
 		c.en.stats.Dropped++
 		return
 	}
@@ -303,6 +307,29 @@ func (c *Core) HandleENRP(now time.Time, id AssocID, b []byte) {
 		return
 	}
 	c.handleENRP(now, pa, m)
+}
+
+// paging reports whether b is a step of a table transfer (RFC 5353 §3.5)
+// on pa, which MaxENRPRate does not charge: the one page we asked for
+// last, or a peer's request for the next page of a table it is being
+// sent (its cursor active, same W). The pages of a sync come as fast as
+// the round trips allow, and a charged request starts at most one pass
+// over the table, so neither lets a peer make us do more.
+func (c *Core) paging(pa *passoc, b []byte) bool {
+	p := pa.peer
+	if p == nil || len(b) < 2 {
+		return false
+	}
+	switch tlv.ENRPType(b[0]) {
+	case tlv.ENRPHandleTableResponse:
+		if p.pageDue {
+			p.pageDue = false
+			return true
+		}
+	case tlv.ENRPHandleTableRequest:
+		return p.cursor.active && p.cursor.w == (b[1]&tlv.FlagOwnChildrenOnly != 0)
+	}
+	return false
 }
 
 // HandleENRPMulticast handles a datagram from the ENRP multicast group

@@ -40,7 +40,7 @@ func (c *Core) chooseMentor(now time.Time, p *peer) {
 // An answer that does not come within MaxTimeNoResponse gives the request
 // up (syncFailed), so that a later audit can ask again.
 func (c *Core) requestTable(now time.Time, p *peer, w bool) {
-	p.syncing, p.syncW = true, w
+	p.syncing, p.syncW, p.pageDue = true, w, true
 	p.syncDue = now.Add(c.en.cfg.MaxTimeNoResponse)
 	c.sendENRP(p.assoc, &tlv.HandleTableRequest{ENRPHeader: tlv.ENRPHeader{SenderID: c.id, ReceiverID: p.id}, OwnChildrenOnly: w})
 }

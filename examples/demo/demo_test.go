@@ -12,8 +12,9 @@ import (
 // TestDemo runs the demo as `go run ./examples/demo` does, over real
 // loopback SCTP, and checks that every step of its trace happened: round
 // robin over three PEs, failover from the crashed and the hung PE, their
-// removal by the registrar (association loss, keep-alive timeout), and a
-// clean end with no goroutine left behind.
+// removal by the registrar (association loss, keep-alive timeout), the
+// ENRP scene (three registrars peering, one killed, the pool user served
+// on), and a clean end with no goroutine left behind.
 func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real SCTP over loopback, about 5 s")
@@ -36,6 +37,11 @@ func TestDemo(t *testing.T) {
 		"no answer to a keep-alive",                // ... by keep-alive supervision
 		"a new pool user resolves \"echo\": 1 PE",  // only pe-1 left
 		"registrar: removed pe-1: it deregistered", // told by the registrar's event
+		"r1: peer r2 up", "r3: peer r1 up",         // ENRP peering (RFC 5353 §3.2)
+		"r1 and r2 each hold both PEs", // handle updates (§3.6)
+		"joined through mentor r1",     // the late registrar's table (§3.4-3.5)
+		"peer r1 DOWN",                 // the killed registrar, seen by a survivor
+		"the pool user carries on",     // both PEs served after r1 died
 		"Demo OK",
 	} {
 		if !strings.Contains(out.String(), want) {

@@ -17,10 +17,19 @@
 //  4. pe-3 hanging: its associations stay up but it answers nothing. The
 //     pool user's request times out, it reports the PE and fails over; the
 //     registrar removes the PE when a keep-alive goes unanswered (§3.7);
-//  5. a new pool user seeing only pe-1, which deregisters (§3.3).
+//  5. a new pool user seeing only pe-1, which deregisters (§3.3);
+//  6. ENRP (RFC 5353), on three registrars of its own: r1 and r2 peer,
+//     pe-a registers at r1 and pe-b at r2, and each reaches the other
+//     registrar by handle update (§3.6); r3 joins later with r1 as its
+//     mentor and takes the handle table from it (§3.4-3.5); a pool user
+//     of r3 reaches both PEs. r1, pe-a's home, is killed: the survivors
+//     see it down, and a survivor becomes pe-a's home, by takeover
+//     (§3.9) or by pe-a registering again at r2, its other registrar;
+//     the pool user of r3 is served by both PEs on.
 //
-// The registrar's lines come from its events (enrp.Config.Events), which
-// say exactly why it removed each PE.
+// The registrars' lines come from their events (enrp.Config.Events), which
+// say exactly why a PE was removed and when a peer came up, went down or
+// was taken over.
 //
 // Timers are tuned (keep-alive after 1 s of silence, 1 s to answer; 1 s
 // request timeout) so that it all takes a few seconds. The demo exits 0
@@ -56,7 +65,7 @@ const (
 	pool        = "echo"
 	numPEs      = 3
 	reqTimeout  = time.Second // a PE that does not answer within this is reported
-	maxDuration = 20 * time.Second
+	maxDuration = 25 * time.Second
 
 	keepAliveInterval = time.Second // registrar: a silent PE gets a keep-alive after this
 	keepAliveTimeout  = time.Second // ... and is removed if it does not answer in time
@@ -210,7 +219,13 @@ func run(ctx context.Context, out io.Writer) error {
 	if n := reg.poolSize(); n != 0 {
 		return fmt.Errorf("pool %q still holds %d PEs after deregistration", pool, n)
 	}
-	tr.printf("%s deregistered; pool %q is empty. Demo OK.", elems[0].name, pool)
+	tr.printf("%s deregistered; pool %q is empty.", elems[0].name, pool)
+
+	// 6. ENRP: registrars that peer and stand in for each other.
+	if err := enrpScene(ctx, tr, tp); err != nil {
+		return fmt.Errorf("ENRP: %w", err)
+	}
+	tr.printf("Demo OK.")
 	return nil
 }
 
