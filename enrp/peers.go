@@ -297,7 +297,7 @@ func (c *Core) HandleENRP(now time.Time, id AssocID, b []byte) {
 		pa = &passoc{id: id, info: a.info}
 		c.en.assocs[id] = pa
 	}
-	if !c.paging(pa, b) && !pa.rate.take(now, c.en.cfg.MaxENRPRate) {
+	if !c.uncharged(pa, b) && !pa.rate.take(now, c.en.cfg.MaxENRPRate) {
 		c.en.stats.Dropped++
 		return
 	}
@@ -309,13 +309,17 @@ func (c *Core) HandleENRP(now time.Time, id AssocID, b []byte) {
 	c.handleENRP(now, pa, m)
 }
 
-// paging reports whether b is a step of a table transfer (RFC 5353 §3.5)
-// on pa, which MaxENRPRate does not charge: the one page we asked for
-// last, or a peer's request for the next page of a table it is being
-// sent (its cursor active, same W). The pages of a sync come as fast as
-// the round trips allow, and a charged request starts at most one pass
-// over the table, so neither lets a peer make us do more.
-func (c *Core) paging(pa *passoc, b []byte) bool {
+// uncharged reports whether b is a message MaxENRPRate does not charge:
+// a step of a table transfer (RFC 5353 §3.5) on pa — the one page we
+// asked for last, or a peer's request for the next page of a table it is
+// being sent (its cursor active, same W) — or a HANDLE_UPDATE (§3.6) from
+// a named peer. The pages of a sync come as fast as the round trips allow,
+// and a charged request starts at most one pass over the table; a peer's
+// updates come as fast as its PEs register, each changes at most one PE
+// of that peer, and what they can make us store is bounded by
+// MaxPEsPerPeer. Dropping either would leave the handlespaces apart until
+// the next audit, a heartbeat cycle later.
+func (c *Core) uncharged(pa *passoc, b []byte) bool {
 	p := pa.peer
 	if p == nil || len(b) < 2 {
 		return false
@@ -328,6 +332,8 @@ func (c *Core) paging(pa *passoc, b []byte) bool {
 		}
 	case tlv.ENRPHandleTableRequest:
 		return p.cursor.active && p.cursor.w == (b[1]&tlv.FlagOwnChildrenOnly != 0)
+	case tlv.ENRPHandleUpdate:
+		return true
 	}
 	return false
 }

@@ -45,8 +45,8 @@ const (
 	DefaultRedialMax = 30 * time.Second
 	// DefaultMaxENRPRate is the ENRP messages per second one association
 	// of a peer may send before the core drops them (RFC 5355 §3 flood
-	// protection; no RFC value). A mentor's table pages come one per
-	// request, so a sync stays far below it.
+	// protection; this package's choice). Table transfers and handle
+	// updates from a named peer are not charged (see MaxENRPRate).
 	DefaultMaxENRPRate = 2000
 )
 
@@ -100,7 +100,11 @@ type PeersConfig struct {
 	MaxPEsPerPeer int
 	// MaxENRPRate bounds the ENRP messages per second of one association
 	// (burst RateLimitBurst); default DefaultMaxENRPRate, Unlimited for
-	// none.
+	// none. The pages of a table transfer we asked for, the requests for
+	// the next page of one we serve, and HANDLE_UPDATEs from a named peer
+	// are not charged: dropping them would leave the handlespaces apart
+	// until the next audit, and MaxPEsPerPeer bounds what updates can
+	// make us store.
 	MaxENRPRate float64
 	// RedialMin and RedialMax bound the back-off of the dials to Static
 	// peers; defaults DefaultRedialMin and DefaultRedialMax.

@@ -972,3 +972,32 @@ func TestENRPStartupAllMentorsRefuse(t *testing.T) {
 		}
 	}
 }
+
+// RFC 5353 §3.5-3.6 under the default MaxENRPRate: a burst of handle
+// updates (1,000 registrations at one instant) and a 5,000-PE table
+// transfer reach the peer whole, although both exceed the rate's burst
+// many times over (the router's clock stands still, so no token comes
+// back). Before, B held 16 of the 1,000 PEs and the sync stalled.
+func TestENRPRateSparesUpdatesAndSync(t *testing.T) {
+	r, a, b := peered(t, nil)
+	for i := range uint32(1000) {
+		r.mustRegister(a, fmt.Sprintf("pool-%d", i%5), 0x1000+i)
+	}
+	if got := b.c.store.Owned(a.c.ServerID()); got != 1000 {
+		t.Fatalf("B holds %d of A's 1,000 PEs after the burst of updates", got)
+	}
+	for i := range uint32(4000) {
+		r.mustRegister(a, fmt.Sprintf("pool-%d", i%5), 0x10000+i)
+	}
+	c := r.add(0xc0c0c0c0, func(cfg *Config) { cfg.Peers.Static = []transport.Addr{a.addr} })
+	r.pump()
+	if c.c.InStartup() {
+		t.Fatal("C still in start-up")
+	}
+	if got := c.c.store.Owned(a.c.ServerID()); got != 5000 {
+		t.Fatalf("C holds %d of A's 5,000 PEs after the sync", got)
+	}
+	if d := c.c.ENRPStats().Dropped + a.c.ENRPStats().Dropped; d != 0 {
+		t.Fatalf("%d ENRP messages dropped", d)
+	}
+}
