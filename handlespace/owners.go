@@ -23,9 +23,9 @@ func (s *Store) SetOwner(now time.Time, handle tlv.PoolHandle, id uint32, newHom
 		return false
 	}
 	r := s.rec(ri)
-	if r.home != newHome {
+	if r.home() != newHome {
 		s.ownerUnlink(ri, r, p)
-		r.home = newHome
+		s.setHome(ri, r, newHome)
 		s.ownerLink(ri, r, p)
 	}
 	return true
@@ -47,7 +47,7 @@ func (s *Store) TransferOwner(now time.Time, from, to uint32) int {
 	last := int32(-1)
 	for i := o.head; i >= 0; {
 		r := s.rec(i)
-		r.home = to
+		s.setHome(i, r, to)
 		last = i
 		i = r.onext
 	}
@@ -94,10 +94,10 @@ func (s *Store) Owned(home uint32) int {
 }
 
 func (s *Store) ownerLink(ri int32, r *rec, p *pool) {
-	o := s.owners[r.home]
+	o := s.owners[r.home()]
 	if o == nil {
 		o = &owner{head: -1}
-		s.owners[r.home] = o
+		s.owners[r.home()] = o
 	}
 	r.oprev = -1
 	r.onext = o.head
@@ -106,11 +106,11 @@ func (s *Store) ownerLink(ri int32, r *rec, p *pool) {
 	}
 	o.head = ri
 	o.count++
-	o.sum += p.hsum + peIDSum(r.id)
+	o.sum += p.hsum + peIDSum(r.id())
 }
 
 func (s *Store) ownerUnlink(ri int32, r *rec, p *pool) {
-	o := s.owners[r.home]
+	o := s.owners[r.home()]
 	if r.oprev >= 0 {
 		s.rec(r.oprev).onext = r.onext
 	} else {
@@ -120,9 +120,9 @@ func (s *Store) ownerUnlink(ri int32, r *rec, p *pool) {
 		s.rec(r.onext).oprev = r.oprev
 	}
 	o.count--
-	o.sum -= p.hsum + peIDSum(r.id)
+	o.sum -= p.hsum + peIDSum(r.id())
 	if o.count == 0 {
-		delete(s.owners, r.home)
+		delete(s.owners, r.home())
 	}
 }
 

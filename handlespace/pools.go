@@ -93,12 +93,13 @@ func (s *Store) Register(now time.Time, handle tlv.PoolHandle, pe *tlv.PoolEleme
 		r := s.rec(ri)
 		oldPol := s.polBytes(ri, r)
 		changed := string(oldPol) != string(pe.Policy.Value)
-		if r.home != pe.HomeServerID {
+		if r.home() != pe.HomeServerID {
 			s.ownerUnlink(ri, r, p)
-			r.home = pe.HomeServerID
+			s.fill(ri, r, pe) // sets the new home
 			s.ownerLink(ri, r, p)
+		} else {
+			s.fill(ri, r, pe)
 		}
-		s.fill(ri, r, pe)
 		r.reports = 0
 		r.flags &^= flagMarked
 		r.updated = now.UnixNano()
@@ -118,7 +119,7 @@ func (s *Store) Register(now time.Time, handle tlv.PoolHandle, pe *tlv.PoolEleme
 	}
 	ri = s.allocRec()
 	r := s.rec(ri)
-	r.id, r.home, r.pool = pe.ID, pe.HomeServerID, pi
+	r.pool = pi
 	s.fill(ri, r, pe)
 	r.updated = now.UnixNano()
 	r.heap = -1
@@ -197,7 +198,7 @@ func (s *Store) removeRec(p *pool, pi int32, ri int32, r *rec) {
 	p.sel.Remove(r.slot)
 	p.slotPE[r.slot] = -1
 	p.freeSl = append(p.freeSl, r.slot)
-	p.ids.del(r.id)
+	p.ids.del(r.id())
 	p.members.remove(r.pos, func(idx, pos int32) { s.rec(idx).pos = pos })
 	s.ownerUnlink(ri, r, p)
 	if r.heap >= 0 {
@@ -221,6 +222,9 @@ func (s *Store) Deregister(now time.Time, handle tlv.PoolHandle, id uint32) (tlv
 	r := s.rec(ri)
 	s.resetScratch(1)
 	pe := s.materialize(ri, r, p.ptype)
+	// The value aliases the record, which removeRec clears.
+	s.scrVal = append(s.scrVal[:0], pe.Policy.Value...)
+	pe.Policy.Value = s.scrVal[:len(pe.Policy.Value):len(pe.Policy.Value)]
 	s.removeRec(p, r.pool, ri, r)
 	return pe, true
 }
@@ -245,39 +249,69 @@ func (s *Store) Lookup(handle tlv.PoolHandle, id uint32) (tlv.PoolElement, Info,
 // handle gives an error matching ErrUnknownPoolHandle.
 func (s *Store) Select(handle tlv.PoolHandle, n int, dst []tlv.PoolElement) ([]tlv.PoolElement, tlv.Policy, error) {
 	dst = dst[:0]
-	p, _ := s.findPool(handle)
-	if p == nil {
-		return dst, tlv.Policy{}, ErrUnknownPoolHandle
+	p, k, err := s.selectRecs(handle, n)
+	if p == nil || k == 0 {
+		return dst, tlv.Policy{Type: pt(p)}, err
 	}
-	if n <= 0 {
-		return dst, tlv.Policy{Type: p.ptype}, nil
-	}
-	if n > p.ids.n {
-		n = p.ids.n
-	}
-	s.scrSlots = p.sel.Select(n, s.scrSlots[:0])
-	k := len(s.scrSlots)
 	s.resetScratch(k)
 	if cap(dst) < k {
 		dst = make([]tlv.PoolElement, k)
 	} else {
 		dst = dst[:k]
 	}
-	// Map the slots to records and read every record's identifier first,
-	// so that their cache misses overlap instead of following one another.
-	for i, sl := range s.scrSlots {
-		ri := p.slotPE[sl]
-		s.scrSlots[i] = ri
-		dst[i].ID = s.rec(ri).id
-	}
 	for i, ri := range s.scrSlots {
 		s.materializeInto(&dst[i], ri, s.rec(ri), p.ptype)
 	}
-	pol := tlv.Policy{Type: p.ptype}
-	if len(dst) > 0 {
-		pol.Value = dst[0].Policy.Value
+	return dst, tlv.Policy{Type: p.ptype, Value: dst[0].Policy.Value}, nil
+}
+
+// SelectEncoded is Select giving each selected PE as its wire encoding,
+// which the store keeps from the PE's registration: a whole Pool Element
+// parameter (RFC 5354 §3.7, padding included) without the ASAP transport,
+// as a Handle Resolution Response carries it (RFC 5352 §3.5; the ASAP
+// transport is for ENRP only, RFC 5354 §3.10). It appends them in
+// selection order to dst[:0] and returns the pool's policy as Select does.
+// The slices are read-only and valid until the next Store call; copy them
+// into the response.
+func (s *Store) SelectEncoded(handle tlv.PoolHandle, n int, dst [][]byte) ([][]byte, tlv.Policy, error) {
+	dst = dst[:0]
+	p, k, err := s.selectRecs(handle, n)
+	if p == nil || k == 0 {
+		return dst, tlv.Policy{Type: pt(p)}, err
 	}
-	return dst, pol, nil
+	for _, ri := range s.scrSlots {
+		dst = append(dst, s.encoded(ri, s.rec(ri)))
+	}
+	r0 := s.rec(s.scrSlots[0])
+	return dst, tlv.Policy{Type: p.ptype, Value: s.polBytes(s.scrSlots[0], r0)}, nil
+}
+
+func pt(p *pool) uint32 {
+	if p == nil {
+		return 0
+	}
+	return p.ptype
+}
+
+// selectRecs runs the policy of the pool named handle for n PEs and leaves
+// the records of the selected ones in s.scrSlots. p is nil for an unknown
+// pool, with err matching ErrUnknownPoolHandle.
+func (s *Store) selectRecs(handle tlv.PoolHandle, n int) (p *pool, k int, err error) {
+	p, _ = s.findPool(handle)
+	if p == nil {
+		return nil, 0, ErrUnknownPoolHandle
+	}
+	if n <= 0 {
+		return p, 0, nil
+	}
+	if n > p.ids.n {
+		n = p.ids.n
+	}
+	s.scrSlots = p.sel.Select(n, s.scrSlots[:0])
+	for i, sl := range s.scrSlots {
+		s.scrSlots[i] = p.slotPE[sl]
+	}
+	return p, len(s.scrSlots), nil
 }
 
 // ReportUnreachable counts one ASAP_ENDPOINT_UNREACHABLE report against the
