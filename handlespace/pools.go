@@ -178,6 +178,9 @@ func (s *Store) newPool(name string, sel policy.Selector, pe *tlv.PoolElement) (
 func (s *Store) dropPool(p *pool, pi int32) {
 	s.order.remove(p.opos, func(idx, pos int32) { s.pools[idx].opos = pos })
 	delete(s.byName, p.handle)
+	if s.lastPool == pi {
+		s.lastPool = -1
+	}
 	s.pools[pi] = nil
 	s.freePool = append(s.freePool, pi)
 }
@@ -258,6 +261,11 @@ func (s *Store) Select(handle tlv.PoolHandle, n int, dst []tlv.PoolElement) ([]t
 		dst = make([]tlv.PoolElement, k)
 	} else {
 		dst = dst[:k]
+	}
+	// Read every record's identifier first, so that their cache misses
+	// overlap instead of following one another.
+	for i, ri := range s.scrSlots {
+		dst[i].ID = s.rec(ri).id()
 	}
 	for i, ri := range s.scrSlots {
 		s.materializeInto(&dst[i], ri, s.rec(ri), p.ptype)

@@ -271,7 +271,7 @@ func (s *Store) materializeInto(pe *tlv.PoolElement, ri int32, r *rec, ptype uin
 	at := &pe.ASAPTransport
 	at.Type, at.Port, at.Use, at.ServiceCode, at.Unknown = r.asapType, r.asapPort, r.asapUse, 0, nil
 	if r.flags&flagAsapAddr != 0 {
-		at.Addrs = s.scratchAddr(r.asapAddr, r.flags&flagAsapV4 != 0)
+		at.Addrs = s.scratchAddr(&r.asapAddr, r.flags&flagAsapV4 != 0)
 	} else {
 		at.Addrs = nil
 	}
@@ -279,10 +279,12 @@ func (s *Store) materializeInto(pe *tlv.PoolElement, ri int32, r *rec, ptype uin
 	pe.Policy.Value = e[po+8 : end : end]
 }
 
-func (s *Store) scratchAddr(b [16]byte, v4 bool) []netip.Addr {
-	a := netip.AddrFrom16(b)
+func (s *Store) scratchAddr(b *[16]byte, v4 bool) []netip.Addr {
+	var a netip.Addr
 	if v4 {
-		a = a.Unmap()
+		a = netip.AddrFrom4([4]byte(b[12:16]))
+	} else {
+		a = netip.AddrFrom16(*b)
 	}
 	n := len(s.scrAddrs)
 	s.scrAddrs = append(s.scrAddrs, a)
