@@ -125,6 +125,21 @@ func (t *btree) first() *node {
 	return nd
 }
 
+// firstBound returns the leftmost leaf and the separator above it: every
+// entry of the leaf is less than *bound, and an entry less than it belongs
+// in the leaf. bound is nil when the leaf is the root.
+func (t *btree) firstBound() (l *node, bound *entry) {
+	nd := t.root
+	if nd == nil {
+		return nil, nil
+	}
+	for !nd.leaf {
+		bound = &nd.items[1]
+		nd = nd.kids[0]
+	}
+	return nd, bound
+}
+
 // min returns the smallest entry; ok is false when the tree is empty.
 func (t *btree) min() (entry, bool) {
 	l := t.first()

@@ -220,7 +220,7 @@ func (s *sortedSelector) hookUsesAux() bool {
 // still sorts before its successor it is rewritten in place: the leftmost
 // leaf's first entry is never a separator, so no other node changes.
 func (s *sortedSelector) updateFirst() {
-	l := s.tree.first()
+	l, bound := s.tree.firstBound()
 	e := l.items[0]
 	var aux uint32
 	if s.hookUsesAux() {
@@ -234,9 +234,16 @@ func (s *sortedSelector) updateFirst() {
 	} else if l.next != nil {
 		succ = &l.next.items[0]
 	}
-	if succ == nil || ne.less(*succ) {
+	switch {
+	case succ == nil || ne.less(*succ):
 		l.items[0] = ne
-	} else {
+	case bound == nil || ne.less(*bound):
+		// It still belongs in the first leaf (below the separator of the
+		// second): move it there, past its equals, without a descent.
+		pos := lowerBound(l.items[1:l.n], ne)
+		copy(l.items[:pos], l.items[1:pos+1])
+		l.items[pos] = ne
+	default:
 		s.tree.delete(e)
 		s.tree.insert(ne)
 	}
