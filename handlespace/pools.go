@@ -20,7 +20,8 @@ type pool struct {
 	uuse    tlv.TransportUse
 	sel     policy.Selector
 	ids     idTable // PE ID -> record
-	slotPE  []int32 // selector slot -> record, -1 if free
+	shared  bool    // sel's slots are record indexes (sorted policies)
+	slotPE  []int32 // otherwise: selector slot -> record, -1 if free
 	freeSl  []int32
 	members seqList[uint32] // records in registration order, for Page
 	mseq    uint32
@@ -111,11 +112,12 @@ func (s *Store) Register(now time.Time, handle tlv.PoolHandle, pe *tlv.PoolEleme
 	}
 
 	if p == nil {
-		sel, err := newSelector(pe.Policy.Type, s.rnd)
+		sel, shared, err := s.newSelector(pe.Policy.Type)
 		if err != nil {
 			return false, &Error{Cause: tlv.CauseInvalidValues, Msg: err.Error()}
 		}
 		p, pi = s.newPool(string(handle), sel, pe)
+		p.shared = shared
 	}
 	ri = s.allocRec()
 	r := s.rec(ri)
@@ -124,7 +126,9 @@ func (s *Store) Register(now time.Time, handle tlv.PoolHandle, pe *tlv.PoolEleme
 	r.updated = now.UnixNano()
 	r.heap = -1
 	// selector slot
-	if n := len(p.freeSl); n > 0 {
+	if p.shared {
+		r.slot = ri
+	} else if n := len(p.freeSl); n > 0 {
 		r.slot = p.freeSl[n-1]
 		p.freeSl = p.freeSl[:n-1]
 		p.slotPE[r.slot] = ri
@@ -199,8 +203,10 @@ func (s *Store) addMember(p *pool, ri int32, r *rec) {
 // removeRec deletes record ri from every index. p is its pool.
 func (s *Store) removeRec(p *pool, pi int32, ri int32, r *rec) {
 	p.sel.Remove(r.slot)
-	p.slotPE[r.slot] = -1
-	p.freeSl = append(p.freeSl, r.slot)
+	if !p.shared {
+		p.slotPE[r.slot] = -1
+		p.freeSl = append(p.freeSl, r.slot)
+	}
 	p.ids.del(r.id())
 	p.members.remove(r.pos, func(idx, pos int32) { s.rec(idx).pos = pos })
 	s.ownerUnlink(ri, r, p)
@@ -316,8 +322,10 @@ func (s *Store) selectRecs(handle tlv.PoolHandle, n int) (p *pool, k int, err er
 		n = p.ids.n
 	}
 	s.scrSlots = p.sel.Select(n, s.scrSlots[:0])
-	for i, sl := range s.scrSlots {
-		s.scrSlots[i] = p.slotPE[sl]
+	if !p.shared {
+		for i, sl := range s.scrSlots {
+			s.scrSlots[i] = p.slotPE[sl]
+		}
 	}
 	return p, len(s.scrSlots), nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/go-rserpool/rserpool/policy"
 	"github.com/go-rserpool/rserpool/tlv"
 )
 
@@ -95,6 +96,8 @@ type Store struct {
 	scrSlots []int32
 
 	seed uint32 // hash seed of the PE-ID tables
+
+	slots policy.SlotSpace // per-PE data of the sorted policies' selectors, by record
 
 	lastPool  int32  // the pool findPool found last, -1 if none
 	lastOwner *owner // the owner Checksum read last, nil if none
