@@ -20,8 +20,8 @@ type sortedSelector struct {
 	maxInc   int
 	tree     btree
 	sp       *SlotSpace // per-slot positions, maybe shared with other selectors
-	seq      uint32 // next sequence number, >= 1
-	seqLimit uint32 // renumber when seq would pass it (lowered by tests)
+	seq      uint32     // next sequence number, >= 1
+	seqLimit uint32     // renumber when seq would pass it (lowered by tests)
 	// WRR keeps the round in the key's upper half; rounds are shifted down
 	// once the smallest passes roundLimit (lowered by tests).
 	roundLimit uint32
