@@ -373,6 +373,26 @@ func BenchmarkLookup(b *testing.B) {
 	})
 }
 
+// BenchmarkView: Lookup without the copy (View), per PE: like the C
+// harness's find, which returns the stored PE.
+func BenchmarkView(b *testing.B) {
+	forSizes(b, func(b *testing.B, n int) {
+		var in benchInput
+		s := benchStore(b)
+		fill(b, s, policy.LeastUsed, n, 0, &in)
+		ops := 0
+		for b.Loop() {
+			for i := range n {
+				if _, _, ok := s.View(benchHandle, benchID(i)); !ok {
+					b.Fatal("missing PE")
+				}
+			}
+			ops += n
+		}
+		perPE(b, n, ops)
+	})
+}
+
 // BenchmarkSetExpiry: move every PE's deadline (the C harness's
 // timer_restart), per PE.
 func BenchmarkSetExpiry(b *testing.B) {

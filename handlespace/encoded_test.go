@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
+	"reflect"
 	"testing"
 	"time"
 
@@ -94,5 +95,20 @@ func TestDeregisterCopy(t *testing.T) {
 	got, ok := s.Deregister(t0, tlv.PoolHandle("lu"), 1)
 	if !ok || !bytes.Equal(got.Policy.Value, []byte{1, 2, 3, 4}) {
 		t.Fatalf("Deregister: %v %x", ok, got.Policy.Value)
+	}
+}
+
+// TestView checks that View returns what Lookup returns.
+func TestView(t *testing.T) {
+	s := newTestStore(t, Config{})
+	pe := testPE(3, 7)
+	mustRegister(t, s, "p", pe, t0.Add(time.Minute))
+	want, wi, _ := s.Lookup(tlv.PoolHandle("p"), 3)
+	got, gi, ok := s.View(tlv.PoolHandle("p"), 3)
+	if !ok || !reflect.DeepEqual(ClonePoolElement(got), want) || gi != wi {
+		t.Fatalf("View %v %v %v, Lookup %v %v", ok, got, gi, want, wi)
+	}
+	if _, _, ok := s.View(tlv.PoolHandle("p"), 4); ok {
+		t.Fatal("View of a missing PE")
 	}
 }

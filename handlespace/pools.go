@@ -250,6 +250,18 @@ func (s *Store) Lookup(handle tlv.PoolHandle, id uint32) (tlv.PoolElement, Info,
 	return pe, s.info(r), true
 }
 
+// View is Lookup without the copy: the PE aliases store memory and is
+// read-only and valid until the next Store call, like the PEs of Select.
+func (s *Store) View(handle tlv.PoolHandle, id uint32) (tlv.PoolElement, Info, bool) {
+	p, ri := s.find(handle, id)
+	if p == nil {
+		return tlv.PoolElement{}, Info{}, false
+	}
+	r := s.rec(ri)
+	s.resetScratch(1)
+	return s.materialize(ri, r, p.ptype), s.info(r), true
+}
+
 // Select runs the pool's policy (RFC 5356, via package policy) and appends
 // up to n PEs in selection order to dst[:0], for a handle resolution
 // (RFC 5352 §3.5). It also returns the pool's policy: the pool's type with
