@@ -3,6 +3,7 @@ package handlespace
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -110,5 +111,47 @@ func TestView(t *testing.T) {
 	}
 	if _, _, ok := s.View(tlv.PoolHandle("p"), 4); ok {
 		t.Fatal("View of a missing PE")
+	}
+}
+
+// TestEncodingMatchesTLV checks the encoding the store writes for each PE
+// against package tlv's encoding of the registered PE (ASAP transport left
+// out), over transports, address families and policy value lengths.
+func TestEncodingMatchesTLV(t *testing.T) {
+	s := newTestStore(t, Config{})
+	addrs := []netip.Addr{netip.MustParseAddr("10.1.2.3"), netip.MustParseAddr("2001:db8::9"), netip.MustParseAddr("::ffff:10.1.2.3")}
+	types := []tlv.ParamType{tlv.ParamSCTPTransport, tlv.ParamTCPTransport, tlv.ParamUDPTransport, tlv.ParamUDPLiteTransport, tlv.ParamDCCPTransport}
+	pols := []tlv.Policy{
+		policy.Encode(policy.RoundRobin, policy.Values{}),
+		policy.Encode(policy.LeastUsed, policy.Values{Load: 77}),
+		policy.Encode(policy.LeastUsedDegradation, policy.Values{Load: 1, LoadDegradation: 2}),
+		policy.Encode(policy.LeastUsedDPF, policy.Values{Load: 1, LoadDPF: 2, Distance: 3}),
+		policy.Encode(policy.LeastUsedDegradationDPF, policy.Values{Load: 1, LoadDegradation: 2, LoadDPF: 3, Distance: 4}),
+	}
+	id := uint32(0)
+	for _, tt := range types {
+		for _, a := range addrs {
+			for _, pol := range pols {
+				id++
+				pe := &tlv.PoolElement{ID: id, HomeServerID: 0x01020304 + id, RegistrationLife: int32(1000 * id),
+					UserTransport: tlv.Transport{Type: tt, Port: uint16(id), Addrs: []netip.Addr{a}},
+					Policy:        pol}
+				if tt == tlv.ParamSCTPTransport || tt == tlv.ParamTCPTransport {
+					pe.UserTransport.Use = tlv.TransportUseDataOnly
+				}
+				if id%2 == 0 {
+					pe.ASAPTransport = tlv.NewSCTPTransport(99, tlv.TransportUseDataOnly, a)
+				}
+				h := tlv.PoolHandle(fmt.Sprintf("%v/%x", tt, pol.Type))
+				mustRegister(t, s, string(h), pe, time.Time{})
+				p, ri := s.find(h, id)
+				if p == nil {
+					t.Fatalf("PE %d not stored", id)
+				}
+				if got, want := s.encoded(ri, s.rec(ri)), wantEncoding(*pe); !bytes.Equal(got, want) {
+					t.Errorf("%v %v %x: encoded\n %x, want\n %x", tt, a, pol.Type, got, want)
+				}
+			}
+		}
 	}
 }

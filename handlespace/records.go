@@ -114,10 +114,15 @@ func (s *Store) freeRec(i int32) {
 func (s *Store) fill(ri int32, r *rec, pe *tlv.PoolElement) {
 	// The encoding as a resolution carries it: without the ASAP transport.
 	asap := &pe.ASAPTransport
-	c := *pe
-	c.ASAPTransport = tlv.Transport{}
-	n := c.Len()
-	if needsExt(pe, asap) || n > maxInlineEnc {
+	ext := needsExt(pe, asap)
+	n := 0
+	if !ext {
+		n = inlineLen(pe)
+	}
+	if ext || n > maxInlineEnc {
+		c := *pe
+		c.ASAPTransport = tlv.Transport{}
+		n = c.Len()
 		e := &extData{
 			user:    cloneTransport(pe.UserTransport),
 			asap:    cloneTransport(*asap),
@@ -132,7 +137,7 @@ func (s *Store) fill(ri int32, r *rec, pe *tlv.PoolElement) {
 		r.asapType = asap.Type
 		return
 	}
-	r.encLen = uint8(len(c.AppendTo(r.enc[:0])))
+	r.encLen = uint8(encodeInline(&r.enc, pe, n))
 	if r.flags&flagExt != 0 {
 		delete(s.ext, ri)
 	}
@@ -148,6 +153,66 @@ func (s *Store) fill(ri int32, r *rec, pe *tlv.PoolElement) {
 		r.asapAddr = at.Addrs[0].As16()
 	}
 	r.flags = f
+}
+
+// encodeInline writes into enc the n-byte encoding of pe without its ASAP
+// transport, as PoolElement.AppendTo does (RFC 5354 §3.7: PE Identifier,
+// Home ENRP Server Identifier, Registration Life, User Transport with its
+// one address, Member Selection Policy), for a PE that needsExt refuses.
+// The policy value is a multiple of 4 bytes, so no padding is needed.
+func encodeInline(enc *[maxInlineEnc]byte, pe *tlv.PoolElement, n int) int {
+	be := binary.BigEndian
+	be.PutUint16(enc[0:], uint16(tlv.ParamPoolElement))
+	be.PutUint16(enc[2:], uint16(n))
+	be.PutUint32(enc[4:], pe.ID)
+	be.PutUint32(enc[8:], pe.HomeServerID)
+	be.PutUint32(enc[12:], uint32(pe.RegistrationLife))
+	u := &pe.UserTransport
+	be.PutUint16(enc[16:], uint16(u.Type))
+	be.PutUint16(enc[20:], u.Port)
+	o := 24
+	switch u.Type {
+	case tlv.ParamSCTPTransport, tlv.ParamTCPTransport:
+		be.PutUint16(enc[22:], uint16(u.Use))
+	case tlv.ParamDCCPTransport:
+		be.PutUint16(enc[22:], 0)
+		be.PutUint32(enc[24:], 0) // Service Code 0 (else needsExt)
+		o = 28
+	default:
+		be.PutUint16(enc[22:], 0)
+	}
+	if a := u.Addrs[0]; a.Is4() {
+		v := a.As4()
+		be.PutUint16(enc[o:], uint16(tlv.ParamIPv4Address))
+		be.PutUint16(enc[o+2:], 8)
+		copy(enc[o+4:], v[:])
+		o += 8
+	} else {
+		v := a.As16()
+		be.PutUint16(enc[o:], uint16(tlv.ParamIPv6Address))
+		be.PutUint16(enc[o+2:], 20)
+		copy(enc[o+4:], v[:])
+		o += 20
+	}
+	be.PutUint16(enc[18:], uint16(o-16))
+	be.PutUint16(enc[o:], uint16(tlv.ParamPolicy))
+	be.PutUint16(enc[o+2:], uint16(8+len(pe.Policy.Value)))
+	be.PutUint32(enc[o+4:], pe.Policy.Type)
+	copy(enc[o+8:], pe.Policy.Value)
+	return o + 8 + len(pe.Policy.Value)
+}
+
+// inlineLen is the length encodeInline writes for pe, which needsExt
+// refuses.
+func inlineLen(pe *tlv.PoolElement) int {
+	n := 16 + 8 + 8 + 8 + len(pe.Policy.Value) // header, transport, IPv4, policy
+	if pe.UserTransport.Type == tlv.ParamDCCPTransport {
+		n += 4
+	}
+	if !pe.UserTransport.Addrs[0].Is4() {
+		n += 12
+	}
+	return n
 }
 
 // needsExt tells whether a PE's data does not fit a rec's fields (apart
