@@ -300,3 +300,131 @@ func BenchmarkMemory(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSelectEncode: a handle resolution of k items from a pool of N
+// PEs, Least Used, up to the response's wire form: path=pes selects
+// PoolElements and encodes them (ASAP transports cleared, RFC 5354 §3.10),
+// path=encoded copies the encodings the store keeps (SelectEncoded).
+// Compare with the C harness's resolve_k, which does not encode.
+func BenchmarkSelectEncode(b *testing.B) {
+	for _, path := range []string{"pes", "encoded"} {
+		b.Run("path="+path, func(b *testing.B) {
+			for _, k := range []int{1, 3, 16} {
+				b.Run(fmt.Sprintf("items=%d", k), func(b *testing.B) {
+					for _, n := range benchSizes {
+						b.Run(fmt.Sprintf("pes=%d", n), func(b *testing.B) {
+							benchSelectEncode(b, path == "encoded", k, n)
+						})
+					}
+				})
+			}
+		})
+	}
+}
+
+func benchSelectEncode(b *testing.B, encoded bool, k, n int) {
+	b.ReportAllocs()
+	var in benchInput
+	s := benchStore(b)
+	fill(b, s, policy.LeastUsed, n, 0, &in)
+	var (
+		pes  []tlv.PoolElement
+		encs [][]byte
+		out  []byte
+		pol  tlv.Policy
+		err  error
+	)
+	for b.Loop() {
+		if encoded {
+			encs, pol, err = s.SelectEncoded(benchHandle, k, encs)
+			m := tlv.EncodedResolutionResponse{PoolHandle: benchHandle, Policy: &pol, PEs: encs}
+			out = m.AppendTo(out[:0])
+		} else {
+			pes, pol, err = s.Select(benchHandle, k, pes)
+			for i := range pes {
+				pes[i].ASAPTransport = tlv.Transport{}
+			}
+			m := tlv.HandleResolutionResponse{PoolHandle: benchHandle, Policy: &pol, PEs: pes}
+			out = m.AppendTo(out[:0])
+		}
+		if err != nil || len(out) < 44*k {
+			b.Fatal(err, len(out))
+		}
+	}
+}
+
+// BenchmarkLookup: look each PE up by pool handle and PE identifier (the C
+// harness's find), per PE.
+func BenchmarkLookup(b *testing.B) {
+	forSizes(b, func(b *testing.B, n int) {
+		var in benchInput
+		s := benchStore(b)
+		fill(b, s, policy.LeastUsed, n, 0, &in)
+		ops := 0
+		for b.Loop() {
+			for i := range n {
+				if _, _, ok := s.Lookup(benchHandle, benchID(i)); !ok {
+					b.Fatal("missing PE")
+				}
+			}
+			ops += n
+		}
+		perPE(b, n, ops)
+	})
+}
+
+// BenchmarkView: Lookup without the copy (View), per PE: like the C
+// harness's find, which returns the stored PE.
+func BenchmarkView(b *testing.B) {
+	forSizes(b, func(b *testing.B, n int) {
+		var in benchInput
+		s := benchStore(b)
+		fill(b, s, policy.LeastUsed, n, 0, &in)
+		ops := 0
+		for b.Loop() {
+			for i := range n {
+				if _, _, ok := s.View(benchHandle, benchID(i)); !ok {
+					b.Fatal("missing PE")
+				}
+			}
+			ops += n
+		}
+		perPE(b, n, ops)
+	})
+}
+
+// BenchmarkSetExpiry: move every PE's deadline (the C harness's
+// timer_restart), per PE.
+func BenchmarkSetExpiry(b *testing.B) {
+	forSizes(b, func(b *testing.B, n int) {
+		var in benchInput
+		s := benchStore(b)
+		fill(b, s, policy.LeastUsed, n, 0, &in)
+		ops, d := 0, time.Hour
+		for b.Loop() {
+			for i := range n {
+				s.SetExpiry(benchBase, benchHandle, benchID(i), benchBase.Add(d+time.Duration(i)*time.Microsecond))
+			}
+			d += time.Second
+			ops += n
+		}
+		perPE(b, n, ops)
+	})
+}
+
+// BenchmarkNextExpiry: the earliest deadline (the C harness's next_timer)
+// and a PopExpired with nothing due (purge_none).
+func BenchmarkNextExpiry(b *testing.B) {
+	forSizes(b, func(b *testing.B, n int) {
+		var in benchInput
+		s := benchStore(b)
+		fill(b, s, policy.LeastUsed, n, 0, &in)
+		var sink int64
+		for b.Loop() {
+			t, _ := s.NextExpiry()
+			sink += t.UnixNano()
+			sink += int64(s.PopExpired(benchBase, nil))
+		}
+		_ = sink
+	})
+}

@@ -16,6 +16,7 @@
 //	s, err := handlespace.New(handlespace.Config{})             // zero Config: defaults
 //	created, err := s.Register(now, handle, &pe, now.Add(life)) // ASAP_REGISTRATION
 //	pes, pol, err := s.Select(handle, 3, buf)                   // ASAP_HANDLE_RESOLUTION
+//	encs, pol, err := s.SelectEncoded(handle, 3, ebuf)          // the same, as wire bytes
 //	s.PopExpired(now, sendDelPE)                                // lifetime expiry
 //	sum := s.Checksum(ownID)                                    // ENRP_PRESENCE
 //	entries, cur, more := s.Page(cur, 128, 0)                   // ENRP_HANDLE_TABLE_RESPONSE
@@ -26,10 +27,14 @@
 //
 // # Complexity and memory
 //
-// PEs live in a chunked slab of compact records named by int32 indexes
-// (addresses and policy values inline, no per-PE pointers); a pool maps PE
-// identifiers to records; deadlines sit in an indexed 4-ary heap; each
-// owner (home registrar) has an intrusive list and a running checksum sum.
+// PEs live in a chunked slab of compact records named by int32 indexes (no
+// per-PE pointers). A record keeps the PE's wire encoding as a handle
+// resolution carries it (see [Store.SelectEncoded]), from which the
+// PoolElement is read back, and the ASAP transport beside it. A pool maps PE
+// identifiers to records; the selectors of the sorted policies name their
+// members by record index in one shared slot space; deadlines sit in an
+// indexed 4-ary heap; each owner (home registrar) has an intrusive list and
+// a running checksum sum.
 // Register, Deregister, Lookup, SetExpiry and PopExpired per PE are
 // O(log n); Checksum is O(1); Select costs what the pool's policy costs.
 //

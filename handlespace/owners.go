@@ -23,9 +23,9 @@ func (s *Store) SetOwner(now time.Time, handle tlv.PoolHandle, id uint32, newHom
 		return false
 	}
 	r := s.rec(ri)
-	if r.home != newHome {
+	if r.home() != newHome {
 		s.ownerUnlink(ri, r, p)
-		r.home = newHome
+		s.setHome(ri, r, newHome)
 		s.ownerLink(ri, r, p)
 	}
 	return true
@@ -47,7 +47,7 @@ func (s *Store) TransferOwner(now time.Time, from, to uint32) int {
 	last := int32(-1)
 	for i := o.head; i >= 0; {
 		r := s.rec(i)
-		r.home = to
+		s.setHome(i, r, to)
 		last = i
 		i = r.onext
 	}
@@ -61,7 +61,7 @@ func (s *Store) TransferOwner(now time.Time, from, to uint32) int {
 	}
 	dst.count += o.count
 	dst.sum += o.sum
-	delete(s.owners, from)
+	s.dropOwner(from)
 	return n
 }
 
@@ -94,10 +94,10 @@ func (s *Store) Owned(home uint32) int {
 }
 
 func (s *Store) ownerLink(ri int32, r *rec, p *pool) {
-	o := s.owners[r.home]
+	o := s.owners[r.home()]
 	if o == nil {
 		o = &owner{head: -1}
-		s.owners[r.home] = o
+		s.owners[r.home()] = o
 	}
 	r.oprev = -1
 	r.onext = o.head
@@ -106,11 +106,11 @@ func (s *Store) ownerLink(ri int32, r *rec, p *pool) {
 	}
 	o.head = ri
 	o.count++
-	o.sum += p.hsum + peIDSum(r.id)
+	o.sum += p.hsum + peIDSum(r.id())
 }
 
 func (s *Store) ownerUnlink(ri int32, r *rec, p *pool) {
-	o := s.owners[r.home]
+	o := s.owners[r.home()]
 	if r.oprev >= 0 {
 		s.rec(r.oprev).onext = r.onext
 	} else {
@@ -120,9 +120,9 @@ func (s *Store) ownerUnlink(ri int32, r *rec, p *pool) {
 		s.rec(r.onext).oprev = r.oprev
 	}
 	o.count--
-	o.sum -= p.hsum + peIDSum(r.id)
+	o.sum -= p.hsum + peIDSum(r.id())
 	if o.count == 0 {
-		delete(s.owners, r.home)
+		s.dropOwner(r.home())
 	}
 }
 
@@ -132,11 +132,14 @@ func (s *Store) ownerUnlink(ri int32, r *rec, p *pool) {
 // PE identifier, as big-endian 16-bit words. It is kept incrementally, so
 // the call is O(1). Write it big-endian into the PE Checksum parameter.
 func (s *Store) Checksum(home uint32) uint16 {
-	var sum uint64
-	if o := s.owners[home]; o != nil {
-		sum = o.sum
+	o := s.lastOwner
+	if o == nil || s.lastHome != home {
+		if o = s.owners[home]; o == nil {
+			return 0xffff
+		}
+		s.lastOwner, s.lastHome = o, home
 	}
-	return finishChecksum(sum)
+	return finishChecksum(o.sum)
 }
 
 func finishChecksum(sum uint64) uint16 {
@@ -201,4 +204,11 @@ func (s *Store) Sweep(now time.Time, home uint32, fn func(handle tlv.PoolHandle,
 		i = next
 	}
 	return n
+}
+
+func (s *Store) dropOwner(home uint32) {
+	delete(s.owners, home)
+	if s.lastHome == home {
+		s.lastOwner = nil
+	}
 }

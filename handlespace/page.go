@@ -90,7 +90,7 @@ func (s *Store) Page(c Cursor, maxPEs int, ownerFilter uint32) (entries []tlv.Po
 				continue
 			}
 			r := s.rec(me.idx)
-			if ownerFilter != 0 && r.home != ownerFilter {
+			if ownerFilter != 0 && r.home() != ownerFilter {
 				continue
 			}
 			if count == maxPEs {

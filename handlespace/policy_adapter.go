@@ -1,8 +1,6 @@
 package handlespace
 
 import (
-	"math/rand/v2"
-
 	"github.com/go-rserpool/rserpool/policy"
 	"github.com/go-rserpool/rserpool/tlv"
 )
@@ -14,6 +12,15 @@ func decodeValues(p tlv.Policy) (policy.Values, error) {
 	return v, err
 }
 
-func newSelector(t uint32, src rand.Source) (policy.Selector, error) {
-	return policy.New(policy.Type(t), src)
+// newSelector returns the selector of a new pool. Sorted policies keep
+// their per-member data in the store's shared slot space and are given
+// record indexes as slots (shared true), so that a selection leads straight
+// to the records; randomized ones get pool-local slots.
+func (s *Store) newSelector(t uint32) (sel policy.Selector, shared bool, err error) {
+	if policy.Type(t).Randomized() {
+		sel, err = policy.New(policy.Type(t), s.rnd)
+		return sel, false, err
+	}
+	sel, err = policy.NewShared(policy.Type(t), s.rnd, policy.Options{}, &s.slots)
+	return sel, true, err
 }

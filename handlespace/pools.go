@@ -20,7 +20,8 @@ type pool struct {
 	uuse    tlv.TransportUse
 	sel     policy.Selector
 	ids     idTable // PE ID -> record
-	slotPE  []int32 // selector slot -> record, -1 if free
+	shared  bool    // sel's slots are record indexes (sorted policies)
+	slotPE  []int32 // otherwise: selector slot -> record, -1 if free
 	freeSl  []int32
 	members seqList[uint32] // records in registration order, for Page
 	mseq    uint32
@@ -93,12 +94,13 @@ func (s *Store) Register(now time.Time, handle tlv.PoolHandle, pe *tlv.PoolEleme
 		r := s.rec(ri)
 		oldPol := s.polBytes(ri, r)
 		changed := string(oldPol) != string(pe.Policy.Value)
-		if r.home != pe.HomeServerID {
+		if r.home() != pe.HomeServerID {
 			s.ownerUnlink(ri, r, p)
-			r.home = pe.HomeServerID
+			s.fill(ri, r, pe) // sets the new home
 			s.ownerLink(ri, r, p)
+		} else {
+			s.fill(ri, r, pe)
 		}
-		s.fill(ri, r, pe)
 		r.reports = 0
 		r.flags &^= flagMarked
 		r.updated = now.UnixNano()
@@ -110,20 +112,23 @@ func (s *Store) Register(now time.Time, handle tlv.PoolHandle, pe *tlv.PoolEleme
 	}
 
 	if p == nil {
-		sel, err := newSelector(pe.Policy.Type, s.rnd)
+		sel, shared, err := s.newSelector(pe.Policy.Type)
 		if err != nil {
 			return false, &Error{Cause: tlv.CauseInvalidValues, Msg: err.Error()}
 		}
 		p, pi = s.newPool(string(handle), sel, pe)
+		p.shared = shared
 	}
 	ri = s.allocRec()
 	r := s.rec(ri)
-	r.id, r.home, r.pool = pe.ID, pe.HomeServerID, pi
+	r.pool = pi
 	s.fill(ri, r, pe)
 	r.updated = now.UnixNano()
 	r.heap = -1
 	// selector slot
-	if n := len(p.freeSl); n > 0 {
+	if p.shared {
+		r.slot = ri
+	} else if n := len(p.freeSl); n > 0 {
 		r.slot = p.freeSl[n-1]
 		p.freeSl = p.freeSl[:n-1]
 		p.slotPE[r.slot] = ri
@@ -177,6 +182,9 @@ func (s *Store) newPool(name string, sel policy.Selector, pe *tlv.PoolElement) (
 func (s *Store) dropPool(p *pool, pi int32) {
 	s.order.remove(p.opos, func(idx, pos int32) { s.pools[idx].opos = pos })
 	delete(s.byName, p.handle)
+	if s.lastPool == pi {
+		s.lastPool = -1
+	}
 	s.pools[pi] = nil
 	s.freePool = append(s.freePool, pi)
 }
@@ -195,9 +203,11 @@ func (s *Store) addMember(p *pool, ri int32, r *rec) {
 // removeRec deletes record ri from every index. p is its pool.
 func (s *Store) removeRec(p *pool, pi int32, ri int32, r *rec) {
 	p.sel.Remove(r.slot)
-	p.slotPE[r.slot] = -1
-	p.freeSl = append(p.freeSl, r.slot)
-	p.ids.del(r.id)
+	if !p.shared {
+		p.slotPE[r.slot] = -1
+		p.freeSl = append(p.freeSl, r.slot)
+	}
+	p.ids.del(r.id())
 	p.members.remove(r.pos, func(idx, pos int32) { s.rec(idx).pos = pos })
 	s.ownerUnlink(ri, r, p)
 	if r.heap >= 0 {
@@ -221,6 +231,9 @@ func (s *Store) Deregister(now time.Time, handle tlv.PoolHandle, id uint32) (tlv
 	r := s.rec(ri)
 	s.resetScratch(1)
 	pe := s.materialize(ri, r, p.ptype)
+	// The value aliases the record, which removeRec clears.
+	s.scrVal = append(s.scrVal[:0], pe.Policy.Value...)
+	pe.Policy.Value = s.scrVal[:len(pe.Policy.Value):len(pe.Policy.Value)]
 	s.removeRec(p, r.pool, ri, r)
 	return pe, true
 }
@@ -237,6 +250,18 @@ func (s *Store) Lookup(handle tlv.PoolHandle, id uint32) (tlv.PoolElement, Info,
 	return pe, s.info(r), true
 }
 
+// View is Lookup without the copy: the PE aliases store memory and is
+// read-only and valid until the next Store call, like the PEs of Select.
+func (s *Store) View(handle tlv.PoolHandle, id uint32) (tlv.PoolElement, Info, bool) {
+	p, ri := s.find(handle, id)
+	if p == nil {
+		return tlv.PoolElement{}, Info{}, false
+	}
+	r := s.rec(ri)
+	s.resetScratch(1)
+	return s.materialize(ri, r, p.ptype), s.info(r), true
+}
+
 // Select runs the pool's policy (RFC 5356, via package policy) and appends
 // up to n PEs in selection order to dst[:0], for a handle resolution
 // (RFC 5352 §3.5). It also returns the pool's policy: the pool's type with
@@ -245,39 +270,76 @@ func (s *Store) Lookup(handle tlv.PoolHandle, id uint32) (tlv.PoolElement, Info,
 // handle gives an error matching ErrUnknownPoolHandle.
 func (s *Store) Select(handle tlv.PoolHandle, n int, dst []tlv.PoolElement) ([]tlv.PoolElement, tlv.Policy, error) {
 	dst = dst[:0]
-	p, _ := s.findPool(handle)
-	if p == nil {
-		return dst, tlv.Policy{}, ErrUnknownPoolHandle
+	p, k, err := s.selectRecs(handle, n)
+	if p == nil || k == 0 {
+		return dst, tlv.Policy{Type: pt(p)}, err
 	}
-	if n <= 0 {
-		return dst, tlv.Policy{Type: p.ptype}, nil
-	}
-	if n > p.ids.n {
-		n = p.ids.n
-	}
-	s.scrSlots = p.sel.Select(n, s.scrSlots[:0])
-	k := len(s.scrSlots)
 	s.resetScratch(k)
 	if cap(dst) < k {
 		dst = make([]tlv.PoolElement, k)
 	} else {
 		dst = dst[:k]
 	}
-	// Map the slots to records and read every record's identifier first,
-	// so that their cache misses overlap instead of following one another.
-	for i, sl := range s.scrSlots {
-		ri := p.slotPE[sl]
-		s.scrSlots[i] = ri
-		dst[i].ID = s.rec(ri).id
+	// Read every record's identifier first, so that their cache misses
+	// overlap instead of following one another.
+	for i, ri := range s.scrSlots {
+		dst[i].ID = s.rec(ri).id()
 	}
 	for i, ri := range s.scrSlots {
 		s.materializeInto(&dst[i], ri, s.rec(ri), p.ptype)
 	}
-	pol := tlv.Policy{Type: p.ptype}
-	if len(dst) > 0 {
-		pol.Value = dst[0].Policy.Value
+	return dst, tlv.Policy{Type: p.ptype, Value: dst[0].Policy.Value}, nil
+}
+
+// SelectEncoded is Select giving each selected PE as its wire encoding,
+// which the store keeps from the PE's registration: a whole Pool Element
+// parameter (RFC 5354 §3.7, padding included) without the ASAP transport,
+// as a Handle Resolution Response carries it (RFC 5352 §3.5; the ASAP
+// transport is for ENRP only, RFC 5354 §3.10). It appends them in
+// selection order to dst[:0] and returns the pool's policy as Select does.
+// The slices are read-only and valid until the next Store call; copy them
+// into the response.
+func (s *Store) SelectEncoded(handle tlv.PoolHandle, n int, dst [][]byte) ([][]byte, tlv.Policy, error) {
+	dst = dst[:0]
+	p, k, err := s.selectRecs(handle, n)
+	if p == nil || k == 0 {
+		return dst, tlv.Policy{Type: pt(p)}, err
 	}
-	return dst, pol, nil
+	for _, ri := range s.scrSlots {
+		dst = append(dst, s.encoded(ri, s.rec(ri)))
+	}
+	r0 := s.rec(s.scrSlots[0])
+	return dst, tlv.Policy{Type: p.ptype, Value: s.polBytes(s.scrSlots[0], r0)}, nil
+}
+
+func pt(p *pool) uint32 {
+	if p == nil {
+		return 0
+	}
+	return p.ptype
+}
+
+// selectRecs runs the policy of the pool named handle for n PEs and leaves
+// the records of the selected ones in s.scrSlots. p is nil for an unknown
+// pool, with err matching ErrUnknownPoolHandle.
+func (s *Store) selectRecs(handle tlv.PoolHandle, n int) (p *pool, k int, err error) {
+	p, _ = s.findPool(handle)
+	if p == nil {
+		return nil, 0, ErrUnknownPoolHandle
+	}
+	if n <= 0 {
+		return p, 0, nil
+	}
+	if n > p.ids.n {
+		n = p.ids.n
+	}
+	s.scrSlots = p.sel.Select(n, s.scrSlots[:0])
+	if !p.shared {
+		for i, sl := range s.scrSlots {
+			s.scrSlots[i] = p.slotPE[sl]
+		}
+	}
+	return p, len(s.scrSlots), nil
 }
 
 // ReportUnreachable counts one ASAP_ENDPOINT_UNREACHABLE report against the

@@ -4,6 +4,7 @@ package handlespace
 // from tlv.PoolElement, and their registration deadlines.
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"time"
 
@@ -14,48 +15,67 @@ const chunkBits = 12
 
 const chunkSize = 1 << chunkBits
 
-// rec is one stored PE. Transport addresses and policy values are kept
-// inline; PEs that need more (several addresses, unknown parameters, long
-// policy values) have flagExt set and their full data in Store.ext.
+// rec is one stored PE, 112 bytes. Its user transport, policy and
+// identifiers are kept as the PE's wire encoding (enc), the Pool Element
+// parameter of RFC 5354 §2.2 with the ASAP transport left out: the form a
+// Handle Resolution Response carries (RFC 5352 §3.5; the ASAP transport is
+// for ENRP only, RFC 5354 §3.10), so that a resolution copies it instead of
+// encoding the PE again. It changes only when the PE is registered or
+// updated, or changes home. The ASAP transport is kept beside it. PEs that
+// need more (several addresses, unknown parameters, an encoding longer than
+// enc) have flagExt set, their full data in Store.ext, and the first
+// encHead bytes of their encoding (header, identifiers, life) in enc.
 type rec struct {
-	id, home uint32
+	updated  int64 // UnixNano
 	pool     int32 // -1 when the record is free
 	slot     int32 // selector slot in the pool
 	pos      int32 // index in pool.members
 	heap     int32 // index in the expiry heap, -1 if none
 	onext    int32 // owner list; also the free list
 	oprev    int32
-	life     int32
 	reports  uint32
-	updated  int64 // UnixNano
-	userAddr [16]byte
 	asapAddr [16]byte
-	userPort uint16
 	asapPort uint16
-	userType tlv.ParamType
 	asapType tlv.ParamType
-	userUse  tlv.TransportUse
 	asapUse  tlv.TransportUse
 	flags    uint8
-	polLen   uint8
-	pol      [maxInlinePolicy]byte
+	encLen   uint8 // bytes of enc in use; 0 for flagExt
+	enc      [maxInlineEnc]byte
 }
 
-const maxInlinePolicy = 16
+// maxInlineEnc is the longest encoding kept in a rec: an IPv4 user
+// transport with a policy value of up to 12 bytes.
+const maxInlineEnc = 52
+
+// encHead is the fixed start of a Pool Element parameter: type, length, PE
+// identifier, home ENRP server identifier, registration life.
+const encHead = 16
 
 const (
-	flagUserV4   = 1 << iota // userAddr holds an IPv4 address (else IPv6)
-	flagAsapV4               // asapAddr holds an IPv4 address
+	flagAsapV4   = 1 << iota // asapAddr holds an IPv4 address
 	flagAsapAddr             // the ASAP transport has one address
 	flagMarked               // audit mark
 	flagExt                  // full data in Store.ext
 )
+
+func (r *rec) id() uint32   { return binary.BigEndian.Uint32(r.enc[4:]) }
+func (r *rec) home() uint32 { return binary.BigEndian.Uint32(r.enc[8:]) }
+
+// setHome changes the home ENRP server identifier, in the cached encoding
+// too.
+func (s *Store) setHome(ri int32, r *rec, home uint32) {
+	binary.BigEndian.PutUint32(r.enc[8:], home)
+	if r.flags&flagExt != 0 {
+		binary.BigEndian.PutUint32(s.ext[ri].enc[8:], home)
+	}
+}
 
 // extData holds what a rec cannot: deep copies owned by the store.
 type extData struct {
 	user, asap tlv.Transport
 	polVal     []byte
 	unknown    []tlv.RawParam
+	enc        []byte // the cached encoding, as rec.enc
 }
 
 func (s *Store) rec(i int32) *rec { return &s.chunks[i>>chunkBits][i&(chunkSize-1)] }
@@ -89,33 +109,40 @@ func (s *Store) freeRec(i int32) {
 	s.free = i
 }
 
-// fill copies the transports and the policy value of pe into r.
+// fill stores the PE's data in r: its encoding, ASAP transport, or the ext
+// data. The home in pe becomes the record's home.
 func (s *Store) fill(ri int32, r *rec, pe *tlv.PoolElement) {
-	r.life = pe.RegistrationLife
-	if x := needsExt(pe); x {
+	// The encoding as a resolution carries it: without the ASAP transport.
+	asap := &pe.ASAPTransport
+	ext := needsExt(pe, asap)
+	n := 0
+	if !ext {
+		n = inlineLen(pe)
+	}
+	if ext || n > maxInlineEnc {
+		c := *pe
+		c.ASAPTransport = tlv.Transport{}
+		n = c.Len()
 		e := &extData{
 			user:    cloneTransport(pe.UserTransport),
-			asap:    cloneTransport(pe.ASAPTransport),
+			asap:    cloneTransport(*asap),
 			polVal:  append([]byte(nil), pe.Policy.Value...),
 			unknown: cloneRaw(pe.Unknown),
+			enc:     c.AppendTo(make([]byte, 0, n)),
 		}
 		s.ext[ri] = e
+		copy(r.enc[:], e.enc[:encHead])
+		r.encLen = 0
 		r.flags = r.flags&flagMarked | flagExt
-		r.userType, r.asapType = pe.UserTransport.Type, pe.ASAPTransport.Type
+		r.asapType = asap.Type
 		return
 	}
+	r.encLen = uint8(encodeInline(&r.enc, pe, n))
 	if r.flags&flagExt != 0 {
 		delete(s.ext, ri)
 	}
 	f := r.flags & flagMarked
-	u := &pe.UserTransport
-	r.userType, r.userPort, r.userUse = u.Type, u.Port, u.Use
-	a := u.Addrs[0]
-	if a.Is4() {
-		f |= flagUserV4
-	}
-	r.userAddr = a.As16()
-	at := &pe.ASAPTransport
+	at := asap
 	r.asapType, r.asapPort, r.asapUse = at.Type, at.Port, at.Use
 	r.asapAddr = [16]byte{}
 	if len(at.Addrs) == 1 {
@@ -125,15 +152,79 @@ func (s *Store) fill(ri int32, r *rec, pe *tlv.PoolElement) {
 		}
 		r.asapAddr = at.Addrs[0].As16()
 	}
-	r.polLen = uint8(copy(r.pol[:], pe.Policy.Value))
 	r.flags = f
 }
 
-func needsExt(pe *tlv.PoolElement) bool {
-	u, a := &pe.UserTransport, &pe.ASAPTransport
+// encodeInline writes into enc the n-byte encoding of pe without its ASAP
+// transport, as PoolElement.AppendTo does (RFC 5354 §3.7: PE Identifier,
+// Home ENRP Server Identifier, Registration Life, User Transport with its
+// one address, Member Selection Policy), for a PE that needsExt refuses.
+// The policy value is a multiple of 4 bytes, so no padding is needed.
+func encodeInline(enc *[maxInlineEnc]byte, pe *tlv.PoolElement, n int) int {
+	be := binary.BigEndian
+	be.PutUint16(enc[0:], uint16(tlv.ParamPoolElement))
+	be.PutUint16(enc[2:], uint16(n))
+	be.PutUint32(enc[4:], pe.ID)
+	be.PutUint32(enc[8:], pe.HomeServerID)
+	be.PutUint32(enc[12:], uint32(pe.RegistrationLife))
+	u := &pe.UserTransport
+	be.PutUint16(enc[16:], uint16(u.Type))
+	be.PutUint16(enc[20:], u.Port)
+	o := 24
+	switch u.Type {
+	case tlv.ParamSCTPTransport, tlv.ParamTCPTransport:
+		be.PutUint16(enc[22:], uint16(u.Use))
+	case tlv.ParamDCCPTransport:
+		be.PutUint16(enc[22:], 0)
+		be.PutUint32(enc[24:], 0) // Service Code 0 (else needsExt)
+		o = 28
+	default:
+		be.PutUint16(enc[22:], 0)
+	}
+	if a := u.Addrs[0]; a.Is4() {
+		v := a.As4()
+		be.PutUint16(enc[o:], uint16(tlv.ParamIPv4Address))
+		be.PutUint16(enc[o+2:], 8)
+		copy(enc[o+4:], v[:])
+		o += 8
+	} else {
+		v := a.As16()
+		be.PutUint16(enc[o:], uint16(tlv.ParamIPv6Address))
+		be.PutUint16(enc[o+2:], 20)
+		copy(enc[o+4:], v[:])
+		o += 20
+	}
+	be.PutUint16(enc[18:], uint16(o-16))
+	be.PutUint16(enc[o:], uint16(tlv.ParamPolicy))
+	be.PutUint16(enc[o+2:], uint16(8+len(pe.Policy.Value)))
+	be.PutUint32(enc[o+4:], pe.Policy.Type)
+	copy(enc[o+8:], pe.Policy.Value)
+	return o + 8 + len(pe.Policy.Value)
+}
+
+// inlineLen is the length encodeInline writes for pe, which needsExt
+// refuses.
+func inlineLen(pe *tlv.PoolElement) int {
+	n := 16 + 8 + 8 + 8 + len(pe.Policy.Value) // header, transport, IPv4, policy
+	if pe.UserTransport.Type == tlv.ParamDCCPTransport {
+		n += 4
+	}
+	if !pe.UserTransport.Addrs[0].Is4() {
+		n += 12
+	}
+	return n
+}
+
+// needsExt tells whether a PE's data does not fit a rec's fields (apart
+// from the length of its encoding): several addresses, unknown parameters,
+// or fields the wire form does not keep for its transport type.
+func needsExt(pe *tlv.PoolElement, a *tlv.Transport) bool {
+	u := &pe.UserTransport
 	return len(u.Addrs) != 1 || len(a.Addrs) > 1 || u.ServiceCode != 0 || a.ServiceCode != 0 ||
+		len(u.Unknown) > 0 || len(a.Unknown) > 0 ||
 		u.Addrs[0].Zone() != "" || (len(a.Addrs) == 1 && a.Addrs[0].Zone() != "") ||
-		len(pe.Policy.Value) > maxInlinePolicy || len(pe.Unknown) > 0 ||
+		len(pe.Unknown) > 0 || len(pe.Policy.Value)%4 != 0 ||
+		(u.Use != 0 && u.Type != tlv.ParamSCTPTransport && u.Type != tlv.ParamTCPTransport) ||
 		!u.Addrs[0].IsValid() || (len(a.Addrs) == 1 && !a.Addrs[0].IsValid())
 }
 
@@ -170,12 +261,39 @@ func (s *Store) polBytes(ri int32, r *rec) []byte {
 	if r.flags&flagExt != 0 {
 		return s.ext[ri].polVal
 	}
-	return r.pol[:r.polLen]
+	_, v := encPolicy(r.enc[:r.encLen])
+	return v
+}
+
+// encoded returns the cached encoding of record ri (read-only).
+func (s *Store) encoded(ri int32, r *rec) []byte {
+	if r.flags&flagExt != 0 {
+		return s.ext[ri].enc
+	}
+	return r.enc[:r.encLen:r.encLen]
+}
+
+// encUser returns the offset of the user transport's address parameter in
+// an inline encoding, and the offset of the policy parameter.
+func encOffsets(e []byte) (addr, pol int) {
+	fixed := 8
+	if tlv.ParamType(binary.BigEndian.Uint16(e[encHead:])) == tlv.ParamDCCPTransport {
+		fixed = 12
+	}
+	return encHead + fixed, encHead + int(binary.BigEndian.Uint16(e[encHead+2:]))
+}
+
+// encPolicy returns the policy type and value of an inline encoding; the
+// value aliases e.
+func encPolicy(e []byte) (uint32, []byte) {
+	_, po := encOffsets(e)
+	end := po + int(binary.BigEndian.Uint16(e[po+2:]))
+	return binary.BigEndian.Uint32(e[po+4:]), e[po+8 : end : end]
 }
 
 // materialize builds the PoolElement of record ri. Slices alias the scratch
-// buffers (or ext data); the caller has reserved room in the scratch
-// buffers so that appending does not reallocate.
+// buffers, the record or its ext data; the caller has reserved room in the
+// scratch buffers so that appending does not reallocate.
 func (s *Store) materialize(ri int32, r *rec, ptype uint32) tlv.PoolElement {
 	var pe tlv.PoolElement
 	s.materializeInto(&pe, ri, r, ptype)
@@ -185,7 +303,8 @@ func (s *Store) materialize(ri int32, r *rec, ptype uint32) tlv.PoolElement {
 // materializeInto is materialize writing into *pe field by field, which
 // overwrites every field and avoids copying the large struct around.
 func (s *Store) materializeInto(pe *tlv.PoolElement, ri int32, r *rec, ptype uint32) {
-	pe.ID, pe.HomeServerID, pe.RegistrationLife = r.id, r.home, r.life
+	pe.ID, pe.HomeServerID = r.id(), r.home()
+	pe.RegistrationLife = int32(binary.BigEndian.Uint32(r.enc[12:]))
 	pe.Policy.Type = ptype
 	if r.flags&flagExt != 0 {
 		e := s.ext[ri]
@@ -195,25 +314,42 @@ func (s *Store) materializeInto(pe *tlv.PoolElement, ri int32, r *rec, ptype uin
 		return
 	}
 	pe.Unknown = nil
+	e := r.enc[:r.encLen]
+	ao, po := encOffsets(e)
 	ut := &pe.UserTransport
-	ut.Type, ut.Port, ut.Use, ut.ServiceCode, ut.Unknown = r.userType, r.userPort, r.userUse, 0, nil
-	ut.Addrs = s.scratchAddr(r.userAddr, r.flags&flagUserV4 != 0)
+	ut.Type = tlv.ParamType(binary.BigEndian.Uint16(e[encHead:]))
+	ut.Port = binary.BigEndian.Uint16(e[encHead+4:])
+	ut.Use = 0
+	if ut.Type == tlv.ParamSCTPTransport || ut.Type == tlv.ParamTCPTransport {
+		ut.Use = tlv.TransportUse(binary.BigEndian.Uint16(e[encHead+6:]))
+	}
+	ut.ServiceCode, ut.Unknown = 0, nil
+	var ua netip.Addr
+	if tlv.ParamType(binary.BigEndian.Uint16(e[ao:])) == tlv.ParamIPv4Address {
+		ua = netip.AddrFrom4([4]byte(e[ao+4 : ao+8]))
+	} else {
+		ua = netip.AddrFrom16([16]byte(e[ao+4 : ao+20]))
+	}
+	n := len(s.scrAddrs)
+	s.scrAddrs = append(s.scrAddrs, ua)
+	ut.Addrs = s.scrAddrs[n : n+1 : n+1]
 	at := &pe.ASAPTransport
 	at.Type, at.Port, at.Use, at.ServiceCode, at.Unknown = r.asapType, r.asapPort, r.asapUse, 0, nil
 	if r.flags&flagAsapAddr != 0 {
-		at.Addrs = s.scratchAddr(r.asapAddr, r.flags&flagAsapV4 != 0)
+		at.Addrs = s.scratchAddr(&r.asapAddr, r.flags&flagAsapV4 != 0)
 	} else {
 		at.Addrs = nil
 	}
-	n := len(s.scrVal)
-	s.scrVal = append(s.scrVal, r.pol[:r.polLen]...)
-	pe.Policy.Value = s.scrVal[n:len(s.scrVal):len(s.scrVal)]
+	end := po + int(binary.BigEndian.Uint16(e[po+2:]))
+	pe.Policy.Value = e[po+8 : end : end]
 }
 
-func (s *Store) scratchAddr(b [16]byte, v4 bool) []netip.Addr {
-	a := netip.AddrFrom16(b)
+func (s *Store) scratchAddr(b *[16]byte, v4 bool) []netip.Addr {
+	var a netip.Addr
 	if v4 {
-		a = a.Unmap()
+		a = netip.AddrFrom4([4]byte(b[12:16]))
+	} else {
+		a = netip.AddrFrom16(*b)
 	}
 	n := len(s.scrAddrs)
 	s.scrAddrs = append(s.scrAddrs, a)
@@ -225,10 +361,7 @@ func (s *Store) resetScratch(n int) {
 	if cap(s.scrAddrs) < 2*n {
 		s.scrAddrs = make([]netip.Addr, 0, 2*n)
 	}
-	if cap(s.scrVal) < maxInlinePolicy*n {
-		s.scrVal = make([]byte, 0, maxInlinePolicy*n)
-	}
-	s.scrAddrs, s.scrVal = s.scrAddrs[:0], s.scrVal[:0]
+	s.scrAddrs = s.scrAddrs[:0]
 }
 
 func (s *Store) info(r *rec) Info {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/go-rserpool/rserpool/policy"
 	"github.com/go-rserpool/rserpool/tlv"
 )
 
@@ -98,6 +99,12 @@ type Store struct {
 	scrSlots []int32
 
 	seed uint32 // hash seed of the PE-ID tables
+
+	slots policy.SlotSpace // per-PE data of the sorted policies' selectors, by record
+
+	lastPool  int32  // the pool findPool found last, -1 if none
+	lastOwner *owner // the owner Checksum read last, nil if none
+	lastHome  uint32 // its home
 }
 
 // New returns an empty Store. It fails with an error naming the field when
@@ -124,7 +131,7 @@ func New(cfg Config) (*Store, error) {
 	if cfg.MaxPoolHandleSize > 0xffff-4 {
 		return nil, errors.New("handlespace: Config.MaxPoolHandleSize out of range")
 	}
-	s := &Store{cfg: cfg, free: -1, rnd: cfg.Rand}
+	s := &Store{cfg: cfg, free: -1, rnd: cfg.Rand, lastPool: -1}
 	if s.rnd == nil {
 		s.rnd = rand.NewPCG(rand.Uint64(), rand.Uint64())
 	}
@@ -142,10 +149,18 @@ func (s *Store) Pools() int { return len(s.byName) }
 func (s *Store) PEs() int { return s.pes }
 
 func (s *Store) findPool(handle tlv.PoolHandle) (*pool, int32) {
+	// One pool is looked up again and again (a registrar's busiest pool,
+	// and every PE of a registration burst): check it before the map.
+	if s.lastPool >= 0 {
+		if p := s.pools[s.lastPool]; p.handle == string(handle) {
+			return p, s.lastPool
+		}
+	}
 	pi, ok := s.byName[string(handle)]
 	if !ok {
 		return nil, -1
 	}
+	s.lastPool = pi
 	return s.pools[pi], pi
 }
 

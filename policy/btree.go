@@ -1,5 +1,7 @@
 package policy
 
+import "slices"
+
 // A B+ tree of entries ordered by (key, seq), used by the sorted policies.
 // Leaves hold the entries and are linked left to right, so the first n
 // entries are read without a stack. Internal nodes hold child pointers and
@@ -121,6 +123,21 @@ func (t *btree) first() *node {
 		nd = nd.kids[0]
 	}
 	return nd
+}
+
+// firstBound returns the leftmost leaf and the separator above it: every
+// entry of the leaf is less than *bound, and an entry less than it belongs
+// in the leaf. bound is nil when the leaf is the root.
+func (t *btree) firstBound() (l *node, bound *entry) {
+	nd := t.root
+	if nd == nil {
+		return nil, nil
+	}
+	for !nd.leaf {
+		bound = &nd.items[1]
+		nd = nd.kids[0]
+	}
+	return nd, bound
 }
 
 // min returns the smallest entry; ok is false when the tree is empty.
@@ -323,11 +340,16 @@ func removeKid(nd *node, i int) {
 
 // appendFirst appends the slots of the first n entries to dst.
 func (t *btree) appendFirst(n int, dst []int32) []int32 {
-	for l := t.first(); l != nil && n > 0; l = l.next {
-		for i := 0; i < l.n && n > 0; i++ {
-			dst = append(dst, l.items[i].slot)
-			n--
+	n = min(n, t.size)
+	start := len(dst)
+	dst = slices.Grow(dst, n)[:start+n]
+	out := dst[start:]
+	for l := t.first(); len(out) > 0; l = l.next {
+		m := min(l.n, len(out))
+		for i, e := range l.items[:m] {
+			out[i] = e.slot
 		}
+		out = out[m:]
 	}
 	return dst
 }

@@ -125,6 +125,18 @@ func New(t Type, src rand.Source) (Selector, error) {
 
 // NewWithOptions is New with non-default Options.
 func NewWithOptions(t Type, src rand.Source, o Options) (Selector, error) {
+	return NewShared(t, src, o, nil)
+}
+
+// NewShared is NewWithOptions for a selector of a policy kept in sort
+// order (not t.Randomized()) that keeps its per-member data in sp, shared
+// with the other selectors made with sp: their members are named by slots
+// of one space, such as the caller's record indexes across all its pools,
+// and a slot may be present in only one of them at a time. Such a
+// selector's memory grows with the largest slot in use, not with its own
+// member count. Randomized policies ignore sp (their slots are their own;
+// keep them small and dense); a nil sp is NewWithOptions.
+func NewShared(t Type, src rand.Source, o Options, sp *SlotSpace) (Selector, error) {
 	inf, ok := infos[t]
 	if !ok {
 		return nil, unknown(t)
@@ -139,5 +151,5 @@ func NewWithOptions(t Type, src rand.Source, o Options) (Selector, error) {
 		}
 		return newRandomSelector(t, src, maxInc), nil
 	}
-	return newSortedSelector(t, maxInc), nil
+	return newSortedSelector(t, maxInc, sp), nil
 }

@@ -19,17 +19,27 @@ type sortedSelector struct {
 	typ      Type
 	maxInc   int
 	tree     btree
-	slots    []sortedSlot
-	seq      uint32 // next sequence number, >= 1
-	seqLimit uint32 // renumber when seq would pass it (lowered by tests)
+	sp       *SlotSpace // per-slot positions, maybe shared with other selectors
+	seq      uint32     // next sequence number, >= 1
+	seqLimit uint32     // renumber when seq would pass it (lowered by tests)
 	// WRR keeps the round in the key's upper half; rounds are shifted down
 	// once the smallest passes roundLimit (lowered by tests).
 	roundLimit uint32
 }
 
-func newSortedSelector(t Type, maxInc int) *sortedSelector {
+// SlotSpace holds the per-member data of sorted selectors (16 bytes per
+// slot) so that several of them can share one slot space: see NewShared.
+// The zero value is empty and ready to use.
+type SlotSpace struct {
+	slots []sortedSlot
+}
+
+func newSortedSelector(t Type, maxInc int, sp *SlotSpace) *sortedSelector {
+	if sp == nil {
+		sp = &SlotSpace{}
+	}
 	return &sortedSelector{
-		typ: t, maxInc: maxInc, seq: 1,
+		typ: t, maxInc: maxInc, seq: 1, sp: sp,
 		seqLimit:   math.MaxUint32 - 1,
 		roundLimit: math.MaxUint32 / 2,
 	}
@@ -107,13 +117,13 @@ func (s *sortedSelector) hook(key uint64, aux uint32) uint64 {
 }
 
 func (s *sortedSelector) grow(slot int32) {
-	if int(slot) < len(s.slots) {
+	if int(slot) < len(s.sp.slots) {
 		return
 	}
-	n := max(2*len(s.slots), int(slot)+1, 16)
+	n := max(2*len(s.sp.slots), int(slot)+1, 16)
 	ns := make([]sortedSlot, n)
-	copy(ns, s.slots)
-	s.slots = ns
+	copy(ns, s.sp.slots)
+	s.sp.slots = ns
 }
 
 // reserve makes sure that k sequence numbers can be handed out without
@@ -134,7 +144,7 @@ func (s *sortedSelector) rebuild(sub uint64) {
 	for i, e := range all {
 		e.seq = uint32(i + 1)
 		e.key -= sub
-		st := &s.slots[e.slot]
+		st := &s.sp.slots[e.slot]
 		st.seq, st.key = e.seq, e.key
 		s.tree.insert(e)
 	}
@@ -146,14 +156,14 @@ func (s *sortedSelector) Add(slot int32, v Values) {
 		return
 	}
 	s.grow(slot)
-	if s.slots[slot].seq != 0 {
+	if s.sp.slots[slot].seq != 0 {
 		s.Remove(slot)
 	}
 	s.reserve(1)
 	key, aux := s.initial(v)
 	e := entry{key: key, seq: s.seq, slot: slot}
 	s.seq++
-	s.slots[slot] = sortedSlot{key: key, seq: e.seq, aux: aux}
+	s.sp.slots[slot] = sortedSlot{key: key, seq: e.seq, aux: aux}
 	s.tree.insert(e)
 }
 
@@ -166,12 +176,12 @@ func (s *sortedSelector) Update(slot int32, v Values) {
 }
 
 func (s *sortedSelector) Remove(slot int32) {
-	if slot < 0 || int(slot) >= len(s.slots) || s.slots[slot].seq == 0 {
+	if slot < 0 || int(slot) >= len(s.sp.slots) || s.sp.slots[slot].seq == 0 {
 		return
 	}
-	st := s.slots[slot]
+	st := s.sp.slots[slot]
 	s.tree.delete(entry{key: st.key, seq: st.seq, slot: slot})
-	s.slots[slot] = sortedSlot{}
+	s.sp.slots[slot] = sortedSlot{}
 }
 
 func (s *sortedSelector) Select(n int, dst []int32) []int32 {
@@ -195,7 +205,7 @@ func (s *sortedSelector) Select(n int, dst []int32) []int32 {
 			s.updateFirst()
 			continue
 		}
-		st := &s.slots[slot]
+		st := &s.sp.slots[slot]
 		s.tree.delete(entry{key: st.key, seq: st.seq, slot: slot})
 		st.key = s.hook(st.key, st.aux)
 		st.seq = s.seq
@@ -215,16 +225,16 @@ func (s *sortedSelector) hookUsesAux() bool {
 }
 
 // updateFirst applies the per-selection update to the tree's first member.
-// It reads the member's position from the leaf rather than from s.slots
+// It reads the member's position from the leaf rather than from s.sp.slots
 // (which, for a large pool, is a cache miss), and when the updated entry
 // still sorts before its successor it is rewritten in place: the leftmost
 // leaf's first entry is never a separator, so no other node changes.
 func (s *sortedSelector) updateFirst() {
-	l := s.tree.first()
+	l, bound := s.tree.firstBound()
 	e := l.items[0]
 	var aux uint32
 	if s.hookUsesAux() {
-		aux = s.slots[e.slot].aux
+		aux = s.sp.slots[e.slot].aux
 	}
 	ne := entry{key: s.hook(e.key, aux), seq: s.seq, slot: e.slot}
 	s.seq++
@@ -234,12 +244,19 @@ func (s *sortedSelector) updateFirst() {
 	} else if l.next != nil {
 		succ = &l.next.items[0]
 	}
-	if succ == nil || ne.less(*succ) {
+	switch {
+	case succ == nil || ne.less(*succ):
 		l.items[0] = ne
-	} else {
+	case bound == nil || ne.less(*bound):
+		// It still belongs in the first leaf (below the separator of the
+		// second): move it there, past its equals, without a descent.
+		pos := lowerBound(l.items[1:l.n], ne)
+		copy(l.items[:pos], l.items[1:pos+1])
+		l.items[pos] = ne
+	default:
 		s.tree.delete(e)
 		s.tree.insert(ne)
 	}
-	st := &s.slots[e.slot]
+	st := &s.sp.slots[e.slot]
 	st.key, st.seq = ne.key, ne.seq
 }
