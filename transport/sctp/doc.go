@@ -130,7 +130,8 @@
 //     "Out of Resource" error cause (RFC 9260 §3.3.10.4); Dial on our side
 //     then fails at once with [ErrOutOfResource].
 //   - handshakes in progress per peer IP address
-//     ([Config.MaxHandshakesPerAddr], 32): INITs beyond it are dropped.
+//     ([Config.MaxHandshakesPerAddr], 32, once the backlog is half full):
+//     INITs beyond it are dropped.
 //     When [Config.Backlog] is full, a new INIT evicts the oldest
 //     handshake without a COOKIE ECHO from the address with the most
 //     handshakes; a handshake without COOKIE ECHO ends after

@@ -261,7 +261,10 @@ func (l *Listener) newAssociation(key demuxKey) (p *pktConn, refuse bool) {
 		return nil, true
 	case src != nil && src.assocs >= l.cfg.MaxAssociationsPerAddr:
 		return nil, true
-	case src != nil && len(src.pending) >= l.cfg.MaxHandshakesPerAddr:
+	case src != nil && len(src.pending) >= l.cfg.MaxHandshakesPerAddr && l.handshakes+l.queued >= l.cfg.Backlog/2:
+		// Only under pressure: a burst of dials from one host that
+		// finds the backlog mostly free is served without waiting for
+		// its INIT retransmissions.
 		return nil, false
 	}
 	if l.handshakes+l.queued >= l.cfg.Backlog {

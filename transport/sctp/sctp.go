@@ -143,9 +143,11 @@ type Config struct {
 	MaxAssociationsPerAddr int
 	// MaxHandshakesPerAddr bounds the handshakes one peer IP address may
 	// have in progress on a listener (from its INIT until the association
-	// is established). An INIT beyond it is dropped: a genuine peer
-	// retransmits it after its T1-init timer (RFC 9260 §5.1), a flooder
-	// only fills its own share. When [Config.Backlog] is full, a new INIT
+	// is established) while the backlog is at least half full. An INIT
+	// beyond it is then dropped: a genuine peer retransmits it after its
+	// T1-init timer (RFC 9260 §5.1), a flooder only fills its own share.
+	// With the backlog mostly free, a burst of dials from one host is
+	// served at once. When [Config.Backlog] is full, a new INIT
 	// evicts the oldest handshake that has not received a COOKIE ECHO,
 	// from the address with the most handshakes in progress, rather than
 	// being dropped. If zero, DefaultMaxHandshakesPerAddr (32, chosen: a
