@@ -96,12 +96,51 @@
 // peer, and Close returns within one shutdown bound of the transport
 // however many peers hang (see Registrar.Run).
 //
+// # Peering (ENRP)
+//
+// Registrars keep one another's handlespaces in sync with ENRP (RFC 5353
+// §3) when Config.Peers names peers (Peers.Static, their ENRP addresses)
+// or an ENRP multicast group to find them on (Peers.Announcer). ENRP runs
+// over SCTP with PPID 12, on the ASAP listener (routed by PPID) or on a
+// listener of its own (Peers.Listener). What works:
+//
+//   - ENRP_PRESENCE every PEER-HEARTBEAT-CYCLE with the ownership checksum
+//     and Server Information, answered when it asks for a reply (R);
+//     a peer silent for MAX-TIME-LAST-HEARD is probed and, without an
+//     answer within MAX-TIME-NO-RESPONSE, presumed dead (§3.2-3.3);
+//     messages with our own server ID are ignored, unknown ones answered
+//     with ENRP_ERROR;
+//   - start-up with a mentor (§3.4): registrations are refused (Lack of
+//     Resources) until the mentor's peer list and handle table arrived or
+//     Peers.MentorTimeout passed with no peer heard; LIST_REQUEST and
+//     LIST_RESPONSE; HANDLE_TABLE_REQUEST and RESPONSE with the W, M and R
+//     flags, paged (Peers.PageSize, 128 as RSPLIB 3.4.4) with a cursor
+//     per requester (§3.5);
+//   - ENRP_HANDLE_UPDATE (ADD_PE, DEL_PE) to every peer for every change
+//     to a PE this registrar owns; received updates are applied with the
+//     policy consistency rules, only for PEs whose home is the sender, up
+//     to Peers.MaxPEsPerPeer; a peer's PEs do not expire here while the
+//     peer lives (§3.6);
+//   - the checksum audit: a Presence whose checksum differs from ours for
+//     that peer starts a W=1 table request with mark and sweep of its PEs
+//     (§3.7);
+//   - takeover of a peer presumed dead (§3.9): ENRP_INIT_TAKEOVER to every
+//     peer, the acknowledgements, the tie-break (the lower server ID wins,
+//     as RSPLIB 3.4.4 decides it), TAKEOVER-EXPIRY, ENRP_TAKEOVER_SERVER,
+//     and an ASAP_ENDPOINT_KEEP_ALIVE with the H bit to each PE taken
+//     over; a Presence from the target cancels it.
+//
+// Peer events (up, down, takeover started and done, taken over) reach the
+// host on Config.Events with the PE events; Registrar.Peers lists the peer
+// table and Stats.ENRP counts the ENRP procedures. The timers default to
+// the RFC 5353 §7 values where the RFC gives one, RSPLIB 3.4.4's where it
+// does not; the doc of each PeersConfig field says which.
+//
 // # Limitations
 //
-// The registrar runs alone: ENRP peering (Presence, handle updates, table
-// transfer, takeover; RFC 5353 §3) is not implemented yet. It will be added
-// behind the same API. There is no TLS or IPsec (RFC 5353 §6): run
-// registrars on trusted networks. Over SCTP in user space the association
-// shows one peer address, so a multi-homed PE registers only the address it
-// registers from.
+// There is no TLS or IPsec (RFC 5353 §6): run registrars on trusted
+// networks, and name peers statically (Peers.Static with
+// Peers.StaticOnly, or Peers.Accept) where others could join. Over SCTP
+// in user space the association shows one peer address, so a multi-homed
+// PE registers only the address it registers from.
 package enrp
