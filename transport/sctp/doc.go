@@ -29,7 +29,15 @@
 // already accepted outlive [Listener.Close]; the socket closes with the last
 // of them.
 //
-// A dialed association has a connected UDP socket of its own.
+// A dialed association has a connected UDP socket of its own, so its
+// local address accepts nothing. [Listener.DialFrom] dials from the
+// listener's socket instead ([transport.Endpoint]): the peer sees the
+// association come from the listener's address and can open associations
+// back to it there, as to a kernel SCTP socket that both connects and
+// listens. Such an association has an ephemeral SCTP source port of its
+// own, translated to and from pion's port 5000 on the wire, so that the
+// SCTP port pair tells it apart from the socket's other associations with
+// the same peer.
 //
 // # Ports
 //
