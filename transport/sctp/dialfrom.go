@@ -26,8 +26,14 @@ var (
 )
 
 // ListenEndpoint is Listen, typed as a [transport.Endpoint]: the listener
-// can dial from its socket too ([Listener.DialFrom]).
+// can dial from its socket too ([Listener.DialFrom]). Since it dials, an
+// unspecified IP address in at is replaced by [Config.LocalAddr] when that
+// is set and of the same IP family, so that its associations come from
+// the address Dial would send from.
 func (t *Transport) ListenEndpoint(at transport.Addr) (transport.Endpoint, error) {
+	if ip, local := at.AddrPort.Addr(), t.cfg.LocalAddr; ip.IsUnspecified() && local.IsValid() && local.Unmap().Is4() == ip.Unmap().Is4() {
+		at.AddrPort = netip.AddrPortFrom(local, at.AddrPort.Port())
+	}
 	l, err := t.Listen(at)
 	if err != nil {
 		return nil, err

@@ -124,3 +124,38 @@ func TestDialFromKernelPortsAndClose(t *testing.T) {
 		t.Fatal("DialFrom still in its handshake 10 s after the listener closed")
 	}
 }
+
+// An endpoint asked for at the unspecified address binds Config.LocalAddr,
+// the address Dial sends from, so that its associations come from there.
+func TestListenEndpointUsesLocalAddr(t *testing.T) {
+	leakcheck.Check(t)
+	r := listen(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ach := make(chan transport.Conn, 1)
+	go func() {
+		c, _ := r.Accept(ctx)
+		ach <- c
+	}()
+	ep, err := New(Config{LocalAddr: loopback2}).ListenEndpoint(transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.AddrPortFrom(netip.IPv4Unspecified(), 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ep.Close()
+	if ip := ep.Addr().AddrPort.Addr(); ip != loopback2 {
+		t.Errorf("endpoint bound to %v, want Config.LocalAddr %v", ip, loopback2)
+	}
+	c, err := ep.DialFrom(ctx, r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Abort()
+	s := <-ach
+	if s == nil {
+		t.Fatal("no association accepted")
+	}
+	defer s.Abort()
+	if got := s.RemoteAddr(); got != ep.Addr() {
+		t.Errorf("association from %v, want %v", got, ep.Addr())
+	}
+}
