@@ -193,9 +193,10 @@ type Listener interface {
 type Endpoint interface {
 	Listener
 	// DialFrom opens an association to the listener at to, from the
-	// Endpoint's own address: the Conn's LocalAddr is Addr (with the IP
-	// the network chose when the Endpoint is bound to an unspecified
-	// one), and the peer's RemoteAddr reaches this Endpoint. It fails as
+	// Endpoint's own address: the Conn's LocalAddr is the Endpoint's
+	// Addr, and the peer's RemoteAddr for it (with the IP the network
+	// chose when the Endpoint is bound to an unspecified one) reaches
+	// this Endpoint. It fails as
 	// Transport.Dial does, and with ErrClosed after Close. Associations
 	// dialled from an Endpoint outlive its Close as accepted ones do:
 	// Close only stops accepting and dialling.
