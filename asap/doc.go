@@ -131,5 +131,9 @@
 // Cookies and business cards (RFC 5352 §3.9-3.11) are not handled yet. A
 // PE accepts Endpoint Keep Alives only on associations its driver gives
 // the core (the home association, and ones registered with
-// HandleAccepted); the PoolElement driver does not listen for registrars.
+// HandleAccepted). The PoolElement driver listens for registrars only when
+// its transport is a transport.EndpointTransport (see
+// PEConfig.EndpointAddr); without one a registrar that takes the PE over
+// (RFC 5353 §3.9) cannot reach it, and the PE finds a new home by its own
+// server hunt once it loses the old one.
 package asap

@@ -2,8 +2,11 @@ package asap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/go-rserpool/rserpool/internal/loop"
@@ -46,6 +49,28 @@ type endpoint struct {
 	cancel  context.CancelFunc
 	stopped chan struct{}
 	buf     []byte
+
+	// A pool element's ASAP endpoint (nil for a pool user, or when the
+	// transport has none): registrars are dialled from it and the
+	// associations they open to it are accepted.
+	lst      transport.Endpoint
+	acc      accepter
+	maxAcc   int
+	accepted []AssocID // accepted associations that are not the home, oldest first; on the loop
+}
+
+// accepter is a core that takes associations a registrar opened to it
+// (the pool element's).
+type accepter interface {
+	HandleAccepted(now time.Time, from transport.Addr) AssocID
+}
+
+// listening is what a pool element's driver accepts on: its endpoint, the
+// core that takes the associations, and how many it keeps.
+type listening struct {
+	lst transport.Endpoint
+	acc accepter
+	max int
 }
 
 func applyOptions(opts []Option) options {
@@ -84,12 +109,18 @@ func checkDiscovery(registrars []transport.Addr, o options) error {
 	return nil
 }
 
-func startEndpoint(core endpointCore, tr transport.Transport, log *slog.Logger, onEvent func(time.Time, Output), o options) *endpoint {
+func startEndpoint(core endpointCore, tr transport.Transport, log *slog.Logger, onEvent func(time.Time, Output), o options, ln listening) *endpoint {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &endpoint{
 		log: log, l: loop.New(ctx, loop.Real), tr: tr, core: core,
 		links: map[AssocID]*loop.Link{}, dials: map[AssocID]func(){},
 		onEvent: onEvent, cancel: cancel, stopped: make(chan struct{}),
+		lst: ln.lst, acc: ln.acc, maxAcc: ln.max,
+	}
+	if e.lst != nil {
+		e.l.Accept(e.lst, e.accept, func(now time.Time, err error) {
+			e.log.Debug("asap: endpoint stopped accepting", "addr", e.lst.Addr(), "err", err)
+		})
 	}
 	if a := o.announcer; a != nil {
 		e.l.Go(func(ctx context.Context) {
@@ -119,8 +150,86 @@ func startEndpoint(core endpointCore, tr transport.Transport, log *slog.Logger, 
 		for _, k := range e.links {
 			k.Close()
 		}
+		if e.lst != nil {
+			// After Run: every association on it has been closed.
+			_ = e.lst.Close()
+		}
 	}()
 	return e
+}
+
+// openEndpoint opens a pool element's ASAP endpoint (see
+// PEConfig.EndpointAddr), or returns nil when the transport cannot or
+// cfg.MaxAccepted turns it off.
+func openEndpoint(cfg PEConfig, tr transport.Transport) (transport.Endpoint, error) {
+	et, ok := tr.(transport.EndpointTransport)
+	if !ok || cfg.MaxAccepted < 0 {
+		return nil, nil
+	}
+	at := cfg.EndpointAddr
+	if !at.IsValid() {
+		ip := netip.IPv4Unspecified()
+		if len(cfg.Registrars) > 0 && !cfg.Registrars[0].AddrPort.Addr().Unmap().Is4() {
+			ip = netip.IPv6Unspecified()
+		}
+		at = transport.Addr{Kind: cfg.Kind, AddrPort: netip.AddrPortFrom(ip, 0)}
+	}
+	ep, err := et.ListenEndpoint(at)
+	if err != nil {
+		return nil, fmt.Errorf("asap: pool element endpoint at %v: %w", at, err)
+	}
+	return ep, nil
+}
+
+// accept hands an association a registrar opened to the endpoint to the
+// core (RFC 5352 §3.7: a registrar that took the PE over sends its
+// Endpoint Keep Alive on it). Beyond maxAcc such associations, the oldest
+// that is not the home is closed.
+func (e *endpoint) accept(now time.Time, c transport.Conn) {
+	if len(e.accepted) >= e.maxAcc {
+		old := e.accepted[0]
+		e.accepted = slices.Delete(e.accepted, 0, 1)
+		if k, ok := e.links[old]; ok {
+			k.Abort()
+			delete(e.links, old)
+		}
+		e.log.Debug("asap: too many associations from registrars, closing the oldest", "assoc", old, "max", e.maxAcc)
+		e.core.HandleLost(now, old)
+	}
+	id := e.acc.HandleAccepted(now, c.RemoteAddr())
+	e.accepted = append(e.accepted, id)
+	e.attach(id, c)
+}
+
+// unaccept forgets an accepted association: it became the home, or it
+// is closed.
+func (e *endpoint) unaccept(id AssocID) {
+	if i := slices.Index(e.accepted, id); i >= 0 {
+		e.accepted = slices.Delete(e.accepted, i, i+1)
+	}
+}
+
+// dialer is what the core's Connect to addr dials with: the endpoint
+// when there is one of addr's Kind and IP family, else the transport.
+func (e *endpoint) dialer(to transport.Addr) transport.Transport {
+	if e.lst != nil {
+		a := e.lst.Addr()
+		if a.Kind == to.Kind && a.AddrPort.Addr().Unmap().Is4() == to.AddrPort.Addr().Unmap().Is4() {
+			return fromEndpoint{e.lst}
+		}
+	}
+	return e.tr
+}
+
+// fromEndpoint dials from an endpoint, for loop.Dial.
+type fromEndpoint struct{ ep transport.Endpoint }
+
+func (f fromEndpoint) Dial(ctx context.Context, to transport.Addr) (transport.Conn, error) {
+	return f.ep.DialFrom(ctx, to)
+}
+
+func (f fromEndpoint) Listen(transport.Addr) (transport.Listener, error) {
+	return nil, errors.New("asap: an endpoint does not listen again")
 }
 
 // flush carries out the core's outputs; it runs on the loop.
@@ -137,6 +246,7 @@ func (e *endpoint) flush(now time.Time) {
 			case Connect:
 				e.connect(o)
 			case Close:
+				e.unaccept(o.Assoc)
 				if stop, ok := e.dials[o.Assoc]; ok {
 					stop()
 					delete(e.dials, o.Assoc)
@@ -144,6 +254,11 @@ func (e *endpoint) flush(now time.Time) {
 				if k, ok := e.links[o.Assoc]; ok {
 					k.Close()
 					delete(e.links, o.Assoc)
+				}
+			case HomeChanged:
+				e.unaccept(o.Assoc)
+				if e.onEvent != nil {
+					e.onEvent(now, o)
 				}
 			default:
 				if e.onEvent != nil {
@@ -172,7 +287,7 @@ func (e *endpoint) send(s Send) {
 
 func (e *endpoint) connect(c Connect) {
 	id := c.Assoc
-	e.dials[id] = e.l.Dial(e.tr, c.Addr, 0, func(now time.Time, conn transport.Conn, err error) {
+	e.dials[id] = e.l.Dial(e.dialer(c.Addr), c.Addr, 0, func(now time.Time, conn transport.Conn, err error) {
 		delete(e.dials, id)
 		if err != nil {
 			e.log.Debug("asap: dial failed", "addr", c.Addr.AddrPort, "err", err)
@@ -201,6 +316,7 @@ func (e *endpoint) attach(id AssocID, conn transport.Conn) {
 			return
 		}
 		delete(e.links, id)
+		e.unaccept(id)
 		e.core.HandleLost(now, id)
 	})
 }

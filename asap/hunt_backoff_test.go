@@ -27,6 +27,29 @@ func (c *countingNode) Dial(ctx context.Context, to transport.Addr) (transport.C
 	return c.Node.Dial(ctx, to)
 }
 
+// ListenEndpoint counts the endpoint's dials too (a pool element dials
+// its registrars from its endpoint).
+func (c *countingNode) ListenEndpoint(at transport.Addr) (transport.Endpoint, error) {
+	ep, err := c.Node.ListenEndpoint(at)
+	if err != nil {
+		return nil, err
+	}
+	return hookedEndpoint{ep, func(ctx context.Context, to transport.Addr) (transport.Conn, error) {
+		c.dials.Add(1)
+		return ep.DialFrom(ctx, to)
+	}}, nil
+}
+
+// hookedEndpoint is an endpoint whose DialFrom goes through dial.
+type hookedEndpoint struct {
+	transport.Endpoint
+	dial func(ctx context.Context, to transport.Addr) (transport.Conn, error)
+}
+
+func (h hookedEndpoint) DialFrom(ctx context.Context, to transport.Addr) (transport.Conn, error) {
+	return h.dial(ctx, to)
+}
+
 // maxHuntDials bounds the dials of a server hunt over one registrar in d
 // with the default back-off: one per round, the first round T5 long and
 // round k at least half of min(T5ServerHuntMax, T5·2^(k−1)).

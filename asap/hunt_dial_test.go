@@ -274,15 +274,37 @@ type slowNode struct {
 }
 
 func (s *slowNode) Dial(ctx context.Context, to transport.Addr) (transport.Conn, error) {
+	if err := s.slow(ctx); err != nil {
+		return nil, err
+	}
+	return s.Node.Dial(ctx, to)
+}
+
+func (s *slowNode) slow(ctx context.Context) error {
 	s.dials.Add(1)
 	t := time.NewTimer(s.delay)
 	defer t.Stop()
 	select {
 	case <-t.C:
+		return nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
-	return s.Node.Dial(ctx, to)
+}
+
+// ListenEndpoint makes the endpoint's dials slow too (a pool element
+// dials its registrars from its endpoint).
+func (s *slowNode) ListenEndpoint(at transport.Addr) (transport.Endpoint, error) {
+	ep, err := s.Node.ListenEndpoint(at)
+	if err != nil {
+		return nil, err
+	}
+	return hookedEndpoint{ep, func(ctx context.Context, to transport.Addr) (transport.Conn, error) {
+		if err := s.slow(ctx); err != nil {
+			return nil, err
+		}
+		return ep.DialFrom(ctx, to)
+	}}, nil
 }
 
 // RFC 5352 §3.6, through the drivers: against a registrar whose

@@ -118,7 +118,9 @@ func (e PEEvent) String() string {
 // registrars over tr. It does not register until Register is called. It
 // fails with ErrInvalidConfig when cfg names no registrar and no announcer
 // is given (WithAnnouncer). A zero cfg.Kind is taken from tr when it is a
-// transport.KindReporter.
+// transport.KindReporter. When tr is a transport.EndpointTransport, the PE
+// opens its ASAP endpoint (PEConfig.EndpointAddr) here and fails with the
+// transport's error when it cannot.
 func NewPoolElement(cfg PEConfig, tr transport.Transport, opts ...Option) (*PoolElement, error) {
 	o := applyOptions(opts)
 	if err := checkDiscovery(cfg.Registrars, o); err != nil {
@@ -129,9 +131,27 @@ func NewPoolElement(cfg PEConfig, tr transport.Transport, opts ...Option) (*Pool
 	if err != nil {
 		return nil, err
 	}
+	lst, err := openEndpoint(cfg, tr)
+	if err != nil {
+		return nil, err
+	}
+	maxAcc := cfg.MaxAccepted
+	if maxAcc == 0 {
+		maxAcc = DefaultMaxAccepted
+	}
 	pe := &PoolElement{core: core, events: cfg.Events}
-	pe.ep = startEndpoint(core, tr, core.log, pe.event, o)
+	pe.ep = startEndpoint(core, tr, core.log, pe.event, o, listening{lst: lst, acc: core, max: maxAcc})
 	return pe, nil
+}
+
+// EndpointAddr returns the address of the PE's ASAP endpoint, from which
+// it dials registrars and at which they reach it (PEConfig.EndpointAddr),
+// or the zero Addr when it has none.
+func (pe *PoolElement) EndpointAddr() transport.Addr {
+	if pe.ep.lst == nil {
+		return transport.Addr{}
+	}
+	return pe.ep.lst.Addr()
 }
 
 // EventsDropped counts the events PEConfig.Events had no room for.

@@ -44,6 +44,28 @@ type PEConfig struct {
 	// (memnet: KindMem); otherwise it is transport.KindSCTPUDP (the zero
 	// Kind).
 	Kind transport.Kind
+	// EndpointAddr is the local address of the PE's ASAP endpoint
+	// (PoolElement only; the core ignores it). When the transport is a
+	// transport.EndpointTransport, the PoolElement opens one
+	// transport.Endpoint there, dials its registrars from it and accepts
+	// the associations registrars open to it (HandleAccepted), as an
+	// RSPLIB PE's one SCTP socket does: a registrar that takes the PE
+	// over (RFC 5353 §3.9) reaches it at the address it registered from
+	// with an Endpoint Keep Alive with the H flag (RFC 5352 §3.7), and
+	// the PE adopts it as its home. When zero it is the unspecified
+	// address of the first configured registrar's IP family (IPv4 when
+	// none is configured), port 0 (a free port), of Kind. Registrars of
+	// another Kind or IP family are dialled with Transport.Dial.
+	EndpointAddr transport.Addr
+	// MaxAccepted bounds the associations registrars opened to the
+	// PE's endpoint that are open at once and are not its home
+	// (PoolElement only): one more closes the oldest. If zero,
+	// DefaultMaxAccepted; negative turns the endpoint off: the PE dials
+	// every registrar with Transport.Dial, from an address of the
+	// transport's choosing, and accepts nothing, so a registrar taking
+	// it over cannot reach it. Without a transport.EndpointTransport
+	// there is no endpoint either.
+	MaxAccepted int
 	// Timers overrides RFC 5352 §5 timers.
 	Timers Timers
 	// HuntParallel is how many registrars one server-hunt round dials at

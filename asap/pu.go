@@ -92,7 +92,7 @@ func NewPoolUser(cfg PUConfig, tr transport.Transport, opts ...Option) (*PoolUse
 	if pu.maxFailover == 0 {
 		pu.maxFailover = DefaultMaxFailover
 	}
-	pu.ep = startEndpoint(core, tr, core.log, pu.event, o)
+	pu.ep = startEndpoint(core, tr, core.log, pu.event, o, listening{})
 	return pu, nil
 }
 

@@ -103,6 +103,13 @@ const (
 	// with it T4-reregistration is 4 min 40 s.
 	DefaultRegistrationLife = 5 * time.Minute
 
+	// DefaultMaxAccepted is how many associations that registrars opened
+	// to a pool element's endpoint, other than its home, stay open at once
+	// (PEConfig.MaxAccepted). RFC 5352 and RFC 5353 give no number; this
+	// package's choice: a takeover (RFC 5353 §3.9) needs one, and 4 leave
+	// room for peers that both start one before the tie-break settles it.
+	DefaultMaxAccepted = 4
+
 	// DefaultHuntParallel is how many registrars one server-hunt round
 	// tries at once: RSPLIB 3.4.4's default, 3 (RFC 5352 §3.6 leaves it open).
 	DefaultHuntParallel = 3

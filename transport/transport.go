@@ -179,6 +179,41 @@ type Listener interface {
 	Close() error
 }
 
+// Endpoint is a Listener that also opens associations from its own
+// address: a kernel SCTP socket that both connects and listens on one port
+// (RFC 6458 one-to-many style), as RSPLIB's pool elements use. A peer that
+// sees an association from an Endpoint can reach the Endpoint back at that
+// association's remote address, which matters wherever a protocol records
+// where an association came from and later dials it: an ENRP registrar
+// taking over a pool element sends it an Endpoint Keep Alive at the address
+// the PE registered from (RFC 5353 §3.9, RFC 5352 §3.7).
+//
+// transport/sctp and transport/memnet implement it: their Listen returns
+// an Endpoint, and they implement EndpointTransport.
+type Endpoint interface {
+	Listener
+	// DialFrom opens an association to the listener at to, from the
+	// Endpoint's own address: the Conn's LocalAddr is the Endpoint's
+	// Addr, and the peer's RemoteAddr for it (with the IP the network
+	// chose when the Endpoint is bound to an unspecified one) reaches
+	// this Endpoint. It fails as
+	// Transport.Dial does, and with ErrClosed after Close. Associations
+	// dialled from an Endpoint outlive its Close as accepted ones do:
+	// Close only stops accepting and dialling.
+	DialFrom(ctx context.Context, to Addr) (Conn, error)
+}
+
+// EndpointTransport is implemented by a Transport that can open an
+// Endpoint. ListenEndpoint binds as Listen does; port 0 picks a free port.
+// A user that wants one address for dialling and accepting (a pool element,
+// see package asap) type-asserts its Transport to it and, when the assertion
+// fails, dials with Transport.Dial from an address of the network's
+// choosing.
+type EndpointTransport interface {
+	Transport
+	ListenEndpoint(at Addr) (Endpoint, error)
+}
+
 // Transport dials and listens: the associations themselves (implemented by
 // transport/sctp and transport/memnet). It is not tlv.Transport, which is
 // the RFC 5354 transport parameter, the wire description of an address

@@ -15,19 +15,18 @@ import (
 
 // TestLoopbackSCTPTakeover: three registrars over loopback SCTP; a PE
 // registered at r1, a pool user of r3. r1 is killed: a survivor takes its
-// PE over (RFC 5353 §3.9), exactly one, and the pool user keeps being
-// served throughout.
+// PE over (RFC 5353 §3.9), exactly one, and reaches the PE with its
+// Endpoint Keep Alive with the H flag at the address the PE registered
+// from (the PE's endpoint, RFC 5352 §3.7); the PE adopts it as its home,
+// the new home keeps it through several keep-alive rounds, and the pool
+// user keeps being served throughout. (Before the PE had an endpoint, the
+// new home's dial to that address failed, "handshake: association closed
+// before connecting", and it dropped the PE for keep-alive failure: no
+// new home within 20 s.)
 func TestLoopbackSCTPTakeover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real SCTP over loopback")
 	}
-	// Known gap: the new home dials the PE's ASAP transport address (the
-	// local end of the association the PE opened to its old home) to send
-	// the H=1 keep-alive, and nothing accepts associations there ("handshake:
-	// association closed before connecting"), so the taken-over PE is
-	// dropped and no new home is found within 20 s. Enable when the PE
-	// side accepts its new home (or the core reaches it another way).
-	t.Skip("takeover cannot reach the PE over user-space SCTP yet (see comment)")
 	leakcheck.Check(t)
 	const handle = "enrp-takeover"
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
@@ -61,7 +60,8 @@ func TestLoopbackSCTPTakeover(t *testing.T) {
 
 	// The PE knows r1 alone: it cannot register elsewhere by itself, so
 	// it is the peers' takeover that finds it a new home.
-	p := startPE(t, "pe-1", tp, loopbackAny, tp, asap.PEConfig{PoolHandle: []byte(handle), Registrars: []transport.Addr{r1.Addr()}})
+	peEvents := make(chan asap.PEEvent, 64)
+	p := startPE(t, "pe-1", tp, loopbackAny, tp, asap.PEConfig{PoolHandle: []byte(handle), Registrars: []transport.Addr{r1.Addr()}, Events: peEvents})
 	if err := p.Register(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,20 @@ func TestLoopbackSCTPTakeover(t *testing.T) {
 		}
 		return false, nil
 	})
-	t.Logf("PE taken over by %s %v after its home was killed", hex(home.ServerID()), time.Since(killed).Round(time.Millisecond))
+	tookOver := time.Since(killed)
+	adopted := time.Duration(0)
+	for adopted == 0 {
+		select {
+		case e := <-peEvents:
+			if e.Kind == asap.PEEventHomeChanged && e.ServerID == home.ServerID() {
+				adopted = time.Since(killed)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the PE did not adopt its new home %s within 10 s of the takeover", hex(home.ServerID()))
+		}
+	}
+	t.Logf("takeover over loopback SCTP: PE's home killed -> %s is home after %v, the PE answered its H=1 keep-alive and adopted it after %v",
+		hex(home.ServerID()), tookOver.Round(time.Millisecond), adopted.Round(time.Millisecond))
 	done := 0
 	for _, ev := range []*tracker{ev2, ev3} {
 		for _, e := range ev.seen() {
@@ -110,5 +123,24 @@ func TestLoopbackSCTPTakeover(t *testing.T) {
 	}
 	if from := ask(t, ctx, pu, handle, 2); !sameSet(from, "pe-1") {
 		t.Errorf("answers after the takeover from %v", from)
+	}
+	// The new home supervises the PE (RFC 5352 §3.7): three keep-alive
+	// rounds (interval + timeout each) later it still owns it.
+	homeEv := ev2
+	if home == r3 {
+		homeEv = ev3
+	}
+	<-time.After(3 * (asapCfg.KeepAliveInterval + asapCfg.KeepAliveTimeout))
+	for _, e := range homeEv.seen() {
+		if e.Kind == enrp.EventRemoved && e.PEID == p.ID() {
+			t.Errorf("the new home removed the PE: %v", e)
+		}
+	}
+	pes, err := home.PoolElements(ctx, []byte(handle))
+	if err != nil || len(pes) != 1 || !pes[0].Owned {
+		t.Errorf("the new home's view of the pool after three keep-alive rounds: %v, %v", pes, err)
+	}
+	if from := ask(t, ctx, pu, handle, 2); !sameSet(from, "pe-1") {
+		t.Errorf("answers after three keep-alive rounds from %v", from)
 	}
 }

@@ -13,7 +13,9 @@ const ephemeralFirst = 49152
 
 // Node is one host of the network. It implements transport.Transport:
 // Listen binds a port of the node, Dial opens an association from an
-// ephemeral port of the node. Addresses have Kind transport.KindMem.
+// ephemeral port of the node. Addresses have Kind transport.KindMem. It
+// implements transport.EndpointTransport too: its listeners dial from
+// their own port (DialFrom).
 type Node struct {
 	n         *Network
 	ip        netip.Addr
@@ -87,6 +89,35 @@ func (nd *Node) Listen(at transport.Addr) (transport.Listener, error) {
 // mode, where time moves only when the test steps, it fails at once with
 // ErrUnreachable.
 func (nd *Node) Dial(ctx context.Context, to transport.Addr) (transport.Conn, error) {
+	return nd.dial(ctx, to, nil)
+}
+
+// ListenEndpoint is Listen, typed as a transport.Endpoint: the listener
+// also dials from its own address (DialFrom).
+func (nd *Node) ListenEndpoint(at transport.Addr) (transport.Endpoint, error) {
+	l, err := nd.Listen(at)
+	if err != nil {
+		return nil, err
+	}
+	return l.(*listener), nil
+}
+
+var (
+	_ transport.EndpointTransport = (*Node)(nil)
+	_ transport.Endpoint          = (*listener)(nil)
+)
+
+// DialFrom is Dial from the listener's address instead of an ephemeral
+// port: the peer's RemoteAddr is the listener's Addr, so the peer can dial
+// back there (transport.Endpoint). It fails with ErrClosed once the
+// listener is closed; associations it opened stay open.
+func (l *listener) DialFrom(ctx context.Context, to transport.Addr) (transport.Conn, error) {
+	return l.nd.dial(ctx, to, l)
+}
+
+// dial opens an association to to from an ephemeral port of nd, or from
+// the listener from when it is not nil.
+func (nd *Node) dial(ctx context.Context, to transport.Addr, from *listener) (transport.Conn, error) {
 	if to.Kind != transport.KindMem {
 		return nil, fmt.Errorf("memnet: dial %v: not a memnet address", to)
 	}
@@ -101,13 +132,21 @@ func (nd *Node) Dial(ctx context.Context, to transport.Addr) (transport.Conn, er
 			n.mu.Unlock()
 			return nil, fmt.Errorf("memnet: dial %v: %w", to, transport.ErrClosed)
 		}
+		if from != nil && from.closed {
+			n.mu.Unlock()
+			return nil, fmt.Errorf("memnet: dial %v from %v: %w", to, from.addr, transport.ErrClosed)
+		}
 		peer := n.nodes[to.AddrPort.Addr().Unmap()]
 		if peer == nil {
 			n.mu.Unlock()
 			return nil, fmt.Errorf("memnet: dial %v: %w", to, ErrUnreachable)
 		}
 		if !n.cutLocked(nd, peer) {
-			c, err := n.connectLocked(nd, peer, to)
+			local := transport.Addr{}
+			if from != nil {
+				local = from.addr
+			}
+			c, err := n.connectLocked(nd, peer, to, local)
 			n.mu.Unlock()
 			return c, err
 		}
@@ -132,12 +171,16 @@ func (nd *Node) Dial(ctx context.Context, to transport.Addr) (transport.Conn, er
 	}
 }
 
-func (n *Network) connectLocked(nd, peer *Node, to transport.Addr) (transport.Conn, error) {
+// connectLocked opens an association from nd to the listener at to, from
+// local (an ephemeral port of nd when local is the zero Addr).
+func (n *Network) connectLocked(nd, peer *Node, to transport.Addr, local transport.Addr) (transport.Conn, error) {
 	l := peer.listeners[to.AddrPort.Port()]
 	if l == nil || l.closed {
 		return nil, fmt.Errorf("memnet: dial %v: %w", to, ErrRefused)
 	}
-	local := nd.Addr(nd.ephemeralLocked())
+	if !local.IsValid() {
+		local = nd.Addr(nd.ephemeralLocked())
+	}
 	as := &assoc{id: n.seq}
 	n.seq++
 	c := newConn(n, nd, as, local, l.addr)

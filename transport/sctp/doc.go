@@ -31,7 +31,15 @@
 // at a time (recvmmsg(2) where the system has it), and drops datagrams of
 // more than 8 KiB, which pion's receive buffer cannot hold.
 //
-// A dialed association has a connected UDP socket of its own.
+// A dialed association has a connected UDP socket of its own, so its
+// local address accepts nothing. [Listener.DialFrom] dials from the
+// listener's socket instead ([transport.Endpoint]): the peer sees the
+// association come from the listener's address and can open associations
+// back to it there, as to a kernel SCTP socket that both connects and
+// listens. Such an association has an ephemeral SCTP source port of its
+// own, translated to and from pion's port 5000 on the wire, so that the
+// SCTP port pair tells it apart from the socket's other associations with
+// the same peer.
 //
 // # Ports
 //

@@ -412,6 +412,9 @@ func (l *Listener) remove(p *pktConn) {
 		return
 	}
 	delete(l.assocs, p.key)
+	if p.outbound {
+		return // not counted per source
+	}
 	ip := p.key.peer.Addr()
 	if src := l.sources[ip]; src != nil {
 		if src.assocs--; src.assocs <= 0 {
@@ -437,7 +440,9 @@ type pktConn struct {
 	sack        sackPrompter
 	live        liveness
 	pending     bool   // in its handshake; under l.mu
-	mis         uint16 // inbound streams to advertise in the INIT ACK
+	mis         uint16 // inbound streams to advertise in the INIT ACK (or INIT, outbound)
+	outbound    bool   // dialled by DialFrom; its SCTP ports are translated
+	wbuf        []byte // outbound translation buffer; pion's single write loop writes
 }
 
 func (p *pktConn) seen() chunkFlags    { return chunkFlags(p.flags.Load()) }
@@ -488,15 +493,20 @@ func putPktBuf(b []byte) {
 }
 
 func (p *pktConn) Read(b []byte) (int, error) {
-	select {
-	case pkt := <-p.in:
-		n := copy(b, pkt)
-		putPktBuf(pkt)
-		return n, nil
-	case <-p.closed:
-		return 0, net.ErrClosed
-	case <-p.rd.Done():
-		return 0, os.ErrDeadlineExceeded
+	for {
+		select {
+		case pkt := <-p.in:
+			n := copy(b, pkt)
+			putPktBuf(pkt)
+			if p.outbound && !p.translateIn(b[:n]) {
+				continue
+			}
+			return n, nil
+		case <-p.closed:
+			return 0, net.ErrClosed
+		case <-p.rd.Done():
+			return 0, os.ErrDeadlineExceeded
+		}
 	}
 }
 
@@ -505,6 +515,9 @@ func (p *pktConn) Write(b []byte) (int, error) {
 	case <-p.closed:
 		return 0, net.ErrClosed
 	default:
+	}
+	if p.outbound {
+		return p.writeOutbound(b)
 	}
 	if len(b) > commonHeaderSize && b[commonHeaderSize] == chunkInitAck {
 		if _, mis, ok := initStreams(b); ok && mis > p.mis {

@@ -26,7 +26,11 @@
 // message size limits, at least 200 concurrent associations on one
 // listener, graceful close (SHUTDOWN, §9.2) and local close, a dial to an
 // address nobody listens on failing within the context deadline, and
-// context cancellation of Recv, Accept and Dial.
+// context cancellation of Recv, Accept and Dial. When the server
+// transport is a transport.EndpointTransport, the Endpoint subtest checks
+// that an association dialled with DialFrom comes from the Endpoint's
+// address, that the peer reaches the Endpoint back at that address, and
+// that several such associations to one peer are kept apart.
 //
 // BenchmarkRoundTrip measures request/response round trips of a 100-byte
 // message over 1 and over 64 concurrent associations (sub-benchmarks
@@ -82,6 +86,7 @@ func Run(t *testing.T, f Factory) {
 		{"ListenerClose", testListenerClose},
 		{"DialDeadAddress", testDialDeadAddress},
 		{"ContextCancel", testContextCancel},
+		{"Endpoint", testEndpoint},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -710,5 +715,106 @@ func testContextCancel(t *testing.T, f Factory) {
 	send(t, p.c, transport.Message{PPID: 11, Data: []byte("after cancel")})
 	if m := recv(t, p.s); string(m.Data) != "after cancel" {
 		t.Errorf("after a cancelled Recv got %q, want \"after cancel\"", m.Data)
+	}
+}
+
+// An Endpoint dials from its own address: the peer sees the association
+// come from Endpoint.Addr and dials back there; two associations from the
+// Endpoint to one listener are two; after Close the Endpoint neither
+// accepts nor dials, and its associations stay open.
+func testEndpoint(t *testing.T, f Factory) {
+	client, server, at := f(t)
+	et, ok := server.(transport.EndpointTransport)
+	if !ok {
+		t.Skip("the server transport is not a transport.EndpointTransport")
+	}
+	ctx := ctxFor(t)
+	e, err := et.ListenEndpoint(at)
+	if err != nil {
+		t.Fatalf("ListenEndpoint(%v): %v", at, err)
+	}
+	t.Cleanup(func() { e.Close() })
+	peer, err := server.Listen(at)
+	if err != nil {
+		t.Fatalf("Listen(%v): %v", at, err)
+	}
+	t.Cleanup(func() { peer.Close() })
+
+	dialFrom := func() (c, s transport.Conn) {
+		t.Helper()
+		ach := accept(ctx, peer)
+		c, err := e.DialFrom(ctx, peer.Addr())
+		if err != nil {
+			t.Fatalf("DialFrom(%v): %v", peer.Addr(), err)
+		}
+		t.Cleanup(func() { c.Close() })
+		a := <-ach
+		if a.err != nil {
+			t.Fatalf("Accept: %v", a.err)
+		}
+		t.Cleanup(func() { a.c.Close() })
+		return c, a.c
+	}
+	c1, s1 := dialFrom()
+	if got := s1.RemoteAddr(); got != e.Addr() {
+		t.Errorf("the peer sees the association from %v, want the Endpoint's address %v", got, e.Addr())
+	}
+	if got := c1.LocalAddr(); got != e.Addr() {
+		t.Errorf("LocalAddr of a dialled association = %v, want %v", got, e.Addr())
+	}
+	c2, s2 := dialFrom()
+	send(t, c1, transport.Message{PPID: 11, Data: []byte("one")})
+	send(t, c2, transport.Message{PPID: 11, Data: []byte("two")})
+	if m := recv(t, s1); string(m.Data) != "one" {
+		t.Errorf("first association got %q, want \"one\"", m.Data)
+	}
+	if m := recv(t, s2); string(m.Data) != "two" {
+		t.Errorf("second association got %q, want \"two\"", m.Data)
+	}
+	send(t, s2, transport.Message{PPID: 11, Data: []byte("back")})
+	if m := recv(t, c2); string(m.Data) != "back" {
+		t.Errorf("reply on the second association got %q", m.Data)
+	}
+
+	// The peer reaches the Endpoint at the address it saw.
+	ach := accept(ctx, e)
+	b, err := client.Dial(ctx, s1.RemoteAddr())
+	if err != nil {
+		t.Fatalf("Dial back to %v: %v", s1.RemoteAddr(), err)
+	}
+	t.Cleanup(func() { b.Close() })
+	a := <-ach
+	if a.err != nil {
+		t.Fatalf("Endpoint Accept: %v", a.err)
+	}
+	t.Cleanup(func() { a.c.Close() })
+	send(t, b, transport.Message{PPID: 11, Data: []byte("dialled back")})
+	if m := recv(t, a.c); string(m.Data) != "dialled back" {
+		t.Errorf("the Endpoint got %q on the association dialled back", m.Data)
+	}
+	send(t, s1, transport.Message{PPID: 11, Data: []byte("still one")})
+	if m := recv(t, c1); string(m.Data) != "still one" {
+		t.Errorf("first association got %q after the dial back", m.Data)
+	}
+
+	if err := e.Close(); err != nil {
+		t.Fatalf("Endpoint Close: %v", err)
+	}
+	if c, err := e.DialFrom(ctx, peer.Addr()); !errors.Is(err, transport.ErrClosed) {
+		if c != nil {
+			c.Close()
+		}
+		t.Errorf("DialFrom after Close = %v, want ErrClosed", err)
+	}
+	if _, err := e.Accept(ctx); !errors.Is(err, transport.ErrClosed) {
+		t.Errorf("Accept after Close = %v, want ErrClosed", err)
+	}
+	send(t, c1, transport.Message{PPID: 11, Data: []byte("after close")})
+	if m := recv(t, s1); string(m.Data) != "after close" {
+		t.Errorf("after the Endpoint's Close got %q", m.Data)
+	}
+	send(t, a.c, transport.Message{PPID: 11, Data: []byte("accepted, after close")})
+	if m := recv(t, b); string(m.Data) != "accepted, after close" {
+		t.Errorf("accepted association after the Endpoint's Close got %q", m.Data)
 	}
 }

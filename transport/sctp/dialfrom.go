@@ -1,0 +1,198 @@
+package sctp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+
+	"github.com/pion/transport/v5/deadline"
+
+	pionsctp "github.com/pion/sctp"
+
+	"github.com/go-rserpool/rserpool/transport"
+)
+
+// ErrListenerFull is returned, wrapped together with
+// [transport.ErrAssociationLost], by [Listener.DialFrom] when the listener
+// holds [Config.MaxAssociations] associations already.
+var ErrListenerFull = errors.New("sctp: listener at MaxAssociations")
+
+var (
+	_ transport.Endpoint          = (*Listener)(nil)
+	_ transport.EndpointTransport = (*Transport)(nil)
+)
+
+// ListenEndpoint is Listen, typed as a [transport.Endpoint]: the listener
+// can dial from its socket too ([Listener.DialFrom]). Since it dials, an
+// unspecified IP address in at is replaced by [Config.LocalAddr] when that
+// is set and of the same IP family, so that its associations come from
+// the address Dial would send from.
+func (t *Transport) ListenEndpoint(at transport.Addr) (transport.Endpoint, error) {
+	if ip, local := at.AddrPort.Addr(), t.cfg.LocalAddr; ip.IsUnspecified() && local.IsValid() && local.Unmap().Is4() == ip.Unmap().Is4() {
+		at.AddrPort = netip.AddrPortFrom(local, at.AddrPort.Port())
+	}
+	l, err := t.Listen(at)
+	if err != nil {
+		return nil, err
+	}
+	return l.(*Listener), nil
+}
+
+// DialFrom opens an association to the listener at to from the listener's
+// own UDP socket, so that the peer sees it come from [Listener.Addr] and
+// can dial back there ([transport.Endpoint]). to names a UDP address
+// ([transport.KindSCTPUDP]) or a kernel SCTP endpoint ([transport.KindSCTP],
+// reached over UDP port [Config.KernelEncapsulationPort]) of the socket's
+// IP family; others fail with [ErrUnsupportedAddr].
+//
+// The association gets an SCTP source port of its own, picked at random
+// from the ephemeral range (RFC 6335 §6, RFC 6056 §3.3.1) among the ports
+// not used towards that peer on this socket, so that several associations
+// to one peer (a registrar dialled again while the previous association
+// ends) are told apart by the SCTP port pair as the listener demultiplexes
+// (RFC 6951 §5.4); pion's fixed port 5000 is translated on the wire. The
+// association counts towards [Config.MaxAssociations] (beyond it DialFrom
+// fails with [ErrListenerFull]) but not towards the per-address limits,
+// which bound what peers open. DialFrom fails when ctx ends before the
+// handshake completes, with [ErrOutOfResource] when the peer refuses the
+// association for lack of resources, and with [transport.ErrClosed] after
+// [Listener.Close]. Like accepted associations, dialled ones outlive
+// Close, and the socket closes with the last of them.
+func (l *Listener) DialFrom(ctx context.Context, to transport.Addr) (transport.Conn, error) {
+	if !to.AddrPort.IsValid() || to.AddrPort.Port() == 0 {
+		return nil, fmt.Errorf("%w: %v", ErrUnsupportedAddr, to.AddrPort)
+	}
+	udpTo := netip.AddrPortFrom(to.AddrPort.Addr().Unmap(), to.AddrPort.Port())
+	peerPort := uint16(pionPort)
+	switch to.Kind {
+	case transport.KindSCTPUDP:
+	case transport.KindSCTP:
+		udpTo = netip.AddrPortFrom(udpTo.Addr(), l.cfg.KernelEncapsulationPort)
+		peerPort = to.AddrPort.Port()
+	default:
+		return nil, fmt.Errorf("%w: kind %d", ErrUnsupportedAddr, to.Kind)
+	}
+	if err := checkPort(udpTo.Port()); err != nil {
+		return nil, err
+	}
+	if l.addr.AddrPort.Addr().Unmap().Is4() != udpTo.Addr().Is4() {
+		return nil, fmt.Errorf("%w: %v from a socket bound to %v", ErrUnsupportedAddr, udpTo, l.addr.AddrPort)
+	}
+	p, err := l.newOutbound(udpTo, peerPort)
+	if err != nil {
+		return nil, err
+	}
+	assoc, err := pionsctp.ClientContext(ctx, l.cfg.pionConfig(p))
+	if err != nil {
+		_ = p.Close()
+		switch {
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case p.seen()&sawOutOfResource != 0:
+			return nil, fmt.Errorf("%w: %w", transport.ErrAssociationLost, ErrOutOfResource)
+		case l.closed():
+			return nil, fmt.Errorf("sctp: dial %v: %w", to, transport.ErrClosed)
+		}
+		return nil, fmt.Errorf("%w: handshake: %w", transport.ErrAssociationLost, err)
+	}
+	c, err := newConn(assoc, p, l.addr, to, l.cfg, l.forget)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	closed := l.closed()
+	if !closed {
+		// Established under mu: Close either sees it established (it
+		// stays, as accepted ones do) or closed the listener first.
+		p.established.Store(true)
+		l.conns[c] = struct{}{}
+	}
+	l.mu.Unlock()
+	if closed {
+		c.abort()
+		return nil, fmt.Errorf("sctp: dial %v: %w", to, transport.ErrClosed)
+	}
+	return c, nil
+}
+
+func (l *Listener) closed() bool {
+	select {
+	case <-l.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// newOutbound registers the wire of an association this listener dials to
+// the peer at udpTo, SCTP port peerPort, with a free local SCTP port.
+func (l *Listener) newOutbound(udpTo netip.AddrPort, peerPort uint16) (*pktConn, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed() {
+		return nil, fmt.Errorf("sctp: dial %v: %w", udpTo, transport.ErrClosed)
+	}
+	if len(l.assocs) >= l.cfg.MaxAssociations {
+		return nil, fmt.Errorf("%w: %w (%d)", transport.ErrAssociationLost, ErrListenerFull, l.cfg.MaxAssociations)
+	}
+	key := demuxKey{peer: udpTo, peerPort: peerPort}
+	start := uint16(ephemeralFirst + rand.IntN(ephemeralCount))
+	for lp := start; ; {
+		key.localPort = lp
+		if _, used := l.assocs[key]; !used {
+			break
+		}
+		if lp++; lp == 0 {
+			lp = ephemeralFirst
+		}
+		if lp == start {
+			return nil, fmt.Errorf("%w: %w", transport.ErrAssociationLost, errNoPort)
+		}
+	}
+	p := &pktConn{
+		l:        l,
+		key:      key,
+		remote:   net.UDPAddrFromAddrPort(udpTo),
+		in:       make(chan []byte, inQueueLen),
+		closed:   make(chan struct{}),
+		rd:       deadline.New(),
+		mis:      uint16(l.cfg.MaxStreams),
+		outbound: true,
+	}
+	l.assocs[key] = p
+	return p, nil
+}
+
+// translateIn turns a packet of an outbound association into what pion
+// expects (port 5000 to port 5000), reporting false for a packet to drop
+// (its checksum is wrong: recomputing it after the rewrite would hide that).
+func (p *pktConn) translateIn(pkt []byte) bool {
+	if !checksumOK(pkt) {
+		return false
+	}
+	putPorts(pkt, pionPort, pionPort)
+	setChecksum(pkt)
+	return true
+}
+
+// writeOutbound sends a packet pion wrote for an outbound association with
+// the association's SCTP ports, and our MaxStreams in an INIT. Only pion's
+// write loop writes.
+func (p *pktConn) writeOutbound(b []byte) (int, error) {
+	if len(b) < commonHeaderSize {
+		return len(b), nil
+	}
+	p.wbuf = append(p.wbuf[:0], b...)
+	putPorts(p.wbuf, p.key.localPort, p.key.peerPort)
+	if p.wbuf[commonHeaderSize] == chunkInit {
+		limitInboundStreams(p.wbuf, p.mis)
+	}
+	setChecksum(p.wbuf)
+	if _, err := p.l.pc.WriteToUDPAddrPort(p.sack.outgoing(p.wbuf), p.key.peer); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
