@@ -470,6 +470,15 @@ func (c *Core) sendENRP(id AssocID, m tlv.ENRPMessage) {
 // handleENRP dispatches one parsed ENRP message.
 func (c *Core) handleENRP(now time.Time, pa *passoc, m tlv.ENRPMessage) {
 	h := enrpHeader(m)
+	if e, ok := m.(*tlv.ENRPError); ok && h.SenderID == c.id && pa.peer != nil &&
+		(h.ReceiverID == 0 || h.ReceiverID == pa.peer.id) {
+		// RSPLIB 3.4.4 answers with the offending message's header
+		// unchanged (Sender's ID ours, Receiver's ID its own or 0). On a
+		// known peer's association that is the peer's error report
+		// (RFC 5353 §2.11), not our own message looping back.
+		c.onENRPError(now, pa.peer, e)
+		return
+	}
 	if h.SenderID == c.id || h.SenderID == 0 || (h.ReceiverID != 0 && h.ReceiverID != c.id) {
 		// RFC 5353 §3: our own messages (a loop) and messages for
 		// another server are ignored.

@@ -1,6 +1,7 @@
 package enrp
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -999,5 +1000,49 @@ func TestENRPRateSparesUpdatesAndSync(t *testing.T) {
 	}
 	if d := c.c.ENRPStats().Dropped + a.c.ENRPStats().Dropped; d != 0 {
 		t.Fatalf("%d ENRP messages dropped", d)
+	}
+}
+
+// RSPLIB 3.4.4 answers a message it rejects with an ENRP_ERROR that keeps
+// the offending message's header as it was: Sender's ID is ours and
+// Receiver's ID its own (or 0). Seen on the wire from rspregistrar, in
+// answer to a Presence whose Server Information it found unusable (cause
+// 0x11, RSPLIB's own code). On the association of a known peer it is that
+// peer's error report (RFC 5353 §2.11), not one of our own messages
+// looping back: it is counted, never answered, and the store is untouched.
+func TestENRPErrorFromRSPLIBWithOurSenderID(t *testing.T) {
+	r, a, b := peered(t, nil)
+	r.mustRegister(a, "EchoPool", 0x22222222)
+	var aid AssocID
+	for k, v := range r.links {
+		if k.n == a && v.n == b {
+			aid = k.id
+		}
+	}
+	pes := a.c.store.PEs()
+	for i, rid := range []uint32{b.c.ServerID(), 0} {
+		// Bytes as rspregistrar sent them, with the IDs of this test.
+		golden := []byte{
+			0x0a, 0x00, 0x00, 0x14, // ENRP_ERROR, flags 0, length 20
+			0, 0, 0, 0, // Sender's ID: ours (below)
+			0, 0, 0, 0, // Receiver's ID: the peer's, or 0
+			0x00, 0x0c, 0x00, 0x08, // Operation Error
+			0x00, 0x11, 0x00, 0x04, // cause 0x11, no information
+		}
+		binary.BigEndian.PutUint32(golden[4:], a.c.ServerID())
+		binary.BigEndian.PutUint32(golden[8:], rid)
+		a.sent = a.sent[:0]
+		a.c.HandleENRP(r.now, aid, golden)
+		r.collect(a)
+		r.q = r.q[:0]
+		if len(a.sent) != 0 {
+			t.Fatalf("receiver %08x: answered: %+v", rid, a.sent)
+		}
+		if got := a.c.ENRPStats().ErrorsReceived; got != uint64(i+1) {
+			t.Fatalf("receiver %08x: ErrorsReceived = %d, want %d", rid, got, i+1)
+		}
+	}
+	if a.c.store.PEs() != pes || !hasPeer(a, b.c.ServerID()) {
+		t.Fatal("store or peer table changed")
 	}
 }

@@ -20,6 +20,12 @@
 //
 //	go run ./examples/registrar -listen 127.0.0.1:9899 -announce -http 127.0.0.1:8080
 //	go run ./examples/registrar -listen 127.0.0.1:9898 -peer 127.0.0.1:9899
+//
+// A peer named sctp:IP:PORT is a kernel SCTP registrar (RSPLIB's
+// rspregistrar, say) reached over RFC 6951 UDP encapsulation at UDP port
+// -kernel-encap-port (its net.sctp.udp_port, 9899 by default):
+//
+//	go run ./examples/registrar -listen 127.0.0.1:9903 -enrp-listen 127.0.0.1:9900 -peer sctp:127.0.0.1:9901
 package main
 
 import (
@@ -57,6 +63,9 @@ type options struct {
 	enrpListen   string   // -enrp-listen; empty: ENRP on the ASAP listener
 	enrpAnnounce bool
 	enrpGroup    string
+	kernelEncap  uint
+	advertise    []string              // -enrp-advertise, repeatable
+	heartbeat    time.Duration         // -peer-heartbeat
 	started      func(*enrp.Registrar) // tests: called once the registrar runs
 }
 
@@ -76,6 +85,12 @@ func main() {
 	flag.StringVar(&o.enrpListen, "enrp-listen", "", "separate ENRP listen address (SCTP over UDP); empty: peers use the ASAP listener")
 	flag.BoolVar(&o.enrpAnnounce, "enrp-announce", false, "send and receive ENRP Presence multicasts on the loopback interface")
 	flag.StringVar(&o.enrpGroup, "enrp-group", multicast.DefaultENRPGroup.String(), "ENRP multicast group and port")
+	flag.UintVar(&o.kernelEncap, "kernel-encap-port", 0, "UDP port at which kernel SCTP peers (sctp:IP:PORT addresses) receive encapsulated SCTP, their net.sctp.udp_port; 0: 9899")
+	flag.Func("enrp-advertise", "ENRP address sent to peers in the Server Information (default: the ENRP listener's, unless unspecified); repeat for several. RSPLIB ignores loopback addresses there", func(s string) error {
+		o.advertise = append(o.advertise, s)
+		return nil
+	})
+	flag.DurationVar(&o.heartbeat, "peer-heartbeat", enrp.DefaultHeartbeatCycle, "PEER-HEARTBEAT-CYCLE, the period of Presence to each peer (RFC 5353 §3.2)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -104,7 +119,10 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	tr := sctp.New(sctp.Config{})
+	if o.kernelEncap > 65535 {
+		return fmt.Errorf("-kernel-encap-port %d: not a port", o.kernelEncap)
+	}
+	tr := sctp.New(sctp.Config{KernelEncapsulationPort: uint16(o.kernelEncap)})
 	events := make(chan enrp.Event, 256)
 	cfg := enrp.Config{
 		Events:     events,
@@ -114,6 +132,14 @@ func run(ctx context.Context, o options) error {
 	}
 	if o.verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	cfg.Peers.HeartbeatCycle = o.heartbeat
+	for _, p := range o.advertise {
+		a, err := transport.ParseAddr(p)
+		if err != nil {
+			return fmt.Errorf("-enrp-advertise: %w", err)
+		}
+		cfg.Peers.ENRPAddrs = append(cfg.Peers.ENRPAddrs, a)
 	}
 	for _, p := range o.peers {
 		a, err := transport.ParseAddr(p)
