@@ -469,7 +469,7 @@ func (c *Core) sendENRP(id AssocID, m tlv.ENRPMessage) {
 
 // handleENRP dispatches one parsed ENRP message.
 func (c *Core) handleENRP(now time.Time, pa *passoc, m tlv.ENRPMessage) {
-	h := enrpHeader(m)
+	h := m.Header()
 	if e, ok := m.(*tlv.ENRPError); ok && h.SenderID == c.id && pa.peer != nil &&
 		(h.ReceiverID == 0 || h.ReceiverID == pa.peer.id) {
 		// RSPLIB 3.4.4 answers with the offending message's header
@@ -531,31 +531,6 @@ func (c *Core) handleENRP(now time.Time, pa *passoc, m tlv.ENRPMessage) {
 	}
 }
 
-func enrpHeader(m tlv.ENRPMessage) tlv.ENRPHeader {
-	switch m := m.(type) {
-	case *tlv.Presence:
-		return m.ENRPHeader
-	case *tlv.HandleTableRequest:
-		return m.ENRPHeader
-	case *tlv.HandleTableResponse:
-		return m.ENRPHeader
-	case *tlv.HandleUpdate:
-		return m.ENRPHeader
-	case *tlv.ListRequest:
-		return m.ENRPHeader
-	case *tlv.ListResponse:
-		return m.ENRPHeader
-	case *tlv.InitTakeover:
-		return m.ENRPHeader
-	case *tlv.InitTakeoverAck:
-		return m.ENRPHeader
-	case *tlv.TakeoverServer:
-		return m.ENRPHeader
-	case *tlv.ENRPError:
-		return m.ENRPHeader
-	}
-	return tlv.ENRPHeader{}
-}
 
 // accept runs Accept, or the StaticOnly rule, for a new peer on pa.
 func (c *Core) accept(id uint32, pa *passoc) bool {

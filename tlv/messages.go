@@ -20,6 +20,7 @@ type ASAPMessage interface {
 type ENRPMessage interface {
 	Message
 	ENRPType() ENRPType
+	Header() ENRPHeader
 }
 
 // ---- ASAP (RFC 5352 §2.2) ----
@@ -137,6 +138,11 @@ type ENRPHeader struct {
 	SenderID   uint32
 	ReceiverID uint32 // 0: all servers
 }
+
+// Header returns the header; every ENRP message has it through its
+// embedded ENRPHeader, so that ENRPMessage can give it without a type
+// switch.
+func (h ENRPHeader) Header() ENRPHeader { return h }
 
 // Presence is ENRP_PRESENCE (RFC 5353 §2.1).
 type Presence struct {
