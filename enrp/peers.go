@@ -531,7 +531,6 @@ func (c *Core) handleENRP(now time.Time, pa *passoc, m tlv.ENRPMessage) {
 	}
 }
 
-
 // accept runs Accept, or the StaticOnly rule, for a new peer on pa.
 func (c *Core) accept(id uint32, pa *passoc) bool {
 	cfg := &c.en.cfg
