@@ -13,8 +13,10 @@ import (
 // loopback SCTP, and checks that every step of its trace happened: round
 // robin over three PEs, failover from the crashed and the hung PE, their
 // removal by the registrar (association loss, keep-alive timeout), the
-// ENRP scene (three registrars peering, one killed, the pool user served
-// on), and a clean end with no goroutine left behind.
+// ENRP scene (three registrars peering; r1, home of two PEs, going down
+// silently; a survivor taking them over, the other acknowledging; the PEs
+// adopting the new home; the pool user served on), and a clean end with
+// no goroutine left behind.
 func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real SCTP over loopback, about 5 s")
@@ -38,10 +40,16 @@ func TestDemo(t *testing.T) {
 		"a new pool user resolves \"echo\": 1 PE",  // only pe-1 left
 		"registrar: removed pe-1: it deregistered", // told by the registrar's event
 		"r1: peer r2 up", "r3: peer r1 up",         // ENRP peering (RFC 5353 §3.2)
-		"r1 and r2 each hold both PEs", // handle updates (§3.6)
-		"joined through mentor r1",     // the late registrar's table (§3.4-3.5)
-		"peer r1 DOWN",                 // the killed registrar, seen by a survivor
-		"the pool user carries on",     // both PEs served after r1 died
+		"r1 and r2 each hold all 3 PEs",                           // handle updates (§3.6)
+		"joined through mentor r1",                                // the late registrar's table (§3.4-3.5)
+		"goes DOWN silently",                                      // r1's host down: no ABORT
+		"peer r1 DOWN (home of 2 PE(s) here)",                     // seen by the winner by r1's silence (§3.3)
+		"takeover of r1 started (INIT_TAKEOVER to every peer)",    // §3.9
+		"takeover of r1 done: home of its 2 PE(s) now",            // ... every peer acknowledged
+		"took over r1's 2 PEs",                                    // exactly one winner
+		"r1 DOWN here too, out of its peer list: it acknowledged", // the other survivor's view
+		"pe-a: home changed to", "pe-c: home changed to",          // the PEs adopt the new home (PEEventHomeChanged)
+		"the pool user carries on: all 3 PEs still served through r3", // the PU served on
 		"Demo OK",
 	} {
 		if !strings.Contains(out.String(), want) {

@@ -19,13 +19,16 @@
 //     registrar removes the PE when a keep-alive goes unanswered (§3.7);
 //  5. a new pool user seeing only pe-1, which deregisters (§3.3);
 //  6. ENRP (RFC 5353), on three registrars of its own: r1 and r2 peer,
-//     pe-a registers at r1 and pe-b at r2, and each reaches the other
-//     registrar by handle update (§3.6); r3 joins later with r1 as its
-//     mentor and takes the handle table from it (§3.4-3.5); a pool user
-//     of r3 reaches both PEs. r1, pe-a's home, is killed: the survivors
-//     see it down, and a survivor becomes pe-a's home, by takeover
-//     (§3.9) or by pe-a registering again at r2, its other registrar;
-//     the pool user of r3 is served by both PEs on.
+//     pe-a and pe-c register at r1 and pe-b at r2, and each reaches the
+//     other registrar by handle update (§3.6); r3 joins later with r1 as
+//     its mentor and takes the handle table from it (§3.4-3.5); a pool
+//     user of r3 reaches all three PEs. r1's host goes down silently (no
+//     ABORT reaches anyone, as when a host loses power): the survivors,
+//     on LAN-tuned ENRP timers, find r1 dead by its silence (§3.3); one
+//     takes r1's two PEs over, the other acknowledging (§3.9); pe-a and
+//     pe-c adopt the new home when its Endpoint Keep Alive with H=1
+//     reaches them (RFC 5352 §3.7); the pool user of r3 is served by all
+//     three PEs on.
 //
 // The registrars' lines come from their events (enrp.Config.Events), which
 // say exactly why a PE was removed and when a peer came up, went down or
