@@ -3,7 +3,9 @@ package status_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"expvar"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -267,29 +269,43 @@ func TestHandlerMaxPEs(t *testing.T) {
 	})
 }
 
+// runs counts the runs of TestPublish in this process.
+var runs int
+
 // Publish and its PE and PU variants put the counts on expvar, read anew
-// each time.
+// each time; a name already published is an error, not a panic.
 func TestPublish(t *testing.T) {
 	leakcheck.Check(t)
 	synctest.Test(t, func(t *testing.T) {
 		g := newRig(t, status.Options{})
-		status.Publish("test.registrar", g.reg)
+		runs++ // names are for the process: -count runs the test again
+		name := func(s string) string { return fmt.Sprintf("test%d.%s", runs, s) }
+		if err := status.Publish(name("registrar"), g.reg); err != nil {
+			t.Fatal(err)
+		}
+		if err := status.Publish(name("registrar"), g.reg); !errors.Is(err, status.ErrPublished) {
+			t.Fatalf("second Publish of a name: %v, want ErrPublished", err)
+		}
 		pe := g.addPE("echo", 1, policy.RoundRobin, policy.Values{})
-		status.PublishPoolElement("test.pe", pe)
+		if err := status.PublishPoolElement(name("pe"), pe); err != nil {
+			t.Fatal(err)
+		}
 		nd := g.net.NewNode()
 		pu, err := asap.NewPoolUser(asap.PUConfig{Registrars: []transport.Addr{g.reg.Addr()}}, nd)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer pu.Close()
-		status.PublishPoolUser("test.pu", pu)
+		if err := status.PublishPoolUser(name("pu"), pu); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := pu.Resolve(t.Context(), []byte("echo")); err != nil {
 			t.Fatal(err)
 		}
 		var rs enrp.Stats
 		var ps asap.PEStats
 		var us asap.PUStats
-		for name, v := range map[string]any{"test.registrar": &rs, "test.pe": &ps, "test.pu": &us} {
+		for name, v := range map[string]any{name("registrar"): &rs, name("pe"): &ps, name("pu"): &us} {
 			ev := expvar.Get(name)
 			if ev == nil {
 				t.Fatalf("%s not published", name)

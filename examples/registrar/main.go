@@ -221,7 +221,9 @@ func run(ctx context.Context, o options) error {
 // stops the server and the forwarding and waits for both.
 func serveStatus(ctx context.Context, l net.Listener, reg *enrp.Registrar, in <-chan enrp.Event, out chan<- enrp.Event) func() {
 	page := status.New(reg, status.Options{})
-	status.Publish("registrar", reg)
+	if err := status.Publish("registrar", reg); err != nil {
+		log.Printf("registrar: expvar: %v", err) // a second registrar in this process
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/", page)
 	mux.Handle("/debug/vars", expvar.Handler())
