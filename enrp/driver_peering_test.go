@@ -173,3 +173,43 @@ func TestDriverPeeringMulticast(t *testing.T) {
 		r2.holdsPE("echo", 9, r1.r.ServerID())
 	})
 }
+
+// RFC 5353 §2.2.1: a registrar dials its peers from its ENRP endpoint, so
+// that the association comes from the address its Server Information
+// names (RSPLIB 3.4.4 drops a Presence whose address and port are not the
+// association's): from the separate ENRP listener when there is one, else
+// from the ASAP listener that ENRP shares.
+func TestDriverPeerDialFromENRPEndpoint(t *testing.T) {
+	leakcheck.Check(t)
+	for _, sep := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			net := memnet.New(1)
+			t.Cleanup(func() { net.Close() })
+			peerNd := net.NewNode()
+			peer, err := peerNd.Listen(peerNd.Addr(transport.PortENRP))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { peer.Close() })
+			r := startPeer(t, net, func(nd *memnet.Node, c *Config) {
+				c.Peers.Static = []transport.Addr{peer.Addr()}
+				if sep {
+					l, err := nd.Listen(nd.Addr(transport.PortENRP))
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { l.Close() })
+					c.Peers.Listener = l
+				}
+			})
+			c, err := peer.Accept(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Abort()
+			if got, want := c.RemoteAddr(), r.r.ENRPAddr(); got != want {
+				t.Errorf("separate ENRP listener %v: peer association from %v, want the ENRP endpoint %v", sep, got, want)
+			}
+		})
+	}
+}

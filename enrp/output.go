@@ -50,9 +50,14 @@ type Multicast struct {
 // ConnectPeer asks the host to open an association to a peer registrar
 // at Addr under the ID Assoc (IDs from 1<<63 up, never the host's), and
 // to report the outcome with HandleConnected or HandleConnectFailed.
+// PE is set when Addr is a pool element's, taken over from a dead peer
+// (RFC 5353 §3.9), not a registrar's: the host dials a registrar from its
+// ENRP endpoint (RFC 5353 §2.2.1: the address and port its Server
+// Information names), a pool element from anywhere.
 type ConnectPeer struct {
 	Assoc AssocID
 	Addr  transport.Addr
+	PE    bool
 }
 
 // CloseAssoc asks the host to end association Assoc: at once with an SCTP

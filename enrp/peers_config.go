@@ -121,7 +121,13 @@ type PeersConfig struct {
 	// makes it multicast its Presence and enables the start-up phase):
 	Announcer transport.Announcer // ENRP Presence multicast group (RFC 5353 §3.2); nil: none
 	Listener  transport.Listener  // separate ENRP listener; nil: ENRP on the ASAP listener (routed by PPID)
-	Transport transport.Transport // to dial peers; nil: Config.Transport
+	// Transport dials peers. Nil: from the ENRP listener (Listener, else
+	// Config.Listener) when it is a transport.Endpoint that reaches the
+	// peer, so that the association comes from the address and port our
+	// Server Information names (RFC 5353 §2.2.1; a kernel SCTP peer is
+	// dialled with that port as SCTP source port, as RSPLIB 3.4.4 requires),
+	// else with Config.Transport.
+	Transport transport.Transport
 }
 
 // withDefaults returns c with its zero fields set, or an error naming a

@@ -462,7 +462,11 @@ func (d *driver) connect(o ConnectPeer) {
 	if timeout <= 0 {
 		timeout = DefaultMaxTimeNoResponse
 	}
-	d.dials[id] = d.l.Dial(tr, o.Addr, timeout, func(now time.Time, c transport.Conn, err error) {
+	dial := tr.Dial
+	if !o.PE && d.r.cfg.Peers.Transport == nil {
+		dial = d.peerDial(tr, o.Addr)
+	}
+	d.dials[id] = d.l.DialWith(dial, o.Addr, timeout, func(now time.Time, c transport.Conn, err error) {
 		delete(d.dials, id)
 		if err != nil {
 			d.r.log.Debug("enrp: cannot connect to peer", "assoc", id, "addr", o.Addr, "err", err)
@@ -475,6 +479,45 @@ func (d *driver) connect(o ConnectPeer) {
 		d.saw(driverInput{kind: "connected", id: id, info: info})
 		d.r.core.HandleConnected(now, id, info)
 	})
+}
+
+// fixedPortDialer is an Endpoint that can dial from a chosen SCTP source
+// port (transport/sctp's Listener.DialFromPort).
+type fixedPortDialer interface {
+	DialFromPort(ctx context.Context, to transport.Addr, localPort uint16) (transport.Conn, error)
+}
+
+// peerDial returns how to dial the peer registrar at to: from the ENRP
+// endpoint (Peers.Listener, else the ASAP listener, when it implements
+// transport.Endpoint and can reach to), so that the association comes
+// from the address and port our Server Information names (RFC 5353
+// §2.2.1). A kernel SCTP peer (transport.KindSCTP) is dialled from the
+// endpoint's own port as SCTP source port: RSPLIB 3.4.4's rspregistrar
+// drops every Presence whose Server Information port differs from the
+// association's, and dials from its ENRP port itself. Otherwise tr dials.
+// A host that gives Peers.Transport has chosen how to dial: connect does
+// not call this then.
+func (d *driver) peerDial(tr transport.Transport, to transport.Addr) func(context.Context, transport.Addr) (transport.Conn, error) {
+	el := d.r.l
+	if d.r.cfg.Peers.Listener != nil {
+		el = d.r.cfg.Peers.Listener
+	}
+	ep, ok := el.(transport.Endpoint)
+	if !ok {
+		return tr.Dial
+	}
+	at := ep.Addr()
+	reach := at.Kind == to.Kind || (at.Kind == transport.KindSCTPUDP && to.Kind == transport.KindSCTP)
+	if !reach || !at.AddrPort.IsValid() || at.AddrPort.Addr().Unmap().Is4() != to.AddrPort.Addr().Unmap().Is4() {
+		return tr.Dial
+	}
+	if fp, ok := ep.(fixedPortDialer); ok && to.Kind == transport.KindSCTP && at.AddrPort.Port() != 0 {
+		port := at.AddrPort.Port()
+		return func(ctx context.Context, to transport.Addr) (transport.Conn, error) {
+			return fp.DialFromPort(ctx, to, port)
+		}
+	}
+	return ep.DialFrom
 }
 
 // multicast sends m on its protocol's group: ASAP (the Server Announce,

@@ -124,7 +124,7 @@ func (c *Core) finishTakeover(now time.Time, target uint32) {
 			c.en.nextID++
 			byAddr[addr] = dl
 			c.en.peDials[dl.id] = dl.d
-			c.out = append(c.out, ConnectPeer{Assoc: dl.id, Addr: addr})
+			c.out = append(c.out, ConnectPeer{Assoc: dl.id, Addr: addr, PE: true})
 		}
 		dl.d.kas = append(dl.d.kas, ka.Msg)
 		st := &supPE{key: key, assoc: dl.id, idx: -1, waiting: true}

@@ -219,6 +219,12 @@ func (l *Loop) Accept(ln transport.Listener, onConn func(now time.Time, c transp
 // the loop with the association or the error; after cancel, or when the
 // loop stops first, a late association is closed and done is not called.
 func (l *Loop) Dial(tr transport.Transport, to transport.Addr, timeout time.Duration, done func(now time.Time, c transport.Conn, err error)) (cancel func()) {
+	return l.DialWith(tr.Dial, to, timeout, done)
+}
+
+// DialWith is Dial with the dial function given, for example an
+// endpoint's DialFrom (transport.Endpoint).
+func (l *Loop) DialWith(dial func(ctx context.Context, to transport.Addr) (transport.Conn, error), to transport.Addr, timeout time.Duration, done func(now time.Time, c transport.Conn, err error)) (cancel func()) {
 	ctx, stop := context.WithCancel(l.ctx)
 	if timeout > 0 {
 		ctx, stop = context.WithTimeout(l.ctx, timeout)
@@ -226,7 +232,7 @@ func (l *Loop) Dial(tr transport.Transport, to transport.Addr, timeout time.Dura
 	var cancelled atomic.Bool
 	l.Go(func(context.Context) {
 		defer stop()
-		c, err := tr.Dial(ctx, to)
+		c, err := dial(ctx, to)
 		posted := l.put(work{f: func(now time.Time) {
 			if cancelled.Load() {
 				if c != nil {

@@ -20,6 +20,15 @@ import (
 // holds [Config.MaxAssociations] associations already.
 var ErrListenerFull = errors.New("sctp: listener at MaxAssociations")
 
+// ErrPortPairInUse is returned, wrapped, by [Listener.DialFromPort] when
+// the socket already carries an association (accepted or dialled) with
+// that peer on exactly the SCTP port pair asked for. An SCTP association
+// is named by its endpoints' addresses and ports (RFC 9260 §1.4), so that
+// association is the one a new dial would open: use it instead. A peer's
+// INIT crossing ours on the same pair is the INIT collision of RFC 9260
+// §5.2, which pion's association handles.
+var ErrPortPairInUse = errors.New("sctp: an association with this peer on this SCTP port pair exists already")
+
 var (
 	_ transport.Endpoint          = (*Listener)(nil)
 	_ transport.EndpointTransport = (*Transport)(nil)
@@ -62,6 +71,27 @@ func (t *Transport) ListenEndpoint(at transport.Addr) (transport.Endpoint, error
 // [Listener.Close]. Like accepted associations, dialled ones outlive
 // Close, and the socket closes with the last of them.
 func (l *Listener) DialFrom(ctx context.Context, to transport.Addr) (transport.Conn, error) {
+	return l.dialFrom(ctx, to, 0)
+}
+
+// DialFromPort is [Listener.DialFrom] with the SCTP source port fixed to
+// localPort (1 to 65535) instead of an ephemeral one, for a kernel SCTP
+// peer ([transport.KindSCTP]) that requires associations to come from the
+// port it reaches us at: RSPLIB 3.4.4's rspregistrar drops an ENRP
+// Presence whose Server Information port is not the association's (RFC
+// 5353 §2.2.1), and its own registrars dial from their ENRP port. It fails
+// with [ErrPortPairInUse] when an association with to on that port pair
+// is on the socket already, and otherwise as DialFrom does.
+func (l *Listener) DialFromPort(ctx context.Context, to transport.Addr, localPort uint16) (transport.Conn, error) {
+	if localPort == 0 {
+		return nil, fmt.Errorf("%w: SCTP source port 0", ErrUnsupportedAddr)
+	}
+	return l.dialFrom(ctx, to, localPort)
+}
+
+// dialFrom dials to from the socket, from SCTP port localPort, or an
+// ephemeral one when localPort is 0.
+func (l *Listener) dialFrom(ctx context.Context, to transport.Addr, localPort uint16) (transport.Conn, error) {
 	if !to.AddrPort.IsValid() || to.AddrPort.Port() == 0 {
 		return nil, fmt.Errorf("%w: %v", ErrUnsupportedAddr, to.AddrPort)
 	}
@@ -81,7 +111,7 @@ func (l *Listener) DialFrom(ctx context.Context, to transport.Addr) (transport.C
 	if l.addr.AddrPort.Addr().Unmap().Is4() != udpTo.Addr().Is4() {
 		return nil, fmt.Errorf("%w: %v from a socket bound to %v", ErrUnsupportedAddr, udpTo, l.addr.AddrPort)
 	}
-	p, err := l.newOutbound(udpTo, peerPort)
+	p, err := l.newOutbound(udpTo, peerPort, localPort)
 	if err != nil {
 		return nil, err
 	}
@@ -128,8 +158,9 @@ func (l *Listener) closed() bool {
 }
 
 // newOutbound registers the wire of an association this listener dials to
-// the peer at udpTo, SCTP port peerPort, with a free local SCTP port.
-func (l *Listener) newOutbound(udpTo netip.AddrPort, peerPort uint16) (*pktConn, error) {
+// the peer at udpTo, SCTP port peerPort, from SCTP port localPort, or a
+// free ephemeral one when localPort is 0.
+func (l *Listener) newOutbound(udpTo netip.AddrPort, peerPort, localPort uint16) (*pktConn, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed() {
@@ -138,9 +169,14 @@ func (l *Listener) newOutbound(udpTo netip.AddrPort, peerPort uint16) (*pktConn,
 	if len(l.assocs) >= l.cfg.MaxAssociations {
 		return nil, fmt.Errorf("%w: %w (%d)", transport.ErrAssociationLost, ErrListenerFull, l.cfg.MaxAssociations)
 	}
-	key := demuxKey{peer: udpTo, peerPort: peerPort}
+	key := demuxKey{peer: udpTo, peerPort: peerPort, localPort: localPort}
+	if localPort != 0 {
+		if _, used := l.assocs[key]; used {
+			return nil, fmt.Errorf("sctp: dial %v SCTP port %d from SCTP port %d: %w", udpTo, peerPort, localPort, ErrPortPairInUse)
+		}
+	}
 	start := uint16(ephemeralFirst + rand.IntN(ephemeralCount))
-	for lp := start; ; {
+	for lp := start; localPort == 0; {
 		key.localPort = lp
 		if _, used := l.assocs[key]; !used {
 			break

@@ -1,6 +1,7 @@
 package sctp
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -157,5 +158,81 @@ func TestListenEndpointUsesLocalAddr(t *testing.T) {
 	defer s.Abort()
 	if got := s.RemoteAddr(); got != ep.Addr() {
 		t.Errorf("association from %v, want %v", got, ep.Addr())
+	}
+}
+
+// DialFromPort's INIT comes from the SCTP port asked for (a kernel peer
+// such as RSPLIB's rspregistrar requires the association to use the port
+// we advertise), and a second dial on the same port pair while the first
+// association is on the socket is refused with ErrPortPairInUse (RFC 9260
+// §1.4: the port pair names the association) without a packet sent.
+func TestDialFromPortFixedSourcePort(t *testing.T) {
+	leakcheck.Check(t)
+	raw, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback1, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	e := listen(t, Config{KernelEncapsulationPort: raw.LocalAddr().(*net.UDPAddr).AddrPort().Port()})
+	l := e
+	to := transport.Addr{Kind: transport.KindSCTP, AddrPort: netip.AddrPortFrom(loopback1, 9901)}
+	const srcPort = 9900
+
+	if _, err := l.DialFromPort(context.Background(), to, 0); !errors.Is(err, ErrUnsupportedAddr) {
+		t.Errorf("DialFromPort from SCTP port 0: %v, want ErrUnsupportedAddr", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		c, err := l.DialFromPort(context.Background(), to, srcPort)
+		if c != nil {
+			_ = c.Abort()
+		}
+		done <- err
+	}()
+	buf := make([]byte, 2048)
+	_ = raw.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, _, err := raw.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		t.Fatalf("no INIT: %v", err)
+	}
+	pkt := bytes.Clone(buf[:n])
+	src, dst := binary.BigEndian.Uint16(pkt[0:]), binary.BigEndian.Uint16(pkt[2:])
+	if typ, _ := firstChunkType(pkt); typ != chunkInit || src != srcPort || dst != 9901 || !checksumOK(pkt) {
+		t.Errorf("INIT: chunk %d, SCTP ports %d -> %d, checksum ok %v; want INIT %d -> 9901", typ, src, dst, checksumOK(pkt), srcPort)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if c, err := l.DialFromPort(ctx, to, srcPort); !errors.Is(err, ErrPortPairInUse) {
+		if c != nil {
+			_ = c.Abort()
+		}
+		t.Errorf("second DialFromPort on the same SCTP port pair: %v, want ErrPortPairInUse", err)
+	}
+	_ = raw.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	for {
+		n, _, err := raw.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			break
+		}
+		// Retransmissions of the first INIT only: a second association
+		// would have its own Initiate Tag.
+		if typ, _ := firstChunkType(buf[:n]); typ != chunkInit || n < commonHeaderSize+8 || !bytes.Equal(buf[commonHeaderSize+4:commonHeaderSize+8], pkt[commonHeaderSize+4:commonHeaderSize+8]) {
+			t.Errorf("packet after the refused dial: %x", buf[:n])
+		}
+	}
+	e.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, transport.ErrClosed) {
+			t.Errorf("DialFromPort in its handshake when the listener closed: %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("DialFromPort still in its handshake 10 s after the listener closed")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k := range l.assocs {
+		t.Errorf("association %+v still on the socket", k)
 	}
 }
