@@ -356,56 +356,44 @@ func benchSelectEncode(b *testing.B, encoded bool, k, n int) {
 // BenchmarkLookup: look each PE up by pool handle and PE identifier (the C
 // harness's find), per PE.
 func BenchmarkLookup(b *testing.B) {
-	forSizes(b, func(b *testing.B, n int) {
-		var in benchInput
-		s := benchStore(b)
-		fill(b, s, policy.LeastUsed, n, 0, &in)
-		ops := 0
-		for b.Loop() {
-			for i := range n {
-				if _, _, ok := s.Lookup(benchHandle, benchID(i)); !ok {
-					b.Fatal("missing PE")
-				}
-			}
-			ops += n
+	benchEachPE(b, func(b *testing.B, s *Store, _, i int) {
+		if _, _, ok := s.Lookup(benchHandle, benchID(i)); !ok {
+			b.Fatal("missing PE")
 		}
-		perPE(b, n, ops)
 	})
 }
 
 // BenchmarkView: Lookup without the copy (View), per PE: like the C
 // harness's find, which returns the stored PE.
 func BenchmarkView(b *testing.B) {
+	benchEachPE(b, func(b *testing.B, s *Store, _, i int) {
+		if _, _, ok := s.View(benchHandle, benchID(i)); !ok {
+			b.Fatal("missing PE")
+		}
+	})
+}
+
+// BenchmarkSetExpiry: move every PE's deadline (the C harness's
+// timer_restart), per PE; each round moves them a second later.
+func BenchmarkSetExpiry(b *testing.B) {
+	benchEachPE(b, func(_ *testing.B, s *Store, round, i int) {
+		d := time.Hour + time.Duration(round)*time.Second + time.Duration(i)*time.Microsecond
+		s.SetExpiry(benchBase, benchHandle, benchID(i), benchBase.Add(d))
+	})
+}
+
+// benchEachPE fills a Least-Used pool of each size and times op on every
+// PE of it, round after round, reporting the time per PE.
+func benchEachPE(b *testing.B, op func(b *testing.B, s *Store, round, i int)) {
 	forSizes(b, func(b *testing.B, n int) {
 		var in benchInput
 		s := benchStore(b)
 		fill(b, s, policy.LeastUsed, n, 0, &in)
 		ops := 0
-		for b.Loop() {
+		for round := 0; b.Loop(); round++ {
 			for i := range n {
-				if _, _, ok := s.View(benchHandle, benchID(i)); !ok {
-					b.Fatal("missing PE")
-				}
+				op(b, s, round, i)
 			}
-			ops += n
-		}
-		perPE(b, n, ops)
-	})
-}
-
-// BenchmarkSetExpiry: move every PE's deadline (the C harness's
-// timer_restart), per PE.
-func BenchmarkSetExpiry(b *testing.B) {
-	forSizes(b, func(b *testing.B, n int) {
-		var in benchInput
-		s := benchStore(b)
-		fill(b, s, policy.LeastUsed, n, 0, &in)
-		ops, d := 0, time.Hour
-		for b.Loop() {
-			for i := range n {
-				s.SetExpiry(benchBase, benchHandle, benchID(i), benchBase.Add(d+time.Duration(i)*time.Microsecond))
-			}
-			d += time.Second
 			ops += n
 		}
 		perPE(b, n, ops)
