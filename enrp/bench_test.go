@@ -115,39 +115,9 @@ func registration(handle string, id uint32, ip netip.Addr, pt policy.Type, load 
 }
 
 // fill registers benchPEs PEs in pool "bench" over benchPEAssocs
-// associations, each sending its registrations back to back.
+// associations (fillN) and checks that the registrar holds them all.
 func fill(b *testing.B, r *enrp.Registrar, client func() transport.Transport) {
-	per := benchPEs / benchPEAssocs
-	var wg sync.WaitGroup
-	errs := make(chan error, benchPEAssocs)
-	for a := range benchPEAssocs {
-		bc := benchDial(b, client(), r.Addr())
-		ip := bc.c.LocalAddr().AddrPort.Addr()
-		wg.Go(func() {
-			for i := range per {
-				if err := bc.send(registration("bench", uint32(a*per+i+1), ip, policy.RoundRobin, 0)); err != nil {
-					errs <- err
-					return
-				}
-			}
-			for range per {
-				m, err := bc.recvType(tlv.ASAPRegistrationResponse)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if m[1]&tlv.FlagRegistrationReject != 0 {
-					errs <- errors.New("registration refused")
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		b.Fatal(err)
-	}
+	fillN(b, r, client, benchPEs, benchPEAssocs, 0)
 	if got := r.Stats().PEs; got != benchPEs {
 		b.Fatalf("registrar holds %d PEs, want %d", got, benchPEs)
 	}
