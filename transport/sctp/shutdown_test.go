@@ -74,18 +74,25 @@ func (m *memPacketConn) SetWriteDeadline(_ time.Time) error { return nil }
 // inside a synctest bubble.
 func memPair(t *testing.T) (c, s *Conn, cw, sw *dialConn) {
 	t.Helper()
-	cfg := New(Config{}).cfg
 	a, b := memPacketPipe()
+	return pairOver(t, Config{}, a, b)
+}
+
+// pairOver runs pion's handshake between a (the client's packets) and b
+// (the server's) and wraps both associations in Conns with cfg.
+func pairOver(t *testing.T, cfg Config, a, b net.Conn) (c, s *Conn, cw, sw *dialConn) {
+	t.Helper()
+	full := New(cfg).cfg
 	cw, sw = &dialConn{Conn: a}, &dialConn{Conn: b}
 	srv := make(chan *pionsctp.Association, 1)
 	go func() {
-		as, err := pionsctp.Server(cfg.pionConfig(sw))
+		as, err := pionsctp.Server(full.pionConfig(sw))
 		if err != nil {
 			t.Error(err)
 		}
 		srv <- as
 	}()
-	ca, err := pionsctp.Client(cfg.pionConfig(cw))
+	ca, err := pionsctp.Client(full.pionConfig(cw))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,10 +101,10 @@ func memPair(t *testing.T) (c, s *Conn, cw, sw *dialConn) {
 		t.FailNow()
 	}
 	var addr transport.Addr
-	if c, err = newConn(ca, cw, addr, addr, &cfg, nil); err != nil {
+	if c, err = newConn(ca, cw, addr, addr, &full, nil); err != nil {
 		t.Fatal(err)
 	}
-	if s, err = newConn(sa, sw, addr, addr, &cfg, nil); err != nil {
+	if s, err = newConn(sa, sw, addr, addr, &full, nil); err != nil {
 		t.Fatal(err)
 	}
 	return c, s, cw, sw

@@ -10,8 +10,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	pionsctp "github.com/pion/sctp"
-
 	"github.com/go-rserpool/rserpool/transport"
 )
 
@@ -256,34 +254,10 @@ func (c *cutConn) Write(p []byte) (int, error) {
 // inside a synctest bubble.
 func supervisedPair(t *testing.T, sup Supervision) (c, s *Conn, cw, sw *cutConn, cut *atomic.Bool) {
 	t.Helper()
-	cfg := New(Config{Supervision: sup}).cfg
 	a, b := memPacketPipe()
 	cut = new(atomic.Bool)
 	cw, sw = &cutConn{memPacketConn: a, cut: cut}, &cutConn{memPacketConn: b, cut: cut}
-	cd, sd := &dialConn{Conn: cw}, &dialConn{Conn: sw}
-	srv := make(chan *pionsctp.Association, 1)
-	go func() {
-		as, err := pionsctp.Server(cfg.pionConfig(sd))
-		if err != nil {
-			t.Error(err)
-		}
-		srv <- as
-	}()
-	ca, err := pionsctp.Client(cfg.pionConfig(cd))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sa := <-srv
-	if sa == nil {
-		t.FailNow()
-	}
-	var addr transport.Addr
-	if c, err = newConn(ca, cd, addr, addr, &cfg, nil); err != nil {
-		t.Fatal(err)
-	}
-	if s, err = newConn(sa, sd, addr, addr, &cfg, nil); err != nil {
-		t.Fatal(err)
-	}
+	c, s, _, _ = pairOver(t, Config{Supervision: sup}, cw, sw)
 	return c, s, cw, sw, cut
 }
 
