@@ -44,6 +44,17 @@
 // fails with ErrAssociationLost on both ends, as SCTP path failure
 // detection would do.
 //
+// # Identities
+//
+// [Node.SetIdentity] attaches a test identity (a [transport.Identity],
+// with or without certificates) to a node, in place of the certificate a
+// secured transport would verify (RFC 5355 §4). Every association the node
+// opens or accepts afterwards presents it: the Conn at the other end
+// implements [transport.PeerIdentifier] and reports it, so the
+// authorization hooks above the transport can be tested without DTLS.
+// A node without an identity is unauthenticated: its peers'
+// PeerIdentity returns false.
+//
 // # Time and determinism
 //
 // By default the network delivers by itself: at once on perfect links, and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/go-rserpool/rserpool/transport"
@@ -22,6 +23,7 @@ type Node struct {
 	id        int
 	listeners map[uint16]*listener // guarded by n.mu
 	nextPort  uint16               // guarded by n.mu
+	ident     transport.Identity   // guarded by n.mu; see SetIdentity
 }
 
 var _ transport.Transport = (*Node)(nil)
@@ -40,6 +42,29 @@ func (nd *Node) Addr(port uint16) transport.Addr {
 }
 
 func (nd *Node) String() string { return "memnet node " + nd.ip.String() }
+
+// SetIdentity attaches a test identity to the node, as if it held a
+// certificate a secured transport had verified (RFC 5355 §4): every
+// association the node opens or accepts from now on presents id to its
+// peer, whose Conn reports it through transport.PeerIdentifier (and so
+// transport.PeerIdentityOf). Associations already open keep the identity
+// they were opened with. The zero Identity (the default) removes it: the
+// peer's PeerIdentity then returns false, as over plain SCTP. id's
+// Certificates slice is copied, the certificates are not.
+func (nd *Node) SetIdentity(id transport.Identity) {
+	id.Certificates = slices.Clone(id.Certificates)
+	nd.n.mu.Lock()
+	defer nd.n.mu.Unlock()
+	nd.ident = id
+}
+
+// Identity returns the identity SetIdentity attached, or the zero
+// Identity.
+func (nd *Node) Identity() transport.Identity {
+	nd.n.mu.Lock()
+	defer nd.n.mu.Unlock()
+	return nd.ident
+}
 
 // ephemeralLocked picks a port no listener of the node uses.
 func (nd *Node) ephemeralLocked() uint16 {
@@ -186,6 +211,7 @@ func (n *Network) connectLocked(nd, peer *Node, to transport.Addr, local transpo
 	c := newConn(n, nd, as, local, l.addr)
 	s := newConn(n, peer, as, l.addr, local)
 	c.peer, s.peer = s, c
+	c.peerID, s.peerID = peer.ident, nd.ident // what each end's peer presents
 	as.ends = [2]*conn{c, s}
 	n.assocs[as] = struct{}{}
 	l.backlog = append(l.backlog, s)
@@ -288,6 +314,9 @@ type conn struct {
 	peer  *conn
 	local transport.Addr
 	rem   transport.Addr
+	// peerID is the identity the peer's node had when the association
+	// was opened (Node.SetIdentity); zero: none. Never changes.
+	peerID transport.Identity
 
 	notify chan struct{} // a message or the end arrived
 	done   chan struct{} // closed by Close
@@ -300,7 +329,10 @@ type conn struct {
 	inflight int // queued events from this end to its peer
 }
 
-var _ transport.Conn = (*conn)(nil)
+var (
+	_ transport.Conn           = (*conn)(nil)
+	_ transport.PeerIdentifier = (*conn)(nil)
+)
 
 func newConn(n *Network, nd *Node, as *assoc, local, remote transport.Addr) *conn {
 	return &conn{n: n, node: nd, a: as, local: local, rem: remote,
@@ -308,6 +340,17 @@ func newConn(n *Network, nd *Node, as *assoc, local, remote transport.Addr) *con
 }
 
 func (c *conn) LocalAddr() transport.Addr  { return c.local }
+
+// PeerIdentity returns the identity the peer's node presented when the
+// association was opened (Node.SetIdentity), and false when it had none.
+func (c *conn) PeerIdentity() (transport.Identity, bool) {
+	if c.peerID.IsZero() {
+		return transport.Identity{}, false
+	}
+	id := c.peerID
+	id.Certificates = slices.Clone(id.Certificates)
+	return id, true
+}
 func (c *conn) RemoteAddr() transport.Addr { return c.rem }
 
 func (c *conn) Send(ctx context.Context, m transport.Message) error {
