@@ -339,7 +339,7 @@ func newConn(n *Network, nd *Node, as *assoc, local, remote transport.Addr) *con
 		notify: make(chan struct{}, 1), done: make(chan struct{}), lastAt: make(map[uint16]time.Time)}
 }
 
-func (c *conn) LocalAddr() transport.Addr  { return c.local }
+func (c *conn) LocalAddr() transport.Addr { return c.local }
 
 // PeerIdentity returns the identity the peer's node presented when the
 // association was opened (Node.SetIdentity), and false when it had none.
