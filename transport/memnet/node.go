@@ -339,7 +339,8 @@ func newConn(n *Network, nd *Node, as *assoc, local, remote transport.Addr) *con
 		notify: make(chan struct{}, 1), done: make(chan struct{}), lastAt: make(map[uint16]time.Time)}
 }
 
-func (c *conn) LocalAddr() transport.Addr { return c.local }
+func (c *conn) LocalAddr() transport.Addr  { return c.local }
+func (c *conn) RemoteAddr() transport.Addr { return c.rem }
 
 // PeerIdentity returns the identity the peer's node presented when the
 // association was opened (Node.SetIdentity), and false when it had none.
@@ -351,7 +352,6 @@ func (c *conn) PeerIdentity() (transport.Identity, bool) {
 	id.Certificates = slices.Clone(id.Certificates)
 	return id, true
 }
-func (c *conn) RemoteAddr() transport.Addr { return c.rem }
 
 func (c *conn) Send(ctx context.Context, m transport.Message) error {
 	n := c.n
