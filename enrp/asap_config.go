@@ -125,8 +125,18 @@ const (
 // AuthorizeFunc decides whether the PE may register in the pool named
 // handle (RFC 5355 §3). A non-nil error rejects the
 // registration with "Rejected due to security considerations" (0xa). pe
-// is read-only and valid only during the call.
+// is read-only and valid only during the call. assoc carries the PE's
+// verified identity when the transport authenticates it
+// (AssocInfo.Authenticated).
 type AuthorizeFunc func(assoc AssocInfo, handle tlv.PoolHandle, pe *tlv.PoolElement) error
+
+// ResolutionAuthorizeFunc decides whether the pool user on assoc may
+// resolve the pool named handle (RFC 5355 §3, RFC 5352 §6). A non-nil
+// error answers the ASAP_HANDLE_RESOLUTION with an
+// ASAP_HANDLE_RESOLUTION_RESPONSE carrying an Operation Error "Rejected
+// due to security considerations" (0xa, RFC 5354 §3.12), and no PEs.
+// handle is read-only and valid only during the call.
+type ResolutionAuthorizeFunc func(assoc AssocInfo, handle tlv.PoolHandle) error
 
 // ASAPConfig configures the ASAP procedures of a registrar (RFC 5352
 // §3.2-3.7): supervision, resolution, resource limits, defences and the
@@ -214,8 +224,14 @@ type ASAPConfig struct {
 	// AddressCheck is the anti-spoofing rule for user transports; the
 	// zero value is AddressCheckAssociation.
 	AddressCheck AddressCheck
-	// Authorize, if not nil, is asked about every registration.
+	// Authorize, if not nil, is asked about every registration; nil
+	// (the default) lets every PE register.
 	Authorize AuthorizeFunc
+	// AuthorizeResolution, if not nil, is asked about every handle
+	// resolution; a refusal is counted in ASAPStats.ResolutionsRefused.
+	// Nil (the default) lets every pool user resolve every pool, as
+	// RFC 5352 §3.5 does, at no cost.
+	AuthorizeResolution ResolutionAuthorizeFunc
 
 	// AnnounceInterval is T6-serverannounce (RFC 5352 §5.1); default
 	// asap.DefaultT6ServerAnnounce. Announces are sent only when the host

@@ -10,6 +10,9 @@ import (
 // onHandleResolution runs RFC 5352 §3.5 with the HROPT item count.
 func (c *Core) onHandleResolution(id AssocID, m *tlv.HandleResolution) {
 	c.stats.Resolutions++
+	if c.cfg.AuthorizeResolution != nil && c.refuseResolution(id, m) {
+		return
+	}
 	n := c.cfg.ResolutionItems
 	if m.HasItems && m.Items != 0 {
 		n = c.cfg.MaxResolutionItems

@@ -19,6 +19,7 @@ type ASAPStats struct {
 	RegistrationsRefd  uint64 // registrations answered with R=1
 	Deregistrations    uint64 // PEs removed by ASAP_DEREGISTRATION
 	Resolutions        uint64 // ASAP_HANDLE_RESOLUTIONs answered (with PEs or an error)
+	ResolutionsRefused uint64 // of them, refused by AuthorizeResolution (answered with 0xa)
 	UnreachableReports uint64 // ASAP_ENDPOINT_UNREACHABLEs about owned PEs, counted
 	UnreachableRemoved uint64 // reported PEs removed because they did not answer the check
 	KeepAlivesSent     uint64 // ASAP_ENDPOINT_KEEP_ALIVEs sent

@@ -11,11 +11,29 @@ import (
 // accepted, the core those it asks for (ConnectPeer); 0 means "none".
 type AssocID uint64
 
-// AssocInfo describes an association a pool element or pool user opened
-// to the registrar. It is handed to the authorization hook.
+// AssocInfo describes an association of the registrar: one a pool
+// element or pool user opened, or one to or from a peer registrar. It is
+// handed to the authorization hooks (ASAPConfig.Authorize,
+// ASAPConfig.AuthorizeResolution, PeersConfig.Accept).
 type AssocInfo struct {
 	Local  transport.Addr // the registrar's end
 	Remote transport.Addr // the peer's end
+	// Identity is the peer's identity as the transport verified it
+	// (transport.PeerIdentityOf; RFC 5355 §4, RFC 5352 §6, RFC 5353 §6),
+	// and Authenticated says whether there is one. The Registrar fills
+	// both for the associations it accepts and dials; over a transport
+	// that does not authenticate its peers (plain SCTP, memnet without
+	// identities) Authenticated is false and Identity zero. Treat
+	// Identity as read-only: it may be shared by several hook calls.
+	Identity      transport.Identity
+	Authenticated bool
+}
+
+// assocInfo returns the AssocInfo of c: its addresses and its peer's
+// verified identity.
+func assocInfo(c transport.Conn) AssocInfo {
+	id, ok := transport.PeerIdentityOf(c)
+	return AssocInfo{Local: c.LocalAddr(), Remote: c.RemoteAddr(), Identity: id, Authenticated: ok}
 }
 
 // Output is one thing the [Core] asks its host to do or tell: [SendASAP],

@@ -262,7 +262,7 @@ func (d *driver) accepted(now time.Time, c transport.Conn, asap bool) {
 	d.next++
 	id := d.next
 	d.attach(id, c, asap)
-	d.r.core.HandleAccepted(now, id, AssocInfo{Local: c.LocalAddr(), Remote: c.RemoteAddr()})
+	d.r.core.HandleAccepted(now, id, assocInfo(c))
 }
 
 // attach drives association c under id. Messages go to the core by their
@@ -475,7 +475,7 @@ func (d *driver) connect(o ConnectPeer) {
 			return
 		}
 		d.attach(id, c, true)
-		info := AssocInfo{Local: c.LocalAddr(), Remote: c.RemoteAddr()}
+		info := assocInfo(c)
 		d.saw(driverInput{kind: "connected", id: id, info: info})
 		d.r.core.HandleConnected(now, id, info)
 	})
