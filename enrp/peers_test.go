@@ -27,6 +27,7 @@ type rnode struct {
 	silent  bool                       // its ENRP output is lost
 	drop    func(tlv.ENRPMessage) bool // its ENRP output for which drop is true is lost
 	down    bool                       // unreachable: dials to it fail
+	ident   transport.Identity         // what its associations present to peers (zero: unauthenticated)
 	sent    []tlv.ENRPMessage
 	peAssoc map[AssocID]*fakePE
 	asap    []tlv.ASAPMessage
@@ -141,9 +142,9 @@ func (r *router) collect(n *rnode) {
 				dst.nextID++
 				r.links[rend{n, aid}] = rend{dst, bid}
 				r.links[rend{dst, bid}] = rend{n, aid}
-				dst.c.HandleAccepted(r.now, bid, AssocInfo{Local: dst.addr, Remote: n.addr})
+				dst.c.HandleAccepted(r.now, bid, AssocInfo{Local: dst.addr, Remote: n.addr, Identity: n.ident, Authenticated: !n.ident.IsZero()})
 				r.collect(dst)
-				n.c.HandleConnected(r.now, aid, AssocInfo{Local: n.addr, Remote: dst.addr})
+				n.c.HandleConnected(r.now, aid, AssocInfo{Local: n.addr, Remote: dst.addr, Identity: dst.ident, Authenticated: !dst.ident.IsZero()})
 				r.collect(n)
 			})
 		case Multicast, CloseAssoc:
