@@ -1,7 +1,7 @@
 package enrp
 
 // Authorization of pool elements, pool users and peer registrars by the
-// identities a secured transport verified (RFC 5355 §3-4, RFC 5352 §6,
+// identities a secured transport verified (RFC 5355, RFC 5352 §6,
 // RFC 5353 §6): the handle resolution hook of the Core, and NamePolicy,
 // a helper for the common case of name patterns per pool.
 

@@ -16,7 +16,7 @@ import (
 )
 
 // The Registrar hands the identities its transport verified to the
-// authorization hooks (RFC 5355 §3-4, RFC 5352 §6, RFC 5353 §6), over
+// authorization hooks (RFC 5355, RFC 5352 §6, RFC 5353 §6), over
 // memnet with test identities (memnet.Node.SetIdentity), in virtual time,
 // with the real asap.PoolElement and asap.PoolUser.
 

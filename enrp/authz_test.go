@@ -10,7 +10,7 @@ import (
 	"github.com/go-rserpool/rserpool/transport"
 )
 
-// Authorization by verified identities (RFC 5355 §3-4, RFC 5352 §6, RFC
+// Authorization by verified identities (RFC 5355, RFC 5352 §6, RFC
 // 5353 §6): the NamePolicy helper, and the Core's hooks fed AssocInfos
 // that carry identities.
 

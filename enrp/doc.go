@@ -10,7 +10,7 @@
 //     error causes: Invalid Values, Inconsistent Pooling Policy, Transport
 //     Type or Data/Control Configuration, Non-unique PE Identifier, Lack of
 //     Resources (store limits and per-association limits), and Rejected due
-//     to security considerations (ASAPConfig.Authorize);
+//     to security considerations (ASAPConfig.Authorize; see Security);
 //   - bounds what one peer may take (RFC 5355 §3): the PEs and the pools
 //     one association and one source address hold, and the stored size of
 //     a PE, whose unknown "skip" parameters are not kept (RFC 5354 §2);
@@ -136,9 +136,89 @@
 // the RFC 5353 §7 values where the RFC gives one, RSPLIB 3.4.4's where it
 // does not; the doc of each PeersConfig field says which.
 //
+// # Security
+//
+// RFC 5355 lists the threats to RSerPool; RFC 5352 §6 and RFC 5353 §6
+// answer them with transport security, which authenticates every ASAP and
+// ENRP association, and with authorization by the registrar. The first is
+// the transport's (a transport.Conn that implements
+// transport.PeerIdentifier, as SCTP over DTLS does; memnet gives test
+// identities with memnet.Node.SetIdentity); this package does the second.
+//
+// The Registrar copies each association's verified peer identity
+// (transport.PeerIdentityOf) into the [AssocInfo] it hands the core, for
+// the associations it accepts (ASAP listener, ENRP listener) and those it
+// dials (peers, PEs taken over): AssocInfo.Identity and
+// AssocInfo.Authenticated. A host that drives the [Core] itself passes
+// them to HandleAccepted and HandleConnected. Three hooks see them:
+//
+//   - ASAPConfig.Authorize, for every registration (RFC 5352 §3.2): a
+//     refusal is a Registration Response with R=1 and Rejected due to
+//     security considerations (0xa, RFC 5354 §3.12), and changes nothing;
+//     asap.PoolElement.Register fails with a final *asap.RejectError;
+//   - ASAPConfig.AuthorizeResolution, for every handle resolution (RFC
+//     5352 §3.5): a refusal is a Handle Resolution Response with an
+//     Operation Error 0xa and no PEs, counted in
+//     ASAPStats.ResolutionsRefused; asap.PoolUser's Resolve, Select and
+//     Dial fail at once with an *asap.RejectError of code 0xa, without
+//     retrying. Nil (the default) costs resolution nothing;
+//   - PeersConfig.Accept, for every registrar that would peer (RFC 5353
+//     §6), asked again when an association that has not introduced
+//     itself speaks in a known peer's name: a refused registrar never
+//     enters the peer table and its handle updates are never applied.
+//
+// [NamePolicy] is the common case, by name: per pool, the identity
+// patterns ([MatchIdentity]: path.Match globs on Identity.Name and the
+// leaf certificate's DNS SANs) that may register ([PoolACL] Register) and
+// resolve (Resolve), and the patterns of the registrars that may peer
+// ([PeerMatcher]). Where a rule applies, an unauthenticated association
+// is refused; a pool without a rule is open, or closed with
+// PoolACL.Closed:
+//
+//	p := enrp.NamePolicy{
+//		Register: enrp.PoolACL{Pools: map[string][]string{"echo": {"*.pe.example.org"}}},
+//		Resolve:  enrp.PoolACL{Pools: map[string][]string{"echo": {"*.pu.example.org"}}},
+//		Peers:    []string{"*.reg.example.org"},
+//	}
+//	if err := p.Apply(&cfg); err != nil { ... } // a malformed pattern is ErrInvalidConfig
+//
+// What is protected, with an authenticating transport and these hooks:
+// who registers PEs in a pool (pool hijacking by a rogue PE), who
+// resolves it (handlespace scanning), and which registrars peer and speak
+// for which server ID (a rogue ENRP server injecting handle updates or
+// takeovers). With an encrypting transport, ASAP and ENRP are safe from
+// eavesdropping, tampering and replay too. Independently of identities,
+// the resource limits and defences of [ASAPConfig] bound what one
+// association may do, and a PE's other messages (deregistration,
+// keep-alive acknowledgement) act only on the PEs registered over the same
+// association.
+//
+// What is not:
+//
+//   - Announces: ASAP_SERVER_ANNOUNCE and ENRP_PRESENCE by multicast carry
+//     no authentication. A spoofed one makes a PE, a PU or a registrar
+//     dial the address it names; with transport security the dial fails
+//     the handshake, and a registrar's peer hook judges the verified
+//     identity, so an announce costs a failed dial, never a hijack. On
+//     hostile networks configure static registrar lists (asap
+//     PEConfig.Registrars, PUConfig.Registrars) and peers (Peers.Static,
+//     with Peers.StaticOnly or Accept), and no Announcer.
+//   - Endpoint Unreachable reports are not authorised by identity: any
+//     association may report a PE, bounded by MAX-BAD-PE-REPORT per
+//     association, ASAPConfig.MaxEURate, and the keep-alive check a PE
+//     must fail before it is removed.
+//   - Without hooks (the default) the registrar is RFC 5352 without
+//     security: any association registers in and resolves any pool, and
+//     with Accept nil any association may speak for any registrar,
+//     including a known peer by its server ID. Over a transport that does
+//     not authenticate (plain SCTP, memnet without identities) every
+//     association is unauthenticated, and a NamePolicy rule refuses it.
+//   - The identity of the registrar itself is checked by the PEs' and PUs'
+//     transports (their trusted roots), not by this package.
+//
 // # Limitations
 //
-// There is no TLS or IPsec (RFC 5353 §6): run registrars on trusted
+// Without transport security (RFC 5353 §6), run registrars on trusted
 // networks, and name peers statically (Peers.Static with
 // Peers.StaticOnly, or Peers.Accept) where others could join. Over SCTP
 // in user space the association shows one peer address, so a multi-homed

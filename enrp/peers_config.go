@@ -112,8 +112,15 @@ type PeersConfig struct {
 
 	// Accept, if not nil, decides whether a peer (its server ID and
 	// association) may peer with us; a non-nil error refuses it (RFC 5355
-	// §3: only authorised registrars). Nil: any peer, or with StaticOnly
-	// and Static given only the associations to or from a Static address.
+	// §3: only authorised registrars; RFC 5353 §6). info carries the
+	// peer's verified identity when the transport authenticates it
+	// (AssocInfo.Authenticated; PeerMatcher matches it by name). It is
+	// asked whenever an association first speaks for a server ID: at its
+	// first Presence, and when an association that has not introduced
+	// itself sends another message in the name of a known peer. A
+	// refused association's messages are dropped: its handle updates are
+	// never applied. Nil: any peer, or with StaticOnly and Static given
+	// only the associations to or from a Static address.
 	Accept     func(serverID uint32, info AssocInfo) error
 	StaticOnly bool
 
