@@ -50,9 +50,9 @@
 // every association to a registrar and, when a PE's user transport says
 // "data plus control" (tlv.TransportUseDataPlusControl, RFC 5354 §3.4), for
 // ASAP control messages on the PU-PE association too (cookies and business
-// cards, RFC 5352 §3.9-3.11, which this package does not send yet; see
-// Limitations). A PE that advertises tlv.TransportUseDataOnly, as the
-// examples do, gets only application data there. Use the constants of
+// cards, RFC 5352 §3.9-3.11; see Serving sessions). A PE that advertises
+// tlv.TransportUseDataOnly, as the examples do, gets only application data
+// there. Use the constants of
 // package transport (transport.PPIDASAP, transport.PPIDENRP) when sending
 // and receiving; tlv.PPIDASAP and tlv.PPIDENRP are the same numbers for code
 // that has only the codec.
@@ -64,6 +64,48 @@
 // NewPoolElement and NewPoolUser argument); tlv.Transport is an RFC 5354
 // transport parameter, the advertised address in PEConfig.UserTransport
 // ([TransportParam] and [AddrOf] convert).
+//
+// # Serving sessions
+//
+// A [SessionServer] is a pool element that serves sessions (RFC 5352
+// §3.9-3.11) in a few lines: [NewSessionServer] listens for pool users at
+// SessionServerConfig.ListenAddr and creates a [PoolElement] whose user
+// transport is that listener with Transport Use "data plus control";
+// Register registers it; Accept hands over each pool user's association
+// as a [PESession]; Close deregisters first (so registrars stop handing
+// the PE out), then closes every session and waits for its goroutines.
+//
+//	srv, err := asap.NewSessionServer(asap.SessionServerConfig{
+//		PE:         asap.PEConfig{PoolHandle: []byte("kv"), Registrars: regs},
+//		ListenAddr: node.Addr(7000),
+//	}, node)
+//	defer srv.Close()
+//	err = srv.Register(ctx)
+//	for {
+//		s, err := srv.Accept(ctx)
+//		if err != nil {
+//			break
+//		}
+//		go serve(s)
+//	}
+//
+// On a session, ASAP control travels beside the data on PPID 11, stream 0.
+// A pool user that fails over to this PE sends ASAP_COOKIE_ECHO first
+// (§3.10): Accept hands the session over once its first message is there
+// (or after SessionServerConfig.FirstMessageWait, per session, so a silent
+// pool user delays nobody else), and PESession.CookieEcho returns the echo
+// before the first Recv. Recv and Send carry the application's messages
+// (any PPID but 11) untouched; SendCookie sends an ASAP_COOKIE (§3.9) and
+// SendBusinessCard an ASAP_BUSINESS_CARD (§3.11) at any time. A business
+// card from the pool user (§3.11: a pool user that is also a PE) is kept
+// (PESession.BusinessCard) and reported (SessionServerConfig.Events).
+// Malformed or unexpected ASAP messages from a pool user are counted and
+// ignored; MaxSessions bounds the sessions open at once.
+//
+// The pool user treats the cookie as opaque bytes it may change (RFC 5355
+// §3): seal it with package asap/cookie, whose Sealer authenticates (and
+// optionally encrypts) it under keys the pool's elements share, and open
+// the echo before trusting it.
 //
 // # Finding a registrar, and giving up
 //
@@ -128,8 +170,7 @@
 //
 // # Limitations
 //
-// Cookies and business cards (RFC 5352 §3.9-3.11) are not handled yet. A
-// PE accepts Endpoint Keep Alives only on associations its driver gives
+// A PE accepts Endpoint Keep Alives only on associations its driver gives
 // the core (the home association, and ones registered with
 // HandleAccepted). The PoolElement driver listens for registrars only when
 // its transport is a transport.EndpointTransport (see

@@ -491,9 +491,13 @@ func (s *SessionServer) Shutdown(ctx context.Context) error {
 		s.closeErr = err
 		s.mu.Lock()
 		s.closed = true
-		open := make([]*PESession, 0, len(s.sessions))
+		// The open sessions, and those waiting for Accept whose
+		// association already ended: nobody else will close them.
+		open := slices.Clone(s.queue)
 		for ps := range s.sessions {
-			open = append(open, ps)
+			if !slices.Contains(open, ps) {
+				open = append(open, ps)
+			}
 		}
 		s.queue = nil
 		s.mu.Unlock()

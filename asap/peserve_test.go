@@ -311,6 +311,9 @@ func TestSessionCloseDeregisters(t *testing.T) {
 		pu := r.dial(srv)
 		sendRaw(t, pu, 0, []byte("x"))
 		s := accept(t, srv)
+		waiting := r.dial(srv) // its session is never accepted
+		sendRaw(t, waiting, 0, []byte("y"))
+		synctest.Wait()
 		if err := srv.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
 		}
@@ -322,6 +325,9 @@ func TestSessionCloseDeregisters(t *testing.T) {
 		}
 		if _, err := s.Recv(t.Context()); !errors.Is(err, asap.ErrClosed) {
 			t.Errorf("session Recv after Close: %v, want ErrClosed", err)
+		}
+		if _, err := waiting.Recv(t.Context()); !errors.Is(err, transport.ErrPeerClosed) {
+			t.Errorf("pool user not yet accepted, Recv after Close: %v, want ErrPeerClosed", err)
 		}
 		if _, err := srv.Accept(t.Context()); !errors.Is(err, asap.ErrClosed) {
 			t.Errorf("Accept after Close: %v", err)
