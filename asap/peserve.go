@@ -861,8 +861,9 @@ func (ps *PESession) SendCookie(ctx context.Context, cookie []byte) error {
 // §3.11): the pool elements it should fail over to, in order of
 // preference, and optionally the pool's policy. A nil card.PoolHandle is
 // the server's pool handle. It fails with ErrEmptyBusinessCard when
-// card.PEs is empty, with a *tlv.ParseError (tlv.ErrTooLarge) when the
-// card does not fit in one message, with ErrClosed, or with the
+// card.PEs is empty, with a *tlv.ParseError when the card does not fit in
+// one message (tlv.ErrTooLarge) or would not parse at the pool user (a PE
+// without a user transport, say), with ErrClosed, or with the
 // transport's error.
 func (ps *PESession) SendBusinessCard(ctx context.Context, card tlv.BusinessCard) error {
 	if len(card.PEs) == 0 {
@@ -871,7 +872,16 @@ func (ps *PESession) SendBusinessCard(ctx context.Context, card tlv.BusinessCard
 	if card.PoolHandle == nil {
 		card.PoolHandle = ps.cfg.handle
 	}
-	if err := ps.sendControl(ctx, &card); err != nil {
+	b, err := tlv.Marshal(&card)
+	if err != nil {
+		return fmt.Errorf("asap: %v: %w", tlv.ASAPBusinessCard, err)
+	}
+	// What the pool user could not parse is not sent: a PE without a
+	// user transport, say.
+	if _, err := tlv.ParseASAP(b); err != nil {
+		return fmt.Errorf("asap: %v is not valid: %w", tlv.ASAPBusinessCard, err)
+	}
+	if err := ps.send(ctx, transport.Message{PPID: transport.PPIDASAP, Stream: 0, Data: b}); err != nil {
 		return err
 	}
 	ps.cardsOut.Add(1)

@@ -446,6 +446,9 @@ func TestSessionSealedCookieFailover(t *testing.T) {
 		}
 		kept := bytes.Clone(ck.Cookie)
 		s.Abort() // PE 1 fails
+		if _, err := pu.Recv(t.Context()); !errors.Is(err, transport.ErrAssociationLost) {
+			t.Fatalf("pool user after Abort: %v, want ErrAssociationLost", err)
+		}
 
 		for _, tc := range []struct {
 			name   string
@@ -461,8 +464,8 @@ func TestSessionSealedCookieFailover(t *testing.T) {
 			s2 := accept(t, pe2)
 			state, err := sealer.Open(s2.CookieEcho())
 			if tc.refuse != nil {
-				if !errors.Is(err, tc.refuse) {
-					t.Errorf("%s: Open = %q, %v; want %v", tc.name, state, err, tc.refuse)
+				if !errors.Is(err, tc.refuse) || !strings.Contains(err.Error(), "HMAC-SHA-256 under key ID 1 does not match") {
+					t.Errorf("%s: Open = %q, %v; want %v saying which check failed", tc.name, state, err, tc.refuse)
 				}
 				continue
 			}
@@ -561,6 +564,10 @@ func TestSessionSendErrors(t *testing.T) {
 			if !errors.Is(err, want) {
 				t.Errorf("%s: %v, want %v", name, err, want)
 			}
+		}
+		var pe *tlv.ParseError
+		if err := s.SendBusinessCard(ctx, tlv.BusinessCard{PEs: []tlv.PoolElement{{ID: 1}}}); !errors.As(err, &pe) {
+			t.Errorf("card with a PE without user transport: %v, want a *tlv.ParseError", err)
 		}
 		if err := s.SendCookie(ctx, make([]byte, asap.MaxCookieLen)); err != nil {
 			t.Errorf("largest cookie: %v", err)
