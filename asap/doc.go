@@ -50,9 +50,9 @@
 // every association to a registrar and, when a PE's user transport says
 // "data plus control" (tlv.TransportUseDataPlusControl, RFC 5354 §3.4), for
 // ASAP control messages on the PU-PE association too (cookies and business
-// cards, RFC 5352 §3.9-3.11; see Serving sessions). A PE that advertises
-// tlv.TransportUseDataOnly, as the examples do, gets only application data
-// there. Use the constants of
+// cards, RFC 5352 §3.9-3.11, which this package does not send yet; see
+// Limitations). A PE that advertises tlv.TransportUseDataOnly, as the
+// examples do, gets only application data there. Use the constants of
 // package transport (transport.PPIDASAP, transport.PPIDENRP) when sending
 // and receiving; tlv.PPIDASAP and tlv.PPIDENRP are the same numbers for code
 // that has only the codec.
@@ -64,6 +64,47 @@
 // NewPoolElement and NewPoolUser argument); tlv.Transport is an RFC 5354
 // transport parameter, the advertised address in PEConfig.UserTransport
 // ([TransportParam] and [AddrOf] convert).
+//
+// # Finding a registrar, and giving up
+//
+// The server hunt (RFC 5352 §3.6) dials up to HuntParallel registrars per
+// round. The first round lasts T5-serverhunt; each round that finds none
+// doubles the next one's length up to Timers.T5ServerHuntMax (default 5 s,
+// [DefaultT5ServerHuntMax]), jittered to between half and all of it; a
+// registrar that answered resets it. A dial still in its handshake when
+// its round ends is not closed: the next rounds try the other registrars
+// while it goes on, the first association up becomes the home, and a
+// registrar is never dialled twice at once. Only a dial not up within
+// Timers.HuntDialLimit (default 5 s, [DefaultHuntDialLimit]) is given up,
+// so a registrar that is alive but slow (loaded, or under an INIT flood)
+// is found. A registrar that refuses or is absent costs one dial per
+// round, so about one every 4 s once backed off; one that never answers
+// costs one dial per HuntDialLimit. After MaxServerHunts failed hunts
+// (passes over the whole registrar table in which every dial failed or
+// was given up; [DefaultMaxServerHunts], MAX-NUMBER-SERVER-HUNT) what
+// waits for a registrar fails with a [*NoRegistrarError] that lists the registrars
+// tried and the last dial error: PoolElement.Register, PoolUser.Resolve,
+// Select and Dial. The pool element goes on hunting in the background and
+// registers when it finds a registrar; the pool user stops hunting when
+// nothing waits, and its back-off carries over to the next request.
+//
+// # Staying registered
+//
+// A pool element that loses its home association is no longer registered
+// (Registered reports false, a [RegistrationLost] output) and registers
+// with the registrar its server hunt finds, at once. A refused
+// registration is transient or final by its causes
+// ([RejectError.Transient], which lists them): after a transient refusal
+// (for instance Non-unique PE Identifier or Inconsistent Pooling Policy,
+// while another association holds the identifier or the pool) the pool
+// element sends it again after a back-off from Timers.RefusedRetry (1 s)
+// doubling to Timers.RefusedRetryMax (10 s), jittered; after a final one
+// (Invalid Values, Rejection due to Security, Unrecognized Parameter or
+// Message) it stops. An ASAP_ERROR that only reports skipped parameters is
+// no refusal. PEConfig.Events tells the host of each change ([PEEvent]:
+// registered, lost, refused, no registrar, home changed) without ever
+// blocking the pool element: a full channel drops the event and counts it
+// (PoolElement.EventsDropped).
 //
 // # Serving sessions
 //
@@ -107,47 +148,6 @@
 // optionally encrypts) it under keys the pool's elements share, and open
 // the echo before trusting it.
 //
-// # Finding a registrar, and giving up
-//
-// The server hunt (RFC 5352 §3.6) dials up to HuntParallel registrars per
-// round. The first round lasts T5-serverhunt; each round that finds none
-// doubles the next one's length up to Timers.T5ServerHuntMax (default 5 s,
-// [DefaultT5ServerHuntMax]), jittered to between half and all of it; a
-// registrar that answered resets it. A dial still in its handshake when
-// its round ends is not closed: the next rounds try the other registrars
-// while it goes on, the first association up becomes the home, and a
-// registrar is never dialled twice at once. Only a dial not up within
-// Timers.HuntDialLimit (default 5 s, [DefaultHuntDialLimit]) is given up,
-// so a registrar that is alive but slow (loaded, or under an INIT flood)
-// is found. A registrar that refuses or is absent costs one dial per
-// round, so about one every 4 s once backed off; one that never answers
-// costs one dial per HuntDialLimit. After MaxServerHunts failed hunts
-// (passes over the whole registrar table in which every dial failed or
-// was given up; [DefaultMaxServerHunts], MAX-NUMBER-SERVER-HUNT) what
-// waits for a registrar fails with a [*NoRegistrarError] that lists the registrars
-// tried and the last dial error: PoolElement.Register, PoolUser.Resolve,
-// Select and Dial. The pool element goes on hunting in the background and
-// registers when it finds a registrar; the pool user stops hunting when
-// nothing waits, and its back-off carries over to the next request.
-//
-// # Staying registered
-//
-// A pool element that loses its home association is no longer registered
-// (Registered reports false, a [RegistrationLost] output) and registers
-// with the registrar its server hunt finds, at once. A refused
-// registration is transient or final by its causes
-// ([RejectError.Transient], which lists them): after a transient refusal
-// (for instance Non-unique PE Identifier or Inconsistent Pooling Policy,
-// while another association holds the identifier or the pool) the pool
-// element sends it again after a back-off from Timers.RefusedRetry (1 s)
-// doubling to Timers.RefusedRetryMax (10 s), jittered; after a final one
-// (Invalid Values, Rejection due to Security, Unrecognized Parameter or
-// Message) it stops. An ASAP_ERROR that only reports skipped parameters is
-// no refusal. PEConfig.Events tells the host of each change ([PEEvent]:
-// registered, lost, refused, no registrar, home changed) without ever
-// blocking the pool element: a full channel drops the event and counts it
-// (PoolElement.EventsDropped).
-//
 // # Timers
 //
 // The RFC 5352 §5 timers and thresholds are in [Timers]; a zero field takes
@@ -170,7 +170,8 @@
 //
 // # Limitations
 //
-// A PE accepts Endpoint Keep Alives only on associations its driver gives
+// Cookies and business cards (RFC 5352 §3.9-3.11) are not handled yet. A
+// PE accepts Endpoint Keep Alives only on associations its driver gives
 // the core (the home association, and ones registered with
 // HandleAccepted). The PoolElement driver listens for registrars only when
 // its transport is a transport.EndpointTransport (see

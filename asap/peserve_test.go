@@ -22,16 +22,16 @@ import (
 	"github.com/go-rserpool/rserpool/transport/memnet"
 )
 
-// sessRig is a registrar and the nodes of a session test over memnet.
+// peRig is a registrar and the nodes of a session test over memnet.
 // The pool users are written with raw transport and tlv: they are what
 // RFC 5352 §3.9-3.11 says a pool user sends, not this package's client.
-type sessRig struct {
+type peRig struct {
 	t   *testing.T
 	net *memnet.Network
 	reg *enrp.Registrar
 }
 
-func newSessRig(t *testing.T) *sessRig {
+func newPERig(t *testing.T) *peRig {
 	t.Helper()
 	net := memnet.New(1)
 	t.Cleanup(func() { net.Close() })
@@ -48,12 +48,12 @@ func newSessRig(t *testing.T) *sessRig {
 			t.Errorf("registrar Run: %v", err)
 		}
 	})
-	return &sessRig{t: t, net: net, reg: reg}
+	return &peRig{t: t, net: net, reg: reg}
 }
 
 // server starts a SessionServer for pool "kv" on a new node, port 7000;
 // tune changes the configuration first.
-func (r *sessRig) server(tune func(*asap.SessionServerConfig)) *asap.SessionServer {
+func (r *peRig) server(tune func(*asap.SessionServerConfig)) *asap.SessionServer {
 	r.t.Helper()
 	nd := r.net.NewNode()
 	cfg := asap.SessionServerConfig{
@@ -72,7 +72,7 @@ func (r *sessRig) server(tune func(*asap.SessionServerConfig)) *asap.SessionServ
 }
 
 // dial connects a new pool user node to srv.
-func (r *sessRig) dial(srv *asap.SessionServer) transport.Conn {
+func (r *peRig) dial(srv *asap.SessionServer) transport.Conn {
 	r.t.Helper()
 	c, err := r.net.NewNode().Dial(context.Background(), srv.Addr())
 	if err != nil {
@@ -127,10 +127,10 @@ func recv(t *testing.T, c interface {
 // RFC 5352 §3.10: the COOKIE_ECHO a pool user sends first, before any
 // data, is the session's; the host has it from Accept on, before its
 // first Recv, and without waiting for FirstMessageWait.
-func TestSessionCookieEchoBeforeData(t *testing.T) {
+func TestPESessionCookieEchoBeforeData(t *testing.T) {
 	leakcheck.Check(t)
 	synctest.Test(t, func(t *testing.T) {
-		r := newSessRig(t)
+		r := newPERig(t)
 		srv := r.server(nil)
 		pu := r.dial(srv)
 		start := time.Now()
@@ -192,10 +192,10 @@ func readHex(t *testing.T, name string) []byte {
 
 // The control messages a PE sends are the RFC 5352 §2.2.11 and §2.2.13
 // layouts byte for byte, on PPID 11 and stream 0 (RFC 5352 §3.9, §3.11).
-func TestSessionControlGolden(t *testing.T) {
+func TestPESessionControlGolden(t *testing.T) {
 	leakcheck.Check(t)
 	synctest.Test(t, func(t *testing.T) {
-		r := newSessRig(t)
+		r := newPERig(t)
 		srv := r.server(nil)
 		pu := r.dial(srv)
 		sendRaw(t, pu, 0, []byte("hi"))
@@ -237,10 +237,10 @@ func TestSessionControlGolden(t *testing.T) {
 // session: another pool user's session is accepted at once, and the
 // silent one is handed over after FirstMessageWait without a cookie. An
 // echo it sends late is still taken before its first data.
-func TestSessionSilentPUDoesNotBlockAccept(t *testing.T) {
+func TestPESessionSilentPUDoesNotBlockAccept(t *testing.T) {
 	leakcheck.Check(t)
 	synctest.Test(t, func(t *testing.T) {
-		r := newSessRig(t)
+		r := newPERig(t)
 		events := make(chan asap.PESessionEvent, 8)
 		srv := r.server(func(c *asap.SessionServerConfig) { c.Events = events })
 		start := time.Now()
@@ -285,10 +285,10 @@ func TestSessionSilentPUDoesNotBlockAccept(t *testing.T) {
 // Close deregisters the PE (RFC 5352 §3.3) before it stops: the
 // registrar no longer resolves the pool, open sessions are closed, and
 // Accept fails with ErrClosed.
-func TestSessionCloseDeregisters(t *testing.T) {
+func TestPESessionCloseDeregisters(t *testing.T) {
 	leakcheck.Check(t)
 	synctest.Test(t, func(t *testing.T) {
-		r := newSessRig(t)
+		r := newPERig(t)
 		srv := r.server(nil)
 		if err := srv.Register(t.Context()); err != nil {
 			t.Fatal(err)
@@ -343,10 +343,10 @@ func TestSessionCloseDeregisters(t *testing.T) {
 
 // Malformed, oversized and unexpected ASAP messages on PPID 11 are
 // counted and ignored; the session and its data go on.
-func TestSessionMalformedControlIgnored(t *testing.T) {
+func TestPESessionMalformedControlIgnored(t *testing.T) {
 	leakcheck.Check(t)
 	synctest.Test(t, func(t *testing.T) {
-		r := newSessRig(t)
+		r := newPERig(t)
 		events := make(chan asap.PESessionEvent, 16)
 		srv := r.server(func(c *asap.SessionServerConfig) { c.Events = events; c.MaxCookieEcho = 8 })
 		pu := r.dial(srv)
@@ -416,10 +416,10 @@ func TestSessionMalformedControlIgnored(t *testing.T) {
 // A cookie sealed by one PE opens on another that shares the key (the
 // failover of RFC 5352 §3.10); the same cookie tampered by the pool user
 // is refused (RFC 5355 §3).
-func TestSessionSealedCookieFailover(t *testing.T) {
+func TestPESessionSealedCookieFailover(t *testing.T) {
 	leakcheck.Check(t)
 	synctest.Test(t, func(t *testing.T) {
-		r := newSessRig(t)
+		r := newPERig(t)
 		key := cookie.Key{ID: 1, Secret: bytes.Repeat([]byte{7}, cookie.MinSecretLen)}
 		sealer, err := cookie.New(cookie.Config{Keys: []cookie.Key{key}, Context: []byte("kv")})
 		if err != nil {
@@ -478,10 +478,10 @@ func TestSessionSealedCookieFailover(t *testing.T) {
 
 // A business card from the pool user (RFC 5352 §3.11, a PU that is a PE
 // of its own pool) is kept and reported, not just logged.
-func TestSessionBusinessCardFromPU(t *testing.T) {
+func TestPESessionBusinessCardFromPU(t *testing.T) {
 	leakcheck.Check(t)
 	synctest.Test(t, func(t *testing.T) {
-		r := newSessRig(t)
+		r := newPERig(t)
 		events := make(chan asap.PESessionEvent, 4)
 		srv := r.server(func(c *asap.SessionServerConfig) { c.Events = events })
 		pu := r.dial(srv)
@@ -513,10 +513,10 @@ func TestSessionBusinessCardFromPU(t *testing.T) {
 
 // Beyond MaxSessions an association is aborted, so the pool user fails
 // over; closing a session frees its place.
-func TestSessionLimit(t *testing.T) {
+func TestPESessionLimit(t *testing.T) {
 	leakcheck.Check(t)
 	synctest.Test(t, func(t *testing.T) {
-		r := newSessRig(t)
+		r := newPERig(t)
 		events := make(chan asap.PESessionEvent, 4)
 		srv := r.server(func(c *asap.SessionServerConfig) { c.MaxSessions = 1; c.Events = events })
 		pu1 := r.dial(srv)
@@ -545,10 +545,10 @@ func TestSessionLimit(t *testing.T) {
 // What the host hands the session is checked: no data on PPID 11, no
 // empty or over-long cookie, no empty business card; a closed session
 // refuses everything with ErrClosed.
-func TestSessionSendErrors(t *testing.T) {
+func TestPESessionSendErrors(t *testing.T) {
 	leakcheck.Check(t)
 	synctest.Test(t, func(t *testing.T) {
-		r := newSessRig(t)
+		r := newPERig(t)
 		srv := r.server(func(c *asap.SessionServerConfig) { c.FirstMessageWait = -1 })
 		r.dial(srv)
 		s := accept(t, srv) // handed over at once: FirstMessageWait < 0
