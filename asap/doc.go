@@ -106,6 +106,48 @@
 // blocking the pool element: a full channel drops the event and counts it
 // (PoolElement.EventsDropped).
 //
+// # Serving sessions
+//
+// A [SessionServer] is a pool element that serves sessions (RFC 5352
+// §3.9-3.11) in a few lines: [NewSessionServer] listens for pool users at
+// SessionServerConfig.ListenAddr and creates a [PoolElement] whose user
+// transport is that listener with Transport Use "data plus control";
+// Register registers it; Accept hands over each pool user's association
+// as a [PESession]; Close deregisters first (so registrars stop handing
+// the PE out), then closes every session and waits for its goroutines.
+//
+//	srv, err := asap.NewSessionServer(asap.SessionServerConfig{
+//		PE:         asap.PEConfig{PoolHandle: []byte("kv"), Registrars: regs},
+//		ListenAddr: node.Addr(7000),
+//	}, node)
+//	defer srv.Close()
+//	err = srv.Register(ctx)
+//	for {
+//		s, err := srv.Accept(ctx)
+//		if err != nil {
+//			break
+//		}
+//		go serve(s)
+//	}
+//
+// On a session, ASAP control travels beside the data on PPID 11, stream 0.
+// A pool user that fails over to this PE sends ASAP_COOKIE_ECHO first
+// (§3.10): Accept hands the session over once its first message is there
+// (or after SessionServerConfig.FirstMessageWait, per session, so a silent
+// pool user delays nobody else), and PESession.CookieEcho returns the echo
+// before the first Recv. Recv and Send carry the application's messages
+// (any PPID but 11) untouched; SendCookie sends an ASAP_COOKIE (§3.9) and
+// SendBusinessCard an ASAP_BUSINESS_CARD (§3.11) at any time. A business
+// card from the pool user (§3.11: a pool user that is also a PE) is kept
+// (PESession.BusinessCard) and reported (SessionServerConfig.Events).
+// Malformed or unexpected ASAP messages from a pool user are counted and
+// ignored; MaxSessions bounds the sessions open at once.
+//
+// The pool user treats the cookie as opaque bytes it may change (RFC 5355
+// §3): seal it with package asap/cookie, whose Sealer authenticates (and
+// optionally encrypts) it under keys the pool's elements share, and open
+// the echo before trusting it.
+//
 // # Timers
 //
 // The RFC 5352 §5 timers and thresholds are in [Timers]; a zero field takes
