@@ -433,25 +433,27 @@ func (c *SessionCore) Start(now time.Time) {
 	if c.state != SessionIdle {
 		return
 	}
-	c.begin(now, false)
+	c.begin(now, false, false)
 }
 
 // Resume starts a new connect after a failover found no PE (SessionDown);
 // it does nothing in another state.
 func (c *SessionCore) Resume(now time.Time) {
 	if c.state == SessionBroken {
-		c.begin(now, c.foOld.ID != 0 || c.fo)
+		// A new attempt, some time later: every PE may be tried again,
+		// the one that failed included.
+		c.begin(now, c.foOld.ID != 0, false)
 	}
 }
 
-func (c *SessionCore) begin(now time.Time, failover bool) {
+func (c *SessionCore) begin(now time.Time, failover, skipOld bool) {
 	c.state = SessionConnecting
 	c.fo = failover
 	c.foStart = now
 	c.tried = c.tried[:0]
 	c.foDialled = 0
 	c.lastErr = nil
-	if c.foOld.ID != 0 {
+	if skipOld {
 		c.tried = append(c.tried, c.foOld.ID)
 	}
 	c.next(now)
@@ -662,7 +664,7 @@ func (c *SessionCore) failover(now time.Time, reason FailoverReason, cause error
 			c.stats.Retries++
 		}
 	}
-	c.begin(now, true)
+	c.begin(now, true, true)
 }
 
 // HandleMessage feeds a message received on association id.
