@@ -122,3 +122,4 @@ func FuzzPoolUserCore(f *testing.F) {
 		_ = now.Add(time.Second)
 	})
 }
+
