@@ -122,4 +122,3 @@ func FuzzPoolUserCore(f *testing.F) {
 		_ = now.Add(time.Second)
 	})
 }
-
