@@ -52,13 +52,20 @@ func (n *netConn) err(op string, err error, ctx context.Context) error {
 	return fmt.Errorf("asap: %s on %v: %w: %w", op, n.c.RemoteAddr(), transport.ErrAssociationLost, err)
 }
 
-// deadline makes the connection's I/O end when ctx does; the returned
-// func undoes it.
-func deadline(ctx context.Context, set func(time.Time) error) func() bool {
-	if d, ok := ctx.Deadline(); ok {
-		set(d)
+// deadline makes the connection's I/O end once ctx is done (so that the
+// error is ctx's); the returned func undoes it, leaving no deadline.
+func deadline(ctx context.Context, set func(time.Time) error) func() {
+	done := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		set(time.Unix(1, 0))
+		close(done)
+	})
+	return func() {
+		if !stop() {
+			<-done
+			set(time.Time{})
+		}
 	}
-	return context.AfterFunc(ctx, func() { set(time.Unix(1, 0)) })
 }
 
 // Send writes one framed message.
@@ -75,12 +82,7 @@ func (n *netConn) Send(ctx context.Context, m transport.Message) error {
 	}
 	n.wmu.Lock()
 	defer n.wmu.Unlock()
-	stop := deadline(ctx, n.c.SetWriteDeadline)
-	defer func() {
-		if stop() {
-			n.c.SetWriteDeadline(time.Time{})
-		}
-	}()
+	defer deadline(ctx, n.c.SetWriteDeadline)()
 	b := make([]byte, 4+len(m.Data))
 	binary.BigEndian.PutUint32(b, uint32(len(m.Data)))
 	copy(b[4:], m.Data)
@@ -97,12 +99,7 @@ func (n *netConn) Recv(ctx context.Context) (transport.Message, error) {
 	}
 	n.rmu.Lock()
 	defer n.rmu.Unlock()
-	stop := deadline(ctx, n.c.SetReadDeadline)
-	defer func() {
-		if stop() {
-			n.c.SetReadDeadline(time.Time{})
-		}
-	}()
+	defer deadline(ctx, n.c.SetReadDeadline)()
 	if _, err := io.ReadFull(n.c, n.rbuf[:]); err != nil {
 		return transport.Message{}, n.err("recv", err, ctx)
 	}
