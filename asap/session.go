@@ -42,7 +42,8 @@ type SessionConfig struct {
 	// user's transport: the hook for PEs whose user transport is TCP or UDP
 	// (see NetConn), or for a transport of the host's choosing. With it,
 	// PEs of every transport type are tried; without it only SCTP ones. The
-	// session fails over, and reports PEs unreachable, the same way.
+	// session fails over, and reports PEs unreachable, the same way. It
+	// must return when ctx ends (DialTimeout, or the session's Close).
 	Dial func(ctx context.Context, pe tlv.PoolElement) (transport.Conn, error)
 	// Events, when set, receives the session's events (FailoverEvent,
 	// SessionCookieReceived, SessionCardReceived) without ever blocking

@@ -442,3 +442,40 @@ func TestSessionCoreControlAndData(t *testing.T) {
 		t.Fatalf("stats %+v, state %v", st, c.State())
 	}
 }
+
+// Requests go one at a time, in order; a request whose caller gave up is
+// dropped from the queue, and the answer of one in flight is dropped, not
+// taken for the next request's answer.
+func TestSessionCoreRequestQueueAndCancel(t *testing.T) {
+	c := newSessCore(t, SessionCoreConfig{})
+	c.Start(t0)
+	connectTo(t, c, t0, sessPE(1))
+	a := up(t, c)
+	r1 := c.Request(t0, transport.Message{Data: []byte("one")})
+	r2 := c.Request(t0, transport.Message{Data: []byte("two")})
+	r3 := c.Request(t0, transport.Message{Data: []byte("three")})
+	if ms := sends(c.Outbox()); len(ms) != 1 || string(ms[0].Data) != "one" {
+		t.Fatalf("sent %v, want only the first request", ms)
+	}
+	c.CancelRequest(t0, r1) // in flight: its answer is dropped
+	c.CancelRequest(t0, r2) // queued: never sent
+	c.HandleMessage(t0, a, transport.Message{Data: []byte("answer one")})
+	outs := c.Outbox()
+	if d := sessOnly[SessionRequestDone](outs); len(d) != 0 {
+		t.Fatalf("the cancelled request's answer went to %+v", d)
+	}
+	if ms := sends(outs); len(ms) != 1 || string(ms[0].Data) != "three" {
+		t.Fatalf("sent %v, want the third request", ms)
+	}
+	c.HandleMessage(t0, a, transport.Message{Data: []byte("answer three")})
+	if d := sessOnly[SessionRequestDone](c.Outbox()); len(d) != 1 || d[0].Req != r3 || string(d[0].Msg.Data) != "answer three" {
+		t.Fatalf("done %+v", d)
+	}
+	if !c.NextDeadline().IsZero() {
+		t.Fatal("a deadline is armed with no request in flight")
+	}
+	c.Close(t0)
+	if d := sessOnly[SessionRequestDone](func() []SessionOutput { c.Request(t0, transport.Message{Data: []byte("x")}); return c.Outbox() }()); len(d) != 1 || !errors.Is(d[0].Err, ErrClosed) {
+		t.Fatalf("request after Close: %+v", d)
+	}
+}
