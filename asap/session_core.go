@@ -32,7 +32,7 @@ const DefaultSessionRecvQueue = 256
 // request was not retried (its retries were used up, or
 // SessionConfig.RequestRetries is negative): the old PE may or may not have
 // processed it. A *FailoverError matches it.
-var ErrFailover = errors.New("asap: session failed over with the request in flight")
+var ErrFailover = errors.New("asap: session failed over")
 
 // errPPIDReserved: the host tried to send PPID 11 as data.
 var errPPIDReserved = errors.New("asap: PPID 11 is the session's ASAP control channel (RFC 5352 §3.9), not application data")
@@ -123,6 +123,22 @@ const (
 	// SessionClosed: closed.
 	SessionClosed
 )
+
+var stateNames = [...]string{
+	SessionIdle:        "idle",
+	SessionConnecting:  "connecting",
+	SessionEstablished: "established",
+	SessionBroken:      "broken",
+	SessionClosed:      "closed",
+}
+
+// String names the state.
+func (s SessionState) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
 
 // SessionStats counts a session's work.
 type SessionStats struct {
