@@ -13,8 +13,9 @@ import (
 )
 
 // RFC 5352 §3.5, §3.9-3.10 under churn: 3 PEs, 10 sessions, 20 % loss on
-// every link; the PEs are crashed in turn (the first two come back, the
-// last one stays dead) while the sessions run requests. The counter of
+// every link; the PEs die in turn while the sessions run requests: the
+// first crashes and comes back, the second hangs (reads, never answers)
+// and comes back, the third crashes for good. The counter of
 // each session lives only in its cookie. Every request is either answered
 // or reported to the caller (who sends it again), every answer shows the
 // state intact (the counter equals the request's sequence number: no
@@ -90,8 +91,9 @@ func TestSessionChurnUnderLoss(t *testing.T) {
 		if err := m.pes[0].listen(); err != nil {
 			t.Fatal(err)
 		}
-		m.pes[1].crash()
+		m.pes[1].hang() // reads and never answers: found by the request deadline
 		wait(total / 4)
+		m.pes[1].crash()
 		if err := m.pes[1].listen(); err != nil {
 			t.Fatal(err)
 		}
