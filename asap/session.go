@@ -309,6 +309,10 @@ func (s *Session) flush(now time.Time) int {
 	}
 	s.mu.Lock()
 	s.stats = s.core.Stats()
+	if s.broken != nil && s.core.State() != SessionBroken {
+		s.broken = nil // a new attempt is under way
+		changed = true
+	}
 	if changed {
 		close(s.changed)
 		s.changed = make(chan struct{})
