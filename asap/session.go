@@ -566,8 +566,10 @@ func (s *Session) Recv(ctx context.Context) (transport.Message, error) {
 // short by any failover is sent again on the next PE, after the
 // COOKIE_ECHO, up to SessionConfig.RequestRetries times, else it fails
 // with a *FailoverError (errors.Is ErrFailover). ctx bounds the whole
-// call; when it ends Request returns ctx's error and a late answer is
-// dropped.
+// call; when it ends Request returns ctx's error. A request given up while
+// in flight keeps the request slot until its answer comes (and is
+// dropped, never taken for the next request's) or its deadline passes
+// (a failover in which it is not sent again).
 func (s *Session) Request(ctx context.Context, m transport.Message) (transport.Message, error) {
 	if err := checkData(m); err != nil {
 		return transport.Message{}, err

@@ -3,7 +3,9 @@ package asap
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -300,6 +302,104 @@ func TestSessionResumeAndBroken(t *testing.T) {
 		}
 		if _, ok := s.PE(); !ok {
 			t.Fatal("not connected")
+		}
+	})
+}
+
+// failingConn is an association whose Send fails once fail is set, as a
+// send on a broken association would.
+type failingConn struct {
+	transport.Conn
+	fail *atomic.Bool
+}
+
+func (c failingConn) Send(ctx context.Context, m transport.Message) error {
+	if c.fail.Load() {
+		return fmt.Errorf("injected: %w", transport.ErrAssociationLost)
+	}
+	return c.Conn.Send(ctx, m)
+}
+
+// A send that fails (RSPLIB's rsp_sendmsg failure) fails the session over
+// (ReasonSendFailed); the message Send could not hand to the transport is
+// sent on the next PE, so Send succeeds; a Request whose caller gives up
+// returns ctx's error, and its answer can no longer become the next
+// request's: the next request waits for its deadline, which fails the PE
+// over without sending the abandoned request again.
+func TestSessionSendFailureAndCancelledRequest(t *testing.T) {
+	leakcheck.Check(t)
+	synctest.Test(t, func(t *testing.T) {
+		m := newMemSess(t, 2)
+		defer m.close()
+		m.reg.keepReported = true
+		pu := m.newPU(t)
+		defer pu.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		node := m.n.NewNode()
+		var fail atomic.Bool
+		events := make(chan SessionEvent, 16)
+		s, err := pu.Connect(ctx, []byte("echo"), SessionConfig{Events: events, RequestTimeout: time.Second, Dial: func(ctx context.Context, pe tlv.PoolElement) (transport.Conn, error) {
+			addr, err := AddrOf(pe.UserTransport, transport.KindMem)
+			if err != nil {
+				return nil, err
+			}
+			c, err := node.Dial(ctx, addr)
+			if err != nil {
+				return nil, err
+			}
+			return failingConn{c, &fail}, nil
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		first, _ := s.PE()
+		fail.Store(true)
+		go func() {
+			fe := nextFailover(t, ctx, events)
+			if fe.Reason == ReasonSendFailed {
+				fail.Store(false) // the next association works
+			}
+			events <- fe
+		}()
+		if err := s.Send(ctx, transport.Message{Data: []byte("ping")}); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		fe := nextFailover(t, ctx, events)
+		if fe.Reason != ReasonSendFailed || fe.Old.ID != first.ID || !errors.Is(fe.Cause, transport.ErrAssociationLost) {
+			t.Fatalf("failover event %+v", fe)
+		}
+		got, err := s.Recv(ctx)
+		if err != nil || string(got.Data) != "ping" {
+			t.Fatalf("Recv %q, %v: the message was not sent on the next PE", got.Data, err)
+		}
+		on, _ := s.PE()
+		if f := m.byID(on.ID).firstMessages(); len(f) != 1 || f[0] != "data:ping" {
+			t.Fatalf("the new PE got %v", f)
+		}
+
+		// A request given up: its PE hangs until the caller's ctx ends.
+		m.byID(on.ID).hang()
+		short, cancelShort := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancelShort()
+		if _, err := s.Request(short, transport.Message{Data: []byte("slow")}); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Request past ctx: %v", err)
+		}
+		// The abandoned request holds the session's request slot until its
+		// deadline (its answer would be dropped): then the session fails
+		// over without sending it again, and the next request goes to the
+		// next PE.
+		ans, err := s.Request(ctx, transport.Message{Data: []byte("next")})
+		if err != nil || string(ans.Data) != "next" {
+			t.Fatalf("next Request: %q, %v", ans.Data, err)
+		}
+		fe = nextFailover(t, ctx, events)
+		if fe.Reason != ReasonRequestTimeout || fe.Old.ID != on.ID || fe.Retried != 0 {
+			t.Fatalf("failover event %+v", fe)
+		}
+		if f := m.byID(first.ID).firstMessages(); f[len(f)-1] != "data:next" {
+			t.Fatalf("PE %d got %v first", first.ID, f)
 		}
 	})
 }
