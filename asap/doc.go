@@ -50,8 +50,7 @@
 // every association to a registrar and, when a PE's user transport says
 // "data plus control" (tlv.TransportUseDataPlusControl, RFC 5354 §3.4), for
 // ASAP control messages on the PU-PE association too (cookies and business
-// cards, RFC 5352 §3.9-3.11, which this package does not send yet; see
-// Limitations). A PE that advertises tlv.TransportUseDataOnly, as the
+// cards, RFC 5352 §3.9-3.11; see Sessions). A PE that advertises tlv.TransportUseDataOnly, as the
 // examples do, gets only application data there. Use the constants of
 // package transport (transport.PPIDASAP, transport.PPIDENRP) when sending
 // and receiving; tlv.PPIDASAP and tlv.PPIDENRP are the same numbers for code
@@ -64,6 +63,69 @@
 // NewPoolElement and NewPoolUser argument); tlv.Transport is an RFC 5354
 // transport parameter, the advertised address in PEConfig.UserTransport
 // ([TransportParam] and [AddrOf] convert).
+//
+// # Sessions (enhanced mode)
+//
+// [PoolUser.Connect] opens a [Session] with a pool: an association to one
+// PE at a time, with message-oriented [Session.Send] and [Session.Recv]
+// (PPID and stream as on a transport.Conn) and a request/response helper,
+// [Session.Request], that survives the loss of the PE:
+//
+//	s, err := pu.Connect(ctx, []byte("kv"), asap.SessionConfig{Events: events})
+//	answer, err := s.Request(ctx, transport.Message{Data: []byte("get x")})
+//	defer s.Close()
+//
+// When the PE fails — the association is lost, a send fails, a request
+// gets no answer within SessionConfig.RequestTimeout (default 5 s,
+// [DefaultRequestTimeout]), or the host calls [Session.Failover] (as
+// RSPLIB's rsp_forcefailover) — the session aborts the association,
+// reports the PE unreachable (RFC 5352 §3.5), and connects the next PE:
+// the PEs of the PE's latest ASAP_BUSINESS_CARD first, in their order
+// (§3.11), then the pool user's cache, then a new handle resolution, never
+// one PE twice in one failover and at most MaxFailover of them. On a PE
+// whose user transport is "data plus control" the first message is
+// ASAP_COOKIE_ECHO with the latest ASAP_COOKIE the session received (only
+// the latest is kept, §3.9-3.10), so that the new PE restores the
+// session's state; then the request in flight is sent again (up to
+// SessionConfig.RequestRetries, default 2, [DefaultRequestRetries]). Each
+// failover is a [FailoverEvent] (old PE, new PE, reason, duration) on
+// SessionConfig.Events and counted in [Session.Stats]. Requests are at
+// least once: make them idempotent, or let the cookie carry what a new PE
+// needs to recognise a retry (a sequence number). A request that is not
+// retried, and every call waiting when no PE is left, fails with a
+// [*FailoverError] (errors.Is [ErrFailover]); nothing is lost silently.
+// [SessionCore] is the sans-IO procedure; the Session drives it on its
+// own goroutine.
+//
+// PEs whose user transport is TCP or UDP (data only, no control channel,
+// no cookies) are reached through SessionConfig.Dial, a hook that opens
+// the association its own way; [NetConn] adapts a net.Conn (length-
+// prefixed frames). Re-selection and unreachable reports are the same.
+//
+// # Basic mode: HTTP, gRPC and other services
+//
+// A service with its own protocol and client (HTTP, gRPC) needs no
+// session: select a PE, dial it with the service's own client, and report
+// it when it fails, then select again:
+//
+//	for {
+//		pe, err := pu.Select(ctx, []byte("web"))
+//		if err != nil {
+//			return err // no PE left, or no registrar
+//		}
+//		ut := pe.UserTransport // tlv.ParamTCPTransport for an HTTP server
+//		addr := netip.AddrPortFrom(ut.Addrs[0], ut.Port).String()
+//		resp, err := httpClient.Get("http://" + addr + "/path")
+//		if err == nil {
+//			return use(resp)
+//		}
+//		pu.ReportUnreachable(ctx, []byte("web"), pe.ID) // RFC 5352 §3.5
+//	}
+//
+// For gRPC, dial addr with grpc.NewClient the same way and report the PE
+// when a call fails with codes.Unavailable. The registrar removes a PE
+// reported by MAX-BAD-PE-REPORT pool users; this pool user stops selecting
+// it at once.
 //
 // # Finding a registrar, and giving up
 //
@@ -170,8 +232,15 @@
 //
 // # Limitations
 //
-// Cookies and business cards (RFC 5352 §3.9-3.11) are not handled yet. A
-// PE accepts Endpoint Keep Alives only on associations its driver gives
+// Pool user sessions send no ASAP_BUSINESS_CARD of their own (a PU that is
+// also a PE of its own pool, RFC 5352 §3.11) and keep no cookie beyond the
+// session's life (the host keeps Session.Cookie and passes it as
+// SessionConfig.Cookie to resume). A session's requests go one at a time,
+// and the first application message after a request is its answer. Host
+// data handed to an association that then fails may be lost, as on the
+// transport; Request is the at-least-once path. A failover that found no
+// PE is retried only when the host sends, requests or calls Failover
+// again. A PE accepts Endpoint Keep Alives only on associations its driver gives
 // the core (the home association, and ones registered with
 // HandleAccepted). The PoolElement driver listens for registrars only when
 // its transport is a transport.EndpointTransport (see

@@ -51,7 +51,7 @@ func (r *fakeRegistrar) dropAll() {
 	}
 }
 
-func startFakeRegistrar(t *testing.T, l transport.Listener, sid uint32) *fakeRegistrar {
+func startFakeRegistrar(t testing.TB, l transport.Listener, sid uint32) *fakeRegistrar {
 	r := &fakeRegistrar{l: l, serverID: sid, pes: map[uint32]tlv.PoolElement{}}
 	r.wg.Add(1)
 	go func() {
@@ -70,7 +70,7 @@ func startFakeRegistrar(t *testing.T, l transport.Listener, sid uint32) *fakeReg
 
 func (r *fakeRegistrar) close() { r.l.Close(); r.wg.Wait() }
 
-func (r *fakeRegistrar) serve(t *testing.T, c transport.Conn) {
+func (r *fakeRegistrar) serve(t testing.TB, c transport.Conn) {
 	defer c.Close()
 	r.mu.Lock()
 	r.conns = append(r.conns, c)

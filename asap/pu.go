@@ -38,6 +38,9 @@ type PoolUser struct {
 	nFromCache, nFromRegistrar, nFailed, nFailovers, nReported atomic.Uint64
 
 	closeOnce sync.Once
+
+	sessMu   sync.Mutex
+	sessions map[*Session]struct{} // open sessions; nil once closed
 }
 
 // PUStats counts a PoolUser's work since it started.
@@ -85,7 +88,8 @@ func NewPoolUser(cfg PUConfig, tr transport.Transport, opts ...Option) (*PoolUse
 		return nil, err
 	}
 	pu := &PoolUser{core: core, tr: tr, kind: cfg.Kind, dialTimeout: cfg.DialTimeout, maxFailover: cfg.MaxFailover,
-		noCache: cfg.StaleCache < 0, onFailover: cfg.OnFailover, waits: map[uint64]chan ResolutionDone{}}
+		noCache: cfg.StaleCache < 0, onFailover: cfg.OnFailover, waits: map[uint64]chan ResolutionDone{},
+		sessions: map[*Session]struct{}{}}
 	if pu.dialTimeout == 0 {
 		pu.dialTimeout = DefaultDialTimeout
 	}
@@ -280,8 +284,46 @@ func (pu *PoolUser) failedOver(handle []byte, pe tlv.PoolElement, err error) {
 	}
 }
 
-// Close stops the pool user and closes its associations.
+// reportLater is ReportUnreachable without waiting, for a session's
+// loop: the report is queued on the pool user's loop before the selection
+// that follows it.
+func (pu *PoolUser) reportLater(handle []byte, peID uint32) {
+	h := bytes.Clone(handle)
+	pu.ep.l.Post(func(now time.Time) {
+		pu.nReported.Add(1)
+		pu.core.ReportUnreachable(now, h, peID)
+	})
+}
+
+// addSession registers an open session; false after Close.
+func (pu *PoolUser) addSession(s *Session) bool {
+	pu.sessMu.Lock()
+	defer pu.sessMu.Unlock()
+	if pu.sessions == nil {
+		return false
+	}
+	pu.sessions[s] = struct{}{}
+	return true
+}
+
+func (pu *PoolUser) removeSession(s *Session) {
+	pu.sessMu.Lock()
+	defer pu.sessMu.Unlock()
+	delete(pu.sessions, s)
+}
+
+// Close closes the pool user's sessions (PoolUser.Connect), stops the pool
+// user and closes its associations.
 func (pu *PoolUser) Close() error {
-	pu.closeOnce.Do(pu.ep.close)
+	pu.closeOnce.Do(func() {
+		pu.sessMu.Lock()
+		open := pu.sessions
+		pu.sessions = nil
+		pu.sessMu.Unlock()
+		for s := range open {
+			s.Close()
+		}
+		pu.ep.close()
+	})
 	return nil
 }
