@@ -51,6 +51,7 @@ type source struct {
 // dropped.
 type Listener struct {
 	cfg  *Config
+	sec  *dtlsSetup // nil without DTLS
 	pc   *net.UDPConn
 	addr transport.Addr
 
@@ -78,6 +79,12 @@ type Listener struct {
 // port; use [DefaultPort] (9899) for kernel SCTP peers to reach the
 // listener. Ports 3863 and 9901 fail with [ErrReservedPort].
 func (t *Transport) Listen(at transport.Addr) (transport.Listener, error) {
+	if t.cfgErr != nil {
+		return nil, t.cfgErr
+	}
+	if t.dtls != nil && len(t.cfg.DTLS.Certificates) == 0 {
+		return nil, fmt.Errorf("%w: a listener needs a certificate", ErrDTLSConfig)
+	}
 	if at.Kind != transport.KindSCTPUDP || !at.AddrPort.Addr().IsValid() {
 		return nil, fmt.Errorf("%w: %v kind %d", ErrUnsupportedAddr, at.AddrPort, at.Kind)
 	}
@@ -90,6 +97,7 @@ func (t *Transport) Listen(at transport.Addr) (transport.Listener, error) {
 	}
 	l := &Listener{
 		cfg:      &t.cfg,
+		sec:      t.dtls,
 		pc:       pc,
 		addr:     transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: pc.LocalAddr().(*net.UDPAddr).AddrPort()},
 		acceptCh: make(chan *Conn, t.cfg.Backlog),
@@ -191,6 +199,10 @@ func (l *Listener) release() {
 }
 
 func (l *Listener) dispatch(pkt []byte, from netip.AddrPort) {
+	if l.sec != nil {
+		l.dispatchDTLS(pkt, from)
+		return
+	}
 	typ, ok := firstChunkType(pkt)
 	if !ok {
 		return
@@ -286,6 +298,7 @@ func (l *Listener) newAssociation(key demuxKey) (p *pktConn, refuse bool) {
 		rd:      deadline.New(),
 		pending: true,
 		mis:     uint16(l.cfg.MaxStreams),
+		dtls:    l.sec != nil,
 	}
 	l.assocs[key] = p
 	src.assocs++
@@ -339,8 +352,7 @@ func (l *Listener) endHandshakeLocked(p *pktConn) {
 // association and queues the result for Accept.
 func (l *Listener) handshake(p *pktConn) {
 	defer l.wg.Done()
-	timer := time.AfterFunc(l.cfg.HandshakeTimeout, func() { _ = p.Close() })
-	if d := l.cfg.CookieEchoTimeout; d > 0 && d < l.cfg.HandshakeTimeout {
+	if d := l.cfg.CookieEchoTimeout; d > 0 && (p.dtls || d < l.cfg.HandshakeTimeout) {
 		cookie := time.AfterFunc(d, func() {
 			if p.seen()&sawCookieEcho == 0 {
 				_ = p.Close()
@@ -348,7 +360,24 @@ func (l *Listener) handshake(p *pktConn) {
 		})
 		defer cookie.Stop()
 	}
-	assoc, err := pionsctp.Server(l.cfg.pionConfig(p))
+	var nc net.Conn = p
+	var wire wireObserver = p
+	var id transport.Identity
+	if p.dtls {
+		remote := transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: p.key.peer}
+		dc, peer, err := l.sec.handshake(context.Background(), p, true, l.addr, remote)
+		if err != nil {
+			if f := l.sec.cfg.OnHandshakeFailure; f != nil && !l.closed() {
+				f(err)
+			}
+			_ = p.Close()
+			return
+		}
+		w := &secureWire{Conn: dc, mis: p.mis}
+		nc, wire, id = w, w, peer
+	}
+	timer := time.AfterFunc(l.cfg.HandshakeTimeout, func() { _ = nc.Close() })
+	assoc, err := pionsctp.Server(l.cfg.pionConfig(nc))
 	if !timer.Stop() && err == nil {
 		_ = assoc.Close()
 		err = os.ErrDeadlineExceeded
@@ -369,18 +398,21 @@ func (l *Listener) handshake(p *pktConn) {
 		}
 	}
 	if err != nil {
+		_ = nc.Close()
 		_ = p.Close()
 		return
 	}
 	remote := transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: p.key.peer}
-	c, err := newConn(assoc, p, l.addr, remote, l.cfg, l.forget)
+	c, err := newConn(assoc, wire, l.addr, remote, l.cfg, l.forget)
 	if err != nil {
+		_ = nc.Close()
 		_ = p.Close()
 		l.mu.Lock()
 		l.queued--
 		l.mu.Unlock()
 		return
 	}
+	c.peer, c.secured = id, p.dtls
 	l.mu.Lock()
 	l.conns[c] = struct{}{}
 	l.mu.Unlock()
@@ -442,6 +474,7 @@ type pktConn struct {
 	pending     bool   // in its handshake; under l.mu
 	mis         uint16 // inbound streams to advertise in the INIT ACK (or INIT, outbound)
 	outbound    bool   // dialled by DialFrom; its SCTP ports are translated
+	dtls        bool   // carries DTLS records: secureWire above sees the SCTP packets
 	wbuf        []byte // outbound translation buffer; pion's single write loop writes
 }
 
@@ -468,10 +501,12 @@ var pktBufs = sync.Pool{New: func() any { return new([pktBufSize]byte) }}
 
 // deliver queues a copy of pkt, dropping it if the association lags.
 func (p *pktConn) deliver(pkt []byte) {
-	if f := scanChunks(pkt); f != 0 {
-		p.flags.Or(uint32(f))
+	if !p.dtls {
+		if f := scanChunks(pkt); f != 0 {
+			p.flags.Or(uint32(f))
+		}
+		p.live.seen(pkt)
 	}
-	p.live.seen(pkt)
 	var b []byte
 	if len(pkt) <= pktBufSize {
 		b = pktBufs.Get().(*[pktBufSize]byte)[:len(pkt)]
@@ -498,7 +533,7 @@ func (p *pktConn) Read(b []byte) (int, error) {
 		case pkt := <-p.in:
 			n := copy(b, pkt)
 			putPktBuf(pkt)
-			if p.outbound && !p.translateIn(b[:n]) {
+			if p.outbound && !p.dtls && !p.translateIn(b[:n]) {
 				continue
 			}
 			return n, nil
@@ -515,6 +550,15 @@ func (p *pktConn) Write(b []byte) (int, error) {
 	case <-p.closed:
 		return 0, net.ErrClosed
 	default:
+	}
+	if p.dtls {
+		if !p.outbound && p.seen()&sawCookieEcho == 0 && isServerHello(b) {
+			// The peer echoed our HelloVerifyRequest cookie: its
+			// address is its own, and its handshake no longer one to
+			// evict or to drop after CookieEchoTimeout.
+			p.flags.Or(uint32(sawCookieEcho))
+		}
+		return p.l.pc.WriteToUDPAddrPort(b, p.key.peer)
 	}
 	if p.outbound {
 		return p.writeOutbound(b)
