@@ -370,11 +370,12 @@ func identityOf(chain []*x509.Certificate) transport.Identity {
 // are pion's 5000 on both ends: the DTLS connection names the association.
 type secureWire struct {
 	*dtls.Conn
-	mis   uint16
-	flags atomic.Uint32
-	wbuf  []byte // pion's single write loop writes
-	sack  sackPrompter
-	live  liveness
+	mis     uint16
+	flags   atomic.Uint32
+	packets atomic.Uint64 // SCTP packets the DTLS connection passed up
+	wbuf    []byte        // pion's single write loop writes
+	sack    sackPrompter
+	live    liveness
 }
 
 func (w *secureWire) seen() chunkFlags    { return chunkFlags(w.flags.Load()) }
@@ -396,6 +397,7 @@ func (w *secureWire) Read(p []byte) (int, error) {
 		if n < commonHeaderSize {
 			continue
 		}
+		w.packets.Add(1)
 		if f := scanChunks(pkt); f != 0 {
 			w.flags.Or(uint32(f))
 		}
