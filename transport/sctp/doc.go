@@ -209,7 +209,10 @@
 // A DTLS listener demultiplexes by UDP address alone and opens an
 // association only for a ClientHello; other datagrams from unknown sources
 // are dropped unanswered. Its limits are those of plain SCTP, with the
-// ClientHello in the INIT's place: pion/dtls answers the first ClientHello
+// ClientHello in the INIT's place. A ClientHello beyond
+// [Config.MaxAssociations] or [Config.MaxAssociationsPerAddr] is answered
+// with a fatal internal_error alert, so that the peer's Dial fails at
+// once. pion/dtls answers the first ClientHello
 // with a HelloVerifyRequest cookie (RFC 6347 §4.2.1), a handshake whose
 // peer has not echoed it is the one a full backlog evicts and is dropped
 // after [Config.CookieEchoTimeout], and a source that cannot receive at its

@@ -423,6 +423,7 @@ func (w *secureWire) Write(p []byte) (int, error) {
 const (
 	dtlsRecordHeaderSize    = 13 // type, version, epoch, sequence number, length
 	dtlsHandshakeHeaderSize = 12 // type, length, message_seq, fragment offset and length
+	dtlsContentAlert        = 21
 	dtlsContentHandshake    = 22
 	dtlsClientHello         = 1
 	dtlsServerHello         = 2
@@ -493,7 +494,10 @@ func (c *Config) secureClient(ctx context.Context, w *secureWire, local, to tran
 // 8261 §4; its SCTP ports are inside the encryption). A datagram from a
 // source without one opens one only if it is a ClientHello; anything else
 // is dropped without an answer. The new handshake is bounded as an INIT's
-// is (see [Listener]): pion/dtls answers the first ClientHello with a
+// is (see [Listener]); a ClientHello beyond MaxAssociations or
+// MaxAssociationsPerAddr is answered with a fatal internal_error alert, as
+// an INIT with an "Out of Resource" ABORT, so that the peer fails at once
+// (its Dial with a [*HandshakeError] refused by the peer). pion/dtls answers the first ClientHello with a
 // HelloVerifyRequest cookie (RFC 6347 §4.2.1), and until the peer echoes
 // it the handshake is the first to be evicted and is dropped after
 // [Config.CookieEchoTimeout], so that spoofed sources hold no more than
@@ -507,8 +511,12 @@ func (l *Listener) dispatchDTLS(pkt []byte, from netip.AddrPort) {
 		if !isClientHello(pkt) {
 			return
 		}
-		if p, _ = l.newAssociation(key); p == nil {
+		var refuse bool
+		if p, refuse = l.newAssociation(key); p == nil {
 			l.initsTurnedAway.Add(1)
+			if refuse {
+				_, _ = l.pc.WriteToUDPAddrPort(refuseHello(pkt), from)
+			}
 			return
 		}
 	}
@@ -532,4 +540,18 @@ func (l *Listener) dialFromDTLS(ctx context.Context, p *pktConn, to transport.Ad
 		return nil, err
 	}
 	return l.dialled(c, p, to)
+}
+
+// refuseHello returns the fatal internal_error alert (RFC 5246 §7.2.2) that
+// answers the ClientHello hello when the listener is at a limit: a
+// plaintext record of epoch 0 with the ClientHello's record sequence
+// number, as a HelloVerifyRequest would have (RFC 6347 §4.2.1).
+func refuseHello(hello []byte) []byte {
+	const alertInternalError = 80
+	rec := make([]byte, dtlsRecordHeaderSize+2)
+	copy(rec, hello[:dtlsRecordHeaderSize])
+	rec[0] = dtlsContentAlert
+	binary.BigEndian.PutUint16(rec[11:], 2)
+	rec[13], rec[14] = 2, alertInternalError // fatal
+	return rec
 }

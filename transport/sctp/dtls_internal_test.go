@@ -3,6 +3,7 @@ package sctp
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -367,4 +368,62 @@ func FuzzDTLSListener(f *testing.F) {
 			t.Errorf("after Close the listener holds %d associations, %d handshakes, %d sources", len(l.assocs), l.handshakes, len(l.sources))
 		}
 	})
+}
+
+// DTLSConfig.HandshakeTimeout bounds a handshake on both sides: a dialler
+// whose peer never answers fails with a HandshakeError that nobody
+// refused, and a listener whose peer stops after the cookie exchange drops
+// the handshake and reports it.
+func TestDTLSHandshakeTimeout(t *testing.T) {
+	leakcheck.Check(t)
+	server, client := testDTLS(t)
+	const bound = 300 * time.Millisecond
+
+	silent, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback1, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	impatient := *client
+	impatient.HandshakeTimeout = bound
+	_, err = New(Config{DTLS: &impatient}).Dial(context.Background(),
+		transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: silent.LocalAddr().(*net.UDPAddr).AddrPort()})
+	var he *HandshakeError
+	if !errors.As(err, &he) || he.RefusedBy != SideNone || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Dial to a silent peer = %v, want a HandshakeError refused by nobody, wrapping the deadline", err)
+	}
+
+	strict := *server
+	strict.HandshakeTimeout = bound
+	failures := make(chan error, 1)
+	strict.OnHandshakeFailure = func(err error) { failures <- err }
+	l := listen(t, Config{DTLS: &strict})
+	proxy := newUDPProxy(t, l.Addr().AddrPort)
+	var sent atomic.Int32
+	proxy.setHook(func(pkt []byte) [][]byte {
+		if sent.Add(1) > 2 { // the ClientHello and its cookie echo, then nothing
+			return nil
+		}
+		return [][]byte{pkt}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := New(Config{DTLS: client}).Dial(ctx, proxy.addr()); err == nil {
+		t.Fatal("Dial through a proxy that drops the client's flights succeeded")
+	}
+	select {
+	case err := <-failures:
+		if !errors.As(err, &he) || he.RefusedBy != SideNone || !he.Server {
+			t.Errorf("listener's failure %v, want a timeout refused by nobody", err)
+		}
+		t.Log(err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the listener did not give the handshake up")
+	}
+	l.wg.Wait() // the handshake goroutine has cleaned up
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.assocs) != 0 || l.handshakes != 0 {
+		t.Errorf("after the timeout the listener holds %d associations, %d handshakes", len(l.assocs), l.handshakes)
+	}
 }

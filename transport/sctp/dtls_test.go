@@ -383,3 +383,28 @@ func TestDTLSEndpoint(t *testing.T) {
 		t.Fatalf("Recv = %q, %v", m.Data, err)
 	}
 }
+
+// A DTLS listener at MaxAssociations refuses a new peer's ClientHello with
+// a fatal alert, so that its Dial fails at once instead of timing out.
+func TestDTLSMaxAssociationsRefused(t *testing.T) {
+	leakcheck.Check(t)
+	p := newPKI(t)
+	l, err := sctp.New(sctp.Config{DTLS: &p.server, MaxAssociations: 1}).Listen(loopback0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	if _, _, err := secureDial(t, l, p.client); err != nil {
+		t.Fatalf("first association: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Without the alert Dial would end with ctx's error, not a
+	// HandshakeError.
+	_, err = sctp.New(sctp.Config{DTLS: &p.client}).Dial(ctx, l.Addr())
+	he := handshakeErr(t, err)
+	if he.RefusedBy != sctp.SidePeer || he.Alert == "" {
+		t.Errorf("%v: refused by %v, want the peer with an alert", err, he.RefusedBy)
+	}
+	t.Log(err)
+}
