@@ -408,3 +408,47 @@ func TestDTLSMaxAssociationsRefused(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// ClientAuthVerifyIfGiven and ClientAuthNone accept a dialler without a
+// certificate, whose association then has no identity. A dialler whose
+// certificate is not from one of the CAs the listener names (the
+// CertificateRequest lists ClientCAs) sends none, so under VerifyIfGiven
+// it too is accepted without an identity: an untrusted certificate never
+// becomes one.
+func TestDTLSClientAuthPolicies(t *testing.T) {
+	leakcheck.Check(t)
+	p := newPKI(t)
+	anonymous := p.client
+	anonymous.Certificates = nil
+	untrusted := p.client
+	untrusted.Certificates = p.leaf(p.rogue, t, "pe.test")
+	for _, tc := range []struct {
+		auth          sctp.ClientAuth
+		client        sctp.DTLSConfig
+		accept, ident bool
+	}{
+		{sctp.ClientAuthVerifyIfGiven, anonymous, true, false},
+		{sctp.ClientAuthVerifyIfGiven, p.client, true, true},
+		{sctp.ClientAuthVerifyIfGiven, untrusted, true, false},
+		{sctp.ClientAuthNone, anonymous, true, false},
+		{sctp.ClientAuthNone, p.client, true, false},
+	} {
+		server := p.server
+		server.ClientAuth = tc.auth
+		l := secureListen(t, server)
+		c, s, err := secureDial(t, l, tc.client)
+		if (err == nil) != tc.accept {
+			t.Errorf("policy %d, client certificates %d: Dial = %v, want accepted %v", tc.auth, len(tc.client.Certificates), err, tc.accept)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		if _, ok := transport.PeerIdentityOf(s); ok != tc.ident {
+			t.Errorf("policy %d, client certificates %d: listener sees an identity %v, want %v", tc.auth, len(tc.client.Certificates), ok, tc.ident)
+		}
+		if id, ok := transport.PeerIdentityOf(c); !ok || id.Name != "registrar.test" {
+			t.Errorf("the dialler always verifies the listener: %v, %v", id, ok)
+		}
+	}
+}
