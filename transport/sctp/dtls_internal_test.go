@@ -1,6 +1,7 @@
 package sctp
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -31,11 +32,12 @@ func testDTLS(t testing.TB) (server, client *DTLSConfig) {
 type udpProxy struct {
 	front, back *net.UDPConn // the client talks to front; back is connected to the server
 
-	mu     sync.Mutex
-	client netip.AddrPort            // the client's address, once it sent
-	hook   func(pkt []byte) [][]byte // what to forward for a client datagram; nil forwards it
-	seen   [][]byte                  // every client datagram, as received
-	wg     sync.WaitGroup
+	mu       sync.Mutex
+	client   netip.AddrPort            // the client's address, once it sent
+	hook     func(pkt []byte) [][]byte // what to forward for a client datagram; nil forwards it
+	seen     [][]byte                  // every client datagram, as received
+	answered [][]byte                  // every server datagram
+	wg       sync.WaitGroup
 }
 
 func newUDPProxy(t testing.TB, server netip.AddrPort) *udpProxy {
@@ -80,6 +82,7 @@ func newUDPProxy(t testing.TB, server netip.AddrPort) *udpProxy {
 			}
 			p.mu.Lock()
 			to := p.client
+			p.answered = append(p.answered, append([]byte(nil), buf[:n]...))
 			p.mu.Unlock()
 			_, _ = front.WriteToUDPAddrPort(buf[:n], to)
 		}
@@ -425,5 +428,49 @@ func TestDTLSHandshakeTimeout(t *testing.T) {
 	defer l.mu.Unlock()
 	if len(l.assocs) != 0 || l.handshakes != 0 {
 		t.Errorf("after the timeout the listener holds %d associations, %d handshakes", len(l.assocs), l.handshakes)
+	}
+}
+
+// Over DTLS no ASAP or ENRP plaintext crosses the wire: a message's bytes
+// appear in no datagram either way. Plain SCTP, the control, shows them.
+func TestDTLSNoPlaintextOnWire(t *testing.T) {
+	leakcheck.Check(t)
+	server, client := testDTLS(t)
+	marker := []byte("ASAP registration of pool handle secret-pool-7")
+	for _, tc := range []struct {
+		name     string
+		srv, cli *DTLSConfig
+		visible  bool
+	}{{"dtls", server, client, false}, {"plain", nil, nil, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := listen(t, Config{DTLS: tc.srv})
+			proxy := newUDPProxy(t, l.Addr().AddrPort)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			dc, err := New(Config{DTLS: tc.cli}).Dial(ctx, proxy.addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc, err := l.Accept(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, s := dc.(*Conn), sc.(*Conn)
+			sendRecv(t, c, s, marker)
+			sendRecv(t, s, c, marker)
+			_ = c.Close()
+			_ = s.Close()
+			proxy.mu.Lock()
+			defer proxy.mu.Unlock()
+			found := 0
+			for _, d := range append(append([][]byte(nil), proxy.seen...), proxy.answered...) {
+				if bytes.Contains(d, marker) {
+					found++
+				}
+			}
+			if (found > 0) != tc.visible {
+				t.Errorf("the message is in %d of %d datagrams on the wire", found, len(proxy.seen)+len(proxy.answered))
+			}
+		})
 	}
 }

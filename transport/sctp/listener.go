@@ -49,6 +49,10 @@ type source struct {
 // most handshakes, so that one flooding source cannot lock others out; a
 // handshake with no COOKIE ECHO after [Config.CookieEchoTimeout] is
 // dropped.
+//
+// Over DTLS ([Config.DTLS]) the same limits apply with the ClientHello in
+// the INIT's place and the echo of the HelloVerifyRequest cookie in the
+// COOKIE ECHO's; see the package documentation.
 type Listener struct {
 	cfg  *Config
 	sec  *dtlsSetup // nil without DTLS
@@ -78,6 +82,11 @@ type Listener struct {
 // SCTP associations on it, with any SCTP port pair. Port 0 picks a free
 // port; use [DefaultPort] (9899) for kernel SCTP peers to reach the
 // listener. Ports 3863 and 9901 fail with [ErrReservedPort].
+//
+// With [Config.DTLS] the listener accepts SCTP over DTLS only (see the
+// package documentation): it needs a certificate in
+// [DTLSConfig.Certificates], and fails with [ErrDTLSConfig] without one or
+// when [Config.Validate] refused the configuration.
 func (t *Transport) Listen(at transport.Addr) (transport.Listener, error) {
 	if t.cfgErr != nil {
 		return nil, t.cfgErr

@@ -92,7 +92,8 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// HandshakeTimeout bounds the time between an INIT reaching a listener
 	// and the association being established. If zero,
-	// DefaultHandshakeTimeout is used.
+	// DefaultHandshakeTimeout is used. Over DTLS it starts once the DTLS
+	// handshake, bounded by [DTLSConfig.HandshakeTimeout], is done.
 	HandshakeTimeout time.Duration
 	// Backlog bounds the associations a listener has in its handshake or
 	// waiting for Accept; INITs beyond it are dropped (the peer
