@@ -223,6 +223,10 @@
 // association (its SCTP ports are inside the encryption), so a second
 // [Listener.DialFrom] to a peer the socket already has an association with
 // fails with [ErrPortPairInUse], and [Listener.DialFromPort] is refused.
+// Two endpoints that DialFrom each other at the same moment would be two
+// DTLS clients on one 5-tuple: the one with the higher UDP port (with
+// equal ports, the higher IP address) gives its dial up, which fails with
+// [ErrPortPairInUse], and accepts the other's; one association results.
 //
 // Costs, measured on loopback (BenchmarkHandshake, BenchmarkRoundTrip,
 // BenchmarkAssociationMemory): the DTLS handshake with ECDSA P-256

@@ -489,6 +489,20 @@ func (c *Config) secureClient(ctx context.Context, w *secureWire, local, to tran
 	return conn, nil
 }
 
+// yieldsTo reports whether this socket gives up its own DTLS dial to peer
+// when the two dials cross: the end with the higher UDP port yields, and
+// with equal ports the one with the higher IP address. A socket bound to
+// an unspecified address does not know its address as the peer sees it,
+// and keeps its dial then.
+func (l *Listener) yieldsTo(peer netip.AddrPort) bool {
+	local := l.addr.AddrPort
+	if local.Port() != peer.Port() {
+		return local.Port() > peer.Port()
+	}
+	ip := local.Addr().Unmap()
+	return !ip.IsUnspecified() && ip.Compare(peer.Addr()) > 0
+}
+
 // dispatchDTLS hands a datagram of a DTLS listener to the association of
 // its source address: over DTLS the UDP 5-tuple names the association (RFC
 // 8261 §4; its SCTP ports are inside the encryption). A datagram from a
@@ -507,6 +521,17 @@ func (l *Listener) dispatchDTLS(pkt []byte, from netip.AddrPort) {
 	l.mu.Lock()
 	p := l.assocs[key]
 	l.mu.Unlock()
+	if p != nil && p.outbound && !p.dtlsDone.Load() && isClientHello(pkt) {
+		// Our DialFrom to this peer crossed its dial to us: two DTLS
+		// clients on one 5-tuple, where neither would ever answer the
+		// other. One side yields, as both compute alike.
+		if !l.yieldsTo(from) {
+			return // ours goes on; the peer yields
+		}
+		p.crossed.Store(true)
+		_ = p.Close() // our DialFrom fails with ErrPortPairInUse
+		p = nil
+	}
 	if p == nil {
 		if !isClientHello(pkt) {
 			return
@@ -528,15 +553,22 @@ func (l *Listener) dispatchDTLS(pkt []byte, from netip.AddrPort) {
 func (l *Listener) dialFromDTLS(ctx context.Context, p *pktConn, to transport.Addr) (transport.Conn, error) {
 	dc, id, err := l.sec.handshake(ctx, p, false, l.addr, to)
 	if err != nil {
-		if l.closed() && ctx.Err() == nil {
+		switch {
+		case p.crossed.Load():
+			return nil, fmt.Errorf("sctp: dial %v over DTLS crossed the peer's dial to us (its association is accepted instead): %w", to, ErrPortPairInUse)
+		case l.closed() && ctx.Err() == nil:
 			return nil, fmt.Errorf("sctp: dial %v: %w", to, transport.ErrClosed)
 		}
 		return nil, err
 	}
+	p.dtlsDone.Store(true)
 	w := &secureWire{Conn: dc, mis: p.mis}
 	c, err := l.cfg.secureClient(ctx, w, l.addr, to, id, l.forget, l.closed)
 	if err != nil {
 		_ = p.Close()
+		if p.crossed.Load() {
+			return nil, fmt.Errorf("sctp: dial %v over DTLS crossed the peer's dial to us: %w", to, ErrPortPairInUse)
+		}
 		return nil, err
 	}
 	return l.dialled(c, p, to)

@@ -474,3 +474,81 @@ func TestDTLSNoPlaintextOnWire(t *testing.T) {
 		})
 	}
 }
+
+// Two DTLS endpoints dialling each other at once would be two DTLS clients
+// on one 5-tuple. The peer here is a bare socket that has received our
+// ClientHello and sends one of its own: the end with the higher UDP port
+// gives its dial up (it fails with ErrPortPairInUse) and answers the
+// peer's ClientHello instead; the other keeps its dial and ignores it.
+func TestDTLSCrossedDials(t *testing.T) {
+	leakcheck.Check(t)
+	server, client := testDTLS(t)
+	hello := clientHandshakeDatagrams(t, server, client)[0]
+	for _, yield := range []bool{true, false} {
+		name := map[bool]string{true: "higher port yields", false: "lower port keeps"}[yield]
+		t.Run(name, func(t *testing.T) {
+			lst, err := New(Config{DTLS: server}).ListenEndpoint(transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.AddrPortFrom(loopback1, 0)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := lst.(*Listener)
+			t.Cleanup(func() { l.Close() })
+			// A peer socket on the side of our port the case needs.
+			var peer *net.UDPConn
+			for range 50 {
+				u, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback1, 0)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p := u.LocalAddr().(*net.UDPAddr).AddrPort().Port(); (p < l.addr.AddrPort.Port()) == yield {
+					peer = u
+					break
+				}
+				u.Close()
+			}
+			if peer == nil {
+				t.Skip("no free port on the needed side")
+			}
+			t.Cleanup(func() { peer.Close() })
+			peerAddr := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			dialErr := make(chan error, 1)
+			go func() {
+				c, err := l.DialFrom(ctx, transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: peerAddr})
+				if c != nil {
+					c.Abort()
+				}
+				dialErr <- err
+			}()
+			buf := make([]byte, 2048)
+			n, _, err := peer.ReadFromUDPAddrPort(buf) // our ClientHello: the dial is under way
+			if err != nil || !isClientHello(buf[:n]) {
+				t.Fatalf("the peer got %d bytes (%v), want our ClientHello", n, err)
+			}
+			l.dispatch(hello, peerAddr) // the peer's crossing ClientHello
+			l.mu.Lock()
+			p := l.assocs[demuxKey{peer: peerAddr}]
+			l.mu.Unlock()
+			if p == nil {
+				t.Fatal("no association with the peer")
+			}
+			if yield {
+				if p.outbound {
+					t.Error("the dial was kept, want it given up for the peer's")
+				}
+				if err := <-dialErr; !errors.Is(err, ErrPortPairInUse) {
+					t.Errorf("the given-up DialFrom = %v, want ErrPortPairInUse", err)
+				}
+				return
+			}
+			if !p.outbound {
+				t.Error("the dial was given up, want it kept")
+			}
+			cancel()
+			if err := <-dialErr; !errors.Is(err, context.Canceled) {
+				t.Errorf("DialFrom = %v, want it still waiting for the peer until cancelled", err)
+			}
+		})
+	}
+}

@@ -480,11 +480,13 @@ type pktConn struct {
 	established atomic.Bool
 	sack        sackPrompter
 	live        liveness
-	pending     bool   // in its handshake; under l.mu
-	mis         uint16 // inbound streams to advertise in the INIT ACK (or INIT, outbound)
-	outbound    bool   // dialled by DialFrom; its SCTP ports are translated
-	dtls        bool   // carries DTLS records: secureWire above sees the SCTP packets
-	wbuf        []byte // outbound translation buffer; pion's single write loop writes
+	pending     bool        // in its handshake; under l.mu
+	mis         uint16      // inbound streams to advertise in the INIT ACK (or INIT, outbound)
+	outbound    bool        // dialled by DialFrom; its SCTP ports are translated
+	dtls        bool        // carries DTLS records: secureWire above sees the SCTP packets
+	dtlsDone    atomic.Bool // outbound over DTLS: its DTLS handshake is done
+	crossed     atomic.Bool // outbound over DTLS: given up for the peer's crossing dial
+	wbuf        []byte      // outbound translation buffer; pion's single write loop writes
 }
 
 func (p *pktConn) seen() chunkFlags    { return chunkFlags(p.flags.Load()) }
