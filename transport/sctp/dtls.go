@@ -236,7 +236,8 @@ type dtlsSetup struct {
 }
 
 func newDTLSSetup(c *Config) *dtlsSetup {
-	d := c.DTLS
+	d := new(DTLSConfig)
+	*d = *c.DTLS // as it was when New was called
 	suites := d.CipherSuites
 	if suites == nil {
 		suites = DefaultCipherSuites
@@ -246,10 +247,9 @@ func newDTLSSetup(c *Config) *dtlsSetup {
 		CipherSuites:         suites,
 		ExtendedMasterSecret: dtls.RequireExtendedMasterSecret,
 		LoggerFactory:        c.LoggerFactory,
-		// One SCTP packet (pion/sctp sends at most 1228 bytes) and the
-		// record overhead fit one datagram; a bigger MTU lets pion/dtls
-		// put a handshake flight in fewer datagrams.
-		MTU: 1400,
+		// MTU stays pion/dtls's 1200 bytes, what it fragments handshake
+		// flights to; a record carries one SCTP packet (pion/sctp sends at
+		// most 1228 bytes) whatever the MTU.
 	}
 	s := &dtlsSetup{cfg: d, client: base, server: base, timeout: d.HandshakeTimeout}
 	if s.timeout == 0 {

@@ -91,7 +91,7 @@ func (t *Transport) Listen(at transport.Addr) (transport.Listener, error) {
 	if t.cfgErr != nil {
 		return nil, t.cfgErr
 	}
-	if t.dtls != nil && len(t.cfg.DTLS.Certificates) == 0 {
+	if t.dtls != nil && len(t.dtls.cfg.Certificates) == 0 {
 		return nil, fmt.Errorf("%w: a listener needs a certificate", ErrDTLSConfig)
 	}
 	if at.Kind != transport.KindSCTPUDP || !at.AddrPort.Addr().IsValid() {
