@@ -186,11 +186,12 @@ func (l *Listener) newOutbound(udpTo netip.AddrPort, peerPort, localPort uint16)
 	}
 	key := demuxKey{peer: udpTo, peerPort: peerPort, localPort: localPort}
 	if l.sec != nil {
-		// Over DTLS the UDP 5-tuple names the association.
-		key = demuxKey{peer: udpTo}
-		if _, used := l.assocs[key]; used {
-			return nil, fmt.Errorf("sctp: dial %v over DTLS: %w", udpTo, ErrPortPairInUse)
+		// Over DTLS our connection ID names the association, and one
+		// handshake at a time takes the records without one.
+		if _, used := l.byPeer[udpTo]; used {
+			return nil, fmt.Errorf("sctp: dial %v over DTLS: a DTLS handshake with it is in progress, or it does not use connection IDs: %w", udpTo, ErrPortPairInUse)
 		}
+		key = l.newCIDKeyLocked(udpTo)
 		localPort = 1 // no port to pick
 	}
 	if localPort != 0 {
@@ -223,6 +224,9 @@ func (l *Listener) newOutbound(udpTo netip.AddrPort, peerPort, localPort uint16)
 		dtls:     l.sec != nil,
 	}
 	l.assocs[key] = p
+	if l.sec != nil {
+		l.byPeer[udpTo] = p
+	}
 	return p, nil
 }
 

@@ -206,9 +206,9 @@
 // DTLS handshake is bounded by [DTLSConfig.HandshakeTimeout] (10 s), the
 // SCTP handshake inside it by [Config.HandshakeTimeout] as before.
 //
-// A DTLS listener demultiplexes by UDP address alone and opens an
-// association only for a ClientHello; other datagrams from unknown sources
-// are dropped unanswered. Its limits are those of plain SCTP, with the
+// A DTLS listener demultiplexes by UDP address and DTLS connection ID and
+// opens an association only for a ClientHello; other datagrams from
+// unknown sources are dropped unanswered. Its limits are those of plain SCTP, with the
 // ClientHello in the INIT's place. A ClientHello beyond
 // [Config.MaxAssociations] or [Config.MaxAssociationsPerAddr] is answered
 // with a fatal internal_error alert, so that the peer's Dial fails at
@@ -219,14 +219,20 @@
 // address (a spoofed one) never gets further: it holds evictable slots for
 // seconds, never a verified handshake or an association.
 //
-// One association per DTLS connection: over DTLS the 5-tuple names the
-// association (its SCTP ports are inside the encryption), so a second
-// [Listener.DialFrom] to a peer the socket already has an association with
-// fails with [ErrPortPairInUse], and [Listener.DialFromPort] is refused.
-// Two endpoints that DialFrom each other at the same moment would be two
-// DTLS clients on one 5-tuple: the one with the higher UDP port (with
-// equal ports, the higher IP address) gives its dial up, which fails with
-// [ErrPortPairInUse], and accepts the other's; one association results.
+// One association per DTLS connection, and several per UDP 5-tuple: a
+// DTLS listener gives each DTLS connection on its socket a connection ID
+// (RFC 9146, 4 bytes) that the peer puts in its records, so that an
+// Endpoint can DialFrom a peer it has associations with already, and two
+// registrars can each dial the other from their ENRP endpoints. The
+// records of a handshake in progress carry none yet; so one handshake at
+// a time per 5-tuple, and a DialFrom while one runs with that peer fails
+// with [ErrPortPairInUse]. A peer whose DTLS does not do connection IDs
+// gets one association per 5-tuple. Two endpoints that DialFrom each
+// other at the same moment would be two DTLS clients in one handshake:
+// the one with the higher UDP port (with equal ports, the higher IP
+// address) gives its dial up, which fails with [ErrPortPairInUse], and
+// accepts the other's. [Listener.DialFromPort] is refused: the SCTP ports
+// inside DTLS are pion's 5000 on both ends.
 //
 // Costs, measured on loopback (BenchmarkHandshake, BenchmarkRoundTrip,
 // BenchmarkAssociationMemory): with ECDSA P-256 certificates, opening an
@@ -247,8 +253,8 @@
 //     [Config.HandshakeTimeout] bound what INIT floods can cost. Likewise
 //     pion/dtls keeps a handshake's state from the first ClientHello, its
 //     HelloVerifyRequest cookie notwithstanding; the same limits bound it.
-//   - Over DTLS: one association per UDP 5-tuple (see above), and no
-//     kernel SCTP peers.
+//   - Over DTLS: one handshake at a time per UDP 5-tuple (see above), and
+//     no kernel SCTP peers.
 //   - A message of more than [transport.MaxMessageSize] bytes from the peer
 //     aborts the association; Recv reports [transport.ErrMessageTooLarge].
 package sctp

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -276,12 +277,15 @@ func newDTLSSetup(c *Config) *dtlsSetup {
 // listener's per-peer pktConn) as client or server, within s.timeout and
 // ctx. It returns the DTLS connection and the peer's verified identity
 // (zero when the peer presented no certificate).
-func (s *dtlsSetup) handshake(ctx context.Context, nc net.Conn, server bool, local, remote transport.Addr) (*dtls.Conn, transport.Identity, error) {
+func (s *dtlsSetup) handshake(ctx context.Context, nc net.Conn, server bool, cid []byte, local, remote transport.Addr) (*dtls.Conn, transport.Identity, error) {
 	var id transport.Identity
 	cfg := s.client
 	if server {
 		cfg = s.server
 	}
+	// The peer sends cid in its records (RFC 9146); an empty one asks for
+	// none but lets the peer ask for its own.
+	cfg.ConnectionIDGenerator = func() []byte { return append([]byte{}, cid...) }
 	cfg.VerifyPeerCertificate = func(_ [][]byte, chains [][]*x509.Certificate) error {
 		if len(chains) == 0 || len(chains[0]) == 0 {
 			return nil // no certificate, and ClientAuth allowed that
@@ -443,6 +447,22 @@ func isClientHello(pkt []byte) bool {
 		int(binary.BigEndian.Uint16(pkt[11:]))+dtlsRecordHeaderSize <= len(pkt)
 }
 
+// isFirstClientHello reports whether a datagram starts with the first
+// fragment of a ClientHello without a cookie: a DTLS client's first
+// message of a handshake (RFC 6347 §4.2.1).
+func isFirstClientHello(pkt []byte) bool {
+	const body = dtlsRecordHeaderSize + dtlsHandshakeHeaderSize
+	if !isClientHello(pkt) || pkt[body-6] != 0 || pkt[body-5] != 0 || pkt[body-4] != 0 { // fragment offset 0
+		return false
+	}
+	sid := body + 2 + 32 // client_version, random
+	if len(pkt) <= sid {
+		return false
+	}
+	cookie := sid + 1 + int(pkt[sid])
+	return len(pkt) > cookie && pkt[cookie] == 0
+}
+
 // isServerHello reports whether a datagram a DTLS server writes starts with
 // its ServerHello: pion/dtls sends it once the client's ClientHello carried
 // the cookie of our HelloVerifyRequest (RFC 6347 §4.2.1), so the peer's
@@ -456,7 +476,7 @@ func isServerHello(pkt []byte) bool {
 // connected socket uc, for Dial.
 func (t *Transport) dialDTLS(ctx context.Context, uc *net.UDPConn, to transport.Addr) (transport.Conn, error) {
 	local := transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: uc.LocalAddr().(*net.UDPAddr).AddrPort()}
-	dc, id, err := t.dtls.handshake(ctx, uc, false, local, to)
+	dc, id, err := t.dtls.handshake(ctx, uc, false, nil, local, to)
 	if err != nil {
 		return nil, err
 	}
@@ -503,11 +523,13 @@ func (l *Listener) yieldsTo(peer netip.AddrPort) bool {
 	return !ip.IsUnspecified() && ip.Compare(peer.Addr()) > 0
 }
 
-// dispatchDTLS hands a datagram of a DTLS listener to the association of
-// its source address: over DTLS the UDP 5-tuple names the association (RFC
-// 8261 §4; its SCTP ports are inside the encryption). A datagram from a
-// source without one opens one only if it is a ClientHello; anything else
-// is dropped without an answer. The new handshake is bounded as an INIT's
+// dispatchDTLS hands a datagram of a DTLS listener to its association:
+// over DTLS the source address and the connection ID we gave the DTLS
+// connection name it (RFC 8261 §4: its SCTP ports are inside the
+// encryption), and a record without a connection ID goes to the
+// handshake in progress with that address (or an association whose peer
+// does not use connection IDs). A datagram that finds none opens one only
+// if it is a ClientHello; anything else is dropped without an answer. The new handshake is bounded as an INIT's
 // is (see [Listener]); a ClientHello beyond MaxAssociations or
 // MaxAssociationsPerAddr is answered with a fatal internal_error alert, as
 // an INIT with an "Out of Resource" ABORT, so that the peer fails at once
@@ -517,10 +539,29 @@ func (l *Listener) yieldsTo(peer netip.AddrPort) bool {
 // [Config.CookieEchoTimeout], so that spoofed sources hold no more than
 // those evictable slots.
 func (l *Listener) dispatchDTLS(pkt []byte, from netip.AddrPort) {
-	key := demuxKey{peer: from}
 	l.mu.Lock()
-	p := l.assocs[key]
+	var p *pktConn
+	if cid, ok := recordCID(pkt); ok {
+		p = l.assocs[cidKey(from, cid)]
+		if p != nil && binary.BigEndian.Uint16(pkt[3:]) == 0 {
+			pkt = unwrapCleartextCID(pkt)
+		}
+		if p != nil && p.dtlsDone.Load() && l.byPeer[from] == p {
+			// The peer uses our connection ID: the next ClientHello
+			// from its address is another handshake.
+			delete(l.byPeer, from)
+		}
+	} else {
+		p = l.byPeer[from]
+	}
 	l.mu.Unlock()
+	if p != nil && !p.outbound && !p.dtlsDone.Load() && p.seen()&sawCookieEcho != 0 && isFirstClientHello(pkt) {
+		// A handshake past the cookie exchange, and the peer starts
+		// afresh: it gave that one up (or it failed and is not yet
+		// cleared), and nothing will complete it.
+		_ = p.Close()
+		p = nil
+	}
 	if p != nil && p.outbound && !p.dtlsDone.Load() && isClientHello(pkt) {
 		// Our DialFrom to this peer crossed its dial to us: two DTLS
 		// clients on one 5-tuple, where neither would ever answer the
@@ -537,7 +578,7 @@ func (l *Listener) dispatchDTLS(pkt []byte, from netip.AddrPort) {
 			return
 		}
 		var refuse bool
-		if p, refuse = l.newAssociation(key); p == nil {
+		if p, refuse = l.newAssociation(demuxKey{peer: from}); p == nil {
 			l.initsTurnedAway.Add(1)
 			if refuse {
 				_, _ = l.pc.WriteToUDPAddrPort(refuseHello(pkt), from)
@@ -548,10 +589,80 @@ func (l *Listener) dispatchDTLS(pkt []byte, from netip.AddrPort) {
 	p.deliver(pkt)
 }
 
+// Connection IDs (RFC 9146). A DTLS listener gives each DTLS connection on
+// its socket a connection ID of cidLen bytes, which the peer puts in every
+// record it sends once the handshake has got that far (content type
+// tls12_cid), so that several DTLS connections, and so several
+// associations, share one UDP 5-tuple. The ID is kept in the SCTP port
+// fields of the demultiplexing key, which DTLS does not use otherwise.
+const (
+	cidLen              = 4
+	dtlsContentCID      = 25
+	dtlsCIDRecordHeader = 11 + cidLen + 2 // type, version, epoch, sequence number, CID, length
+)
+
+// recordCID returns the connection ID of a datagram that starts with a
+// record carrying one.
+func recordCID(pkt []byte) (uint32, bool) {
+	if len(pkt) < dtlsCIDRecordHeader || pkt[0] != dtlsContentCID {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(pkt[11:]), true
+}
+
+// unwrapCleartextCID turns a record of epoch 0 (not encrypted) that
+// carries a connection ID back into the plain record it wraps, leaving the
+// datagram's further records as they are. RFC 9146 §3 uses tls12_cid
+// records only once a connection ID is negotiated, which happens with
+// encryption, but pion/dtls v3 wraps the fatal alert that ends a failed
+// handshake with the peer's connection ID at epoch 0, which it then cannot
+// read: the peer would answer "decode_error" and the refusal would be
+// reported as the wrong side's. A record that does not parse is returned
+// unchanged, for pion/dtls to drop.
+func unwrapCleartextCID(pkt []byte) []byte {
+	n := int(binary.BigEndian.Uint16(pkt[dtlsCIDRecordHeader-2:]))
+	if dtlsCIDRecordHeader+n > len(pkt) {
+		return pkt
+	}
+	inner := pkt[dtlsCIDRecordHeader : dtlsCIDRecordHeader+n]
+	for len(inner) > 0 && inner[len(inner)-1] == 0 { // padding (RFC 9146 §4)
+		inner = inner[:len(inner)-1]
+	}
+	if len(inner) == 0 {
+		return pkt
+	}
+	typ, content := inner[len(inner)-1], inner[:len(inner)-1]
+	out := make([]byte, 0, len(pkt))
+	out = append(out, typ)
+	out = append(out, pkt[1:11]...) // version, epoch, sequence number
+	out = binary.BigEndian.AppendUint16(out, uint16(len(content)))
+	out = append(out, content...)
+	return append(out, pkt[dtlsCIDRecordHeader+n:]...)
+}
+
+func cidKey(peer netip.AddrPort, cid uint32) demuxKey {
+	return demuxKey{peer: peer, peerPort: uint16(cid >> 16), localPort: uint16(cid)}
+}
+
+func (k demuxKey) cid() []byte {
+	return binary.BigEndian.AppendUint32(nil, uint32(k.peerPort)<<16|uint32(k.localPort))
+}
+
+// newCIDKeyLocked picks a connection ID for a new DTLS connection with
+// peer, random and unused towards it.
+func (l *Listener) newCIDKeyLocked(peer netip.AddrPort) demuxKey {
+	for {
+		k := cidKey(peer, rand.Uint32())
+		if _, used := l.assocs[k]; !used && (k.peerPort != 0 || k.localPort != 0) {
+			return k
+		}
+	}
+}
+
 // dialFromDTLS runs the DTLS handshake as client over p, an outbound
 // association on the listener's socket, and then the SCTP association.
 func (l *Listener) dialFromDTLS(ctx context.Context, p *pktConn, to transport.Addr) (transport.Conn, error) {
-	dc, id, err := l.sec.handshake(ctx, p, false, l.addr, to)
+	dc, id, err := l.sec.handshake(ctx, p, false, p.key.cid(), l.addr, to)
 	if err != nil {
 		switch {
 		case p.crossed.Load():

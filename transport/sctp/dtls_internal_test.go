@@ -119,10 +119,11 @@ func (p *udpProxy) clientDatagrams() [][]byte {
 // application data (RFC 6347 §4.1): here an encrypted SCTP packet.
 const dtlsApplicationData = 23
 
-// isBigRecord reports whether pkt is a DTLS application data record of at
-// least n bytes: in these tests, the one that carries a DATA chunk.
+// isBigRecord reports whether pkt is a DTLS application data record (with
+// or without a connection ID) of at least n bytes: in these tests, the one
+// that carries a DATA chunk.
 func isBigRecord(pkt []byte, n int) bool {
-	return len(pkt) >= n && pkt[0] == dtlsApplicationData
+	return len(pkt) >= n && (pkt[0] == dtlsApplicationData || pkt[0] == dtlsContentCID)
 }
 
 // securePair dials l over the proxy with the client configuration and
@@ -367,8 +368,8 @@ func FuzzDTLSListener(f *testing.F) {
 		l.Close()
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		if len(l.assocs) != 0 || l.handshakes != 0 || len(l.sources) != 0 {
-			t.Errorf("after Close the listener holds %d associations, %d handshakes, %d sources", len(l.assocs), l.handshakes, len(l.sources))
+		if len(l.assocs) != 0 || l.handshakes != 0 || len(l.sources) != 0 || len(l.byPeer) != 0 {
+			t.Errorf("after Close the listener holds %d associations, %d handshakes, %d sources, %d peers", len(l.assocs), l.handshakes, len(l.sources), len(l.byPeer))
 		}
 	})
 }
@@ -528,7 +529,7 @@ func TestDTLSCrossedDials(t *testing.T) {
 			}
 			l.dispatch(hello, peerAddr) // the peer's crossing ClientHello
 			l.mu.Lock()
-			p := l.assocs[demuxKey{peer: peerAddr}]
+			p := l.byPeer[peerAddr]
 			l.mu.Unlock()
 			if p == nil {
 				t.Fatal("no association with the peer")
@@ -550,5 +551,19 @@ func TestDTLSCrossedDials(t *testing.T) {
 				t.Errorf("DialFrom = %v, want it still waiting for the peer until cancelled", err)
 			}
 		})
+	}
+}
+
+func TestDTLSFirstClientHello(t *testing.T) {
+	server, client := testDTLS(t)
+	d := clientHandshakeDatagrams(t, server, client)
+	if !isFirstClientHello(d[0]) {
+		t.Error("the client's first ClientHello is not taken for one")
+	}
+	if isFirstClientHello(d[1]) {
+		t.Error("the ClientHello with the cookie is taken for a first one")
+	}
+	for n := range len(d[0]) {
+		_ = isFirstClientHello(d[0][:n]) // no panic on a truncated one
 	}
 }

@@ -36,22 +36,14 @@ func (*pki) leaf(ca *testpki.CA, t testing.TB, name string, opts ...testpki.Leaf
 }
 
 // dtlsFactory returns transports over DTLS: the client transport has its
-// own certificate, the server transport the listener's. The server
-// transport is not offered as a transport.EndpointTransport: the suite's
-// Endpoint test opens two associations from one Endpoint to one listener,
-// which over DTLS share a UDP 5-tuple and so one DTLS connection, and this
-// transport carries one association per DTLS connection (DialFrom fails
-// with ErrPortPairInUse; TestDTLSEndpoint covers the rest).
+// own certificate, the server transport the listener's.
 func dtlsFactory(ip string) transporttest.Factory {
 	return func(t testing.TB) (client, server transport.Transport, listenAt transport.Addr) {
 		p := newPKI(t)
-		return sctp.New(sctp.Config{DTLS: &p.client}), plainTransport{sctp.New(sctp.Config{DTLS: &p.server})},
+		return sctp.New(sctp.Config{DTLS: &p.client}), sctp.New(sctp.Config{DTLS: &p.server}),
 			transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.AddrPortFrom(netip.MustParseAddr(ip), 0)}
 	}
 }
-
-// plainTransport hides every capability of a Transport but Dial and Listen.
-type plainTransport struct{ transport.Transport }
 
 func TestConformanceDTLS(t *testing.T) {
 	transporttest.Run(t, dtlsFactory("127.0.0.1"))
@@ -319,8 +311,8 @@ func TestDTLSConfigErrors(t *testing.T) {
 }
 
 // An Endpoint over DTLS dials from its own address, the peer dials back
-// there, and a second association to a peer it has one with fails with
-// ErrPortPairInUse: the UDP 5-tuple names the DTLS connection.
+// there, and a second association to the same peer is a second DTLS
+// connection on the same 5-tuple, told apart by its connection ID.
 func TestDTLSEndpoint(t *testing.T) {
 	leakcheck.Check(t)
 	p := newPKI(t)
@@ -354,8 +346,27 @@ func TestDTLSEndpoint(t *testing.T) {
 	if id, ok := transport.PeerIdentityOf(s); !ok || id.Name != "pe.test" {
 		t.Errorf("accepted peer identity %v, %v", id, ok)
 	}
-	if _, err := e.DialFrom(ctx, l.Addr()); !errors.Is(err, sctp.ErrPortPairInUse) {
-		t.Errorf("second DialFrom to the same peer = %v, want ErrPortPairInUse", err)
+	c2, err := e.DialFrom(ctx, l.Addr())
+	if err != nil {
+		t.Fatalf("second DialFrom to the same peer: %v", err)
+	}
+	t.Cleanup(func() { c2.Close() })
+	s2, err := l.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s2.Close() })
+	if s2.RemoteAddr() != e.Addr() {
+		t.Errorf("second association from %v, want %v", s2.RemoteAddr(), e.Addr())
+	}
+	for i, pair := range [][2]transport.Conn{{c, s}, {c2, s2}, {s2, c2}, {s, c}} {
+		msg := []byte{'m', byte('0' + i)}
+		if err := pair[0].Send(ctx, transport.Message{PPID: transport.PPIDASAP, Data: msg}); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := pair[1].Recv(ctx); err != nil || string(m.Data) != string(msg) {
+			t.Fatalf("association %d: Recv = %q, %v, want %q", i, m.Data, err, msg)
+		}
 	}
 	// The registrar dials the PE back at the address it saw.
 	ach := make(chan transport.Conn, 1)
@@ -450,5 +461,52 @@ func TestDTLSClientAuthPolicies(t *testing.T) {
 		if id, ok := transport.PeerIdentityOf(c); !ok || id.Name != "registrar.test" {
 			t.Errorf("the dialler always verifies the listener: %v, %v", id, ok)
 		}
+	}
+}
+
+// Refusals read alike when an Endpoint dials: its DTLS records carry the
+// listener's connection ID, and the alert that ends a refused handshake
+// still reaches the other side as the refusal it is.
+func TestDTLSEndpointRefusals(t *testing.T) {
+	leakcheck.Check(t)
+	p := newPKI(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	endpoint := func(cfg sctp.DTLSConfig) transport.Endpoint {
+		e, err := sctp.New(sctp.Config{DTLS: &cfg}).ListenEndpoint(loopback0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		return e
+	}
+	failures := make(chan error, 4)
+	server := p.server
+	server.OnHandshakeFailure = func(err error) { failures <- err }
+	l := secureListen(t, server)
+
+	rogue := p.client
+	rogue.Certificates = p.leaf(p.rogue, t, "pe.test")
+	rogue.RootCAs = p.ca.Pool()
+	_, err := endpoint(rogue).DialFrom(ctx, l.Addr())
+	if he := handshakeErr(t, err); he.RefusedBy != sctp.SidePeer {
+		t.Errorf("an untrusted Endpoint: %v, want refused by the listener", err)
+	}
+	select {
+	case err := <-failures:
+		if he := handshakeErr(t, err); he.RefusedBy != sctp.SideLocal {
+			t.Errorf("listener: %v, want its own refusal", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the listener reported no failure")
+	}
+
+	rogueServer := p.server
+	rogueServer.Certificates = p.leaf(p.rogue, t, "registrar.test")
+	rl := secureListen(t, rogueServer)
+	_, err = endpoint(p.client).DialFrom(ctx, rl.Addr())
+	var ua x509.UnknownAuthorityError
+	if he := handshakeErr(t, err); he.RefusedBy != sctp.SideLocal || !errors.As(err, &ua) {
+		t.Errorf("an Endpoint dialling an untrusted listener: %v, want its own refusal", err)
 	}
 }

@@ -66,11 +66,12 @@ type Listener struct {
 
 	mu         sync.Mutex
 	assocs     map[demuxKey]*pktConn
-	sources    map[netip.Addr]*source // peer IP addresses with associations
-	handshakes int                    // associations in their handshake
-	queued     int                    // established, not yet returned by Accept
-	conns      map[*Conn]struct{}     // established and not yet closed
-	wg         sync.WaitGroup         // handshake goroutines
+	byPeer     map[netip.AddrPort]*pktConn // over DTLS: who takes a peer's records without our connection ID
+	sources    map[netip.Addr]*source      // peer IP addresses with associations
+	handshakes int                         // associations in their handshake
+	queued     int                         // established, not yet returned by Accept
+	conns      map[*Conn]struct{}          // established and not yet closed
+	wg         sync.WaitGroup              // handshake goroutines
 
 	closeOnce  sync.Once
 	sockClosed bool // under mu
@@ -113,6 +114,7 @@ func (t *Transport) Listen(at transport.Addr) (transport.Listener, error) {
 		done:     make(chan struct{}),
 		readDone: make(chan struct{}),
 		assocs:   make(map[demuxKey]*pktConn),
+		byPeer:   make(map[netip.AddrPort]*pktConn),
 		sources:  make(map[netip.Addr]*source),
 		conns:    make(map[*Conn]struct{}),
 	}
@@ -298,6 +300,9 @@ func (l *Listener) newAssociation(key demuxKey) (p *pktConn, refuse bool) {
 		src = &source{}
 		l.sources[ip] = src
 	}
+	if l.sec != nil {
+		key = l.newCIDKeyLocked(key.peer)
+	}
 	p = &pktConn{
 		l:       l,
 		key:     key,
@@ -310,6 +315,9 @@ func (l *Listener) newAssociation(key demuxKey) (p *pktConn, refuse bool) {
 		dtls:    l.sec != nil,
 	}
 	l.assocs[key] = p
+	if l.sec != nil {
+		l.byPeer[key.peer] = p
+	}
 	src.assocs++
 	src.pending = append(src.pending, p)
 	l.handshakes++
@@ -374,7 +382,7 @@ func (l *Listener) handshake(p *pktConn) {
 	var id transport.Identity
 	if p.dtls {
 		remote := transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: p.key.peer}
-		dc, peer, err := l.sec.handshake(context.Background(), p, true, l.addr, remote)
+		dc, peer, err := l.sec.handshake(context.Background(), p, true, p.key.cid(), l.addr, remote)
 		if err != nil {
 			if f := l.sec.cfg.OnHandshakeFailure; f != nil && !l.closed() {
 				f(err)
@@ -382,6 +390,7 @@ func (l *Listener) handshake(p *pktConn) {
 			_ = p.Close()
 			return
 		}
+		p.dtlsDone.Store(true)
 		w := &secureWire{Conn: dc, mis: p.mis}
 		nc, wire, id = w, w, peer
 	}
@@ -449,6 +458,9 @@ func (l *Listener) remove(p *pktConn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.endHandshakeLocked(p)
+	if l.byPeer[p.key.peer] == p {
+		delete(l.byPeer, p.key.peer)
+	}
 	if l.assocs[p.key] != p {
 		return
 	}
@@ -484,7 +496,7 @@ type pktConn struct {
 	mis         uint16      // inbound streams to advertise in the INIT ACK (or INIT, outbound)
 	outbound    bool        // dialled by DialFrom; its SCTP ports are translated
 	dtls        bool        // carries DTLS records: secureWire above sees the SCTP packets
-	dtlsDone    atomic.Bool // outbound over DTLS: its DTLS handshake is done
+	dtlsDone    atomic.Bool // over DTLS: its DTLS handshake is done
 	crossed     atomic.Bool // outbound over DTLS: given up for the peer's crossing dial
 	wbuf        []byte      // outbound translation buffer; pion's single write loop writes
 }
