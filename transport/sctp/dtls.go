@@ -90,7 +90,8 @@ type DTLSConfig struct {
 	// a listener from its first ClientHello; Dial is bounded by its ctx
 	// as well). The SCTP handshake that follows is bounded by
 	// [Config.HandshakeTimeout] as without DTLS. If zero,
-	// DefaultDTLSHandshakeTimeout is used.
+	// DefaultDTLSHandshakeTimeout is used; a negative value is refused
+	// by [Config.Validate].
 	HandshakeTimeout time.Duration
 	// OnHandshakeFailure, if set, is called with the [*HandshakeError] of
 	// every DTLS handshake a listener started and that failed (a dialler's
