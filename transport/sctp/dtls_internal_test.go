@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -566,4 +567,51 @@ func TestDTLSFirstClientHello(t *testing.T) {
 	for n := range len(d[0]) {
 		_ = isFirstClientHello(d[0][:n]) // no panic on a truncated one
 	}
+}
+
+// BenchmarkSpoofedClientHello reports what a ClientHello from a source
+// that never answers the HelloVerifyRequest (a spoofed one) makes a DTLS
+// listener hold until it is evicted or CookieEchoTimeout drops it: heap
+// (B/hello) and goroutines (goroutines/hello), over spoofedPerRound
+// sources at once.
+func BenchmarkSpoofedClientHello(b *testing.B) {
+	const spoofedPerRound = 200
+	server, client := testDTLS(b)
+	hello := clientHandshakeDatagrams(b, server, client)[0]
+	var heap, gor float64
+	rounds := 0
+	for b.Loop() {
+		lst, err := New(Config{DTLS: server}).Listen(transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.AddrPortFrom(loopback1, 0)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		l := lst.(*Listener)
+		before, g0 := heapAfterGC(), runtime.NumGoroutine()
+		for i := range spoofedPerRound {
+			l.dispatch(hello, netip.AddrPortFrom(loopback2, uint16(20000+i)))
+		}
+		// dispatch registers each handshake before it returns; their
+		// goroutines start at once (the collections in heapAfterGC give
+		// them time to get to their HelloVerifyRequest).
+		l.mu.Lock()
+		n := l.handshakes
+		l.mu.Unlock()
+		if n != spoofedPerRound {
+			b.Fatalf("%d handshakes, want %d", n, spoofedPerRound)
+		}
+		heap += float64(heapAfterGC()-before) / spoofedPerRound
+		gor += float64(runtime.NumGoroutine()-g0) / spoofedPerRound
+		rounds++
+		l.Close()
+	}
+	b.ReportMetric(heap/float64(rounds), "B/hello")
+	b.ReportMetric(gor/float64(rounds), "goroutines/hello")
+}
+
+func heapAfterGC() int64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
 }
