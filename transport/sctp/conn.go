@@ -49,6 +49,9 @@ type Conn struct {
 
 	sup *supervisor // path supervision; nil when turned off
 
+	peer    transport.Identity // verified by DTLS; set before the Conn is handed out
+	secured bool               // the association runs over DTLS
+
 	closing   atomic.Bool
 	closed    chan struct{} // Close was called
 	closeOnce sync.Once
@@ -484,4 +487,21 @@ func (c *Conn) shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
-var _ transport.Conn = (*Conn)(nil)
+// PeerIdentity returns the peer's identity as its certificate verified in
+// the DTLS handshake ([transport.PeerIdentifier]), and false for a plain
+// SCTP association or a DTLS peer that presented no certificate (allowed by
+// [ClientAuthVerifyIfGiven] and [ClientAuthNone]).
+func (c *Conn) PeerIdentity() (transport.Identity, bool) {
+	if !c.secured || c.peer.IsZero() {
+		return transport.Identity{}, false
+	}
+	return c.peer, true
+}
+
+// Secured reports whether the association runs over DTLS.
+func (c *Conn) Secured() bool { return c.secured }
+
+var (
+	_ transport.Conn           = (*Conn)(nil)
+	_ transport.PeerIdentifier = (*Conn)(nil)
+)

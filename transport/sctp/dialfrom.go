@@ -86,6 +86,9 @@ func (l *Listener) DialFromPort(ctx context.Context, to transport.Addr, localPor
 	if localPort == 0 {
 		return nil, fmt.Errorf("%w: SCTP source port 0", ErrUnsupportedAddr)
 	}
+	if l.sec != nil {
+		return nil, fmt.Errorf("%w: no SCTP port pairs over DTLS (one association per DTLS connection, RFC 8261)", ErrUnsupportedAddr)
+	}
 	return l.dialFrom(ctx, to, localPort)
 }
 
@@ -100,6 +103,9 @@ func (l *Listener) dialFrom(ctx context.Context, to transport.Addr, localPort ui
 	switch to.Kind {
 	case transport.KindSCTPUDP:
 	case transport.KindSCTP:
+		if l.sec != nil {
+			return nil, fmt.Errorf("%w: %v: kernel SCTP does not run over DTLS", ErrUnsupportedAddr, to)
+		}
 		udpTo = netip.AddrPortFrom(udpTo.Addr(), l.cfg.KernelEncapsulationPort)
 		peerPort = to.AddrPort.Port()
 	default:
@@ -114,6 +120,9 @@ func (l *Listener) dialFrom(ctx context.Context, to transport.Addr, localPort ui
 	p, err := l.newOutbound(udpTo, peerPort, localPort)
 	if err != nil {
 		return nil, err
+	}
+	if l.sec != nil {
+		return l.dialFromDTLS(ctx, p, to)
 	}
 	assoc, err := pionsctp.ClientContext(ctx, l.cfg.pionConfig(p))
 	if err != nil {
@@ -132,6 +141,12 @@ func (l *Listener) dialFrom(ctx context.Context, to transport.Addr, localPort ui
 	if err != nil {
 		return nil, err
 	}
+	return l.dialled(c, p, to)
+}
+
+// dialled books the association c, dialled over p, as established, unless
+// the listener closed meanwhile.
+func (l *Listener) dialled(c *Conn, p *pktConn, to transport.Addr) (transport.Conn, error) {
 	l.mu.Lock()
 	closed := l.closed()
 	if !closed {
@@ -170,6 +185,15 @@ func (l *Listener) newOutbound(udpTo netip.AddrPort, peerPort, localPort uint16)
 		return nil, fmt.Errorf("%w: %w (%d)", transport.ErrAssociationLost, ErrListenerFull, l.cfg.MaxAssociations)
 	}
 	key := demuxKey{peer: udpTo, peerPort: peerPort, localPort: localPort}
+	if l.sec != nil {
+		// Over DTLS our connection ID names the association, and one
+		// handshake at a time takes the records without one.
+		if _, used := l.byPeer[udpTo]; used {
+			return nil, fmt.Errorf("sctp: dial %v over DTLS: a DTLS handshake with it is in progress, or it does not use connection IDs: %w", udpTo, ErrPortPairInUse)
+		}
+		key = l.newCIDKeyLocked(udpTo)
+		localPort = 1 // no port to pick
+	}
 	if localPort != 0 {
 		if _, used := l.assocs[key]; used {
 			return nil, fmt.Errorf("sctp: dial %v SCTP port %d from SCTP port %d: %w", udpTo, peerPort, localPort, ErrPortPairInUse)
@@ -197,8 +221,12 @@ func (l *Listener) newOutbound(udpTo netip.AddrPort, peerPort, localPort uint16)
 		rd:       deadline.New(),
 		mis:      uint16(l.cfg.MaxStreams),
 		outbound: true,
+		dtls:     l.sec != nil,
 	}
 	l.assocs[key] = p
+	if l.sec != nil {
+		l.byPeer[udpTo] = p
+	}
 	return p, nil
 }
 

@@ -2,8 +2,11 @@ package sctp_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/go-rserpool/rserpool/transport"
@@ -76,4 +79,44 @@ func Example() {
 	// listening on sctp-udp 127.0.0.1
 	// listener got "ping", PPID 11, stream 1
 	// dialer got "pong"
+}
+
+// Turn security on: every association of the Transport then runs over
+// DTLS (RFC 8261), and both ends verify each other's certificate against
+// the pool operator's CA. The same three lines serve a registrar, a pool
+// element and a pool user; the authorization above reads the verified peer
+// with transport.PeerIdentityOf.
+func ExampleDTLSConfig() {
+	cert, err := tls.LoadX509KeyPair("registrar.pem", "registrar-key.pem")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	caPEM, err := os.ReadFile("pool-ca.pem")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+
+	tr := sctp.New(sctp.Config{DTLS: &sctp.DTLSConfig{
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      pool, // verifies listeners we dial and, by default, peers we accept
+	}})
+	l, err := tr.Listen(transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.MustParseAddrPort("0.0.0.0:9899")})
+	if err != nil {
+		fmt.Println(err) // a bad certificate shows here, as sctp.ErrDTLSConfig
+		return
+	}
+	defer l.Close()
+	c, err := l.Accept(context.Background())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	if id, ok := transport.PeerIdentityOf(c); ok {
+		fmt.Println("peer", id.Name) // the first DNS SAN of its verified certificate
+	}
 }

@@ -49,8 +49,13 @@ type source struct {
 // most handshakes, so that one flooding source cannot lock others out; a
 // handshake with no COOKIE ECHO after [Config.CookieEchoTimeout] is
 // dropped.
+//
+// Over DTLS ([Config.DTLS]) the same limits apply with the ClientHello in
+// the INIT's place and the echo of the HelloVerifyRequest cookie in the
+// COOKIE ECHO's; see the package documentation.
 type Listener struct {
 	cfg  *Config
+	sec  *dtlsSetup // nil without DTLS
 	pc   *net.UDPConn
 	addr transport.Addr
 
@@ -61,11 +66,12 @@ type Listener struct {
 
 	mu         sync.Mutex
 	assocs     map[demuxKey]*pktConn
-	sources    map[netip.Addr]*source // peer IP addresses with associations
-	handshakes int                    // associations in their handshake
-	queued     int                    // established, not yet returned by Accept
-	conns      map[*Conn]struct{}     // established and not yet closed
-	wg         sync.WaitGroup         // handshake goroutines
+	byPeer     map[netip.AddrPort]*pktConn // over DTLS: who takes a peer's records without our connection ID
+	sources    map[netip.Addr]*source      // peer IP addresses with associations
+	handshakes int                         // associations in their handshake
+	queued     int                         // established, not yet returned by Accept
+	conns      map[*Conn]struct{}          // established and not yet closed
+	wg         sync.WaitGroup              // handshake goroutines
 
 	closeOnce  sync.Once
 	sockClosed bool // under mu
@@ -77,7 +83,18 @@ type Listener struct {
 // SCTP associations on it, with any SCTP port pair. Port 0 picks a free
 // port; use [DefaultPort] (9899) for kernel SCTP peers to reach the
 // listener. Ports 3863 and 9901 fail with [ErrReservedPort].
+//
+// With [Config.DTLS] the listener accepts SCTP over DTLS only (see the
+// package documentation): it needs a certificate in
+// [DTLSConfig.Certificates], and fails with [ErrDTLSConfig] without one or
+// when [Config.Validate] refused the configuration.
 func (t *Transport) Listen(at transport.Addr) (transport.Listener, error) {
+	if t.cfgErr != nil {
+		return nil, t.cfgErr
+	}
+	if t.dtls != nil && len(t.dtls.cfg.Certificates) == 0 {
+		return nil, fmt.Errorf("%w: a listener needs a certificate", ErrDTLSConfig)
+	}
 	if at.Kind != transport.KindSCTPUDP || !at.AddrPort.Addr().IsValid() {
 		return nil, fmt.Errorf("%w: %v kind %d", ErrUnsupportedAddr, at.AddrPort, at.Kind)
 	}
@@ -90,12 +107,14 @@ func (t *Transport) Listen(at transport.Addr) (transport.Listener, error) {
 	}
 	l := &Listener{
 		cfg:      &t.cfg,
+		sec:      t.dtls,
 		pc:       pc,
 		addr:     transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: pc.LocalAddr().(*net.UDPAddr).AddrPort()},
 		acceptCh: make(chan *Conn, t.cfg.Backlog),
 		done:     make(chan struct{}),
 		readDone: make(chan struct{}),
 		assocs:   make(map[demuxKey]*pktConn),
+		byPeer:   make(map[netip.AddrPort]*pktConn),
 		sources:  make(map[netip.Addr]*source),
 		conns:    make(map[*Conn]struct{}),
 	}
@@ -191,6 +210,10 @@ func (l *Listener) release() {
 }
 
 func (l *Listener) dispatch(pkt []byte, from netip.AddrPort) {
+	if l.sec != nil {
+		l.dispatchDTLS(pkt, from)
+		return
+	}
 	typ, ok := firstChunkType(pkt)
 	if !ok {
 		return
@@ -277,6 +300,9 @@ func (l *Listener) newAssociation(key demuxKey) (p *pktConn, refuse bool) {
 		src = &source{}
 		l.sources[ip] = src
 	}
+	if l.sec != nil {
+		key = l.newCIDKeyLocked(key.peer)
+	}
 	p = &pktConn{
 		l:       l,
 		key:     key,
@@ -286,8 +312,12 @@ func (l *Listener) newAssociation(key demuxKey) (p *pktConn, refuse bool) {
 		rd:      deadline.New(),
 		pending: true,
 		mis:     uint16(l.cfg.MaxStreams),
+		dtls:    l.sec != nil,
 	}
 	l.assocs[key] = p
+	if l.sec != nil {
+		l.byPeer[key.peer] = p
+	}
 	src.assocs++
 	src.pending = append(src.pending, p)
 	l.handshakes++
@@ -339,8 +369,7 @@ func (l *Listener) endHandshakeLocked(p *pktConn) {
 // association and queues the result for Accept.
 func (l *Listener) handshake(p *pktConn) {
 	defer l.wg.Done()
-	timer := time.AfterFunc(l.cfg.HandshakeTimeout, func() { _ = p.Close() })
-	if d := l.cfg.CookieEchoTimeout; d > 0 && d < l.cfg.HandshakeTimeout {
+	if d := l.cfg.CookieEchoTimeout; d > 0 && (p.dtls || d < l.cfg.HandshakeTimeout) {
 		cookie := time.AfterFunc(d, func() {
 			if p.seen()&sawCookieEcho == 0 {
 				_ = p.Close()
@@ -348,7 +377,25 @@ func (l *Listener) handshake(p *pktConn) {
 		})
 		defer cookie.Stop()
 	}
-	assoc, err := pionsctp.Server(l.cfg.pionConfig(p))
+	var nc net.Conn = p
+	var wire wireObserver = p
+	var id transport.Identity
+	if p.dtls {
+		remote := transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: p.key.peer}
+		dc, peer, err := l.sec.handshake(context.Background(), p, true, p.key.cid(), l.addr, remote)
+		if err != nil {
+			if f := l.sec.cfg.OnHandshakeFailure; f != nil && !l.closed() {
+				f(err)
+			}
+			_ = p.Close()
+			return
+		}
+		p.dtlsDone.Store(true)
+		w := &secureWire{Conn: dc, mis: p.mis}
+		nc, wire, id = w, w, peer
+	}
+	timer := time.AfterFunc(l.cfg.HandshakeTimeout, func() { _ = nc.Close() })
+	assoc, err := pionsctp.Server(l.cfg.pionConfig(nc))
 	if !timer.Stop() && err == nil {
 		_ = assoc.Close()
 		err = os.ErrDeadlineExceeded
@@ -369,18 +416,21 @@ func (l *Listener) handshake(p *pktConn) {
 		}
 	}
 	if err != nil {
+		_ = nc.Close()
 		_ = p.Close()
 		return
 	}
 	remote := transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: p.key.peer}
-	c, err := newConn(assoc, p, l.addr, remote, l.cfg, l.forget)
+	c, err := newConn(assoc, wire, l.addr, remote, l.cfg, l.forget)
 	if err != nil {
+		_ = nc.Close()
 		_ = p.Close()
 		l.mu.Lock()
 		l.queued--
 		l.mu.Unlock()
 		return
 	}
+	c.peer, c.secured = id, p.dtls
 	l.mu.Lock()
 	l.conns[c] = struct{}{}
 	l.mu.Unlock()
@@ -408,6 +458,9 @@ func (l *Listener) remove(p *pktConn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.endHandshakeLocked(p)
+	if l.byPeer[p.key.peer] == p {
+		delete(l.byPeer, p.key.peer)
+	}
 	if l.assocs[p.key] != p {
 		return
 	}
@@ -439,10 +492,13 @@ type pktConn struct {
 	established atomic.Bool
 	sack        sackPrompter
 	live        liveness
-	pending     bool   // in its handshake; under l.mu
-	mis         uint16 // inbound streams to advertise in the INIT ACK (or INIT, outbound)
-	outbound    bool   // dialled by DialFrom; its SCTP ports are translated
-	wbuf        []byte // outbound translation buffer; pion's single write loop writes
+	pending     bool        // in its handshake; under l.mu
+	mis         uint16      // inbound streams to advertise in the INIT ACK (or INIT, outbound)
+	outbound    bool        // dialled by DialFrom; its SCTP ports are translated
+	dtls        bool        // carries DTLS records: secureWire above sees the SCTP packets
+	dtlsDone    atomic.Bool // over DTLS: its DTLS handshake is done
+	crossed     atomic.Bool // outbound over DTLS: given up for the peer's crossing dial
+	wbuf        []byte      // outbound translation buffer; pion's single write loop writes
 }
 
 func (p *pktConn) seen() chunkFlags    { return chunkFlags(p.flags.Load()) }
@@ -468,10 +524,12 @@ var pktBufs = sync.Pool{New: func() any { return new([pktBufSize]byte) }}
 
 // deliver queues a copy of pkt, dropping it if the association lags.
 func (p *pktConn) deliver(pkt []byte) {
-	if f := scanChunks(pkt); f != 0 {
-		p.flags.Or(uint32(f))
+	if !p.dtls {
+		if f := scanChunks(pkt); f != 0 {
+			p.flags.Or(uint32(f))
+		}
+		p.live.seen(pkt)
 	}
-	p.live.seen(pkt)
 	var b []byte
 	if len(pkt) <= pktBufSize {
 		b = pktBufs.Get().(*[pktBufSize]byte)[:len(pkt)]
@@ -498,7 +556,7 @@ func (p *pktConn) Read(b []byte) (int, error) {
 		case pkt := <-p.in:
 			n := copy(b, pkt)
 			putPktBuf(pkt)
-			if p.outbound && !p.translateIn(b[:n]) {
+			if p.outbound && !p.dtls && !p.translateIn(b[:n]) {
 				continue
 			}
 			return n, nil
@@ -515,6 +573,15 @@ func (p *pktConn) Write(b []byte) (int, error) {
 	case <-p.closed:
 		return 0, net.ErrClosed
 	default:
+	}
+	if p.dtls {
+		if !p.outbound && p.seen()&sawCookieEcho == 0 && isServerHello(b) {
+			// The peer echoed our HelloVerifyRequest cookie: its
+			// address is its own, and its handshake no longer one to
+			// evict or to drop after CookieEchoTimeout.
+			p.flags.Or(uint32(sawCookieEcho))
+		}
+		return p.l.pc.WriteToUDPAddrPort(b, p.key.peer)
 	}
 	if p.outbound {
 		return p.writeOutbound(b)

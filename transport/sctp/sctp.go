@@ -92,7 +92,8 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// HandshakeTimeout bounds the time between an INIT reaching a listener
 	// and the association being established. If zero,
-	// DefaultHandshakeTimeout is used.
+	// DefaultHandshakeTimeout is used. Over DTLS it starts once the DTLS
+	// handshake, bounded by [DTLSConfig.HandshakeTimeout], is done.
 	HandshakeTimeout time.Duration
 	// Backlog bounds the associations a listener has in its handshake or
 	// waiting for Accept; INITs beyond it are dropped (the peer
@@ -192,6 +193,15 @@ type Config struct {
 	// LocalAddr, if valid, is the local IP address Dial sends from, for a
 	// host with several addresses. If zero, the operating system picks it.
 	LocalAddr netip.Addr
+
+	// Security (RFC 5355 §4, RFC 8261)
+
+	// DTLS, if set, runs every association of this Transport over DTLS
+	// (SCTP over DTLS over UDP, RFC 8261): mutually authenticated with
+	// X.509 certificates, encrypted and replay-protected. See
+	// [DTLSConfig]. If nil, associations are plain SCTP over UDP (RFC
+	// 6951), as before. Both ends must agree.
+	DTLS *DTLSConfig
 }
 
 func (c Config) withDefaults() Config {
@@ -276,13 +286,20 @@ func (c *Config) pionConfig(nc net.Conn) pionsctp.Config {
 // Transport is SCTP in user space (pion/sctp) carried over UDP as RFC 6951
 // describes. It implements [transport.Transport].
 type Transport struct {
-	cfg   Config
-	ports kernelPorts // SCTP source ports of dialed KindSCTP associations
+	cfg    Config
+	ports  kernelPorts // SCTP source ports of dialed KindSCTP associations
+	dtls   *dtlsSetup  // nil without DTLS
+	cfgErr error       // Config.Validate's verdict, returned by Listen and Dial
 }
 
-// New returns a Transport with the given configuration.
+// New returns a Transport with the given configuration. A configuration
+// that [Config.Validate] refuses makes Listen and Dial fail with its error.
 func New(cfg Config) *Transport {
-	return &Transport{cfg: cfg.withDefaults()}
+	t := &Transport{cfg: cfg.withDefaults()}
+	if t.cfgErr = cfg.Validate(); t.cfgErr == nil && cfg.DTLS != nil {
+		t.dtls = newDTLSSetup(&t.cfg)
+	}
+	return t
 }
 
 var (
@@ -323,7 +340,16 @@ func udpNetwork(a netip.Addr) string {
 // when ctx ends before the handshake completes, and with
 // [ErrOutOfResource] when the peer refuses the association for lack of
 // resources.
+//
+// With [Config.DTLS], Dial runs the DTLS handshake on the socket first
+// (within [DTLSConfig.HandshakeTimeout] and ctx) and fails with a
+// [*HandshakeError] when either side refuses; KindSCTP addresses fail with
+// [ErrUnsupportedAddr]. The Conn's PeerIdentity is the listener's verified
+// certificate.
 func (t *Transport) Dial(ctx context.Context, to transport.Addr) (transport.Conn, error) {
+	if t.cfgErr != nil {
+		return nil, t.cfgErr
+	}
 	if !to.AddrPort.IsValid() || to.AddrPort.Port() == 0 {
 		return nil, fmt.Errorf("%w: %v", ErrUnsupportedAddr, to.AddrPort)
 	}
@@ -332,6 +358,9 @@ func (t *Transport) Dial(ctx context.Context, to transport.Addr) (transport.Conn
 	switch to.Kind {
 	case transport.KindSCTPUDP:
 	case transport.KindSCTP:
+		if t.dtls != nil {
+			return nil, fmt.Errorf("%w: %v: kernel SCTP does not run over DTLS", ErrUnsupportedAddr, to)
+		}
 		udpTo = netip.AddrPortFrom(to.AddrPort.Addr(), t.cfg.KernelEncapsulationPort)
 		sctpPort = to.AddrPort.Port()
 	default:
@@ -349,6 +378,9 @@ func (t *Transport) Dial(ctx context.Context, to transport.Addr) (transport.Conn
 		return nil, fmt.Errorf("%w: %w", transport.ErrAssociationLost, err)
 	}
 	uc := nc.(*net.UDPConn)
+	if t.dtls != nil {
+		return t.dialDTLS(ctx, uc, to)
+	}
 	dc := &dialConn{Conn: uc, peerPort: sctpPort, maxStreams: uint16(t.cfg.MaxStreams)}
 	var release func(*Conn)
 	if sctpPort != 0 {
