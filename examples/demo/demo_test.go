@@ -15,11 +15,15 @@ import (
 // removal by the registrar (association loss, keep-alive timeout), the
 // ENRP scene (three registrars peering; r1, home of two PEs, going down
 // silently; a survivor taking them over, the other acknowledging; the PEs
-// adopting the new home; the pool user served on), and a clean end with
-// no goroutine left behind.
+// adopting the new home; the pool user served on), the session scene (a
+// counter kept in sealed cookies carried over a PE's crash to the PE its
+// business card names, the request in flight answered there; a forged
+// cookie refused), and a clean end with no goroutine left behind. The
+// demo itself fails when a counter comes back wrong (state lost or
+// applied twice).
 func TestDemo(t *testing.T) {
 	if testing.Short() {
-		t.Skip("real SCTP over loopback, about 5 s")
+		t.Skip("real SCTP over loopback, about 4 s")
 	}
 	leakcheck.Check(t)
 	ctx, cancel := context.WithTimeout(t.Context(), maxDuration)
@@ -50,6 +54,16 @@ func TestDemo(t *testing.T) {
 		"r1 DOWN here too, out of its peer list: it acknowledged", // the other survivor's view
 		"pe-a: home changed to", "pe-c: home changed to",          // the PEs adopt the new home (PEEventHomeChanged)
 		"the pool user carries on: all 3 PEs still served through r3", // the PU served on
+		"gave the session its business card (ASAP_BUSINESS_CARD)",     // RFC 5352 §3.11
+		"request #4 answered by pe-s", "CRASHES with request #5 in flight",
+		"counter=4 restored on pe-s",                                                           // the new PE opened the echoed cookie (§3.10)
+		"session FAILED OVER from pe-s", "its business card's first choice: ", "failover took", // reason: association lost (or, were the ABORT lost, request timeout)
+		"the cookie echoed first (ASAP_COOKIE_ECHO), 1 request(s) sent again",
+		"request #5 answered by pe-s", "counter=5", "after pe-s", "crash to first answer on the new PE",
+		"request #7 answered by pe-s", "counter=7",
+		"state carried over: counter=7 after 7 requests",
+		"REFUSES the cookie echoed by", "cookie: authentication failed", // cookie.ErrTampered
+		"no answer: the forged counter was never used",
 		"Demo OK",
 	} {
 		if !strings.Contains(out.String(), want) {

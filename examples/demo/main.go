@@ -28,7 +28,16 @@
 //     takes r1's two PEs over, the other acknowledging (§3.9); pe-a and
 //     pe-c adopt the new home when its Endpoint Keep Alive with H=1
 //     reaches them (RFC 5352 §3.7); the pool user of r3 is served by all
-//     three PEs on.
+//     three PEs on;
+//  7. sessions (RFC 5352 §3.9-3.11), on SCTP with LAN-tuned path
+//     supervision: three PEs serve a counter per session through
+//     asap.SessionServer, keeping it in the session's cookie, sealed
+//     with the key the pool's PEs share (asap/cookie); each gives the
+//     session its business card. The session's PE crashes with a
+//     request in flight: the session fails over to the card's first PE,
+//     echoes the cookie, sends the request again, and the new PE restores
+//     the counter from the cookie. A rogue pool user echoes the cookie
+//     with the counter rewritten, and the PE refuses it.
 //
 // The registrars' lines come from their events (enrp.Config.Events), which
 // say exactly why a PE was removed and when a peer came up, went down or
@@ -127,7 +136,7 @@ func run(ctx context.Context, out io.Writer) error {
 		}
 		elems = append(elems, e)
 		names[e.ln.Addr().AddrPort] = e.name
-		reg.name(e)
+		reg.name(e.pe.ID(), e.name)
 	}
 	for _, e := range elems {
 		if err := e.pe.Register(ctx); err != nil {
@@ -166,7 +175,7 @@ func run(ctx context.Context, out io.Writer) error {
 	// 3. pe-2 crashes.
 	crashed := elems[1]
 	tr.printf("%s CRASHES: all its associations are aborted, it does not deregister", crashed.name)
-	crashRemoved := reg.watchRemoval(crashed)
+	crashRemoved := reg.watchRemoval(crashed.pe.ID())
 	crashed.crash()
 	if who, err = phase(ctx, tr, pu, "B", 4); err != nil {
 		return err
@@ -178,7 +187,7 @@ func run(ctx context.Context, out io.Writer) error {
 	// 4. pe-3 hangs.
 	hung := elems[2]
 	tr.printf("%s HANGS: its associations stay up, but it answers nothing any more", hung.name)
-	hangRemoved := reg.watchRemoval(hung)
+	hangRemoved := reg.watchRemoval(hung.pe.ID())
 	hung.hang()
 	if who, err = phase(ctx, tr, pu, "C", 4); err != nil {
 		return err
@@ -186,10 +195,10 @@ func run(ctx context.Context, out io.Writer) error {
 	if slices.Contains(who, hung.name) || slices.Contains(who, crashed.name) {
 		return fmt.Errorf("a dead PE answered: %v", who)
 	}
-	if _, err := reg.awaitRemoval(ctx, crashed, crashRemoved); err != nil {
+	if _, err := reg.awaitRemoval(ctx, crashed.name, crashRemoved); err != nil {
 		return err
 	}
-	if _, err := reg.awaitRemoval(ctx, hung, hangRemoved); err != nil {
+	if _, err := reg.awaitRemoval(ctx, hung.name, hangRemoved); err != nil {
 		return err
 	}
 
@@ -210,11 +219,11 @@ func run(ctx context.Context, out io.Writer) error {
 		return fmt.Errorf("a new resolution returns %d PEs, want only %s", len(pes), elems[0].name)
 	}
 	tr.printf("a new pool user resolves %q: 1 PE, %s", pool, elems[0].name)
-	deregistered := reg.watchRemoval(elems[0])
+	deregistered := reg.watchRemoval(elems[0].pe.ID())
 	if err := elems[0].pe.Deregister(ctx); err != nil {
 		return fmt.Errorf("%s: deregister: %w", elems[0].name, err)
 	}
-	if ev, err := reg.awaitRemoval(ctx, elems[0], deregistered); err != nil {
+	if ev, err := reg.awaitRemoval(ctx, elems[0].name, deregistered); err != nil {
 		return err
 	} else if ev.Reason != enrp.RemovedDeregistered {
 		return fmt.Errorf("%s removed for %v, want deregistered", elems[0].name, ev.Reason)
@@ -227,6 +236,11 @@ func run(ctx context.Context, out io.Writer) error {
 	// 6. ENRP: registrars that peer and stand in for each other.
 	if err := enrpScene(ctx, tr, tp); err != nil {
 		return fmt.Errorf("ENRP: %w", err)
+	}
+
+	// 7. Sessions: state in cookies, carried over a PE's crash.
+	if err := sessionScene(ctx, tr, reg); err != nil {
+		return fmt.Errorf("sessions: %w", err)
 	}
 	tr.printf("Demo OK.")
 	return nil
@@ -553,10 +567,10 @@ func (r *registrar) Close() error {
 	return err
 }
 
-// name gives the PE of e its demo name in the trace.
-func (r *registrar) name(e *element) {
+// name gives PE id its demo name in the trace.
+func (r *registrar) name(id uint32, name string) {
 	r.mu.Lock()
-	r.names[e.pe.ID()] = e.name
+	r.names[id] = name
 	r.mu.Unlock()
 }
 
@@ -601,22 +615,22 @@ func (r *registrar) follow() {
 }
 
 // watchRemoval returns a channel that receives the event of the removal
-// of e's PE, which follow traces. Call it before the PE fails.
-func (r *registrar) watchRemoval(e *element) <-chan enrp.Event {
+// of PE id, which follow traces. Call it before the PE fails.
+func (r *registrar) watchRemoval(id uint32) <-chan enrp.Event {
 	w := &watcher{since: time.Now(), removed: make(chan enrp.Event, 1)}
 	r.mu.Lock()
-	r.watchers[e.pe.ID()] = w
+	r.watchers[id] = w
 	r.mu.Unlock()
 	return w.removed
 }
 
 // awaitRemoval waits for the removal that watchRemoval watches.
-func (r *registrar) awaitRemoval(ctx context.Context, e *element, removed <-chan enrp.Event) (enrp.Event, error) {
+func (r *registrar) awaitRemoval(ctx context.Context, name string, removed <-chan enrp.Event) (enrp.Event, error) {
 	select {
 	case ev := <-removed:
 		return ev, nil
 	case <-ctx.Done():
-		return enrp.Event{}, fmt.Errorf("registrar did not remove %s (%d events dropped): %w", e.name, r.Stats().EventsDropped, ctx.Err())
+		return enrp.Event{}, fmt.Errorf("registrar did not remove %s (%d events dropped): %w", name, r.Stats().EventsDropped, ctx.Err())
 	}
 }
 

@@ -8,7 +8,9 @@
 // The tests check RFC 5352 procedures across the whole stack:
 // registration (§3.1, §3.2), handle resolution (§3.5), endpoint keep-alive
 // (§3.7), deregistration (§3.3), endpoint unreachable reports and pool
-// user failover (§3.5), and registrar discovery by announces (§3.6). They
+// user failover (§3.5), registrar discovery by announces (§3.6), and
+// sessions with pool element failover, cookies and business cards
+// (§3.9-3.11: asap.Session, asap.SessionServer, asap/cookie). They
 // follow the registrar's changes through its events (enrp.Config.Events),
 // which say when and why it removed a PE. They also measure and log the failover time of a pool user, with the default
 // and with tuned timers.
