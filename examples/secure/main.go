@@ -20,7 +20,12 @@
 // announces: every endpoint is given the registrar's address.
 //
 //	go run ./examples/secure
-//	go run ./examples/secure -n 6
+//	go run ./examples/secure -n 6 -port 47000
+//
+// With -port P the registrar listens on UDP port P of 127.0.0.1, the rogue
+// registrar on P+1 and the two PEs on P+2 and P+3; every association of the
+// run has one end on one of them, so that a capture of loopback can be
+// narrowed to the run (wire-audit -p P -p P+1 -p P+2 -p P+3).
 //
 // The same setup with separate programs and PEM files is
 // examples/registrar (-tls-cert, -tls-key, -tls-ca, -allow-pe, -allow-pu),
@@ -65,14 +70,27 @@ const (
 
 var loopback = transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:0")}
 
+// at returns the loopback address at port base+i, or an ephemeral port
+// when base is 0.
+func at(base uint16, i uint16) transport.Addr {
+	if base == 0 {
+		return loopback
+	}
+	return transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.AddrPortFrom(loopback.AddrPort.Addr(), base+i)}
+}
+
 func main() {
 	n := flag.Int("n", 4, "echo requests of the pool user")
+	port := flag.Uint("port", 0, "UDP port of the registrar on 127.0.0.1; the rogue registrar and the two PEs take the next three (0: ephemeral ports)")
 	flag.Parse()
+	if *port > 65535-3 {
+		log.Fatalf("-port %d: not a port with three more after it", *port)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := run(ctx, os.Stdout, *n); err != nil {
+	if err := run(ctx, os.Stdout, *n, uint16(*port)); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -117,7 +135,8 @@ func (c *certs) secured(cert tls.Certificate, serverName string, onFailure func(
 // server hunts of at most 200 ms (RFC 5352 §3.6, MAX-NUMBER-SERVER-HUNT).
 var fastHunt = asap.Timers{T5ServerHunt: 50 * time.Millisecond, T5ServerHuntMax: 200 * time.Millisecond}
 
-func run(ctx context.Context, out io.Writer, n int) (err error) {
+// run runs the demo with n echo requests; port is -port.
+func run(ctx context.Context, out io.Writer, n int, port uint16) (err error) {
 	p := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 	var stops []func()
 	defer func() {
@@ -137,7 +156,7 @@ func run(ctx context.Context, out io.Writer, n int) (err error) {
 	var refusals atomic.Int64 // handshakes the registrar's listener refused or lost
 	cfg := enrp.Config{
 		Transport:  c.secured(c.byName[regName], "", func(error) { refusals.Add(1) }),
-		ListenAddr: loopback,
+		ListenAddr: at(port, 0),
 	}
 	policy := enrp.NamePolicy{
 		Register: enrp.PoolACL{Pools: map[string][]string{pool: {peAllowed}}},
@@ -155,8 +174,8 @@ func run(ctx context.Context, out io.Writer, n int) (err error) {
 
 	// Two PEs register and serve; they accept only the registrar's name.
 	var pes []*asap.PoolElement
-	for _, name := range []string{"pe-1.pe.example", "pe-2.pe.example"} {
-		pe, err := startPE(ctx, c.secured(c.byName[name], regName, nil), name[:4], reg.Addr(), asap.Timers{}, &stops)
+	for i, name := range []string{"pe-1.pe.example", "pe-2.pe.example"} {
+		pe, addr, err := startPE(ctx, c.secured(c.byName[name], regName, nil), name[:4], at(port, 2+uint16(i)), reg.Addr(), asap.Timers{}, &stops)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
@@ -164,7 +183,7 @@ func run(ctx context.Context, out io.Writer, n int) (err error) {
 			return fmt.Errorf("%s: register: %w", name, err)
 		}
 		pes = append(pes, pe)
-		p("%s registered in %q as PE %08x", name, pool, pe.ID())
+		p("%s registered in %q as PE %08x, serving at %v", name, pool, pe.ID(), addr)
 	}
 
 	// The pool user resolves the pool and is served by both PEs; the PEs
@@ -199,7 +218,7 @@ func run(ctx context.Context, out io.Writer, n int) (err error) {
 
 	// A rogue PE: the pool's CA signed its certificate, but its name may
 	// not register in the pool.
-	rogue, err := startPE(ctx, c.secured(c.byName[rogueName], regName, nil), "rogue", reg.Addr(), asap.Timers{}, &stops)
+	rogue, _, err := startPE(ctx, c.secured(c.byName[rogueName], regName, nil), "rogue", loopback, reg.Addr(), asap.Timers{}, &stops)
 	if err != nil {
 		return err
 	}
@@ -216,7 +235,7 @@ func run(ctx context.Context, out io.Writer, n int) (err error) {
 	if err != nil {
 		return err
 	}
-	intruder, err := startPE(ctx, c.secured(forged, regName, nil), "pe-3", reg.Addr(), fastHunt, &stops)
+	intruder, _, err := startPE(ctx, c.secured(forged, regName, nil), "pe-3", loopback, reg.Addr(), fastHunt, &stops)
 	if err != nil {
 		return err
 	}
@@ -252,13 +271,13 @@ func run(ctx context.Context, out io.Writer, n int) (err error) {
 			Certificates: []tls.Certificate{rogueCert}, ClientAuth: sctp.ClientAuthNone,
 			OnHandshakeFailure: func(error) { rogueSaw.Add(1) },
 		}}),
-		ListenAddr: loopback,
+		ListenAddr: at(port, 1),
 	}, &stops)
 	if err != nil {
 		return err
 	}
 	p("rogue registrar %08x at %v: certificate %q from %q", rogueReg.ServerID(), rogueReg.Addr(), regName, c.rogueCA.name)
-	lured, err := startPE(ctx, c.secured(c.byName["pe-1.pe.example"], regName, nil), "pe-1-lured", rogueReg.Addr(), fastHunt, &stops)
+	lured, _, err := startPE(ctx, c.secured(c.byName["pe-1.pe.example"], regName, nil), "pe-1-lured", loopback, rogueReg.Addr(), fastHunt, &stops)
 	if err != nil {
 		return err
 	}
@@ -326,17 +345,18 @@ func start(cfg enrp.Config, stops *[]func()) (*enrp.Registrar, error) {
 	return r, nil
 }
 
-// startPE starts an echo PE named name on tr, registering with the
-// registrar at reg; Register is the caller's. It stops when run returns.
-func startPE(ctx context.Context, tr *sctp.Transport, name string, reg transport.Addr, timers asap.Timers, stops *[]func()) (*asap.PoolElement, error) {
-	ln, err := tr.Listen(loopback)
+// startPE starts an echo PE named name on tr, serving pool users at
+// listen and registering with the registrar at reg; Register is the
+// caller's. It stops when run returns.
+func startPE(ctx context.Context, tr *sctp.Transport, name string, listen, reg transport.Addr, timers asap.Timers, stops *[]func()) (*asap.PoolElement, transport.Addr, error) {
+	ln, err := tr.Listen(listen)
 	if err != nil {
-		return nil, err
+		return nil, transport.Addr{}, err
 	}
 	ut, err := asap.TransportParam(ln.Addr(), tlv.TransportUseDataOnly)
 	if err != nil {
 		ln.Close()
-		return nil, err
+		return nil, transport.Addr{}, err
 	}
 	pe, err := asap.NewPoolElement(asap.PEConfig{
 		PoolHandle: []byte(pool), UserTransport: ut, Registrars: []transport.Addr{reg},
@@ -344,7 +364,7 @@ func startPE(ctx context.Context, tr *sctp.Transport, name string, reg transport
 	}, tr)
 	if err != nil {
 		ln.Close()
-		return nil, err
+		return nil, transport.Addr{}, err
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	served := make(chan error, 1)
@@ -355,5 +375,5 @@ func startPE(ctx context.Context, tr *sctp.Transport, name string, reg transport
 		ln.Close()
 		<-served
 	})
-	return pe, nil
+	return pe, ln.Addr(), nil
 }

@@ -25,7 +25,7 @@ func TestRun(t *testing.T) {
 	defer cancel()
 	var out bytes.Buffer
 	const n = 4
-	if err := run(ctx, &out, n); err != nil {
+	if err := run(ctx, &out, n, 0); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	trace := out.String()
@@ -51,7 +51,7 @@ func TestRun(t *testing.T) {
 	want("the PKI", `^pki: "pool operator CA" and "rogue CA" made in memory; 6 ECDSA P-256 certificates`)
 	want("the registrar", `^registrar [0-9a-f]{8} \(reg-1\.reg\.example\) at sctp-udp:127\.0\.0\.1:\d+: SCTP over DTLS`)
 	for _, pe := range []string{"pe-1", "pe-2"} {
-		ids[pe] = want(pe+" registered", `^`+pe+`\.pe\.example registered in "echo" as PE ([0-9a-f]{8})$`)[1]
+		ids[pe] = want(pe+" registered", `^`+pe+`\.pe\.example registered in "echo" as PE ([0-9a-f]{8}), serving at sctp-udp:127\.0\.0\.1:\d+$`)[1]
 	}
 	if ids["pe-1"] == ids["pe-2"] {
 		t.Fatalf("both PEs have ID %s", ids["pe-1"])
