@@ -25,7 +25,11 @@
 // With -port P the registrar listens on UDP port P of 127.0.0.1, the rogue
 // registrar on P+1 and the two PEs on P+2 and P+3; every association of the
 // run has one end on one of them, so that a capture of loopback can be
-// narrowed to the run (wire-audit -p P -p P+1 -p P+2 -p P+3).
+// narrowed to the run (wire-audit -p P -p P+1 -p P+2 -p P+3). Such a
+// capture holds DTLS 1.2 records only: Wireshark's ASAP and ENRP dissectors
+// find no message in it, and neither the pool handle nor the echoed text
+// appears. The certificates, with their names, travel in clear in the
+// DTLS 1.2 handshake: DTLS hides what is said, not who speaks to whom.
 //
 // The same setup with separate programs and PEM files is
 // examples/registrar (-tls-cert, -tls-key, -tls-ca, -allow-pe, -allow-pu),

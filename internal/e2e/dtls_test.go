@@ -211,11 +211,11 @@ func joinTestGroup(t *testing.T, group netip.AddrPort) *multicast.Announcer {
 // TestDTLSAnnouncedRogueRegistrar: with DTLS, what an ASAP Server Announce
 // (RFC 5352 §3.6, not authenticated, RFC 5355 §3.4) can do is make a PE or
 // PU dial: a rogue registrar that announces itself on the group costs a
-// failed handshake, not a hijack. A PE that learns registrars only from
-// announces, on a group where only the rogue announces, does not register
-// (the handshake fails on its side); once the genuine registrar announces
-// on the group too, the PE registers there and a PU that learns from
-// announces resolves there, and the rogue holds nothing.
+// failed handshake, not a hijack. A PE and a PU that learn registrars only
+// from announces, on a group where only the rogue announces, neither
+// register nor resolve (the handshake fails on their side); once the
+// genuine registrar announces on the group too, the PE registers there and
+// the PU resolves there, and the rogue holds nothing.
 func TestDTLSAnnouncedRogueRegistrar(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real SCTP over DTLS and multicast on loopback")
@@ -249,8 +249,12 @@ func TestDTLSAnnouncedRogueRegistrar(t *testing.T) {
 	err := p.Register(ctx)
 	wantRefusedRegistrar(t, err, rogue.Addr())
 	t.Logf("PE, rogue announces only: %v", err)
+	pu := newPU(t, asap.PUConfig{Timers: quickHunt, MaxServerHunts: 2}, secure(ca.Leaf(t, "app.pu.example"), ca.Pool(), nil), asap.WithAnnouncer(puAnn))
+	_, err = pu.Resolve(ctx, []byte(handle))
+	wantRefusedRegistrar(t, err, rogue.Addr())
+	t.Logf("PU, rogue announces only: %v", err)
 	wantUntouched(t, rogue)
-	wantRefusedByRogue(t, &rogueSaw, 1)
+	wantRefusedByRogue(t, &rogueSaw, 2)
 
 	// The genuine registrar announces too: the PE, still hunting, finds
 	// it and registers there; a PU that knows registrars from announces
@@ -265,7 +269,6 @@ func TestDTLSAnnouncedRogueRegistrar(t *testing.T) {
 	if ids, err := poolIDs(ctx, good, handle); err != nil || !slices.Equal(ids, []uint32{p.ID()}) {
 		t.Fatalf("the genuine registrar holds %v (%v), want the PE", ids, err)
 	}
-	pu := newPU(t, asap.PUConfig{Timers: quickHunt}, secure(ca.Leaf(t, "app.pu.example"), ca.Pool(), nil), asap.WithAnnouncer(puAnn))
 	pes, err := pu.Resolve(ctx, []byte(handle))
 	if err != nil || !slices.Equal(peIDs(pes), []uint32{p.ID()}) {
 		t.Fatalf("PU from announces resolved %v (%v), want the PE", peIDs(pes), err)
@@ -274,7 +277,7 @@ func TestDTLSAnnouncedRogueRegistrar(t *testing.T) {
 		t.Errorf("answers from %v", from)
 	}
 	wantUntouched(t, rogue)
-	wantRefusedByRogue(t, &rogueSaw, 1)
+	wantRefusedByRogue(t, &rogueSaw, 2)
 	t.Logf("rogue announced %d times; %d handshakes with it failed, 0 registrations, 0 resolutions",
 		rogue.Stats().ASAP.Announces, len(rogueSaw.all()))
 }
