@@ -205,6 +205,7 @@ func joinTestGroup(t *testing.T, group netip.AddrPort) *multicast.Announcer {
 	if err != nil {
 		t.Skipf("no multicast on %s: %v", lo.Name, err)
 	}
+	t.Cleanup(func() { a.Close() }) // after the registrar or endpoint using it (Close is idempotent)
 	return a
 }
 
@@ -228,8 +229,6 @@ func TestDTLSAnnouncedRogueRegistrar(t *testing.T) {
 	rogueAnn := joinTestGroup(t, group)
 	group = rogueAnn.Group() // the port the first join bound
 	peAnn, puAnn, goodAnn := joinTestGroup(t, group), joinTestGroup(t, group), joinTestGroup(t, group)
-	defer goodAnn.Close() // the registrars do not close their announcers
-	defer rogueAnn.Close()
 
 	ca := testpki.NewCA(t, "pool operator")
 	rogueCA := testpki.NewCA(t, "rogue")
