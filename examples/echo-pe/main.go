@@ -6,6 +6,15 @@
 //	go run ./examples/registrar &
 //	go run ./examples/echo-pe -pool echo -name pe-1
 //	go run ./examples/pu-client -pool echo -n 5
+//
+// With -tls-cert and -tls-key (PEM files) and -tls-ca (the pool's CA) it
+// runs SCTP over DTLS (RFC 8261) both to the registrar and to its pool
+// users: it registers only at a registrar whose certificate the CA signed
+// (and, with -tls-server-name, that carries that name), and serves only
+// pool users whose certificate the CA signed. The registrar, -allow-pe,
+// decides whether its name may register in the pool.
+//
+//	go run ./examples/echo-pe -pool echo -tls-cert pe.pem -tls-key pe-key.pem -tls-ca ca.pem
 package main
 
 import (
@@ -22,6 +31,7 @@ import (
 	"time"
 
 	"github.com/go-rserpool/rserpool/asap"
+	"github.com/go-rserpool/rserpool/internal/dtlsflags"
 	"github.com/go-rserpool/rserpool/internal/echo"
 	"github.com/go-rserpool/rserpool/tlv"
 	"github.com/go-rserpool/rserpool/transport"
@@ -36,16 +46,20 @@ func main() {
 	name := flag.String("name", "", "name put in front of each answer (default: the PE ID)")
 	announce := flag.Bool("announce", false, "also find registrars by their ASAP Server Announces on the loopback interface")
 	verbose := flag.Bool("v", false, "log ASAP debug messages")
+	var sec dtlsflags.Files
+	sec.Register(flag.CommandLine, true)
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *registrars, *pool, *listen, *name, *announce, *verbose); err != nil {
+	if err := run(ctx, *registrars, *pool, *listen, *name, *announce, *verbose, sec, nil); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(ctx context.Context, registrars, pool, listen, name string, announce, verbose bool) error {
+// run runs the PE until ctx ends; registered, if not nil, is called with
+// the PE once it registered (tests).
+func run(ctx context.Context, registrars, pool, listen, name string, announce, verbose bool, sec dtlsflags.Files, registered func(*asap.PoolElement)) error {
 	regs, err := parseAddrs(registrars)
 	if err != nil {
 		return err
@@ -54,7 +68,11 @@ func run(ctx context.Context, registrars, pool, listen, name string, announce, v
 	if err != nil {
 		return err
 	}
-	tr := sctp.New(sctp.Config{})
+	dtls, err := sec.Config(func(err error) { log.Printf("echo-pe: pool user refused: %v", err) })
+	if err != nil {
+		return err
+	}
+	tr := sctp.New(sctp.Config{DTLS: dtls})
 
 	// The listener pool users reach; its address goes into the registration.
 	ln, err := tr.Listen(at)
@@ -90,7 +108,10 @@ func run(ctx context.Context, registrars, pool, listen, name string, announce, v
 	if err := pe.Register(ctx); err != nil {
 		return fmt.Errorf("register in pool %q: %w", pool, err)
 	}
-	log.Printf("%s: registered in pool %q as PE %08x, serving at %v", name, pool, pe.ID(), ln.Addr())
+	log.Printf("%s: registered in pool %q as PE %08x, serving at %v (DTLS: %v)", name, pool, pe.ID(), ln.Addr(), dtls != nil)
+	if registered != nil {
+		registered(pe)
+	}
 
 	select {
 	case <-ctx.Done():

@@ -26,6 +26,20 @@
 // -kernel-encap-port (its net.sctp.udp_port, 9899 by default):
 //
 //	go run ./examples/registrar -listen 127.0.0.1:9903 -enrp-listen 127.0.0.1:9900 -peer sctp:127.0.0.1:9901
+//
+// Security (RFC 5355, RFC 5352 §6, RFC 5353 §6): -tls-cert and -tls-key
+// (PEM files, with -tls-ca the pool operator's CA) turn on SCTP over DTLS
+// (RFC 8261) for every association, ASAP and ENRP: peers, PEs and PUs must
+// present a certificate the CA signed, and the registrar's own is checked
+// by them. -allow-pe pool=pattern and -allow-pu pool=pattern (repeatable)
+// then say whose certificates (by DNS SAN or common name, path.Match
+// globs) may register in and resolve a pool (others get Rejected due to
+// security considerations, 0xa); pools without a rule stay open.
+// -allow-peer pattern (repeatable) names the registrars that may peer.
+// Handshake failures are logged.
+//
+//	go run ./examples/registrar -tls-cert reg.pem -tls-key reg-key.pem -tls-ca ca.pem \
+//		-allow-pe 'echo=*.pe.example.org' -allow-pu 'echo=*.pu.example.org' -allow-peer '*.reg.example.org'
 package main
 
 import (
@@ -45,6 +59,7 @@ import (
 
 	"github.com/go-rserpool/rserpool/enrp"
 	"github.com/go-rserpool/rserpool/enrp/status"
+	"github.com/go-rserpool/rserpool/internal/dtlsflags"
 	"github.com/go-rserpool/rserpool/transport"
 	"github.com/go-rserpool/rserpool/transport/multicast"
 	"github.com/go-rserpool/rserpool/transport/sctp"
@@ -66,6 +81,10 @@ type options struct {
 	kernelEncap  uint
 	advertise    []string              // -enrp-advertise, repeatable
 	heartbeat    time.Duration         // -peer-heartbeat
+	sec          dtlsflags.Files       // -tls-cert, -tls-key, -tls-ca
+	allowPE      []string              // -allow-pe pool=pattern, repeatable
+	allowPU      []string              // -allow-pu pool=pattern, repeatable
+	allowPeer    []string              // -allow-peer pattern, repeatable
 	started      func(*enrp.Registrar) // tests: called once the registrar runs
 }
 
@@ -91,6 +110,19 @@ func main() {
 		return nil
 	})
 	flag.DurationVar(&o.heartbeat, "peer-heartbeat", enrp.DefaultHeartbeatCycle, "PEER-HEARTBEAT-CYCLE, the period of Presence to each peer (RFC 5353 §3.2)")
+	o.sec.Register(flag.CommandLine, false)
+	flag.Func("allow-pe", "pool=pattern: only PEs whose certificate name matches pattern (a path.Match glob, e.g. echo=*.pe.example.org) may register in pool; repeat for several; needs -tls-cert", func(s string) error {
+		o.allowPE = append(o.allowPE, s)
+		return nil
+	})
+	flag.Func("allow-pu", "pool=pattern: only PUs whose certificate name matches pattern may resolve pool; repeat for several; needs -tls-cert", func(s string) error {
+		o.allowPU = append(o.allowPU, s)
+		return nil
+	})
+	flag.Func("allow-peer", "pattern: only registrars whose certificate name matches pattern may peer (ENRP); repeat for several; needs -tls-cert", func(s string) error {
+		o.allowPeer = append(o.allowPeer, s)
+		return nil
+	})
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -122,13 +154,20 @@ func run(ctx context.Context, o options) error {
 	if o.kernelEncap > 65535 {
 		return fmt.Errorf("-kernel-encap-port %d: not a port", o.kernelEncap)
 	}
-	tr := sctp.New(sctp.Config{KernelEncapsulationPort: uint16(o.kernelEncap)})
+	sec, err := o.sec.Config(func(err error) { log.Printf("registrar: %v", err) })
+	if err != nil {
+		return err
+	}
+	tr := sctp.New(sctp.Config{KernelEncapsulationPort: uint16(o.kernelEncap), DTLS: sec})
 	events := make(chan enrp.Event, 256)
 	cfg := enrp.Config{
 		Events:     events,
 		Transport:  tr,
 		ListenAddr: at,
 		ASAP:       enrp.ASAPConfig{KeepAliveInterval: o.kaInterval, KeepAliveTimeout: o.kaTimeout},
+	}
+	if err := authorization(o, sec != nil, &cfg); err != nil {
+		return err
 	}
 	if o.verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -183,6 +222,10 @@ func run(ctx context.Context, o options) error {
 	defer reg.Close()
 	log.Printf("registrar %08x listening at %v (announce on lo: %v); ENRP at %v, peers %v, presence on lo: %v",
 		reg.ServerID(), reg.Addr(), o.announce, reg.ENRPAddr(), cfg.Peers.Static, o.enrpAnnounce)
+	if sec != nil {
+		log.Printf("registrar %08x: SCTP over DTLS as %s; may register: %v, may resolve: %v, may peer: %v",
+			reg.ServerID(), sec.Certificates[0].Leaf.Subject.CommonName, rules(o.allowPE), rules(o.allowPU), rules(o.allowPeer))
+	}
 
 	ran := make(chan error, 1)
 	go func() { ran <- reg.Run(ctx) }()
@@ -213,6 +256,38 @@ func run(ctx context.Context, o options) error {
 			log.Print(ev)
 		}
 	}
+}
+
+// authorization applies -allow-pe, -allow-pu and -allow-peer to cfg as an
+// enrp.NamePolicy. They need DTLS: without it no association is
+// authenticated, and a rule would refuse every one.
+func authorization(o options, secured bool, cfg *enrp.Config) error {
+	if !secured && len(o.allowPE)+len(o.allowPU)+len(o.allowPeer) > 0 {
+		return fmt.Errorf("-allow-pe, -allow-pu and -allow-peer need SCTP over DTLS (-tls-cert, -tls-key): without it no peer is authenticated and every rule refuses it")
+	}
+	var p enrp.NamePolicy
+	var err error
+	if p.Register, err = dtlsflags.ParseACL("allow-pe", o.allowPE); err != nil {
+		return err
+	}
+	if p.Resolve, err = dtlsflags.ParseACL("allow-pu", o.allowPU); err != nil {
+		return err
+	}
+	if o.allowPeer != nil {
+		p.Peers = o.allowPeer
+	}
+	if err := p.Apply(cfg); err != nil {
+		return fmt.Errorf("-allow-peer: %w", err)
+	}
+	return nil
+}
+
+// rules prints a rule list for the start-up line.
+func rules(r []string) string {
+	if len(r) == 0 {
+		return "any verified peer"
+	}
+	return fmt.Sprint(r)
 }
 
 // serveStatus serves reg's status page on l: the page at /, its JSON at

@@ -2,21 +2,28 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/enrp"
+	"github.com/go-rserpool/rserpool/internal/dtlsflags"
 	"github.com/go-rserpool/rserpool/internal/leakcheck"
+	"github.com/go-rserpool/rserpool/internal/testpki"
+	"github.com/go-rserpool/rserpool/tlv"
 	"github.com/go-rserpool/rserpool/transport"
 	"github.com/go-rserpool/rserpool/transport/memnet"
+	"github.com/go-rserpool/rserpool/transport/sctp"
 )
 
 // -http: the status page, its JSON and expvar are served on 127.0.0.1,
@@ -203,6 +210,107 @@ func TestRunENRPAnnounce(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("no peer by multicast: %+v", ps)
 		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// -tls-cert, -tls-key, -tls-ca, -allow-pe, -allow-pu: the registrar runs
+// over SCTP over DTLS with the PEM files given; a PE whose certificate
+// name -allow-pe allows registers, another is refused with 0xa; a PU
+// -allow-pu allows resolves, another is refused with 0xa.
+func TestRunDTLS(t *testing.T) {
+	leakcheck.Check(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	ca := testpki.NewCA(t, "registrar test CA")
+	certFile, keyFile := testpki.WritePEM(t, dir, "reg", ca.Leaf(t, "reg-1.reg.example"))
+	o := options{listen: "127.0.0.1:0",
+		sec:     dtlsflags.Files{Cert: certFile, Key: keyFile, CA: ca.WritePEM(t, dir, "ca")},
+		allowPE: []string{"echo=*.pe.example"}, allowPU: []string{"echo=*.pu.example"}, allowPeer: []string{"*.reg.example"}}
+	rctx, stop := context.WithCancel(ctx)
+	ran, got := make(chan error, 1), make(chan *enrp.Registrar, 1)
+	o.started = func(r *enrp.Registrar) { got <- r }
+	go func() { ran <- run(rctx, o) }()
+	var reg *enrp.Registrar
+	select {
+	case reg = <-got:
+	case err := <-ran:
+		t.Fatalf("run: %v", err)
+	}
+	defer func() {
+		stop()
+		if err := <-ran; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	tr := func(name string) *sctp.Transport {
+		return sctp.New(sctp.Config{ShutdownTimeout: time.Second, DTLS: &sctp.DTLSConfig{Certificates: []tls.Certificate{ca.Leaf(t, name)}, RootCAs: ca.Pool()}})
+	}
+	regs := []transport.Addr{reg.Addr()}
+	user := transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:1234")}
+	ut, err := asap.TransportParam(user, tlv.TransportUseDataOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	register := func(name string, id uint32) error {
+		pe, err := asap.NewPoolElement(asap.PEConfig{PoolHandle: []byte("echo"), PEID: id, UserTransport: ut, Registrars: regs, MaxAccepted: -1}, tr(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pe.Close() })
+		return pe.Register(ctx)
+	}
+	resolve := func(name string) ([]tlv.PoolElement, error) {
+		pu, err := asap.NewPoolUser(asap.PUConfig{Registrars: regs}, tr(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pu.Close()
+		return pu.Resolve(ctx, []byte("echo"))
+	}
+	if err := register("pe-1.pe.example", 1); err != nil {
+		t.Fatalf("allowed PE: %v", err)
+	}
+	var re *asap.RejectError
+	if err := register("pe-2.other.example", 2); !errors.As(err, &re) || re.Code() != tlv.CauseRejectedSecurity {
+		t.Fatalf("PE -allow-pe does not allow: %v, want 0xa", err)
+	}
+	if _, err := resolve("app.other.example"); !errors.As(err, &re) || re.Code() != tlv.CauseRejectedSecurity {
+		t.Fatalf("PU -allow-pu does not allow: %v, want 0xa", err)
+	}
+	if pes, err := resolve("app.pu.example"); err != nil || len(pes) != 1 || pes[0].ID != 1 {
+		t.Fatalf("allowed PU resolved %+v (%v), want the allowed PE", pes, err)
+	}
+	if s := reg.Stats().ASAP; s.Registrations != 1 || s.RegistrationsRefd != 1 || s.ResolutionsRefused != 1 {
+		t.Errorf("registrar: %d registrations, %d refused, %d resolutions refused; want 1, 1, 1", s.Registrations, s.RegistrationsRefd, s.ResolutionsRefused)
+	}
+}
+
+// The DTLS flags' misconfigurations are errors at start, naming the flag.
+func TestRunDTLSFlagErrors(t *testing.T) {
+	leakcheck.Check(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	ca := testpki.NewCA(t, "registrar test CA")
+	certFile, keyFile := testpki.WritePEM(t, dir, "reg", ca.Leaf(t, "reg-1.reg.example"))
+	sec := dtlsflags.Files{Cert: certFile, Key: keyFile}
+	for _, c := range []struct {
+		o    options
+		want string
+	}{
+		{options{sec: dtlsflags.Files{Cert: certFile}}, "-tls-cert without -tls-key"},
+		{options{sec: dtlsflags.Files{Cert: keyFile, Key: keyFile}}, "-tls-cert"},
+		{options{allowPE: []string{"echo=*.pe.example"}}, "need SCTP over DTLS"},
+		{options{allowPeer: []string{"*.reg.example"}}, "need SCTP over DTLS"},
+		{options{sec: sec, allowPE: []string{"echo"}}, "-allow-pe"},
+		{options{sec: sec, allowPU: []string{"echo=[x"}}, "-allow-pu"},
+		{options{sec: sec, allowPeer: []string{"[x"}}, "-allow-peer"},
+	} {
+		c.o.listen = "127.0.0.1:0"
+		if err := run(ctx, c.o); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want an error saying %q", c.o, err, c.want)
 		}
 	}
 }

@@ -15,5 +15,11 @@
 // which say when and why it removed a PE. They also measure and log the failover time of a pool user, with the default
 // and with tuned timers.
 //
+// The DTLS tests (RFC 8261, SCTP over DTLS) check the defences of RFC 5355
+// with certificates made in the test: a registrar of an untrusted CA is
+// refused by PEs and PUs, configured or announced; a rogue PE cannot
+// register, an unauthorised PU cannot resolve, a rogue registrar cannot
+// peer.
+//
 // The package has no code of its own outside its tests.
 package e2e

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-rserpool/rserpool/asap"
+	"github.com/go-rserpool/rserpool/enrp"
+	"github.com/go-rserpool/rserpool/internal/dtlsflags"
+	"github.com/go-rserpool/rserpool/internal/echo"
+	"github.com/go-rserpool/rserpool/internal/leakcheck"
+	"github.com/go-rserpool/rserpool/internal/testpki"
+	"github.com/go-rserpool/rserpool/transport"
+	"github.com/go-rserpool/rserpool/transport/sctp"
+)
+
+// secured returns a DTLS transport with a certificate for name from ca.
+func secured(t *testing.T, ca *testpki.CA, name string) *sctp.Transport {
+	return sctp.New(sctp.Config{ShutdownTimeout: time.Second, DTLS: &sctp.DTLSConfig{Certificates: []tls.Certificate{ca.Leaf(t, name)}, RootCAs: ca.Pool()}})
+}
+
+// startRegistrar runs a DTLS registrar on loopback that lets only
+// *.pe.example register in "echo".
+func startRegistrar(t *testing.T, ca *testpki.CA) *enrp.Registrar {
+	t.Helper()
+	cfg := enrp.Config{Transport: secured(t, ca, "reg-1.reg.example"),
+		ListenAddr: transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:0")}}
+	if err := (enrp.NamePolicy{Register: enrp.PoolACL{Pools: map[string][]string{"echo": {"*.pe.example"}}}}).Apply(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	r, err := enrp.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- r.Run(context.Background()) }()
+	t.Cleanup(func() { r.Close(); <-ran })
+	return r
+}
+
+// -tls-cert, -tls-key, -tls-ca, -tls-server-name: the PE registers at a
+// DTLS registrar and serves a DTLS pool user; on SIGINT (ctx) it
+// deregisters. A name the registrar does not allow ends run with the
+// 0xa refusal; a registrar without the server name is refused by the PE.
+func TestRunDTLS(t *testing.T) {
+	leakcheck.Check(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ca := testpki.NewCA(t, "echo-pe test CA")
+	r := startRegistrar(t, ca)
+	dir := t.TempDir()
+	caFile := ca.WritePEM(t, dir, "ca")
+	files := func(name string) dtlsflags.Files {
+		c, k := testpki.WritePEM(t, dir, name, ca.Leaf(t, name))
+		return dtlsflags.Files{Cert: c, Key: k, CA: caFile}
+	}
+
+	sec := files("pe-1.pe.example")
+	sec.ServerName = "reg-1.reg.example"
+	pctx, stop := context.WithCancel(ctx)
+	ran, registered := make(chan error, 1), make(chan *asap.PoolElement, 1)
+	go func() {
+		ran <- run(pctx, r.Addr().String(), "echo", "127.0.0.1:0", "pe-t", false, false, sec, func(pe *asap.PoolElement) { registered <- pe })
+	}()
+	var pe *asap.PoolElement
+	select {
+	case pe = <-registered:
+	case err := <-ran:
+		t.Fatalf("run: %v", err)
+	}
+	pu, err := asap.NewPoolUser(asap.PUConfig{Registrars: []transport.Addr{r.Addr()}}, secured(t, ca, "app.pu.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := echo.Call(ctx, pu, []byte("echo"), "over DTLS", 5*time.Second)
+	pu.Close()
+	if err != nil || a.From != "pe-t" || a.Text != "over DTLS" || a.PE != pe.ID() {
+		t.Fatalf("echo: %+v, %v", a, err)
+	}
+	stop()
+	if err := <-ran; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if pes, err := r.PoolElements(ctx, []byte("echo")); err != nil || len(pes) != 0 {
+		t.Fatalf("after SIGINT the pool holds %d PEs (%v), want the PE deregistered", len(pes), err)
+	}
+
+	err = run(ctx, r.Addr().String(), "echo", "127.0.0.1:0", "pe-x", false, false, files("pe-2.other.example"), nil)
+	var re *asap.RejectError
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), "Rejected due to security considerations") {
+		t.Fatalf("PE the registrar does not allow: %v, want the 0xa refusal", err)
+	}
+	wrong := files("pe-3.pe.example")
+	wrong.ServerName = "elsewhere.reg.example"
+	var he *sctp.HandshakeError
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second) // 3 server hunts with back-off
+	defer rcancel()
+	if err := run(rctx, r.Addr().String(), "echo", "127.0.0.1:0", "pe-y", false, false, wrong, nil); !errors.Is(err, asap.ErrNoRegistrar) || !errors.As(err, &he) || he.RefusedBy != sctp.SideLocal {
+		t.Fatalf("registrar without -tls-server-name: %v, want no registrar after this side refused it", err)
+	}
+	if err := run(ctx, r.Addr().String(), "echo", "127.0.0.1:0", "pe-z", false, false, dtlsflags.Files{Cert: sec.Cert}, nil); !errors.Is(err, dtlsflags.ErrConfig) {
+		t.Fatalf("-tls-cert without -tls-key: %v", err)
+	}
+}

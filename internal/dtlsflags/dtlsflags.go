@@ -1,0 +1,113 @@
+// Package dtlsflags gives the example programs their command-line
+// switches for SCTP over DTLS (RFC 8261): a certificate and its key, and
+// the CA that verifies the peers, read from PEM files (crypto/tls's
+// LoadX509KeyPair), turned into a transport/sctp DTLSConfig; and the
+// registrar's name rules ("pool=pattern") turned into an enrp.PoolACL.
+// Every misconfiguration is an error at start, naming the flag.
+package dtlsflags
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/go-rserpool/rserpool/enrp"
+	"github.com/go-rserpool/rserpool/transport/sctp"
+)
+
+// Files names the PEM files of a host's DTLS configuration. The zero
+// Files turns DTLS off.
+type Files struct {
+	// Cert is this host's certificate chain (leaf first), Key its
+	// private key: -tls-cert and -tls-key.
+	Cert, Key string
+	// CA holds the certificates of the CAs that verify the peers, in both
+	// directions (-tls-ca). Empty: the host's root CAs.
+	CA string
+	// ServerName, if set, is the DNS name every listener dialled must
+	// carry (-tls-server-name).
+	ServerName string
+}
+
+// Register adds -tls-cert, -tls-key and -tls-ca to fs, and
+// -tls-server-name when serverName is true.
+func (f *Files) Register(fs *flag.FlagSet, serverName bool) {
+	fs.StringVar(&f.Cert, "tls-cert", "", "PEM file of this host's certificate chain (leaf first): turns SCTP over DTLS on; needs -tls-key")
+	fs.StringVar(&f.Key, "tls-key", "", "PEM file of the private key of -tls-cert")
+	fs.StringVar(&f.CA, "tls-ca", "", "PEM file of the CA certificates that verify peers (default: the host's root CAs); with -tls-cert")
+	if serverName {
+		fs.StringVar(&f.ServerName, "tls-server-name", "", "DNS name the registrar's certificate must carry (default: any certificate the CA verifies)")
+	}
+}
+
+// On reports whether any file is named: DTLS is asked for.
+func (f Files) On() bool { return f.Cert != "" || f.Key != "" || f.CA != "" || f.ServerName != "" }
+
+// ErrConfig is wrapped by every error of Config and ParseACL.
+var ErrConfig = errors.New("invalid DTLS flags")
+
+// Config reads the files and returns the DTLS configuration, or nil
+// when no flag is set (plain SCTP). A certificate without its key, a key
+// without its certificate, a CA or server name without a certificate, a
+// file that does not load, and a certificate sctp.Config.Validate refuses
+// (expired, key not matching) are errors. onFailure, if not nil, becomes
+// DTLSConfig.OnHandshakeFailure.
+func (f Files) Config(onFailure func(error)) (*sctp.DTLSConfig, error) {
+	if !f.On() {
+		return nil, nil
+	}
+	switch {
+	case f.Cert == "" && f.Key == "":
+		return nil, fmt.Errorf("%w: -tls-ca and -tls-server-name need -tls-cert and -tls-key (RSerPool associations authenticate both ends)", ErrConfig)
+	case f.Cert == "":
+		return nil, fmt.Errorf("%w: -tls-key without -tls-cert", ErrConfig)
+	case f.Key == "":
+		return nil, fmt.Errorf("%w: -tls-cert without -tls-key", ErrConfig)
+	}
+	cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: -tls-cert %s, -tls-key %s: %w", ErrConfig, f.Cert, f.Key, err)
+	}
+	d := &sctp.DTLSConfig{Certificates: []tls.Certificate{cert}, ServerName: f.ServerName, OnHandshakeFailure: onFailure}
+	if f.CA != "" {
+		pem, err := os.ReadFile(f.CA)
+		if err != nil {
+			return nil, fmt.Errorf("%w: -tls-ca: %w", ErrConfig, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: -tls-ca %s: no PEM certificate in it", ErrConfig, f.CA)
+		}
+		d.RootCAs = pool // and ClientCAs, by default
+	}
+	if err := (sctp.Config{DTLS: d}).Validate(); err != nil {
+		return nil, fmt.Errorf("%w: -tls-cert %s: %w", ErrConfig, f.Cert, err)
+	}
+	return d, nil
+}
+
+// ParseACL reads rules of the form "pool=pattern" (flag is the flag's
+// name, for errors) into a PoolACL: each rule allows the identities
+// matching pattern (enrp.MatchIdentity) in the pool; several rules for
+// one pool add up. No rules give the zero PoolACL, which allows all.
+func ParseACL(flag string, rules []string) (enrp.PoolACL, error) {
+	var acl enrp.PoolACL
+	for _, r := range rules {
+		pool, pattern, ok := strings.Cut(r, "=")
+		if !ok || pool == "" || pattern == "" {
+			return enrp.PoolACL{}, fmt.Errorf("%w: -%s %q: want pool=pattern, e.g. echo=*.pe.example.org", ErrConfig, flag, r)
+		}
+		if acl.Pools == nil {
+			acl.Pools = map[string][]string{}
+		}
+		acl.Pools[pool] = append(acl.Pools[pool], pattern)
+	}
+	if err := acl.Validate(); err != nil {
+		return enrp.PoolACL{}, fmt.Errorf("%w: -%s: %w", ErrConfig, flag, err)
+	}
+	return acl, nil
+}
