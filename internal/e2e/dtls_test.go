@@ -345,10 +345,9 @@ func TestDTLSRoguePERefused(t *testing.T) {
 		t.Fatalf("PE of an untrusted CA: %v (%T), want no registrar after the registrar refused the handshake with an alert", err, err)
 	}
 	t.Logf("PE of an untrusted CA: %v", err)
-	// (pion/dtls sends no certificate that the CAs named in the
-	// registrar's CertificateRequest did not sign: the registrar then
-	// refuses a peer without a certificate rather than an unknown
-	// authority.)
+	// The PE presents its certificate although the registrar's
+	// CertificateRequest names other CAs, so the registrar's log names
+	// the real cause: an unknown authority, not a missing certificate.
 	refused := regSaw.all()
 	if len(refused) == 0 {
 		t.Fatal("the registrar saw no failed handshake")
@@ -356,6 +355,9 @@ func TestDTLSRoguePERefused(t *testing.T) {
 	for _, lhe := range refused {
 		if lhe.RefusedBy != sctp.SideLocal || !lhe.Server || lhe.Remote != rogue.EndpointAddr() {
 			t.Errorf("registrar listener: %v: refused by %v (server %v), want the registrar refusing the PE at %v", lhe, lhe.RefusedBy, lhe.Server, rogue.EndpointAddr())
+		}
+		if !strings.Contains(lhe.Error(), "unknown authority") {
+			t.Errorf("registrar listener: %v: want the cause named as an unknown authority", lhe)
 		}
 	}
 
@@ -544,7 +546,7 @@ func TestDTLSPeeringAuthorized(t *testing.T) {
 	waitUntil(t, 10*time.Second, 10*time.Millisecond, "r1 refusing the rogue's handshake", func() (bool, error) {
 		return len(saw1.all()) > 0, nil
 	})
-	for _, he := range saw1.all() { // (no certificate: see TestDTLSRoguePERefused)
+	for _, he := range saw1.all() { // (unknown authority: see TestDTLSRoguePERefused)
 		if he.RefusedBy != sctp.SideLocal || !he.Server || he.Remote != rogue.ENRPAddr() {
 			t.Errorf("r1's listener: %v: want r1 refusing the untrusted registrar at %v", he, rogue.ENRPAddr())
 		}

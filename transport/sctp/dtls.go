@@ -258,6 +258,17 @@ func newDTLSSetup(c *Config) *dtlsSetup {
 		s.timeout = DefaultDTLSHandshakeTimeout
 	}
 	s.client.RootCAs = d.RootCAs
+	// A dialler presents its certificate whatever CA names the listener's
+	// CertificateRequest lists (pion/dtls would otherwise send none for a
+	// chain outside them), so a listener that does not trust it refuses
+	// it as "unknown authority" rather than "no certificate": the log
+	// then names the real cause.
+	s.client.GetClientCertificate = func(*dtls.CertificateRequestInfo) (*tls.Certificate, error) {
+		if len(d.Certificates) == 0 {
+			return &tls.Certificate{}, nil
+		}
+		return &d.Certificates[0], nil
+	}
 	s.client.ServerName = d.ServerName
 	s.server.ClientCAs = d.ClientCAs
 	if s.server.ClientCAs == nil {

@@ -421,11 +421,10 @@ func TestDTLSMaxAssociationsRefused(t *testing.T) {
 }
 
 // ClientAuthVerifyIfGiven and ClientAuthNone accept a dialler without a
-// certificate, whose association then has no identity. A dialler whose
-// certificate is not from one of the CAs the listener names (the
-// CertificateRequest lists ClientCAs) sends none, so under VerifyIfGiven
-// it too is accepted without an identity: an untrusted certificate never
-// becomes one.
+// certificate, whose association then has no identity. A dialler presents
+// its certificate even when it is not from one of the CAs the listener
+// names (the CertificateRequest lists ClientCAs), so under VerifyIfGiven
+// an untrusted certificate is refused: it never becomes an identity.
 func TestDTLSClientAuthPolicies(t *testing.T) {
 	leakcheck.Check(t)
 	p := newPKI(t)
@@ -440,7 +439,7 @@ func TestDTLSClientAuthPolicies(t *testing.T) {
 	}{
 		{sctp.ClientAuthVerifyIfGiven, anonymous, true, false},
 		{sctp.ClientAuthVerifyIfGiven, p.client, true, true},
-		{sctp.ClientAuthVerifyIfGiven, untrusted, true, false},
+		{sctp.ClientAuthVerifyIfGiven, untrusted, false, false},
 		{sctp.ClientAuthNone, anonymous, true, false},
 		{sctp.ClientAuthNone, p.client, true, false},
 	} {
