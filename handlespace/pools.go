@@ -351,7 +351,7 @@ func (s *Store) ReportUnreachable(now time.Time, handle tlv.PoolHandle, id uint3
 		return 0, false
 	}
 	r := s.rec(ri)
-	if r.reports < ^uint32(0) {
+	if r.reports < ^uint16(0) {
 		r.reports++
 	}
 	return int(r.reports), true

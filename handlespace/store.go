@@ -46,7 +46,7 @@ type Config struct {
 type Info struct {
 	LastUpdate         time.Time // when the PE was last registered or updated
 	Expiry             time.Time // registration deadline; zero: no deadline
-	UnreachableReports int       // ENDPOINT_UNREACHABLE reports since the last registration
+	UnreachableReports int       // ENDPOINT_UNREACHABLE reports since the last registration (counted up to 65,535)
 	Marked             bool      // audit mark (Mark/Sweep)
 }
 
