@@ -79,7 +79,7 @@ func (s *Store) Register(now time.Time, handle tlv.PoolHandle, pe *tlv.PoolEleme
 		if useOf(ut) != p.uuse {
 			return false, errorf(tlv.CauseInconsistentDataControlConfig, "pool transport use %d, PE %d", p.uuse, useOf(ut))
 		}
-		ri = p.ids.get(pe.ID)
+		ri = p.ids.get(pe.ID, s)
 		if ri < 0 && p.ids.n >= s.cfg.MaxPEsPerPool {
 			return false, errorf(tlv.CauseLackOfResources, "pool holds %d PEs", p.ids.n)
 		}
@@ -136,7 +136,7 @@ func (s *Store) Register(now time.Time, handle tlv.PoolHandle, pe *tlv.PoolEleme
 		r.slot = int32(len(p.slotPE))
 		p.slotPE = append(p.slotPE, ri)
 	}
-	p.ids.put(pe.ID, ri)
+	p.ids.put(pe.ID, ri, s)
 	s.addMember(p, ri, r)
 	s.ownerLink(ri, r, p)
 	s.setExpiry(ri, r, expiry)
@@ -162,7 +162,7 @@ func (s *Store) newPool(name string, sel policy.Selector, pe *tlv.PoolElement) (
 		uuse:   useOf(&pe.UserTransport),
 		sel:    sel,
 	}
-	p.ids.init(s.seed)
+	p.ids.init(s.seed, s.cfg.MaxPEs)
 	var pi int32
 	if n := len(s.freePool); n > 0 {
 		pi = s.freePool[n-1]
@@ -207,7 +207,7 @@ func (s *Store) removeRec(p *pool, pi int32, ri int32, r *rec) {
 		p.slotPE[r.slot] = -1
 		p.freeSl = append(p.freeSl, r.slot)
 	}
-	p.ids.del(r.id())
+	p.ids.del(r.id(), ri, s)
 	p.members.remove(r.pos, func(idx, pos int32) { s.rec(idx).pos = pos })
 	s.ownerUnlink(ri, r, p)
 	if r.heap >= 0 {

@@ -169,7 +169,7 @@ func (s *Store) find(handle tlv.PoolHandle, id uint32) (*pool, int32) {
 	if p == nil {
 		return nil, -1
 	}
-	ri := p.ids.get(id)
+	ri := p.ids.get(id, s)
 	if ri < 0 {
 		return nil, -1
 	}
