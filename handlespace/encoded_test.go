@@ -140,7 +140,8 @@ func TestEncodingMatchesTLV(t *testing.T) {
 					pe.UserTransport.Use = tlv.TransportUseDataOnly
 				}
 				// The ASAP transport: none, the user transport's address,
-				// another IPv4 or another IPv6 address (kept in the record
+				// another IPv4 or another IPv6 address (with a Use beyond 1;
+				// kept in the record
 				// beside the encoding, or in the ext data when they do not
 				// fit).
 				switch id % 4 {
@@ -149,7 +150,7 @@ func TestEncodingMatchesTLV(t *testing.T) {
 				case 2:
 					pe.ASAPTransport = tlv.NewSCTPTransport(98, tlv.TransportUseDataPlusControl, netip.MustParseAddr("192.0.2.1"))
 				case 3:
-					pe.ASAPTransport = tlv.NewTCPTransport(97, tlv.TransportUseDataOnly, netip.MustParseAddr("2001:db8::1"))
+					pe.ASAPTransport = tlv.NewTCPTransport(97, tlv.TransportUse(7), netip.MustParseAddr("2001:db8::1"))
 				}
 				h := tlv.PoolHandle(fmt.Sprintf("%v/%x", tt, pol.Type))
 				mustRegister(t, s, string(h), pe, time.Time{})

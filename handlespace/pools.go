@@ -101,7 +101,7 @@ func (s *Store) Register(now time.Time, handle tlv.PoolHandle, pe *tlv.PoolEleme
 		} else {
 			s.fill(ri, r, pe)
 		}
-		r.reports = 0
+		s.clearReports(ri, r)
 		r.flags &^= flagMarked
 		r.updated = now.UnixNano()
 		s.setExpiry(ri, r, expiry)
@@ -247,7 +247,7 @@ func (s *Store) Lookup(handle tlv.PoolHandle, id uint32) (tlv.PoolElement, Info,
 	r := s.rec(ri)
 	s.resetScratch(1)
 	pe := ClonePoolElement(s.materialize(ri, r, p.ptype))
-	return pe, s.info(r), true
+	return pe, s.info(ri, r), true
 }
 
 // View is Lookup without the copy: the PE aliases store memory and is
@@ -259,7 +259,7 @@ func (s *Store) View(handle tlv.PoolHandle, id uint32) (tlv.PoolElement, Info, b
 	}
 	r := s.rec(ri)
 	s.resetScratch(1)
-	return s.materialize(ri, r, p.ptype), s.info(r), true
+	return s.materialize(ri, r, p.ptype), s.info(ri, r), true
 }
 
 // Select runs the pool's policy (RFC 5356, via package policy) and appends
@@ -351,8 +351,11 @@ func (s *Store) ReportUnreachable(now time.Time, handle tlv.PoolHandle, id uint3
 		return 0, false
 	}
 	r := s.rec(ri)
-	if r.reports < ^uint16(0) {
-		r.reports++
+	n := s.reports[ri]
+	if n < ^uint32(0) {
+		n++
 	}
-	return int(r.reports), true
+	s.reports[ri] = n
+	r.flags |= flagReports
+	return int(n), true
 }

@@ -15,20 +15,22 @@ const chunkBits = 12
 
 const chunkSize = 1 << chunkBits
 
-// rec is one stored PE, 96 bytes. Its user transport, policy and
+// rec is one stored PE, 88 bytes. Its user transport, policy and
 // identifiers are kept as the PE's wire encoding, the Pool Element
 // parameter of RFC 5354 §2.2 with the ASAP transport left out, at the start
 // of data: the form a Handle Resolution Response carries (RFC 5352 §3.5;
 // the ASAP transport is for ENRP only, RFC 5354 §3.10), so that a
 // resolution copies it instead of encoding the PE again. It changes only
 // when the PE is registered or updated, or changes home. The ASAP
-// transport is kept beside it: its type, port and use in the record, its
-// address (if any) after the encoding in data, 4 or 16 bytes, or none when
-// it is the user transport's address (flagAsapSame: a PE registered over
-// ASAP usually has one address for both). PEs that need more (several
-// addresses, unknown parameters, more than data holds) have flagExt set,
-// their full data in Store.ext, and the first encHead bytes of their
-// encoding (header, identifiers, life) in data.
+// transport is kept beside it: its type and port in the record, its use in
+// flags (0 or 1: data only, data plus control), its address (if any) after
+// the encoding in data, 4 or 16 bytes, or none when it is the user
+// transport's address (flagAsapSame: a PE registered over ASAP usually has
+// one address for both). PEs that need more (several addresses, unknown
+// parameters, more than data holds) have flagExt set, their full data in
+// Store.ext, and the first encHead bytes of their encoding (header,
+// identifiers, life) in data. The unreachable-report count is in
+// Store.reports, for the few PEs that have one (flagReports).
 type rec struct {
 	updated  int64 // UnixNano
 	pool     int32 // -1 when the record is free
@@ -37,18 +39,16 @@ type rec struct {
 	heap     int32 // index in the expiry heap, -1 if none
 	onext    int32 // owner list; also the free list
 	oprev    int32
-	reports  uint16 // saturates
 	asapPort uint16
-	asapUse  tlv.TransportUse
 	asapType uint8 // tlv.ParamType, 0 or a transport type (below 256)
 	flags    uint8
 	data     [maxInline]byte
 }
 
 // maxInline is the room for a PE's encoding and its ASAP address in a rec:
-// an IPv4 user transport with a policy value of up to 12 bytes, and up to
-// 8 bytes with an IPv4 ASAP address of its own.
-const maxInline = 56
+// an IPv4 user transport with a policy value of up to 8 bytes, and up to 4
+// bytes with an IPv4 ASAP address of its own.
+const maxInline = 52
 
 // encHead is the fixed start of a Pool Element parameter: type, length, PE
 // identifier, home ENRP server identifier, registration life.
@@ -58,8 +58,10 @@ const (
 	flagAsapV4   = 1 << iota // the ASAP transport's address is IPv4
 	flagAsapAddr             // the ASAP transport has one address
 	flagAsapSame             // ... which is the user transport's first one
+	flagAsapUse1             // the ASAP transport's use is 1, not 0
 	flagMarked               // audit mark
 	flagExt                  // full data in Store.ext
+	flagReports              // Store.reports counts reports for it
 )
 
 // encLen is the length of an inline encoding: the Pool Element
@@ -113,6 +115,7 @@ func (s *Store) freeRec(i int32) {
 	if r.flags&flagExt != 0 {
 		delete(s.ext, i)
 	}
+	s.clearReports(i, r)
 	*r = rec{pool: -1, heap: -1, onext: s.free}
 	s.free = i
 }
@@ -122,9 +125,12 @@ func (s *Store) freeRec(i int32) {
 func (s *Store) fill(ri int32, r *rec, pe *tlv.PoolElement) {
 	// The encoding as a resolution carries it: without the ASAP transport.
 	asap := &pe.ASAPTransport
-	ext := needsExt(pe, asap) || asap.Type > 0xff
+	ext := needsExt(pe, asap) || asap.Type > 0xff || asap.Use > 1
 	n, an := 0, 0
 	var f uint8
+	if asap.Use == 1 {
+		f |= flagAsapUse1
+	}
 	if !ext {
 		n = inlineLen(pe)
 		if len(asap.Addrs) == 1 {
@@ -156,14 +162,14 @@ func (s *Store) fill(ri int32, r *rec, pe *tlv.PoolElement) {
 		}
 		s.ext[ri] = e
 		copy(r.data[:], e.enc[:encHead])
-		r.flags = r.flags&flagMarked | flagExt
+		r.flags = r.flags&(flagMarked|flagReports) | flagExt
 		return
 	}
 	encodeInline(&r.data, pe, n)
 	if r.flags&flagExt != 0 {
 		delete(s.ext, ri)
 	}
-	r.asapType, r.asapPort, r.asapUse = uint8(asap.Type), asap.Port, asap.Use
+	r.asapType, r.asapPort = uint8(asap.Type), asap.Port
 	switch a := asap.Addrs; an {
 	case 4:
 		v := a[0].As4()
@@ -172,7 +178,7 @@ func (s *Store) fill(ri int32, r *rec, pe *tlv.PoolElement) {
 		v := a[0].As16()
 		copy(r.data[n:], v[:])
 	}
-	r.flags = r.flags&flagMarked | f
+	r.flags = r.flags&(flagMarked|flagReports) | f
 }
 
 // encodeInline writes into enc the n-byte encoding of pe without its ASAP
@@ -355,7 +361,10 @@ func (s *Store) materializeInto(pe *tlv.PoolElement, ri int32, r *rec, ptype uin
 	s.scrAddrs = append(s.scrAddrs, ua)
 	ut.Addrs = s.scrAddrs[n : n+1 : n+1]
 	at := &pe.ASAPTransport
-	at.Type, at.Port, at.Use, at.ServiceCode, at.Unknown = tlv.ParamType(r.asapType), r.asapPort, r.asapUse, 0, nil
+	at.Type, at.Port, at.Use, at.ServiceCode, at.Unknown = tlv.ParamType(r.asapType), r.asapPort, 0, 0, nil
+	if r.flags&flagAsapUse1 != 0 {
+		at.Use = 1
+	}
 	switch f := r.flags; {
 	case f&flagAsapAddr == 0:
 		at.Addrs = nil
@@ -384,10 +393,26 @@ func (s *Store) resetScratch(n int) {
 	s.scrAddrs = s.scrAddrs[:0]
 }
 
-func (s *Store) info(r *rec) Info {
+// reportsOf is record ri's unreachable-report count.
+func (s *Store) reportsOf(ri int32, r *rec) int {
+	if r.flags&flagReports == 0 {
+		return 0
+	}
+	return int(s.reports[ri])
+}
+
+// clearReports resets record ri's unreachable-report count.
+func (s *Store) clearReports(ri int32, r *rec) {
+	if r.flags&flagReports != 0 {
+		delete(s.reports, ri)
+		r.flags &^= flagReports
+	}
+}
+
+func (s *Store) info(ri int32, r *rec) Info {
 	in := Info{
 		LastUpdate:         time.Unix(0, r.updated),
-		UnreachableReports: int(r.reports),
+		UnreachableReports: s.reportsOf(ri, r),
 		Marked:             r.flags&flagMarked != 0,
 	}
 	if r.heap >= 0 { // a PE has a deadline exactly when it is in the heap

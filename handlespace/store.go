@@ -46,7 +46,7 @@ type Config struct {
 type Info struct {
 	LastUpdate         time.Time // when the PE was last registered or updated
 	Expiry             time.Time // registration deadline; zero: no deadline
-	UnreachableReports int       // ENDPOINT_UNREACHABLE reports since the last registration (counted up to 65,535)
+	UnreachableReports int       // ENDPOINT_UNREACHABLE reports since the last registration
 	Marked             bool      // audit mark (Mark/Sweep)
 }
 
@@ -85,6 +85,7 @@ type Store struct {
 	nrec     int32 // records ever allocated
 	pes      int
 	ext      map[int32]*extData // PEs whose data does not fit a rec
+	reports  map[int32]uint32   // unreachable reports, of the records with flagReports
 	heap     expiryHeap
 	owners   map[uint32]*owner
 	pools    []*pool
@@ -137,6 +138,7 @@ func New(cfg Config) (*Store, error) {
 	}
 	s.seed = uint32(rand.Uint64())
 	s.ext = make(map[int32]*extData)
+	s.reports = make(map[int32]uint32)
 	s.owners = make(map[uint32]*owner)
 	s.byName = make(map[string]int32)
 	return s, nil
