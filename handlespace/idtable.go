@@ -4,21 +4,27 @@ import "math/bits"
 
 // idTable maps PE identifiers to record indexes within one pool: open
 // addressing with linear probing and backward-shift deletion (no
-// tombstones), 4 bytes a slot. A slot holds the record index plus one and,
-// in the bits the store's largest index leaves free, a tag of the
-// identifier's hash; the identifier itself is the record's (rec.id), read
-// only when the tag matches. PE identifiers are chosen by PEs, so the hash
-// is keyed by a per-store random seed.
+// tombstones), 4 bytes a slot. A slot holds the record index plus one in
+// its low bits and, in the bits the store's largest index leaves free, the
+// entry's distance from its home slot (up to dMax; dMax means "that or
+// more") and a tag of the identifier's hash; the identifier itself is the
+// record's (rec.id), read only when the tag matches, when a distance is not
+// known, and when the table is resized. PE identifiers are chosen by PEs,
+// so the hash is keyed by a per-store random seed.
 type idTable struct {
 	slots  []uint32 // power-of-two length; 0 marks an empty slot
 	n      int
 	shift  uint32 // 32 - log2(len(slots)): the hash's top bits index
 	seed   uint32
 	riBits uint8  // low bits of a slot that hold the record index + 1
-	tagMsk uint32 // the hash bits kept as the tag (low bits)
+	dBits  uint8  // then the distance from the home slot
+	tagMsk uint32 // the hash bits kept as the tag (low bits), above both
 }
 
 const idTableMin = 8
+
+// idDistBits is the most bits a slot gives the distance from home.
+const idDistBits = 3
 
 // idSlotBits is the number of bits a slot needs for record indexes below
 // maxRecs, plus one (0 is the empty slot).
@@ -35,22 +41,44 @@ func (t *idTable) hash(id uint32) uint32 {
 	return h
 }
 
-// tag is the part of hash h a slot keeps.
-func (t *idTable) tag(h uint32) uint32 { return (h & t.tagMsk) << t.riBits }
+// tag is the part of hash h a slot keeps, in place.
+func (t *idTable) tag(h uint32) uint32 { return (h & t.tagMsk) << (t.riBits + t.dBits) }
+
+// tagOf is the tag of a slot, in place.
+func (t *idTable) tagOf(sl uint32) uint32 { return sl &^ (1<<(t.riBits+t.dBits) - 1) }
+
+func (t *idTable) dMax() uint32 { return 1<<t.dBits - 1 }
+
+// dist returns the distance a slot records; dMax means at least dMax.
+func (t *idTable) dist(sl uint32) uint32 { return sl >> t.riBits & t.dMax() }
+
+// withDist returns slot sl with distance d recorded (dMax if larger).
+func (t *idTable) withDist(sl, d uint32) uint32 {
+	d = min(d, t.dMax())
+	return sl&^(t.dMax()<<t.riBits) | d<<t.riBits
+}
 
 // init empties the table for record indexes below maxRecs.
 func (t *idTable) init(seed uint32, maxRecs int) {
 	t.seed = seed
 	t.riBits = idSlotBits(maxRecs)
-	t.tagMsk = 0
-	if t.riBits < 32 {
-		t.tagMsk = 1<<(32-t.riBits) - 1
-	}
+	free := 32 - t.riBits
+	t.dBits = min(idDistBits, free)
+	t.tagMsk = 1<<(free-t.dBits) - 1
 	t.slots, t.n = nil, 0
 	t.resize(idTableMin, nil)
 }
 
 func (t *idTable) ri(slot uint32) int32 { return int32(slot&(1<<t.riBits-1)) - 1 }
+
+// home returns the home slot of the entry in slot j.
+func (t *idTable) home(j uint32, s *Store) uint32 {
+	sl := t.slots[j]
+	if d := t.dist(sl); d < t.dMax() {
+		return (j - d) & uint32(len(t.slots)-1)
+	}
+	return t.hash(s.rec(t.ri(sl)).id()) >> t.shift
+}
 
 func (t *idTable) resize(size int, s *Store) {
 	old := t.slots
@@ -61,25 +89,26 @@ func (t *idTable) resize(size int, s *Store) {
 		if sl == 0 {
 			continue
 		}
-		i := t.hash(s.rec(t.ri(sl)).id()) >> t.shift
+		h := t.hash(s.rec(t.ri(sl)).id()) >> t.shift
+		i := h
 		for t.slots[i] != 0 {
 			i = (i + 1) & mask
 		}
-		t.slots[i] = sl
+		t.slots[i] = t.withDist(sl, (i-h)&mask)
 	}
 }
 
 // get returns the record of id, or -1.
 func (t *idTable) get(id uint32, s *Store) int32 {
 	h := t.hash(id)
-	tag, tm := t.tag(h), ^uint32(0)<<t.riBits
+	tag := t.tag(h)
 	mask := uint32(len(t.slots) - 1)
 	for i := h >> t.shift; ; i = (i + 1) & mask {
 		sl := t.slots[i]
 		if sl == 0 {
 			return -1
 		}
-		if sl&tm == tag {
+		if t.tagOf(sl) == tag {
 			if ri := t.ri(sl); s.rec(ri).id() == id {
 				return ri
 			}
@@ -94,11 +123,12 @@ func (t *idTable) put(id uint32, ri int32, s *Store) {
 	}
 	h := t.hash(id)
 	mask := uint32(len(t.slots) - 1)
-	i := h >> t.shift
+	home := h >> t.shift
+	i := home
 	for t.slots[i] != 0 {
 		i = (i + 1) & mask
 	}
-	t.slots[i] = t.tag(h) | uint32(ri+1)
+	t.slots[i] = t.withDist(t.tag(h)|uint32(ri+1), (i-home)&mask)
 	t.n++
 }
 
@@ -110,11 +140,12 @@ func (t *idTable) del(id uint32, ri int32, s *Store) {
 		i = (i + 1) & mask
 	}
 	// Backward-shift: move later members of the cluster into the hole when
-	// their home slot does not lie cyclically in (hole, j].
+	// their home slot does not lie cyclically in (hole, j], that is when
+	// their distance from home is at least the hole's distance from them.
 	for j := (i + 1) & mask; t.slots[j] != 0; j = (j + 1) & mask {
-		h := t.hash(s.rec(t.ri(t.slots[j])).id()) >> t.shift
-		if (j-h)&mask >= (j-i)&mask {
-			t.slots[i] = t.slots[j]
+		d := (j - t.home(j, s)) & mask
+		if back := (j - i) & mask; d >= back {
+			t.slots[i] = t.withDist(t.slots[j], d-back)
 			i = j
 		}
 	}

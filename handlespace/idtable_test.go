@@ -46,6 +46,32 @@ func TestIDTable(t *testing.T) {
 			if tb.n != len(ref) {
 				t.Fatalf("MaxPEs %d op %d: n %d, want %d", maxPEs, op, tb.n, len(ref))
 			}
+			if op%1000 == 0 {
+				checkIDTable(t, &tb, s)
+			}
+		}
+	}
+}
+
+// checkIDTable checks every slot's recorded distance from home (exact
+// below dMax, at least dMax at it) and that no empty slot lies between an
+// entry and its home.
+func checkIDTable(t *testing.T, tb *idTable, s *Store) {
+	t.Helper()
+	mask := uint32(len(tb.slots) - 1)
+	for j, sl := range tb.slots {
+		if sl == 0 {
+			continue
+		}
+		home := tb.hash(s.rec(tb.ri(sl)).id()) >> tb.shift
+		d := (uint32(j) - home) & mask
+		if got := tb.dist(sl); got != min(d, tb.dMax()) {
+			t.Fatalf("slot %d: distance %d recorded, %d from home", j, got, d)
+		}
+		for k := home; k != uint32(j); k = (k + 1) & mask {
+			if tb.slots[k] == 0 {
+				t.Fatalf("slot %d: empty slot %d after its home %d", j, k, home)
+			}
 		}
 	}
 }
