@@ -66,7 +66,7 @@ func (t *idTable) init(seed uint32, maxRecs int) {
 	t.dBits = min(idDistBits, free)
 	t.tagMsk = 1<<(free-t.dBits) - 1
 	t.slots, t.n = nil, 0
-	t.resize(idTableMin, nil)
+	t.resize(idTableMin, nil, nil, -1)
 }
 
 func (t *idTable) ri(slot uint32) int32 { return int32(slot&(1<<t.riBits-1)) - 1 }
@@ -80,21 +80,24 @@ func (t *idTable) home(j uint32, s *Store) uint32 {
 	return t.hash(s.rec(t.ri(sl)).id()) >> t.shift
 }
 
-func (t *idTable) resize(size int, s *Store) {
-	old := t.slots
+// resize rehashes the table into size slots. Its entries are the live
+// records of members (the pool's members list, read in order so that the
+// records are too, rather than in the table's hash order) other than skip.
+func (t *idTable) resize(size int, s *Store, members []seqEnt[uint32], skip int32) {
 	t.slots = make([]uint32, size)
 	t.shift = 32 - uint32(bits.Len(uint(size-1)))
 	mask := uint32(size - 1)
-	for _, sl := range old {
-		if sl == 0 {
+	for _, e := range members {
+		if e.idx < 0 || e.idx == skip {
 			continue
 		}
-		h := t.hash(s.rec(t.ri(sl)).id()) >> t.shift
-		i := h
+		h := t.hash(s.rec(e.idx).id())
+		home := h >> t.shift
+		i := home
 		for t.slots[i] != 0 {
 			i = (i + 1) & mask
 		}
-		t.slots[i] = t.withDist(sl, (i-h)&mask)
+		t.slots[i] = t.withDist(t.tag(h)|uint32(e.idx+1), (i-home)&mask)
 	}
 }
 
@@ -116,10 +119,11 @@ func (t *idTable) get(id uint32, s *Store) int32 {
 	}
 }
 
-// put adds id (not present) -> ri, the record that holds id.
-func (t *idTable) put(id uint32, ri int32, s *Store) {
+// put adds id (not present) -> ri, the record that holds id. members are
+// the records the table holds (the pool's members, without ri).
+func (t *idTable) put(id uint32, ri int32, s *Store, members []seqEnt[uint32]) {
 	if (t.n+1)*4 > len(t.slots)*3 {
-		t.resize(2*len(t.slots), s)
+		t.resize(2*len(t.slots), s, members, -1)
 	}
 	h := t.hash(id)
 	mask := uint32(len(t.slots) - 1)
@@ -132,8 +136,9 @@ func (t *idTable) put(id uint32, ri int32, s *Store) {
 	t.n++
 }
 
-// del removes id, held by record ri, which must be present.
-func (t *idTable) del(id uint32, ri int32, s *Store) {
+// del removes id, held by record ri, which must be present. members are
+// the records the table holds (ri among them).
+func (t *idTable) del(id uint32, ri int32, s *Store, members []seqEnt[uint32]) {
 	mask := uint32(len(t.slots) - 1)
 	i := t.hash(id) >> t.shift
 	for t.ri(t.slots[i]) != ri {
@@ -152,6 +157,6 @@ func (t *idTable) del(id uint32, ri int32, s *Store) {
 	t.slots[i] = 0
 	t.n--
 	if len(t.slots) > idTableMin && t.n*8 < len(t.slots) {
-		t.resize(len(t.slots)/2, s)
+		t.resize(len(t.slots)/2, s, members, ri)
 	}
 }

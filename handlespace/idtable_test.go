@@ -20,6 +20,10 @@ func TestIDTable(t *testing.T) {
 		var tb idTable
 		tb.init(12345, maxPEs)
 		ref := map[uint32]int32{}
+		// The table's records, as a pool's members list: in insertion
+		// order, removed ones left as tombstones.
+		var members []seqEnt[uint32]
+		pos := map[int32]int{}
 		for op := 0; op < 200000; op++ {
 			id := uint32(r.IntN(3000))
 			if r.IntN(3) == 0 {
@@ -34,13 +38,16 @@ func TestIDTable(t *testing.T) {
 				t.Fatalf("MaxPEs %d op %d get(%d) = %d, want %d", maxPEs, op, id, got, want)
 			}
 			if ok && r.IntN(2) == 0 {
-				tb.del(id, want, s)
+				tb.del(id, want, s, members)
+				members[pos[want]].idx = -1
 				s.freeRec(want)
 				delete(ref, id)
 			} else if !ok {
 				ri := s.allocRec()
 				binary.BigEndian.PutUint32(s.rec(ri).data[4:], id)
-				tb.put(id, ri, s)
+				tb.put(id, ri, s, members)
+				pos[ri] = len(members)
+				members = append(members, seqEnt[uint32]{idx: ri})
 				ref[id] = ri
 			}
 			if tb.n != len(ref) {

@@ -136,7 +136,7 @@ func (s *Store) Register(now time.Time, handle tlv.PoolHandle, pe *tlv.PoolEleme
 		r.slot = int32(len(p.slotPE))
 		p.slotPE = append(p.slotPE, ri)
 	}
-	p.ids.put(pe.ID, ri, s)
+	p.ids.put(pe.ID, ri, s, p.members.ents)
 	s.addMember(p, ri, r)
 	s.ownerLink(ri, r, p)
 	s.setExpiry(ri, r, expiry)
@@ -207,7 +207,7 @@ func (s *Store) removeRec(p *pool, pi int32, ri int32, r *rec) {
 		p.slotPE[r.slot] = -1
 		p.freeSl = append(p.freeSl, r.slot)
 	}
-	p.ids.del(r.id(), ri, s)
+	p.ids.del(r.id(), ri, s, p.members.ents)
 	p.members.remove(r.pos, func(idx, pos int32) { s.rec(idx).pos = pos })
 	s.ownerUnlink(ri, r, p)
 	if r.heap >= 0 {
