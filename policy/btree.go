@@ -268,12 +268,11 @@ func (t *btree) delete(e entry) bool {
 	return true
 }
 
-// deleteFirst removes the smallest entry, which must exist. When the
-// leftmost leaf keeps at least half its entries (or is the root) it only
-// shifts them: its first entry is never a separator, so no other node
+// deleteFirst removes the smallest entry from l, the leftmost leaf, which
+// must hold one. When l keeps at least half its entries (or is the root) it
+// only shifts them: its first entry is never a separator, so no other node
 // changes and no descent is needed.
-func (t *btree) deleteFirst() {
-	l := t.first()
+func (t *btree) deleteFirst(l *node) {
 	if l != t.root && l.n <= nodeMin {
 		t.delete(l.items[0])
 		return

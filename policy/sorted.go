@@ -316,7 +316,7 @@ func (s *sortedSelector) updateFirst() {
 		copy(l.items[:pos], l.items[1:pos+1])
 		l.items[pos] = ne
 	default:
-		s.tree.deleteFirst()
+		s.tree.deleteFirst(l)
 		s.tree.insert(ne)
 	}
 	if s.narrow {
