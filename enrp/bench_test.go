@@ -236,3 +236,79 @@ func BenchmarkRegistrarRegister(b *testing.B) {
 	}
 	lockstep(b, workers, "registrations/s")
 }
+
+// BenchmarkCoreResolve measures the registrar's own handle resolution
+// path, without a transport: the Core answers an ASAP_HANDLE_RESOLUTION
+// (RFC 5352 §3.5) for a pool of 10,000 PEs and the host encodes the
+// response, as the Registrar's driver does. items=3 is the default count
+// (round robin, as BenchmarkRegistrarResolve), items=16 asks for 16 PEs
+// with the Handle Resolution Option (RFC 5352 §2.2.5) from a Least Used
+// pool.
+func BenchmarkCoreResolve(b *testing.B) {
+	for _, tc := range []struct {
+		items int
+		pt    policy.Type
+	}{{3, policy.RoundRobin}, {16, policy.LeastUsed}} {
+		b.Run(fmt.Sprintf("items=%d", tc.items), func(b *testing.B) {
+			c, err := enrp.NewCore(enrp.Config{ServerID: 0x5e4e4001, ASAP: enrp.ASAPConfig{
+				KeepAliveInterval: time.Hour, MaxPEsPerAssoc: enrp.Unlimited, MaxPEsPerSource: enrp.Unlimited,
+				MaxPoolsPerAssoc: enrp.Unlimited, MaxPoolsPerSource: enrp.Unlimited, MaxHRRate: enrp.Unlimited,
+				AssocRate: enrp.Unlimited,
+			}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			mem := func(ip netip.Addr, port uint16) transport.Addr {
+				return transport.Addr{Kind: transport.KindMem, AddrPort: netip.AddrPortFrom(ip, port)}
+			}
+			local := mem(netip.MustParseAddr("10.0.0.1"), transport.PortASAP)
+			c.HandleTimeout(now)
+			c.Outbox()
+			for a := range benchPEAssocs {
+				ip := netip.AddrFrom4([4]byte{10, 0, 1, byte(a + 1)})
+				id := enrp.AssocID(a + 1)
+				c.HandleAccepted(now, id, enrp.AssocInfo{Local: local, Remote: mem(ip, 40000)})
+				for i := a; i < benchPEs; i += benchPEAssocs {
+					c.HandleASAP(now, id, registration("bench", uint32(i+1), ip, tc.pt, uint32(i%100)*1000))
+					for _, o := range c.Outbox() {
+						if s, ok := o.(enrp.SendASAP); ok && s.Msg.ASAPType() == tlv.ASAPRegistrationResponse {
+							if r := s.Msg.(*tlv.RegistrationResponse); r.Reject {
+								b.Fatalf("registration refused: %v", r.Error)
+							}
+						}
+					}
+				}
+			}
+			if got := c.Owned(); got != benchPEs {
+				b.Fatalf("core holds %d PEs, want %d", got, benchPEs)
+			}
+			const pu = enrp.AssocID(1000)
+			c.HandleAccepted(now, pu, enrp.AssocInfo{Local: local, Remote: mem(netip.MustParseAddr("10.0.2.1"), 40000)})
+			req, err := tlv.Marshal(&tlv.HandleResolution{PoolHandle: tlv.PoolHandle("bench"), HasItems: true, Items: uint32(tc.items)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				c.HandleASAP(now, pu, req)
+				outs := c.Outbox()
+				if len(outs) != 1 {
+					b.Fatalf("%d outputs for one resolution", len(outs))
+				}
+				for _, o := range outs {
+					s, ok := o.(enrp.SendASAP)
+					if !ok {
+						b.Fatalf("output %T", o)
+					}
+					// The driver's encoding: a buffer the association owns.
+					out, err := tlv.Append(make([]byte, 0, s.Msg.Len()), s.Msg)
+					if err != nil || len(out) < 44*tc.items || tlv.ASAPType(out[0]) != tlv.ASAPHandleResolutionResponse {
+						b.Fatalf("answer %d bytes, %v", len(out), err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "resolutions/s")
+		})
+	}
+}

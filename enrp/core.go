@@ -102,7 +102,9 @@ type Core struct {
 	announce           bool            // the host multicasts announces
 	announceTransports []tlv.Transport // ASAP transports in them
 	announceAt         time.Time       // next announce; zero until the first call
-	selBuf             []tlv.PoolElement
+	encBuf             [][]byte        // the selected PEs' encodings, reused
+	resPool            []*resolution   // Handle Resolution Responses, reused after Outbox
+	resUsed            int             // how many of resPool the outbox holds
 	stats              ASAPStats
 
 	clock              time.Time // the now of the last call
@@ -221,6 +223,7 @@ func (c *Core) Lookup(handle tlv.PoolHandle, id uint32) (tlv.PoolElement, handle
 func (c *Core) Outbox() []Output {
 	out := c.out
 	c.out = c.out[:0]
+	c.resUsed = 0
 	return out
 }
 

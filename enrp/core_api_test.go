@@ -80,8 +80,23 @@ func TestCoreDrivenByHost(t *testing.T) {
 	if len(outs) != 1 {
 		t.Fatalf("resolution: outputs %#v", outs)
 	}
-	if r, ok := outs[0].(enrp.SendASAP).Msg.(*tlv.HandleResolutionResponse); !ok || len(r.PEs) != 1 || r.PEs[0].ID != 7 {
+	// The answer carries the stored PE's encoding: parse what the host
+	// would send.
+	sent, ok := outs[0].(enrp.SendASAP)
+	if !ok {
 		t.Fatalf("resolution answer %#v", outs[0])
+	}
+	if _, ok := sent.Msg.(*tlv.EncodedResolutionResponse); !ok {
+		t.Fatalf("resolution answer is a %T, want the stored encodings", sent.Msg)
+	}
+	b, err := tlv.Marshal(sent.Msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := tlv.ParseASAP(b); err != nil {
+		t.Fatalf("resolution answer does not parse: %v", err)
+	} else if r, ok := m.(*tlv.HandleResolutionResponse); !ok || len(r.PEs) != 1 || r.PEs[0].ID != 7 {
+		t.Fatalf("resolution answer %#v", m)
 	}
 
 	// Keep-alive at the interval, removal at its timeout.

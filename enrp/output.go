@@ -44,7 +44,11 @@ type Output interface{ isOutput() }
 // SendASAP asks the host to send an ASAP message on an association (SCTP
 // PPID transport.PPIDASAP, RFC 5352 §4). The core has shortened it to fit
 // the 16-bit Message Length. The host encodes it before the core's next
-// call.
+// call. A Handle Resolution Response that carries PEs is a
+// *tlv.EncodedResolutionResponse: the core copies the encodings the store
+// keeps for the selected PEs (RFC 5352 §2.2.6, without their ASAP
+// transports, RFC 5354 §3.10) instead of encoding each PE again; one that
+// carries an error is a *tlv.HandleResolutionResponse.
 type SendASAP struct {
 	Assoc AssocID
 	Msg   tlv.ASAPMessage

@@ -30,8 +30,9 @@
 // PEs live in a chunked slab of compact records named by int32 indexes (no
 // per-PE pointers). A record keeps the PE's wire encoding as a handle
 // resolution carries it (see [Store.SelectEncoded]), from which the
-// PoolElement is read back, and the ASAP transport beside it. A pool maps PE
-// identifiers to records; the selectors of the sorted policies name their
+// PoolElement is read back, and the ASAP transport beside it: 88 bytes for
+// a PE with one address and a policy value of up to 8 bytes. A pool maps PE
+// identifiers to records (4 bytes a slot); the selectors of the sorted policies name their
 // members by record index in one shared slot space; deadlines sit in an
 // indexed 4-ary heap; each owner (home registrar) has an intrusive list and
 // a running checksum sum.

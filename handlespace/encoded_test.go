@@ -139,8 +139,18 @@ func TestEncodingMatchesTLV(t *testing.T) {
 				if tt == tlv.ParamSCTPTransport || tt == tlv.ParamTCPTransport {
 					pe.UserTransport.Use = tlv.TransportUseDataOnly
 				}
-				if id%2 == 0 {
+				// The ASAP transport: none, the user transport's address,
+				// another IPv4 or another IPv6 address (with a Use beyond 1;
+				// kept in the record
+				// beside the encoding, or in the ext data when they do not
+				// fit).
+				switch id % 4 {
+				case 1:
 					pe.ASAPTransport = tlv.NewSCTPTransport(99, tlv.TransportUseDataOnly, a)
+				case 2:
+					pe.ASAPTransport = tlv.NewSCTPTransport(98, tlv.TransportUseDataPlusControl, netip.MustParseAddr("192.0.2.1"))
+				case 3:
+					pe.ASAPTransport = tlv.NewTCPTransport(97, tlv.TransportUse(7), netip.MustParseAddr("2001:db8::1"))
 				}
 				h := tlv.PoolHandle(fmt.Sprintf("%v/%x", tt, pol.Type))
 				mustRegister(t, s, string(h), pe, time.Time{})
@@ -150,6 +160,9 @@ func TestEncodingMatchesTLV(t *testing.T) {
 				}
 				if got, want := s.encoded(ri, s.rec(ri)), wantEncoding(*pe); !bytes.Equal(got, want) {
 					t.Errorf("%v %v %x: encoded\n %x, want\n %x", tt, a, pol.Type, got, want)
+				}
+				if got, _, _ := s.Lookup(h, id); !reflect.DeepEqual(got.ASAPTransport, ClonePoolElement(*pe).ASAPTransport) {
+					t.Errorf("%v %v %x: ASAP transport %+v, registered %+v", tt, a, pol.Type, got.ASAPTransport, pe.ASAPTransport)
 				}
 			}
 		}

@@ -1,110 +1,162 @@
 package handlespace
 
+import "math/bits"
+
 // idTable maps PE identifiers to record indexes within one pool: open
 // addressing with linear probing and backward-shift deletion (no
-// tombstones), 8 bytes a slot. PE identifiers are chosen by PEs, so the hash
-// is keyed by a per-store random seed.
+// tombstones), 4 bytes a slot. A slot holds the record index plus one in
+// its low bits and, in the bits the store's largest index leaves free, the
+// entry's distance from its home slot (up to dMax; dMax means "that or
+// more") and a tag of the identifier's hash; the identifier itself is the
+// record's (rec.id), read only when the tag matches, when a distance is not
+// known, and when the table is resized. PE identifiers are chosen by PEs,
+// so the hash is keyed by a per-store random seed.
 type idTable struct {
-	slots []idSlot // power-of-two length; ri < 0 marks an empty slot
-	n     int
-	shift uint32
-	seed  uint32
-}
-
-type idSlot struct {
-	id uint32
-	ri int32
+	slots  []uint32 // power-of-two length; 0 marks an empty slot
+	n      int
+	shift  uint32 // 32 - log2(len(slots)): the hash's top bits index
+	seed   uint32
+	riBits uint8  // low bits of a slot that hold the record index + 1
+	dBits  uint8  // then the distance from the home slot
+	tagMsk uint32 // the hash bits kept as the tag (low bits), above both
 }
 
 const idTableMin = 8
 
+// idDistBits is the most bits a slot gives the distance from home.
+const idDistBits = 3
+
+// idSlotBits is the number of bits a slot needs for record indexes below
+// maxRecs, plus one (0 is the empty slot).
+func idSlotBits(maxRecs int) uint8 { return uint8(bits.Len32(uint32(maxRecs))) }
+
 func (t *idTable) hash(id uint32) uint32 {
-	// murmur3 fmix32 of the seeded key, then take the top bits.
+	// murmur3 fmix32 of the seeded key.
 	h := id ^ t.seed
 	h ^= h >> 16
 	h *= 0x85ebca6b
 	h ^= h >> 13
 	h *= 0xc2b2ae35
 	h ^= h >> 16
-	return h >> t.shift
+	return h
 }
 
-func (t *idTable) init(seed uint32) {
+// tag is the part of hash h a slot keeps, in place.
+func (t *idTable) tag(h uint32) uint32 { return (h & t.tagMsk) << (t.riBits + t.dBits) }
+
+// tagOf is the tag of a slot, in place.
+func (t *idTable) tagOf(sl uint32) uint32 { return sl &^ (1<<(t.riBits+t.dBits) - 1) }
+
+func (t *idTable) dMax() uint32 { return 1<<t.dBits - 1 }
+
+// dist returns the distance a slot records; dMax means at least dMax.
+func (t *idTable) dist(sl uint32) uint32 { return sl >> t.riBits & t.dMax() }
+
+// withDist returns slot sl with distance d recorded (dMax if larger).
+func (t *idTable) withDist(sl, d uint32) uint32 {
+	d = min(d, t.dMax())
+	return sl&^(t.dMax()<<t.riBits) | d<<t.riBits
+}
+
+// init empties the table for record indexes below maxRecs.
+func (t *idTable) init(seed uint32, maxRecs int) {
 	t.seed = seed
-	t.resize(idTableMin)
+	t.riBits = idSlotBits(maxRecs)
+	free := 32 - t.riBits
+	t.dBits = min(idDistBits, free)
+	t.tagMsk = 1<<(free-t.dBits) - 1
+	t.slots, t.n = nil, 0
+	t.resize(idTableMin, nil, nil, -1)
 }
 
-func (t *idTable) resize(size int) {
-	old := t.slots
-	t.slots = make([]idSlot, size)
-	for i := range t.slots {
-		t.slots[i].ri = -1
+func (t *idTable) ri(slot uint32) int32 { return int32(slot&(1<<t.riBits-1)) - 1 }
+
+// home returns the home slot of the entry in slot j.
+func (t *idTable) home(j uint32, s *Store) uint32 {
+	sl := t.slots[j]
+	if d := t.dist(sl); d < t.dMax() {
+		return (j - d) & uint32(len(t.slots)-1)
 	}
-	bits := uint32(0)
-	for 1<<bits < size {
-		bits++
-	}
-	t.shift = 32 - bits
+	return t.hash(s.rec(t.ri(sl)).id()) >> t.shift
+}
+
+// resize rehashes the table into size slots. Its entries are the live
+// records of members (the pool's members list, read in order so that the
+// records are too, rather than in the table's hash order) other than skip.
+func (t *idTable) resize(size int, s *Store, members []seqEnt[uint32], skip int32) {
+	t.slots = make([]uint32, size)
+	t.shift = 32 - uint32(bits.Len(uint(size-1)))
 	mask := uint32(size - 1)
-	for _, s := range old {
-		if s.ri < 0 {
+	for _, e := range members {
+		if e.idx < 0 || e.idx == skip {
 			continue
 		}
-		i := t.hash(s.id)
-		for t.slots[i].ri >= 0 {
+		h := t.hash(s.rec(e.idx).id())
+		home := h >> t.shift
+		i := home
+		for t.slots[i] != 0 {
 			i = (i + 1) & mask
 		}
-		t.slots[i] = s
+		t.slots[i] = t.withDist(t.tag(h)|uint32(e.idx+1), (i-home)&mask)
 	}
 }
 
 // get returns the record of id, or -1.
-func (t *idTable) get(id uint32) int32 {
+func (t *idTable) get(id uint32, s *Store) int32 {
+	h := t.hash(id)
+	tag := t.tag(h)
 	mask := uint32(len(t.slots) - 1)
-	for i := t.hash(id); ; i = (i + 1) & mask {
-		s := t.slots[i]
-		if s.ri < 0 {
+	for i := h >> t.shift; ; i = (i + 1) & mask {
+		sl := t.slots[i]
+		if sl == 0 {
 			return -1
 		}
-		if s.id == id {
-			return s.ri
+		if t.tagOf(sl) == tag {
+			if ri := t.ri(sl); s.rec(ri).id() == id {
+				return ri
+			}
 		}
 	}
 }
 
-// put adds id (not present) -> ri.
-func (t *idTable) put(id uint32, ri int32) {
+// put adds id (not present) -> ri, the record that holds id. members are
+// the records the table holds (the pool's members, without ri).
+func (t *idTable) put(id uint32, ri int32, s *Store, members []seqEnt[uint32]) {
 	if (t.n+1)*4 > len(t.slots)*3 {
-		t.resize(2 * len(t.slots))
+		t.resize(2*len(t.slots), s, members, -1)
 	}
+	h := t.hash(id)
 	mask := uint32(len(t.slots) - 1)
-	i := t.hash(id)
-	for t.slots[i].ri >= 0 {
+	home := h >> t.shift
+	i := home
+	for t.slots[i] != 0 {
 		i = (i + 1) & mask
 	}
-	t.slots[i] = idSlot{id: id, ri: ri}
+	t.slots[i] = t.withDist(t.tag(h)|uint32(ri+1), (i-home)&mask)
 	t.n++
 }
 
-// del removes id, which must be present.
-func (t *idTable) del(id uint32) {
+// del removes id, held by record ri, which must be present. members are
+// the records the table holds (ri among them).
+func (t *idTable) del(id uint32, ri int32, s *Store, members []seqEnt[uint32]) {
 	mask := uint32(len(t.slots) - 1)
-	i := t.hash(id)
-	for t.slots[i].id != id || t.slots[i].ri < 0 {
+	i := t.hash(id) >> t.shift
+	for t.ri(t.slots[i]) != ri {
 		i = (i + 1) & mask
 	}
 	// Backward-shift: move later members of the cluster into the hole when
-	// their home slot does not lie cyclically in (hole, j].
-	for j := (i + 1) & mask; t.slots[j].ri >= 0; j = (j + 1) & mask {
-		h := t.hash(t.slots[j].id)
-		if (j-h)&mask >= (j-i)&mask {
-			t.slots[i] = t.slots[j]
+	// their home slot does not lie cyclically in (hole, j], that is when
+	// their distance from home is at least the hole's distance from them.
+	for j := (i + 1) & mask; t.slots[j] != 0; j = (j + 1) & mask {
+		d := (j - t.home(j, s)) & mask
+		if back := (j - i) & mask; d >= back {
+			t.slots[i] = t.withDist(t.slots[j], d-back)
 			i = j
 		}
 	}
-	t.slots[i].ri = -1
+	t.slots[i] = 0
 	t.n--
 	if len(t.slots) > idTableMin && t.n*8 < len(t.slots) {
-		t.resize(len(t.slots) / 2)
+		t.resize(len(t.slots)/2, s, members, ri)
 	}
 }

@@ -53,7 +53,7 @@ func (s *Store) ForEachPE(handle tlv.PoolHandle, fn func(pe tlv.PoolElement, inf
 		}
 		r := s.rec(e.idx)
 		s.resetScratch(1)
-		if !fn(s.materialize(e.idx, r, p.ptype), s.info(r)) {
+		if !fn(s.materialize(e.idx, r, p.ptype), s.info(e.idx, r)) {
 			break
 		}
 	}

@@ -79,7 +79,7 @@ func (s *Store) Register(now time.Time, handle tlv.PoolHandle, pe *tlv.PoolEleme
 		if useOf(ut) != p.uuse {
 			return false, errorf(tlv.CauseInconsistentDataControlConfig, "pool transport use %d, PE %d", p.uuse, useOf(ut))
 		}
-		ri = p.ids.get(pe.ID)
+		ri = p.ids.get(pe.ID, s)
 		if ri < 0 && p.ids.n >= s.cfg.MaxPEsPerPool {
 			return false, errorf(tlv.CauseLackOfResources, "pool holds %d PEs", p.ids.n)
 		}
@@ -101,7 +101,7 @@ func (s *Store) Register(now time.Time, handle tlv.PoolHandle, pe *tlv.PoolEleme
 		} else {
 			s.fill(ri, r, pe)
 		}
-		r.reports = 0
+		s.clearReports(ri, r)
 		r.flags &^= flagMarked
 		r.updated = now.UnixNano()
 		s.setExpiry(ri, r, expiry)
@@ -136,7 +136,7 @@ func (s *Store) Register(now time.Time, handle tlv.PoolHandle, pe *tlv.PoolEleme
 		r.slot = int32(len(p.slotPE))
 		p.slotPE = append(p.slotPE, ri)
 	}
-	p.ids.put(pe.ID, ri)
+	p.ids.put(pe.ID, ri, s, p.members.ents)
 	s.addMember(p, ri, r)
 	s.ownerLink(ri, r, p)
 	s.setExpiry(ri, r, expiry)
@@ -162,7 +162,7 @@ func (s *Store) newPool(name string, sel policy.Selector, pe *tlv.PoolElement) (
 		uuse:   useOf(&pe.UserTransport),
 		sel:    sel,
 	}
-	p.ids.init(s.seed)
+	p.ids.init(s.seed, s.cfg.MaxPEs)
 	var pi int32
 	if n := len(s.freePool); n > 0 {
 		pi = s.freePool[n-1]
@@ -207,7 +207,7 @@ func (s *Store) removeRec(p *pool, pi int32, ri int32, r *rec) {
 		p.slotPE[r.slot] = -1
 		p.freeSl = append(p.freeSl, r.slot)
 	}
-	p.ids.del(r.id())
+	p.ids.del(r.id(), ri, s, p.members.ents)
 	p.members.remove(r.pos, func(idx, pos int32) { s.rec(idx).pos = pos })
 	s.ownerUnlink(ri, r, p)
 	if r.heap >= 0 {
@@ -247,7 +247,7 @@ func (s *Store) Lookup(handle tlv.PoolHandle, id uint32) (tlv.PoolElement, Info,
 	r := s.rec(ri)
 	s.resetScratch(1)
 	pe := ClonePoolElement(s.materialize(ri, r, p.ptype))
-	return pe, s.info(r), true
+	return pe, s.info(ri, r), true
 }
 
 // View is Lookup without the copy: the PE aliases store memory and is
@@ -259,7 +259,7 @@ func (s *Store) View(handle tlv.PoolHandle, id uint32) (tlv.PoolElement, Info, b
 	}
 	r := s.rec(ri)
 	s.resetScratch(1)
-	return s.materialize(ri, r, p.ptype), s.info(r), true
+	return s.materialize(ri, r, p.ptype), s.info(ri, r), true
 }
 
 // Select runs the pool's policy (RFC 5356, via package policy) and appends
@@ -351,8 +351,11 @@ func (s *Store) ReportUnreachable(now time.Time, handle tlv.PoolHandle, id uint3
 		return 0, false
 	}
 	r := s.rec(ri)
-	if r.reports < ^uint32(0) {
-		r.reports++
+	n := s.reports[ri]
+	if n < ^uint32(0) {
+		n++
 	}
-	return int(r.reports), true
+	s.reports[ri] = n
+	r.flags |= flagReports
+	return int(n), true
 }

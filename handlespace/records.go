@@ -15,16 +15,22 @@ const chunkBits = 12
 
 const chunkSize = 1 << chunkBits
 
-// rec is one stored PE, 112 bytes. Its user transport, policy and
-// identifiers are kept as the PE's wire encoding (enc), the Pool Element
-// parameter of RFC 5354 §2.2 with the ASAP transport left out: the form a
-// Handle Resolution Response carries (RFC 5352 §3.5; the ASAP transport is
-// for ENRP only, RFC 5354 §3.10), so that a resolution copies it instead of
-// encoding the PE again. It changes only when the PE is registered or
-// updated, or changes home. The ASAP transport is kept beside it. PEs that
-// need more (several addresses, unknown parameters, an encoding longer than
-// enc) have flagExt set, their full data in Store.ext, and the first
-// encHead bytes of their encoding (header, identifiers, life) in enc.
+// rec is one stored PE, 88 bytes. Its user transport, policy and
+// identifiers are kept as the PE's wire encoding, the Pool Element
+// parameter of RFC 5354 §2.2 with the ASAP transport left out, at the start
+// of data: the form a Handle Resolution Response carries (RFC 5352 §3.5;
+// the ASAP transport is for ENRP only, RFC 5354 §3.10), so that a
+// resolution copies it instead of encoding the PE again. It changes only
+// when the PE is registered or updated, or changes home. The ASAP
+// transport is kept beside it: its type and port in the record, its use in
+// flags (0 or 1: data only, data plus control), its address (if any) after
+// the encoding in data, 4 or 16 bytes, or none when it is the user
+// transport's address (flagAsapSame: a PE registered over ASAP usually has
+// one address for both). PEs that need more (several addresses, unknown
+// parameters, more than data holds) have flagExt set, their full data in
+// Store.ext, and the first encHead bytes of their encoding (header,
+// identifiers, life) in data. The unreachable-report count is in
+// Store.reports, for the few PEs that have one (flagReports).
 type rec struct {
 	updated  int64 // UnixNano
 	pool     int32 // -1 when the record is free
@@ -33,38 +39,42 @@ type rec struct {
 	heap     int32 // index in the expiry heap, -1 if none
 	onext    int32 // owner list; also the free list
 	oprev    int32
-	reports  uint32
-	asapAddr [16]byte
 	asapPort uint16
-	asapType tlv.ParamType
-	asapUse  tlv.TransportUse
+	asapType uint8 // tlv.ParamType, 0 or a transport type (below 256)
 	flags    uint8
-	encLen   uint8 // bytes of enc in use; 0 for flagExt
-	enc      [maxInlineEnc]byte
+	data     [maxInline]byte
 }
 
-// maxInlineEnc is the longest encoding kept in a rec: an IPv4 user
-// transport with a policy value of up to 12 bytes.
-const maxInlineEnc = 52
+// maxInline is the room for a PE's encoding and its ASAP address in a rec:
+// an IPv4 user transport with a policy value of up to 8 bytes, and up to 4
+// bytes with an IPv4 ASAP address of its own.
+const maxInline = 52
 
 // encHead is the fixed start of a Pool Element parameter: type, length, PE
 // identifier, home ENRP server identifier, registration life.
 const encHead = 16
 
 const (
-	flagAsapV4   = 1 << iota // asapAddr holds an IPv4 address
+	flagAsapV4   = 1 << iota // the ASAP transport's address is IPv4
 	flagAsapAddr             // the ASAP transport has one address
+	flagAsapSame             // ... which is the user transport's first one
+	flagAsapUse1             // the ASAP transport's use is 1, not 0
 	flagMarked               // audit mark
 	flagExt                  // full data in Store.ext
+	flagReports              // Store.reports counts reports for it
 )
 
-func (r *rec) id() uint32   { return binary.BigEndian.Uint32(r.enc[4:]) }
-func (r *rec) home() uint32 { return binary.BigEndian.Uint32(r.enc[8:]) }
+// encLen is the length of an inline encoding: the Pool Element
+// parameter's length field (it needs no padding, see encodeInline).
+func (r *rec) encLen() int { return int(binary.BigEndian.Uint16(r.data[2:])) }
+
+func (r *rec) id() uint32   { return binary.BigEndian.Uint32(r.data[4:]) }
+func (r *rec) home() uint32 { return binary.BigEndian.Uint32(r.data[8:]) }
 
 // setHome changes the home ENRP server identifier, in the cached encoding
 // too.
 func (s *Store) setHome(ri int32, r *rec, home uint32) {
-	binary.BigEndian.PutUint32(r.enc[8:], home)
+	binary.BigEndian.PutUint32(r.data[8:], home)
 	if r.flags&flagExt != 0 {
 		binary.BigEndian.PutUint32(s.ext[ri].enc[8:], home)
 	}
@@ -75,7 +85,7 @@ type extData struct {
 	user, asap tlv.Transport
 	polVal     []byte
 	unknown    []tlv.RawParam
-	enc        []byte // the cached encoding, as rec.enc
+	enc        []byte // the cached encoding, as in rec.data
 }
 
 func (s *Store) rec(i int32) *rec { return &s.chunks[i>>chunkBits][i&(chunkSize-1)] }
@@ -105,6 +115,7 @@ func (s *Store) freeRec(i int32) {
 	if r.flags&flagExt != 0 {
 		delete(s.ext, i)
 	}
+	s.clearReports(i, r)
 	*r = rec{pool: -1, heap: -1, onext: s.free}
 	s.free = i
 }
@@ -114,12 +125,31 @@ func (s *Store) freeRec(i int32) {
 func (s *Store) fill(ri int32, r *rec, pe *tlv.PoolElement) {
 	// The encoding as a resolution carries it: without the ASAP transport.
 	asap := &pe.ASAPTransport
-	ext := needsExt(pe, asap)
-	n := 0
+	ext := needsExt(pe, asap) || asap.Type > 0xff || asap.Use > 1
+	n, an := 0, 0
+	var f uint8
+	if asap.Use == 1 {
+		f |= flagAsapUse1
+	}
 	if !ext {
 		n = inlineLen(pe)
+		if len(asap.Addrs) == 1 {
+			f |= flagAsapAddr
+			a := asap.Addrs[0]
+			switch {
+			case a == pe.UserTransport.Addrs[0]:
+				f |= flagAsapSame
+			case a.Is4():
+				an = 4
+			default:
+				an = 16
+			}
+			if a.Is4() {
+				f |= flagAsapV4
+			}
+		}
 	}
-	if ext || n > maxInlineEnc {
+	if ext || n+an > maxInline {
 		c := *pe
 		c.ASAPTransport = tlv.Transport{}
 		n = c.Len()
@@ -131,28 +161,24 @@ func (s *Store) fill(ri int32, r *rec, pe *tlv.PoolElement) {
 			enc:     c.AppendTo(make([]byte, 0, n)),
 		}
 		s.ext[ri] = e
-		copy(r.enc[:], e.enc[:encHead])
-		r.encLen = 0
-		r.flags = r.flags&flagMarked | flagExt
-		r.asapType = asap.Type
+		copy(r.data[:], e.enc[:encHead])
+		r.flags = r.flags&(flagMarked|flagReports) | flagExt
 		return
 	}
-	r.encLen = uint8(encodeInline(&r.enc, pe, n))
+	encodeInline(&r.data, pe, n)
 	if r.flags&flagExt != 0 {
 		delete(s.ext, ri)
 	}
-	f := r.flags & flagMarked
-	at := asap
-	r.asapType, r.asapPort, r.asapUse = at.Type, at.Port, at.Use
-	r.asapAddr = [16]byte{}
-	if len(at.Addrs) == 1 {
-		f |= flagAsapAddr
-		if at.Addrs[0].Is4() {
-			f |= flagAsapV4
-		}
-		r.asapAddr = at.Addrs[0].As16()
+	r.asapType, r.asapPort = uint8(asap.Type), asap.Port
+	switch a := asap.Addrs; an {
+	case 4:
+		v := a[0].As4()
+		copy(r.data[n:], v[:])
+	case 16:
+		v := a[0].As16()
+		copy(r.data[n:], v[:])
 	}
-	r.flags = f
+	r.flags = r.flags&(flagMarked|flagReports) | f
 }
 
 // encodeInline writes into enc the n-byte encoding of pe without its ASAP
@@ -160,7 +186,7 @@ func (s *Store) fill(ri int32, r *rec, pe *tlv.PoolElement) {
 // Home ENRP Server Identifier, Registration Life, User Transport with its
 // one address, Member Selection Policy), for a PE that needsExt refuses.
 // The policy value is a multiple of 4 bytes, so no padding is needed.
-func encodeInline(enc *[maxInlineEnc]byte, pe *tlv.PoolElement, n int) int {
+func encodeInline(enc *[maxInline]byte, pe *tlv.PoolElement, n int) int {
 	be := binary.BigEndian
 	be.PutUint16(enc[0:], uint16(tlv.ParamPoolElement))
 	be.PutUint16(enc[2:], uint16(n))
@@ -261,7 +287,7 @@ func (s *Store) polBytes(ri int32, r *rec) []byte {
 	if r.flags&flagExt != 0 {
 		return s.ext[ri].polVal
 	}
-	_, v := encPolicy(r.enc[:r.encLen])
+	_, v := encPolicy(r.data[:r.encLen()])
 	return v
 }
 
@@ -270,7 +296,8 @@ func (s *Store) encoded(ri int32, r *rec) []byte {
 	if r.flags&flagExt != 0 {
 		return s.ext[ri].enc
 	}
-	return r.enc[:r.encLen:r.encLen]
+	n := r.encLen()
+	return r.data[:n:n]
 }
 
 // encUser returns the offset of the user transport's address parameter in
@@ -304,7 +331,7 @@ func (s *Store) materialize(ri int32, r *rec, ptype uint32) tlv.PoolElement {
 // overwrites every field and avoids copying the large struct around.
 func (s *Store) materializeInto(pe *tlv.PoolElement, ri int32, r *rec, ptype uint32) {
 	pe.ID, pe.HomeServerID = r.id(), r.home()
-	pe.RegistrationLife = int32(binary.BigEndian.Uint32(r.enc[12:]))
+	pe.RegistrationLife = int32(binary.BigEndian.Uint32(r.data[12:]))
 	pe.Policy.Type = ptype
 	if r.flags&flagExt != 0 {
 		e := s.ext[ri]
@@ -314,7 +341,7 @@ func (s *Store) materializeInto(pe *tlv.PoolElement, ri int32, r *rec, ptype uin
 		return
 	}
 	pe.Unknown = nil
-	e := r.enc[:r.encLen]
+	e := r.data[:r.encLen()]
 	ao, po := encOffsets(e)
 	ut := &pe.UserTransport
 	ut.Type = tlv.ParamType(binary.BigEndian.Uint16(e[encHead:]))
@@ -334,26 +361,28 @@ func (s *Store) materializeInto(pe *tlv.PoolElement, ri int32, r *rec, ptype uin
 	s.scrAddrs = append(s.scrAddrs, ua)
 	ut.Addrs = s.scrAddrs[n : n+1 : n+1]
 	at := &pe.ASAPTransport
-	at.Type, at.Port, at.Use, at.ServiceCode, at.Unknown = r.asapType, r.asapPort, r.asapUse, 0, nil
-	if r.flags&flagAsapAddr != 0 {
-		at.Addrs = s.scratchAddr(&r.asapAddr, r.flags&flagAsapV4 != 0)
-	} else {
+	at.Type, at.Port, at.Use, at.ServiceCode, at.Unknown = tlv.ParamType(r.asapType), r.asapPort, 0, 0, nil
+	if r.flags&flagAsapUse1 != 0 {
+		at.Use = 1
+	}
+	switch f := r.flags; {
+	case f&flagAsapAddr == 0:
 		at.Addrs = nil
+	case f&flagAsapSame != 0:
+		at.Addrs = ut.Addrs
+	default:
+		var a netip.Addr
+		if f&flagAsapV4 != 0 {
+			a = netip.AddrFrom4([4]byte(r.data[len(e) : len(e)+4]))
+		} else {
+			a = netip.AddrFrom16([16]byte(r.data[len(e) : len(e)+16]))
+		}
+		n := len(s.scrAddrs)
+		s.scrAddrs = append(s.scrAddrs, a)
+		at.Addrs = s.scrAddrs[n : n+1 : n+1]
 	}
 	end := po + int(binary.BigEndian.Uint16(e[po+2:]))
 	pe.Policy.Value = e[po+8 : end : end]
-}
-
-func (s *Store) scratchAddr(b *[16]byte, v4 bool) []netip.Addr {
-	var a netip.Addr
-	if v4 {
-		a = netip.AddrFrom4([4]byte(b[12:16]))
-	} else {
-		a = netip.AddrFrom16(*b)
-	}
-	n := len(s.scrAddrs)
-	s.scrAddrs = append(s.scrAddrs, a)
-	return s.scrAddrs[n : n+1 : n+1]
 }
 
 // resetScratch empties the scratch buffers and reserves room for n PEs.
@@ -364,14 +393,30 @@ func (s *Store) resetScratch(n int) {
 	s.scrAddrs = s.scrAddrs[:0]
 }
 
-func (s *Store) info(r *rec) Info {
+// reportsOf is record ri's unreachable-report count.
+func (s *Store) reportsOf(ri int32, r *rec) int {
+	if r.flags&flagReports == 0 {
+		return 0
+	}
+	return int(s.reports[ri])
+}
+
+// clearReports resets record ri's unreachable-report count.
+func (s *Store) clearReports(ri int32, r *rec) {
+	if r.flags&flagReports != 0 {
+		delete(s.reports, ri)
+		r.flags &^= flagReports
+	}
+}
+
+func (s *Store) info(ri int32, r *rec) Info {
 	in := Info{
 		LastUpdate:         time.Unix(0, r.updated),
-		UnreachableReports: int(r.reports),
+		UnreachableReports: s.reportsOf(ri, r),
 		Marked:             r.flags&flagMarked != 0,
 	}
 	if r.heap >= 0 { // a PE has a deadline exactly when it is in the heap
-		in.Expiry = time.Unix(0, s.heap[r.heap].exp)
+		in.Expiry = time.Unix(0, s.heap.exp[r.heap])
 	}
 	return in
 }
@@ -407,10 +452,10 @@ func (s *Store) setExpiry(ri int32, r *rec, t time.Time) {
 
 // NextExpiry returns the earliest PE deadline, if any PE has one.
 func (s *Store) NextExpiry() (time.Time, bool) {
-	if len(s.heap) == 0 {
+	if s.heap.len() == 0 {
 		return time.Time{}, false
 	}
-	return time.Unix(0, s.heap[0].exp), true
+	return time.Unix(0, s.heap.exp[0]), true
 }
 
 // PopExpired removes every PE whose deadline is not after now, calling fn
@@ -420,8 +465,8 @@ func (s *Store) NextExpiry() (time.Time, bool) {
 func (s *Store) PopExpired(now time.Time, fn func(handle tlv.PoolHandle, pe tlv.PoolElement)) int {
 	t := now.UnixNano()
 	n := 0
-	for len(s.heap) > 0 && s.heap[0].exp <= t {
-		ri := s.heap[0].idx
+	for s.heap.len() > 0 && s.heap.exp[0] <= t {
+		ri := s.heap.idx[0]
 		r := s.rec(ri)
 		p := s.pools[r.pool]
 		if fn != nil {

@@ -85,6 +85,7 @@ type Store struct {
 	nrec     int32 // records ever allocated
 	pes      int
 	ext      map[int32]*extData // PEs whose data does not fit a rec
+	reports  map[int32]uint32   // unreachable reports, of the records with flagReports
 	heap     expiryHeap
 	owners   map[uint32]*owner
 	pools    []*pool
@@ -137,6 +138,7 @@ func New(cfg Config) (*Store, error) {
 	}
 	s.seed = uint32(rand.Uint64())
 	s.ext = make(map[int32]*extData)
+	s.reports = make(map[int32]uint32)
 	s.owners = make(map[uint32]*owner)
 	s.byName = make(map[string]int32)
 	return s, nil
@@ -169,7 +171,7 @@ func (s *Store) find(handle tlv.PoolHandle, id uint32) (*pool, int32) {
 	if p == nil {
 		return nil, -1
 	}
-	ri := p.ids.get(id)
+	ri := p.ids.get(id, s)
 	if ri < 0 {
 		return nil, -1
 	}

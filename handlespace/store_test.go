@@ -200,10 +200,30 @@ func TestUnreachableAndSelect(t *testing.T) {
 	if _, ok := s.ReportUnreachable(t0, tlv.PoolHandle("p"), 2); ok {
 		t.Fatal("report for an unknown PE succeeded")
 	}
+	if _, info, _ := s.Lookup(tlv.PoolHandle("p"), 1); info.UnreachableReports != 3 {
+		t.Fatalf("Lookup after 3 reports: %+v", info)
+	}
 	mustRegister(t, s, "p", testPE(1, 1), time.Time{})
 	if _, info, _ := s.Lookup(tlv.PoolHandle("p"), 1); info.UnreachableReports != 0 || !info.LastUpdate.Equal(t0) {
 		t.Fatalf("after re-registration: %+v", info)
 	}
+	// A removed PE's count goes with it: the PE stored next in its record
+	// starts from none.
+	s.ReportUnreachable(t0, tlv.PoolHandle("p"), 1)
+	mustRegister(t, s, "p", testPE(5, 1), time.Time{})
+	s.ReportUnreachable(t0, tlv.PoolHandle("p"), 5)
+	s.Deregister(t0, tlv.PoolHandle("p"), 5)
+	mustRegister(t, s, "p", testPE(6, 1), time.Time{})
+	if _, info, _ := s.Lookup(tlv.PoolHandle("p"), 6); info.UnreachableReports != 0 {
+		t.Fatalf("new PE in a removed one's record: %+v", info)
+	}
+	if n, _ := s.ReportUnreachable(t0, tlv.PoolHandle("p"), 6); n != 1 {
+		t.Fatalf("first report of the new PE: %d", n)
+	}
+	if _, info, _ := s.Lookup(tlv.PoolHandle("p"), 1); info.UnreachableReports != 1 {
+		t.Fatalf("PE 1 after one more report: %+v", info)
+	}
+	s.Deregister(t0, tlv.PoolHandle("p"), 6)
 	pes, pol, err := s.Select(tlv.PoolHandle("p"), 5, nil)
 	if err != nil || len(pes) != 1 || pes[0].ID != 1 || pol.Type != uint32(policy.RoundRobin) {
 		t.Fatalf("select: %v %v %v", pes, pol, err)

@@ -154,6 +154,19 @@ func (t *btree) insert(e entry) {
 	if t.root == nil {
 		t.root = t.newLeaf()
 	}
+	// An entry after every other one (round robin and weighted round robin
+	// put the selected member there) goes into the rightmost leaf: when
+	// it has room, appending changes no separator and needs no search.
+	l := t.root
+	for !l.leaf {
+		l = l.kids[l.n-1]
+	}
+	if l.n > 0 && l.n < nodeCap && l.items[l.n-1].less(e) {
+		l.items[l.n] = e
+		l.n++
+		t.size++
+		return
+	}
 	right, sep := t.insertRec(t.root, e, true)
 	if right != nil {
 		r := t.newInternal()
@@ -253,6 +266,20 @@ func (t *btree) delete(e entry) bool {
 		t.release(old)
 	}
 	return true
+}
+
+// deleteFirst removes the smallest entry from l, the leftmost leaf, which
+// must hold one. When l keeps at least half its entries (or is the root) it
+// only shifts them: its first entry is never a separator, so no other node
+// changes and no descent is needed.
+func (t *btree) deleteFirst(l *node) {
+	if l != t.root && l.n <= nodeMin {
+		t.delete(l.items[0])
+		return
+	}
+	copy(l.items[:l.n-1], l.items[1:l.n])
+	l.n--
+	t.size--
 }
 
 func (t *btree) deleteRec(nd *node, e entry) bool {

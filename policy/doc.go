@@ -30,8 +30,11 @@
 // injected math/rand/v2 source. Degradation grows after each selection and is
 // reset by Update.
 //
-// Every operation is O(log n) in the pool size; memory is about 40 bytes per
-// member for the sorted policies and 13 for the randomized ones.
+// Every operation is O(log n) in the pool size; memory is about 27 bytes per
+// member for the sorted policies whose members keep their key (round robin,
+// priority, least used, priority least used, least used with DPF), 35 for
+// the others (weighted round robin, the degradation policies) and 13 for
+// the randomized ones.
 //
 // # Text and JSON
 //

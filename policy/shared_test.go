@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -9,13 +10,20 @@ import (
 // TestSharedSlotSpace runs three sorted selectors over one SlotSpace, each
 // with its own members drawn from one slot space (a slot leaves one
 // selector and may join another), against three selectors of their own,
-// and requires identical selections.
+// and requires identical selections: of one policy, and of policies with
+// 8-byte slots (least used, priority) and 16-byte ones (weighted round
+// robin, degradation) in one space.
 func TestSharedSlotSpace(t *testing.T) {
-	for _, typ := range []Type{LeastUsed, RoundRobin, WeightedRoundRobin, LeastUsedDegradation, Priority} {
-		t.Run(typ.String(), func(t *testing.T) {
+	for _, types := range [][3]Type{
+		{LeastUsed, LeastUsed, LeastUsed}, {RoundRobin, RoundRobin, RoundRobin},
+		{WeightedRoundRobin, WeightedRoundRobin, WeightedRoundRobin},
+		{LeastUsedDegradation, LeastUsedDegradation, LeastUsedDegradation}, {Priority, Priority, Priority},
+		{LeastUsed, WeightedRoundRobin, Priority}, {LeastUsedDPF, PriorityLeastUsedDegradation, PriorityLeastUsed},
+	} {
+		t.Run(fmt.Sprint(types), func(t *testing.T) {
 			var sp SlotSpace
 			var shared, own [3]Selector
-			for i := range shared {
+			for i, typ := range types {
 				var err error
 				if shared[i], err = NewShared(typ, nil, Options{}, &sp); err != nil {
 					t.Fatal(err)
@@ -24,7 +32,7 @@ func TestSharedSlotSpace(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			rng := rand.New(rand.NewPCG(5, uint64(typ)))
+			rng := rand.New(rand.NewPCG(5, uint64(types[0])^uint64(types[1])<<32))
 			where := map[int32]int{} // slot -> selector holding it
 			var got, want []int32
 			for op := 0; op < 20000; op++ {

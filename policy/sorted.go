@@ -20,6 +20,7 @@ type sortedSelector struct {
 	maxInc   int
 	tree     btree
 	sp       *SlotSpace // per-slot positions, maybe shared with other selectors
+	narrow   bool       // sp.narrow holds the slots (narrowType)
 	seq      uint32     // next sequence number, >= 1
 	seqLimit uint32     // renumber when seq would pass it (lowered by tests)
 	// WRR keeps the round in the key's upper half; rounds are shifted down
@@ -27,11 +28,34 @@ type sortedSelector struct {
 	roundLimit uint32
 }
 
-// SlotSpace holds the per-member data of sorted selectors (16 bytes per
-// slot) so that several of them can share one slot space: see NewShared.
-// The zero value is empty and ready to use.
+// SlotSpace holds the per-member data of sorted selectors so that several
+// of them can share one slot space: see NewShared. Selectors of the
+// policies whose members keep the key they joined with and whose key fits
+// 32 bits (round robin, priority, least used, priority least used, least
+// used with DPF) keep 8 bytes a slot; the others (weighted round robin and
+// the degradation policies, whose keys move with each selection) 16 bytes.
+// The two kinds have a slot array each, as long as the largest slot of
+// that kind in use. The zero value is empty and ready to use.
 type SlotSpace struct {
-	slots []sortedSlot
+	slots  []sortedSlot
+	narrow []narrowSlot
+}
+
+// narrowSlot is sortedSlot for a selector with narrow set: the key fits
+// 32 bits and there is no aux.
+type narrowSlot struct {
+	key uint32
+	seq uint32 // 0: slot not present
+}
+
+// narrowType tells whether policy t's members keep the key they joined
+// with (hook leaves it, aux unused) and the key fits 32 bits (initial).
+func narrowType(t Type) bool {
+	switch t {
+	case RoundRobin, Priority, LeastUsed, PriorityLeastUsed, LeastUsedDPF:
+		return true
+	}
+	return false
 }
 
 func newSortedSelector(t Type, maxInc int, sp *SlotSpace) *sortedSelector {
@@ -39,10 +63,37 @@ func newSortedSelector(t Type, maxInc int, sp *SlotSpace) *sortedSelector {
 		sp = &SlotSpace{}
 	}
 	return &sortedSelector{
-		typ: t, maxInc: maxInc, seq: 1, sp: sp,
+		typ: t, maxInc: maxInc, seq: 1, sp: sp, narrow: narrowType(t),
 		seqLimit:   math.MaxUint32 - 1,
 		roundLimit: math.MaxUint32 / 2,
 	}
+}
+
+// slot returns the member data of slot, which grow has made room for.
+func (s *sortedSelector) slot(slot int32) sortedSlot {
+	if s.narrow {
+		n := s.sp.narrow[slot]
+		return sortedSlot{key: uint64(n.key), seq: n.seq}
+	}
+	return s.sp.slots[slot]
+}
+
+// setSlot stores the member data of slot; a narrow selector's keys fit 32
+// bits and its aux is 0.
+func (s *sortedSelector) setSlot(slot int32, st sortedSlot) {
+	if s.narrow {
+		s.sp.narrow[slot] = narrowSlot{key: uint32(st.key), seq: st.seq}
+		return
+	}
+	s.sp.slots[slot] = st
+}
+
+// slots is the length of the selector's kind of slot array.
+func (s *sortedSelector) slots() int {
+	if s.narrow {
+		return len(s.sp.narrow)
+	}
+	return len(s.sp.slots)
 }
 
 // Type returns the selector's policy type.
@@ -117,10 +168,16 @@ func (s *sortedSelector) hook(key uint64, aux uint32) uint64 {
 }
 
 func (s *sortedSelector) grow(slot int32) {
-	if int(slot) < len(s.sp.slots) {
+	if int(slot) < s.slots() {
 		return
 	}
-	n := max(2*len(s.sp.slots), int(slot)+1, 16)
+	n := max(2*s.slots(), int(slot)+1, 16)
+	if s.narrow {
+		ns := make([]narrowSlot, n)
+		copy(ns, s.sp.narrow)
+		s.sp.narrow = ns
+		return
+	}
 	ns := make([]sortedSlot, n)
 	copy(ns, s.sp.slots)
 	s.sp.slots = ns
@@ -144,8 +201,9 @@ func (s *sortedSelector) rebuild(sub uint64) {
 	for i, e := range all {
 		e.seq = uint32(i + 1)
 		e.key -= sub
-		st := &s.sp.slots[e.slot]
+		st := s.slot(e.slot)
 		st.seq, st.key = e.seq, e.key
+		s.setSlot(e.slot, st)
 		s.tree.insert(e)
 	}
 	s.seq = uint32(len(all) + 1)
@@ -156,14 +214,14 @@ func (s *sortedSelector) Add(slot int32, v Values) {
 		return
 	}
 	s.grow(slot)
-	if s.sp.slots[slot].seq != 0 {
+	if s.slot(slot).seq != 0 {
 		s.Remove(slot)
 	}
 	s.reserve(1)
 	key, aux := s.initial(v)
 	e := entry{key: key, seq: s.seq, slot: slot}
 	s.seq++
-	s.sp.slots[slot] = sortedSlot{key: key, seq: e.seq, aux: aux}
+	s.setSlot(slot, sortedSlot{key: key, seq: e.seq, aux: aux})
 	s.tree.insert(e)
 }
 
@@ -176,12 +234,15 @@ func (s *sortedSelector) Update(slot int32, v Values) {
 }
 
 func (s *sortedSelector) Remove(slot int32) {
-	if slot < 0 || int(slot) >= len(s.sp.slots) || s.sp.slots[slot].seq == 0 {
+	if slot < 0 || int(slot) >= s.slots() {
 		return
 	}
-	st := s.sp.slots[slot]
+	st := s.slot(slot)
+	if st.seq == 0 {
+		return
+	}
 	s.tree.delete(entry{key: st.key, seq: st.seq, slot: slot})
-	s.sp.slots[slot] = sortedSlot{}
+	s.setSlot(slot, sortedSlot{})
 }
 
 func (s *sortedSelector) Select(n int, dst []int32) []int32 {
@@ -205,11 +266,12 @@ func (s *sortedSelector) Select(n int, dst []int32) []int32 {
 			s.updateFirst()
 			continue
 		}
-		st := &s.sp.slots[slot]
+		st := s.slot(slot)
 		s.tree.delete(entry{key: st.key, seq: st.seq, slot: slot})
 		st.key = s.hook(st.key, st.aux)
 		st.seq = s.seq
 		s.seq++
+		s.setSlot(slot, st)
 		s.tree.insert(entry{key: st.key, seq: st.seq, slot: slot})
 	}
 	return dst
@@ -234,7 +296,7 @@ func (s *sortedSelector) updateFirst() {
 	e := l.items[0]
 	var aux uint32
 	if s.hookUsesAux() {
-		aux = s.sp.slots[e.slot].aux
+		aux = s.slot(e.slot).aux
 	}
 	ne := entry{key: s.hook(e.key, aux), seq: s.seq, slot: e.slot}
 	s.seq++
@@ -254,8 +316,12 @@ func (s *sortedSelector) updateFirst() {
 		copy(l.items[:pos], l.items[1:pos+1])
 		l.items[pos] = ne
 	default:
-		s.tree.delete(e)
+		s.tree.deleteFirst(l)
 		s.tree.insert(ne)
+	}
+	if s.narrow {
+		s.sp.narrow[e.slot] = narrowSlot{key: uint32(ne.key), seq: ne.seq}
+		return
 	}
 	st := &s.sp.slots[e.slot]
 	st.key, st.seq = ne.key, ne.seq
