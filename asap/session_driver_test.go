@@ -306,15 +306,17 @@ func TestSessionResumeAndBroken(t *testing.T) {
 	})
 }
 
-// failingConn is an association whose Send fails once fail is set, as a
-// send on a broken association would.
+// failingConn is an association whose next Send fails once fail is set,
+// as a send on a broken association would; the failure is one-shot (it
+// clears fail), so the next PE's association works whatever order the
+// session and the test run in.
 type failingConn struct {
 	transport.Conn
 	fail *atomic.Bool
 }
 
 func (c failingConn) Send(ctx context.Context, m transport.Message) error {
-	if c.fail.Load() {
+	if c.fail.CompareAndSwap(true, false) {
 		return fmt.Errorf("injected: %w", transport.ErrAssociationLost)
 	}
 	return c.Conn.Send(ctx, m)
@@ -356,13 +358,6 @@ func TestSessionSendFailureAndCancelledRequest(t *testing.T) {
 		defer s.Close()
 		first, _ := s.PE()
 		fail.Store(true)
-		go func() {
-			fe := nextFailover(t, ctx, events)
-			if fe.Reason == ReasonSendFailed {
-				fail.Store(false) // the next association works
-			}
-			events <- fe
-		}()
 		if err := s.Send(ctx, transport.Message{Data: []byte("ping")}); err != nil {
 			t.Fatalf("Send: %v", err)
 		}
