@@ -403,7 +403,7 @@ func (w *secureWire) Read(p []byte) (int, error) {
 			continue
 		}
 		w.packets.Add(1)
-		if f := scanChunks(pkt); f != 0 {
+		if f := scanChunks(pkt) &^ sawImmediate; f != 0 {
 			w.flags.Or(uint32(f))
 		}
 		w.live.seen(pkt)
