@@ -562,19 +562,33 @@ func putPktBuf(b []byte) {
 
 func (p *pktConn) Read(b []byte) (int, error) {
 	for {
+		// A packet waiting is taken without the three-way select, which
+		// locks all three channels.
+		var pkt []byte
 		select {
-		case pkt := <-p.in:
-			n := copy(b, pkt)
-			putPktBuf(pkt)
-			if p.outbound && !p.dtls && !p.translateIn(b[:n]) {
-				continue
-			}
-			return n, nil
 		case <-p.closed:
 			return 0, net.ErrClosed
-		case <-p.rd.Done():
-			return 0, os.ErrDeadlineExceeded
+		default:
+			select {
+			case pkt = <-p.in:
+			default:
+			}
 		}
+		if pkt == nil {
+			select {
+			case pkt = <-p.in:
+			case <-p.closed:
+				return 0, net.ErrClosed
+			case <-p.rd.Done():
+				return 0, os.ErrDeadlineExceeded
+			}
+		}
+		n := copy(b, pkt)
+		putPktBuf(pkt)
+		if p.outbound && !p.dtls && !p.translateIn(b[:n]) {
+			continue
+		}
+		return n, nil
 	}
 }
 
