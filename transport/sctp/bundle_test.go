@@ -206,65 +206,84 @@ func immediateData() []byte {
 	return pkt
 }
 
-// Over loopback, a request/response exchange carries the SACKs in the
-// answers: with a hold longer than any answer takes, every SACK the
-// listener's association sends after the first answer goes out with
-// DATA, and the messages arrive intact.
+// wireBundler returns the bundler of the wire under c.
+func wireBundler(t *testing.T, c transport.Conn) *sackBundler {
+	switch w := c.(*Conn).wire.(type) {
+	case *dialConn:
+		return w.bundle
+	case *pktConn:
+		return w.bundle
+	case *secureWire:
+		return w.bundle
+	}
+	t.Fatalf("no bundler under %T", c.(*Conn).wire)
+	return nil
+}
+
+// Over loopback, plain and over DTLS, a request/response exchange carries
+// the SACKs in the answers: with a hold longer than any answer takes,
+// about every second request's SACK goes out with the answer, and every
+// second answer's with the next request, and the messages arrive intact.
 func TestSACKBundledOverLoopback(t *testing.T) {
-	tr := New(Config{SACKHold: 10 * time.Second})
-	l, err := tr.Listen(transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:0")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := tr.Dial(ctx, l.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, err := l.Accept(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	const rounds = 40
-	for i := range rounds {
-		req := bytes.Repeat([]byte{byte(i)}, 100)
-		if err := c.Send(ctx, transport.Message{PPID: transport.PPIDASAP, Data: req}); err != nil {
-			t.Fatal(err)
-		}
-		m, err := s.Recv(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(m.Data, req) {
-			t.Fatalf("round %d: server got %x", i, m.Data[:4])
-		}
-		if err := s.Send(ctx, m); err != nil {
-			t.Fatal(err)
-		}
-		a, err := c.Recv(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(a.Data, req) {
-			t.Fatalf("round %d: client got %x", i, a.Data[:4])
-		}
-	}
-	l.(*Listener).mu.Lock()
-	var p *pktConn
-	for _, q := range l.(*Listener).assocs {
-		p = q
-	}
-	l.(*Listener).mu.Unlock()
-	// pion acknowledges every second packet (RFC 9260 §6.2): about one
-	// SACK per two requests, the first before any answer left.
-	if got := p.bundle.bundledCount(); got < rounds/2-2 {
-		t.Errorf("listener side bundled %d SACKs in %d rounds, want at least %d", got, rounds, rounds/2-2)
-	}
-	if got := c.(*Conn).wire.(*dialConn).bundle.bundledCount(); got < rounds/2-2 {
-		t.Errorf("dialler side bundled %d SACKs in %d rounds, want at least %d", got, rounds, rounds/2-2)
+	serverDTLS, clientDTLS := testDTLS(t)
+	for _, tc := range []struct {
+		name           string
+		server, client Config
+	}{
+		{"plain", Config{}, Config{}},
+		{"dtls", Config{DTLS: serverDTLS}, Config{DTLS: clientDTLS}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.server.SACKHold, tc.client.SACKHold = 10*time.Second, 10*time.Second
+			l, err := New(tc.server).Listen(transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:0")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, err := New(tc.client).Dial(ctx, l.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			s, err := l.Accept(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			const rounds = 40
+			for i := range rounds {
+				req := bytes.Repeat([]byte{byte(i)}, 100)
+				if err := c.Send(ctx, transport.Message{PPID: transport.PPIDASAP, Data: req}); err != nil {
+					t.Fatal(err)
+				}
+				m, err := s.Recv(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(m.Data, req) {
+					t.Fatalf("round %d: server got %x", i, m.Data[:4])
+				}
+				if err := s.Send(ctx, m); err != nil {
+					t.Fatal(err)
+				}
+				a, err := c.Recv(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(a.Data, req) {
+					t.Fatalf("round %d: client got %x", i, a.Data[:4])
+				}
+			}
+			// pion acknowledges every second packet (RFC 9260 §6.2): about
+			// one SACK per two requests, the first before any answer left.
+			if got := wireBundler(t, s).bundledCount(); got < rounds/2-2 {
+				t.Errorf("listener side bundled %d SACKs in %d rounds, want at least %d", got, rounds, rounds/2-2)
+			}
+			if got := wireBundler(t, c).bundledCount(); got < rounds/2-2 {
+				t.Errorf("dialler side bundled %d SACKs in %d rounds, want at least %d", got, rounds, rounds/2-2)
+			}
+		})
 	}
 }

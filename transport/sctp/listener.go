@@ -392,7 +392,7 @@ func (l *Listener) handshake(p *pktConn) {
 			return
 		}
 		p.dtlsDone.Store(true)
-		w := &secureWire{Conn: dc, mis: p.mis}
+		w := newSecureWire(dc, p.mis, l.cfg)
 		nc, wire, id = w, w, peer
 	}
 	timer := time.AfterFunc(l.cfg.HandshakeTimeout, func() { _ = nc.Close() })

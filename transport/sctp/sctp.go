@@ -203,7 +203,7 @@ type Config struct {
 	// association sent since its previous SACK is held; a held SACK leaves
 	// on its own when the hold ends or before any packet other than DATA.
 	// If zero, DefaultSACKHold (1 ms) is used; negative sends every SACK
-	// when pion does. It applies to plain SCTP over UDP, not over DTLS.
+	// when pion does. Over DTLS it saves a record per round trip likewise.
 	SACKHold time.Duration
 	// LocalAddr, if valid, is the local IP address Dial sends from, for a
 	// host with several addresses. If zero, the operating system picks it.
