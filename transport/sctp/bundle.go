@@ -10,10 +10,10 @@ import (
 // chunkSack is the SACK chunk type (RFC 9260 §3.3.4).
 const chunkSack = 3
 
-// maxBundledPacket is the largest packet the bundler makes: pion/sctp's
-// own MTU (1228 bytes, what its packets never exceed), so that a bundled
-// packet fits wherever pion's packets do.
-const maxBundledPacket = 1228
+// maxBundledPacket is the largest packet the bundler makes: pion/sctp
+// v1.12.1's MTU (1191 bytes, what its own packets never exceed), so that
+// a bundled packet fits wherever pion's packets do.
+const maxBundledPacket = 1191
 
 // sackBundler lets the next DATA of an association carry the SACK that
 // pion/sctp sends on its own.
