@@ -223,6 +223,7 @@ func (l *Listener) newOutbound(udpTo netip.AddrPort, peerPort, localPort uint16)
 		outbound: true,
 		dtls:     l.sec != nil,
 	}
+	p.bundle = newSackBundler(l.cfg, p.send)
 	l.assocs[key] = p
 	if l.sec != nil {
 		l.byPeer[udpTo] = p
@@ -255,7 +256,7 @@ func (p *pktConn) writeOutbound(b []byte) (int, error) {
 		limitInboundStreams(p.wbuf, p.mis)
 	}
 	setChecksum(p.wbuf)
-	if _, err := p.l.pc.WriteToUDPAddrPort(p.sack.outgoing(p.wbuf), p.key.peer); err != nil {
+	if err := p.bundle.write(p.sack.outgoing(p.wbuf)); err != nil {
 		return 0, err
 	}
 	return len(b), nil

@@ -31,6 +31,15 @@
 // at a time (recvmmsg(2) where the system has it), and drops datagrams of
 // more than 8 KiB, which pion's receive buffer cannot hold.
 //
+// pion sends every SACK in a packet of its own, so a request/response
+// exchange cost three datagrams per round trip. Every association's wire
+// (plain or DTLS) holds the SACK pion sends after DATA of its own for at
+// most [Config.SACKHold] (1 ms) and puts it in front of the next DATA
+// chunk it sends, as RFC 9260 §6.10 allows: the answer carries the SACK of
+// the request, and the next request the SACK of the answer. A SACK that
+// reports a gap or duplicate, a small window, or answers the I bit is not
+// held.
+//
 // A dialed association has a connected UDP socket of its own, so its
 // local address accepts nothing. [Listener.DialFrom] dials from the
 // listener's socket instead ([transport.Endpoint]): the peer sees the

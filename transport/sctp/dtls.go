@@ -391,7 +391,25 @@ type secureWire struct {
 	packets atomic.Uint64 // SCTP packets the DTLS connection passed up
 	wbuf    []byte        // pion's single write loop writes
 	sack    sackPrompter
+	bundle  *sackBundler
 	live    liveness
+}
+
+func newSecureWire(dc *dtls.Conn, mis uint16, cfg *Config) *secureWire {
+	w := &secureWire{Conn: dc, mis: mis}
+	w.bundle = newSackBundler(cfg, w.send)
+	return w
+}
+
+func (w *secureWire) send(pkt []byte) error {
+	_, err := w.Conn.Write(pkt)
+	return err
+}
+
+// Close drops a SACK the bundler holds and closes the DTLS connection.
+func (w *secureWire) Close() error {
+	w.bundle.close()
+	return w.Conn.Close()
 }
 
 func (w *secureWire) seen() chunkFlags    { return chunkFlags(w.flags.Load()) }
@@ -415,7 +433,10 @@ func (w *secureWire) Read(p []byte) (int, error) {
 		}
 		w.packets.Add(1)
 		if f := scanChunks(pkt); f != 0 {
-			w.flags.Or(uint32(f))
+			w.bundle.received(f)
+			if f &^= sawImmediate; f != 0 {
+				w.flags.Or(uint32(f))
+			}
 		}
 		w.live.seen(pkt)
 		return n, nil
@@ -431,7 +452,10 @@ func (w *secureWire) Write(p []byte) (int, error) {
 			p = w.wbuf
 		}
 	}
-	return w.Conn.Write(w.sack.outgoing(p))
+	if err := w.bundle.write(w.sack.outgoing(p)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // DTLS record layer (RFC 6347 §4.1, §4.2.2), as much as the listener reads
@@ -492,7 +516,7 @@ func (t *Transport) dialDTLS(ctx context.Context, uc *net.UDPConn, to transport.
 	if err != nil {
 		return nil, err
 	}
-	w := &secureWire{Conn: dc, mis: uint16(t.cfg.MaxStreams)}
+	w := newSecureWire(dc, uint16(t.cfg.MaxStreams), &t.cfg)
 	return t.cfg.secureClient(ctx, w, local, to, id, nil, nil)
 }
 
@@ -685,7 +709,7 @@ func (l *Listener) dialFromDTLS(ctx context.Context, p *pktConn, to transport.Ad
 		return nil, err
 	}
 	p.dtlsDone.Store(true)
-	w := &secureWire{Conn: dc, mis: p.mis}
+	w := newSecureWire(dc, p.mis, l.cfg)
 	c, err := l.cfg.secureClient(ctx, w, l.addr, to, id, l.forget, l.closed)
 	if err != nil {
 		_ = p.Close()

@@ -314,6 +314,7 @@ func (l *Listener) newAssociation(key demuxKey) (p *pktConn, refuse bool) {
 		mis:     uint16(l.cfg.MaxStreams),
 		dtls:    l.sec != nil,
 	}
+	p.bundle = newSackBundler(l.cfg, p.send)
 	l.assocs[key] = p
 	if l.sec != nil {
 		l.byPeer[key.peer] = p
@@ -391,7 +392,7 @@ func (l *Listener) handshake(p *pktConn) {
 			return
 		}
 		p.dtlsDone.Store(true)
-		w := &secureWire{Conn: dc, mis: p.mis}
+		w := newSecureWire(dc, p.mis, l.cfg)
 		nc, wire, id = w, w, peer
 	}
 	timer := time.AfterFunc(l.cfg.HandshakeTimeout, func() { _ = nc.Close() })
@@ -499,6 +500,12 @@ type pktConn struct {
 	dtlsDone    atomic.Bool // over DTLS: its DTLS handshake is done
 	crossed     atomic.Bool // outbound over DTLS: given up for the peer's crossing dial
 	wbuf        []byte      // outbound translation buffer; pion's single write loop writes
+	bundle      *sackBundler
+}
+
+func (p *pktConn) send(pkt []byte) error {
+	_, err := p.l.pc.WriteToUDPAddrPort(pkt, p.key.peer)
+	return err
 }
 
 func (p *pktConn) seen() chunkFlags    { return chunkFlags(p.flags.Load()) }
@@ -526,7 +533,10 @@ var pktBufs = sync.Pool{New: func() any { return new([pktBufSize]byte) }}
 func (p *pktConn) deliver(pkt []byte) {
 	if !p.dtls {
 		if f := scanChunks(pkt); f != 0 {
-			p.flags.Or(uint32(f))
+			p.bundle.received(f)
+			if f &^= sawImmediate; f != 0 {
+				p.flags.Or(uint32(f))
+			}
 		}
 		p.live.seen(pkt)
 	}
@@ -552,19 +562,33 @@ func putPktBuf(b []byte) {
 
 func (p *pktConn) Read(b []byte) (int, error) {
 	for {
+		// A packet waiting is taken without the three-way select, which
+		// locks all three channels.
+		var pkt []byte
 		select {
-		case pkt := <-p.in:
-			n := copy(b, pkt)
-			putPktBuf(pkt)
-			if p.outbound && !p.dtls && !p.translateIn(b[:n]) {
-				continue
-			}
-			return n, nil
 		case <-p.closed:
 			return 0, net.ErrClosed
-		case <-p.rd.Done():
-			return 0, os.ErrDeadlineExceeded
+		default:
+			select {
+			case pkt = <-p.in:
+			default:
+			}
 		}
+		if pkt == nil {
+			select {
+			case pkt = <-p.in:
+			case <-p.closed:
+				return 0, net.ErrClosed
+			case <-p.rd.Done():
+				return 0, os.ErrDeadlineExceeded
+			}
+		}
+		n := copy(b, pkt)
+		putPktBuf(pkt)
+		if p.outbound && !p.dtls && !p.translateIn(b[:n]) {
+			continue
+		}
+		return n, nil
 	}
 }
 
@@ -593,12 +617,16 @@ func (p *pktConn) Write(b []byte) (int, error) {
 			setChecksum(b)
 		}
 	}
-	return p.l.pc.WriteToUDPAddrPort(p.sack.outgoing(b), p.key.peer)
+	if err := p.bundle.write(p.sack.outgoing(b)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
 
 func (p *pktConn) Close() error {
 	p.closeOnce.Do(func() {
 		close(p.closed)
+		p.bundle.close()
 		p.l.remove(p)
 	})
 	return nil

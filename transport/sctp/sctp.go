@@ -53,6 +53,10 @@ const (
 	DefaultBacklog = 1024
 	// DefaultSendBuffer: 1 MiB unacknowledged per stream.
 	DefaultSendBuffer = 1 << 20
+	// DefaultSACKHold: 1 ms, below the 2 ms that pion/sctp adds to twice
+	// the smoothed RTT for its probe timeout, so that a held SACK never
+	// makes the peer probe, and far below the 200 ms of RFC 9260 §6.2.
+	DefaultSACKHold = time.Millisecond
 )
 
 // Defaults of the limits of a zero [Config] (the "Limits" block).
@@ -190,6 +194,17 @@ type Config struct {
 	// as much as the default ReceiveWindow) is used; negative means no
 	// limit but the 64 messages.
 	RecvQueueBytes int
+	// SACKHold is how long an association may hold a SACK that pion/sctp
+	// sends on its own, for the association's next DATA packet to carry
+	// (RFC 9260 §6.10 bundling; §6.2 allows a SACK to wait up to 200
+	// ms): a request/response exchange then costs two packets per round
+	// trip instead of three. Only a SACK that reports no gap or duplicate
+	// TSN, advertises at least half of ReceiveWindow, and follows DATA the
+	// association sent since its previous SACK is held; a held SACK leaves
+	// on its own when the hold ends or before any packet other than DATA.
+	// If zero, DefaultSACKHold (1 ms) is used; negative sends every SACK
+	// when pion does. Over DTLS it saves a record per round trip likewise.
+	SACKHold time.Duration
 	// LocalAddr, if valid, is the local IP address Dial sends from, for a
 	// host with several addresses. If zero, the operating system picks it.
 	LocalAddr netip.Addr
@@ -239,6 +254,12 @@ func (c Config) withDefaults() Config {
 		c.MaxStreams = math.MaxUint16
 	}
 	c.RecvQueueBytes = limit(c.RecvQueueBytes, DefaultRecvQueueBytes)
+	switch {
+	case c.SACKHold == 0:
+		c.SACKHold = DefaultSACKHold
+	case c.SACKHold < 0:
+		c.SACKHold = 0
+	}
 	switch {
 	case c.ReceiveWindow == 0:
 		c.ReceiveWindow = DefaultReceiveWindow
@@ -382,6 +403,7 @@ func (t *Transport) Dial(ctx context.Context, to transport.Addr) (transport.Conn
 		return t.dialDTLS(ctx, uc, to)
 	}
 	dc := &dialConn{Conn: uc, peerPort: sctpPort, maxStreams: uint16(t.cfg.MaxStreams)}
+	dc.bundle = newSackBundler(&t.cfg, dc.send)
 	var release func(*Conn)
 	if sctpPort != 0 {
 		host := udpTo.Addr().Unmap()
@@ -483,7 +505,19 @@ type dialConn struct {
 	flags      atomic.Uint32
 	wbuf       []byte // translation buffer; pion's single writeLoop writes
 	sack       sackPrompter
+	bundle     *sackBundler
 	live       liveness
+}
+
+func (d *dialConn) send(pkt []byte) error {
+	_, err := d.Conn.Write(pkt)
+	return err
+}
+
+// Close drops a SACK the bundler holds and closes the socket.
+func (d *dialConn) Close() error {
+	d.bundle.close()
+	return d.Conn.Close()
 }
 
 func (d *dialConn) seen() chunkFlags    { return chunkFlags(d.flags.Load()) }
@@ -516,7 +550,10 @@ func (d *dialConn) Read(p []byte) (int, error) {
 			setChecksum(pkt)
 		}
 		if f := scanChunks(pkt); f != 0 {
-			d.flags.Or(uint32(f))
+			d.bundle.received(f)
+			if f &^= sawImmediate; f != 0 {
+				d.flags.Or(uint32(f))
+			}
 		}
 		d.live.seen(pkt)
 		return n, nil
@@ -529,7 +566,7 @@ func (d *dialConn) Write(p []byte) (int, error) {
 	}
 	init := p[commonHeaderSize] == chunkInit
 	if d.peerPort == 0 && !init {
-		return d.Conn.Write(d.sack.outgoing(p))
+		return d.write(p, p)
 	}
 	d.wbuf = append(d.wbuf[:0], p...)
 	if d.peerPort != 0 {
@@ -539,7 +576,15 @@ func (d *dialConn) Write(p []byte) (int, error) {
 		limitInboundStreams(d.wbuf, d.maxStreams)
 	}
 	setChecksum(d.wbuf)
-	return d.Conn.Write(d.sack.outgoing(d.wbuf))
+	return d.write(p, d.wbuf)
+}
+
+// write sends pkt, pion's packet p as it goes on the wire.
+func (d *dialConn) write(p, pkt []byte) (int, error) {
+	if err := d.bundle.write(d.sack.outgoing(pkt)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 func putPorts(pkt []byte, src, dst uint16) {

@@ -84,6 +84,7 @@ func pairOver(t *testing.T, cfg Config, a, b net.Conn) (c, s *Conn, cw, sw *dial
 	t.Helper()
 	full := New(cfg).cfg
 	cw, sw = &dialConn{Conn: a}, &dialConn{Conn: b}
+	cw.bundle, sw.bundle = newSackBundler(&full, cw.send), newSackBundler(&full, sw.send)
 	srv := make(chan *pionsctp.Association, 1)
 	go func() {
 		as, err := pionsctp.Server(full.pionConfig(sw))

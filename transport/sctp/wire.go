@@ -175,6 +175,10 @@ const (
 	sawAbort                                // ABORT
 	sawOutOfResource                        // ABORT with the "Out of Resource" cause
 	sawCookieEcho                           // COOKIE ECHO
+	// sawImmediate: a DATA or I-DATA chunk with the I bit (RFC 7053
+	// §3): the sender wants its SACK at once. It describes one packet;
+	// the wires keep it out of their flags.
+	sawImmediate
 )
 
 // scanChunks walks the chunks of pkt and reports the shutdown, abort and
@@ -194,8 +198,10 @@ func scanChunks(pkt []byte) chunkFlags {
 			}
 		case chunkCookieEcho:
 			f |= sawCookieEcho
-		case chunkData:
-			// DATA is by far the most common chunk; nothing to record.
+		case chunkData, chunkIData:
+			if pkt[off+1]&dataFlagImmediate != 0 {
+				f |= sawImmediate
+			}
 		}
 		if l < chunkHeaderSize {
 			break
