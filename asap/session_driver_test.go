@@ -292,15 +292,15 @@ func TestSessionResumeAndBroken(t *testing.T) {
 	})
 }
 
-// failingConn is an association whose Send fails once fail is set, as a
+// failingConn is an association whose Send fails once it is broken, as a
 // send on a broken association would.
 type failingConn struct {
 	transport.Conn
-	fail *atomic.Bool
+	broken atomic.Bool
 }
 
-func (c failingConn) Send(ctx context.Context, m transport.Message) error {
-	if c.fail.Load() {
+func (c *failingConn) Send(ctx context.Context, m transport.Message) error {
+	if c.broken.Load() {
 		return fmt.Errorf("injected: %w", transport.ErrAssociationLost)
 	}
 	return c.Conn.Send(ctx, m)
@@ -316,7 +316,7 @@ func TestSessionSendFailureAndCancelledRequest(t *testing.T) {
 	sessTest(t, 2, func(t *testing.T, ctx context.Context, m *memSess) {
 		m.reg.keepReported = true
 		node := m.n.NewNode()
-		var fail atomic.Bool
+		dialled := make(chan *failingConn, 8)
 		events := make(chan SessionEvent, 16)
 		s := m.connect(t, ctx, SessionConfig{Events: events, RequestTimeout: time.Second, Dial: func(ctx context.Context, pe tlv.PoolElement) (transport.Conn, error) {
 			addr, err := AddrOf(pe.UserTransport, transport.KindMem)
@@ -327,17 +327,16 @@ func TestSessionSendFailureAndCancelledRequest(t *testing.T) {
 			if err != nil {
 				return nil, err
 			}
-			return failingConn{c, &fail}, nil
+			fc := &failingConn{Conn: c}
+			select {
+			case dialled <- fc: // the test takes the first
+			default:
+			}
+			return fc, nil
 		}})
 		first, _ := s.PE()
-		fail.Store(true)
-		go func() {
-			fe := nextFailover(t, ctx, events)
-			if fe.Reason == ReasonSendFailed {
-				fail.Store(false) // the next association works
-			}
-			events <- fe
-		}()
+		// The first PE's association breaks; the next one works.
+		(<-dialled).broken.Store(true)
 		if err := s.Send(ctx, transport.Message{Data: []byte("ping")}); err != nil {
 			t.Fatalf("Send: %v", err)
 		}
