@@ -103,6 +103,16 @@ func echoOf(t *testing.T, m transport.Message) []byte {
 	return e.Cookie
 }
 
+// connectedSessCore is a session core of cfg started at t0 and connected
+// to PE 1 (sessPE), and its association.
+func connectedSessCore(t *testing.T, cfg SessionCoreConfig) (*SessionCore, AssocID) {
+	t.Helper()
+	c := newSessCore(t, cfg)
+	c.Start(t0)
+	connectTo(t, c, t0, sessPE(1))
+	return c, up(t, c)
+}
+
 func up(t *testing.T, c *SessionCore) AssocID {
 	t.Helper()
 	if c.State() != SessionEstablished {
@@ -115,10 +125,7 @@ func up(t *testing.T, c *SessionCore) AssocID {
 // the latest one per session, and §3.10 echoes that one (once, first) to
 // the next PE.
 func TestSessionCoreKeepsOnlyLatestCookie(t *testing.T) {
-	c := newSessCore(t, SessionCoreConfig{})
-	c.Start(t0)
-	connectTo(t, c, t0, sessPE(1))
-	a := up(t, c)
+	c, a := connectedSessCore(t, SessionCoreConfig{})
 	c.HandleMessage(t0, a, asapData(t, &tlv.CookieMessage{Cookie: []byte("state=1")}))
 	c.HandleMessage(t0, a, asapData(t, &tlv.CookieMessage{Cookie: []byte("state=2")}))
 	evs := sessOnly[SessionCookieReceived](c.Outbox())
@@ -143,10 +150,7 @@ func TestSessionCoreKeepsOnlyLatestCookie(t *testing.T) {
 // association is ASAP_COOKIE_ECHO, before the request in flight that is
 // sent again, and before SessionUp lets host data through.
 func TestSessionCoreCookieEchoFirstAfterFailover(t *testing.T) {
-	c := newSessCore(t, SessionCoreConfig{})
-	c.Start(t0)
-	connectTo(t, c, t0, sessPE(1))
-	a := up(t, c)
+	c, a := connectedSessCore(t, SessionCoreConfig{})
 	c.HandleMessage(t0, a, asapData(t, &tlv.CookieMessage{Cookie: []byte("ck")}))
 	req := c.Request(t0, transport.Message{PPID: 0, Data: []byte("get")})
 	if ms := sends(c.Outbox()); len(ms) != 1 || string(ms[0].Data) != "get" {
@@ -218,10 +222,7 @@ func TestSessionCoreNoCookieNoEcho(t *testing.T) {
 // it cannot reach (§3.5), and only then asks for a selection, skipping
 // every PE tried.
 func TestSessionCoreBusinessCardOrder(t *testing.T) {
-	c := newSessCore(t, SessionCoreConfig{})
-	c.Start(t0)
-	connectTo(t, c, t0, sessPE(1))
-	a := up(t, c)
+	c, a := connectedSessCore(t, SessionCoreConfig{})
 	c.HandleMessage(t0, a, asapData(t, &tlv.BusinessCard{PoolHandle: []byte("echo"),
 		PEs: []tlv.PoolElement{sessPE(5), sessPE(1), sessPE(3), sessPE(4)}}))
 	cards := sessOnly[SessionCardReceived](c.Outbox())
@@ -295,10 +296,7 @@ func TestSessionCoreFailoverCauses(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.reason.String(), func(t *testing.T) {
-			c := newSessCore(t, SessionCoreConfig{RequestTimeout: time.Second})
-			c.Start(t0)
-			connectTo(t, c, t0, sessPE(1))
-			a := up(t, c)
+			c, a := connectedSessCore(t, SessionCoreConfig{RequestTimeout: time.Second})
 			c.Request(t0, transport.Message{Data: []byte("q")})
 			c.Outbox()
 			failAt := t0.Add(time.Second)
@@ -346,9 +344,7 @@ func TestSessionCoreRequestRetriesRunOut(t *testing.T) {
 	for _, tc := range []struct {
 		retries, failovers int
 	}{{-1, 1}, {1, 2}, {0, DefaultRequestRetries + 1}} {
-		c := newSessCore(t, SessionCoreConfig{RequestRetries: tc.retries})
-		c.Start(t0)
-		connectTo(t, c, t0, sessPE(1))
+		c, _ := connectedSessCore(t, SessionCoreConfig{RequestRetries: tc.retries})
 		req := c.Request(t0, transport.Message{Data: []byte("q")})
 		c.Outbox()
 		var done []SessionRequestDone
@@ -375,9 +371,7 @@ func TestSessionCoreRequestRetriesRunOut(t *testing.T) {
 // with Err, SessionDown), the waiting requests fail with the reason, and
 // a new request starts a new failover (Resume).
 func TestSessionCoreFailoverFindsNoPE(t *testing.T) {
-	c := newSessCore(t, SessionCoreConfig{MaxFailover: 2})
-	c.Start(t0)
-	connectTo(t, c, t0, sessPE(1))
+	c, _ := connectedSessCore(t, SessionCoreConfig{MaxFailover: 2})
 	c.Request(t0, transport.Message{Data: []byte("q")})
 	c.Outbox()
 	c.HandleLost(t0, up(t, c), transport.ErrAssociationLost)
@@ -423,10 +417,7 @@ func TestSessionCoreFailoverFindsNoPE(t *testing.T) {
 // Malformed or foreign ASAP on PPID 11 is counted and ignored (it never
 // breaks the session); data on other PPIDs goes to the host untouched.
 func TestSessionCoreControlAndData(t *testing.T) {
-	c := newSessCore(t, SessionCoreConfig{})
-	c.Start(t0)
-	connectTo(t, c, t0, sessPE(1))
-	a := up(t, c)
+	c, a := connectedSessCore(t, SessionCoreConfig{})
 	c.HandleMessage(t0, a, transport.Message{PPID: transport.PPIDASAP, Data: []byte{0x0b, 0, 0, 3}})
 	c.HandleMessage(t0, a, asapData(t, &tlv.EndpointKeepAlive{ServerID: 1, PoolHandle: []byte("echo")}))
 	c.HandleMessage(t0, a, asapData(t, &tlv.CookieEcho{Cookie: []byte("not for a PU")}))
@@ -447,10 +438,7 @@ func TestSessionCoreControlAndData(t *testing.T) {
 // dropped from the queue, and the answer of one in flight is dropped, not
 // taken for the next request's answer.
 func TestSessionCoreRequestQueueAndCancel(t *testing.T) {
-	c := newSessCore(t, SessionCoreConfig{})
-	c.Start(t0)
-	connectTo(t, c, t0, sessPE(1))
-	a := up(t, c)
+	c, a := connectedSessCore(t, SessionCoreConfig{})
 	r1 := c.Request(t0, transport.Message{Data: []byte("one")})
 	r2 := c.Request(t0, transport.Message{Data: []byte("two")})
 	r3 := c.Request(t0, transport.Message{Data: []byte("three")})
