@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/enrp"
 	"github.com/go-rserpool/rserpool/internal/dtlsflags"
+	"github.com/go-rserpool/rserpool/internal/dtlstest"
 	"github.com/go-rserpool/rserpool/internal/leakcheck"
 	"github.com/go-rserpool/rserpool/internal/testpki"
 	"github.com/go-rserpool/rserpool/tlv"
@@ -215,9 +215,7 @@ func TestRunDTLS(t *testing.T) {
 		sec:     dtlsflags.Files{Cert: certFile, Key: keyFile, CA: ca.WritePEM(t, dir, "ca")},
 		allowPE: []string{"echo=*.pe.example"}, allowPU: []string{"echo=*.pu.example"}, allowPeer: []string{"*.reg.example"}}
 	reg := mustStartRun(t, ctx, o)
-	tr := func(name string) *sctp.Transport {
-		return sctp.New(sctp.Config{ShutdownTimeout: time.Second, DTLS: &sctp.DTLSConfig{Certificates: []tls.Certificate{ca.Leaf(t, name)}, RootCAs: ca.Pool()}})
-	}
+	tr := func(name string) *sctp.Transport { return dtlstest.Transport(t, ca, name) }
 	regs := []transport.Addr{reg.Addr()}
 	user := transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:1234")}
 	ut, err := asap.TransportParam(user, tlv.TransportUseDataOnly)
