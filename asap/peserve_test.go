@@ -17,6 +17,7 @@ import (
 	"github.com/go-rserpool/rserpool/asap/cookie"
 	"github.com/go-rserpool/rserpool/enrp"
 	"github.com/go-rserpool/rserpool/internal/leakcheck"
+	"github.com/go-rserpool/rserpool/internal/regtest"
 	"github.com/go-rserpool/rserpool/tlv"
 	"github.com/go-rserpool/rserpool/transport"
 	"github.com/go-rserpool/rserpool/transport/memnet"
@@ -44,18 +45,7 @@ func newPERig(t *testing.T) *peRig {
 	net := memnet.New(1)
 	t.Cleanup(func() { net.Close() })
 	nd := net.NewNode()
-	reg, err := enrp.New(enrp.Config{Transport: nd, ListenAddr: nd.Addr(transport.PortASAP)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- reg.Run(context.Background()) }()
-	t.Cleanup(func() {
-		reg.Close()
-		if err := <-done; err != nil {
-			t.Errorf("registrar Run: %v", err)
-		}
-	})
+	reg := regtest.Start(t, enrp.Config{Transport: nd, ListenAddr: nd.Addr(transport.PortASAP)})
 	return &peRig{t: t, net: net, reg: reg}
 }
 

@@ -6,7 +6,6 @@
 package dtlstest
 
 import (
-	"context"
 	"crypto/tls"
 	"net/netip"
 	"testing"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/go-rserpool/rserpool/enrp"
 	"github.com/go-rserpool/rserpool/internal/dtlsflags"
+	"github.com/go-rserpool/rserpool/internal/regtest"
 	"github.com/go-rserpool/rserpool/internal/testpki"
 	"github.com/go-rserpool/rserpool/transport"
 	"github.com/go-rserpool/rserpool/transport/sctp"
@@ -50,17 +50,5 @@ func Registrar(t testing.TB, ca *testpki.CA, name string, np enrp.NamePolicy) *e
 	if err := np.Apply(&cfg); err != nil {
 		t.Fatal(err)
 	}
-	r, err := enrp.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ran := make(chan error, 1)
-	go func() { ran <- r.Run(context.Background()) }()
-	t.Cleanup(func() {
-		r.Close()
-		if err := <-ran; err != nil {
-			t.Errorf("registrar Run: %v", err)
-		}
-	})
-	return r
+	return regtest.Start(t, cfg)
 }
