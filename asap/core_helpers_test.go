@@ -38,11 +38,12 @@ func wire(t testing.TB, m tlv.ASAPMessage) tlv.ASAPMessage {
 	return p
 }
 
-// outputs of one kind.
-func only[T Output](outs []Output) []T {
+// outputs of one kind, of a core's outputs (Output) or a session core's
+// (SessionOutput).
+func only[T any, O any](outs []O) []T {
 	var r []T
 	for _, o := range outs {
-		if v, ok := o.(T); ok {
+		if v, ok := any(o).(T); ok {
 			r = append(r, v)
 		}
 	}

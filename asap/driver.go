@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-rserpool/rserpool/internal/loop"
@@ -81,6 +82,19 @@ func applyOptions(opts []Option) options {
 		}
 	}
 	return o
+}
+
+// offer hands the host ev on ch without ever waiting for it: nothing
+// when ch is nil; when ch is full, ev is dropped and counted in dropped.
+func offer[E any](ch chan<- E, ev E, dropped *atomic.Uint64) {
+	if ch == nil {
+		return
+	}
+	select {
+	case ch <- ev:
+	default:
+		dropped.Add(1)
+	}
 }
 
 // kindOf is the Kind a PE or PU maps transport parameters to: the

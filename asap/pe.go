@@ -181,16 +181,7 @@ func (pe *PoolElement) Stats() PEStats {
 }
 
 // emit hands the host an event without ever waiting for it.
-func (pe *PoolElement) emit(ev PEEvent) {
-	if pe.events == nil {
-		return
-	}
-	select {
-	case pe.events <- ev:
-	default:
-		pe.dropped.Add(1)
-	}
-}
+func (pe *PoolElement) emit(ev PEEvent) { offer(pe.events, ev, &pe.dropped) }
 
 func (pe *PoolElement) event(now time.Time, o Output) {
 	switch o := o.(type) {

@@ -415,16 +415,7 @@ func (s *SessionServer) ended(ps *PESession, vanished bool) {
 	}
 }
 
-func (s *SessionServer) emit(ev PESessionEvent) {
-	if s.events == nil {
-		return
-	}
-	select {
-	case s.events <- ev:
-	default:
-		s.ctr.dropped.Add(1)
-	}
-}
+func (s *SessionServer) emit(ev PESessionEvent) { offer(s.events, ev, &s.ctr.dropped) }
 
 // Accept waits for the next session: a pool user's association whose
 // first message arrived (an ASAP_COOKIE_ECHO, which PESession.CookieEcho

@@ -17,6 +17,7 @@ import (
 	"github.com/go-rserpool/rserpool/asap/cookie"
 	"github.com/go-rserpool/rserpool/enrp"
 	"github.com/go-rserpool/rserpool/internal/leakcheck"
+	"github.com/go-rserpool/rserpool/internal/regtest"
 	"github.com/go-rserpool/rserpool/tlv"
 	"github.com/go-rserpool/rserpool/transport"
 	"github.com/go-rserpool/rserpool/transport/memnet"
@@ -31,23 +32,20 @@ type peRig struct {
 	reg *enrp.Registrar
 }
 
+// peTest runs body in a synctest bubble (virtual time) with a new rig,
+// and checks that nothing it started is left running.
+func peTest(t *testing.T, body func(t *testing.T, r *peRig)) {
+	t.Helper()
+	leakcheck.Check(t)
+	synctest.Test(t, func(t *testing.T) { body(t, newPERig(t)) })
+}
+
 func newPERig(t *testing.T) *peRig {
 	t.Helper()
 	net := memnet.New(1)
 	t.Cleanup(func() { net.Close() })
 	nd := net.NewNode()
-	reg, err := enrp.New(enrp.Config{Transport: nd, ListenAddr: nd.Addr(transport.PortASAP)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- reg.Run(context.Background()) }()
-	t.Cleanup(func() {
-		reg.Close()
-		if err := <-done; err != nil {
-			t.Errorf("registrar Run: %v", err)
-		}
-	})
+	reg := regtest.Start(t, enrp.Config{Transport: nd, ListenAddr: nd.Addr(transport.PortASAP)})
 	return &peRig{t: t, net: net, reg: reg}
 }
 
@@ -69,6 +67,27 @@ func (r *peRig) server(tune func(*asap.SessionServerConfig)) *asap.SessionServer
 	}
 	r.t.Cleanup(func() { srv.Close() })
 	return srv
+}
+
+// serverEvents is server with the server's events on a channel of n.
+func (r *peRig) serverEvents(n int, tune func(*asap.SessionServerConfig)) (*asap.SessionServer, chan asap.PESessionEvent) {
+	r.t.Helper()
+	events := make(chan asap.PESessionEvent, n)
+	return r.server(func(c *asap.SessionServerConfig) {
+		c.Events = events
+		if tune != nil {
+			tune(c)
+		}
+	}), events
+}
+
+// open connects a new pool user to srv, sends data first, and returns
+// the pool user's association and the session srv accepted for it.
+func (r *peRig) open(srv *asap.SessionServer, data string) (transport.Conn, *asap.PESession) {
+	r.t.Helper()
+	pu := r.dial(srv)
+	sendRaw(r.t, pu, 0, []byte(data))
+	return pu, accept(r.t, srv)
 }
 
 // dial connects a new pool user node to srv.
@@ -128,9 +147,7 @@ func recv(t *testing.T, c interface {
 // data, is the session's; the host has it from Accept on, before its
 // first Recv, and without waiting for FirstMessageWait.
 func TestPESessionCookieEchoBeforeData(t *testing.T) {
-	leakcheck.Check(t)
-	synctest.Test(t, func(t *testing.T) {
-		r := newPERig(t)
+	peTest(t, func(t *testing.T, r *peRig) {
 		srv := r.server(nil)
 		pu := r.dial(srv)
 		start := time.Now()
@@ -156,9 +173,7 @@ func TestPESessionCookieEchoBeforeData(t *testing.T) {
 			t.Errorf("Stats = %+v", st)
 		}
 		// A pool user that sends data first has no cookie echo.
-		pu2 := r.dial(srv)
-		sendRaw(t, pu2, 0, []byte("hello"))
-		s2 := accept(t, srv)
+		_, s2 := r.open(srv, "hello")
 		if got, err := s2.WaitCookieEcho(t.Context()); got != nil || err != nil {
 			t.Errorf("WaitCookieEcho after data first = %q, %v", got, err)
 		}
@@ -193,13 +208,9 @@ func readHex(t *testing.T, name string) []byte {
 // The control messages a PE sends are the RFC 5352 §2.2.11 and §2.2.13
 // layouts byte for byte, on PPID 11 and stream 0 (RFC 5352 §3.9, §3.11).
 func TestPESessionControlGolden(t *testing.T) {
-	leakcheck.Check(t)
-	synctest.Test(t, func(t *testing.T) {
-		r := newPERig(t)
+	peTest(t, func(t *testing.T, r *peRig) {
 		srv := r.server(nil)
-		pu := r.dial(srv)
-		sendRaw(t, pu, 0, []byte("hi"))
-		s := accept(t, srv)
+		pu, s := r.open(srv, "hi")
 		if err := s.SendCookie(t.Context(), []byte("cookie!")); err != nil {
 			t.Fatal(err)
 		}
@@ -238,11 +249,8 @@ func TestPESessionControlGolden(t *testing.T) {
 // silent one is handed over after FirstMessageWait without a cookie. An
 // echo it sends late is still taken before its first data.
 func TestPESessionSilentPUDoesNotBlockAccept(t *testing.T) {
-	leakcheck.Check(t)
-	synctest.Test(t, func(t *testing.T) {
-		r := newPERig(t)
-		events := make(chan asap.PESessionEvent, 8)
-		srv := r.server(func(c *asap.SessionServerConfig) { c.Events = events })
+	peTest(t, func(t *testing.T, r *peRig) {
+		srv, events := r.serverEvents(8, nil)
 		start := time.Now()
 		silent := r.dial(srv)
 		synctest.Wait() // the silent association is up and waiting
@@ -286,9 +294,7 @@ func TestPESessionSilentPUDoesNotBlockAccept(t *testing.T) {
 // registrar no longer resolves the pool, open sessions are closed, and
 // Accept fails with ErrClosed.
 func TestPESessionCloseDeregisters(t *testing.T) {
-	leakcheck.Check(t)
-	synctest.Test(t, func(t *testing.T) {
-		r := newPERig(t)
+	peTest(t, func(t *testing.T, r *peRig) {
 		srv := r.server(nil)
 		if err := srv.Register(t.Context()); err != nil {
 			t.Fatal(err)
@@ -308,9 +314,7 @@ func TestPESessionCloseDeregisters(t *testing.T) {
 		if ut := pes[0].UserTransport; ut.Use != tlv.TransportUseDataPlusControl || ut.Port != 7000 {
 			t.Errorf("advertised user transport %v, want port 7000 with data plus control (RFC 5354 §3.4)", ut)
 		}
-		pu := r.dial(srv)
-		sendRaw(t, pu, 0, []byte("x"))
-		s := accept(t, srv)
+		pu, s := r.open(srv, "x")
 		waiting := r.dial(srv) // its session is never accepted
 		sendRaw(t, waiting, 0, []byte("y"))
 		synctest.Wait()
@@ -344,11 +348,8 @@ func TestPESessionCloseDeregisters(t *testing.T) {
 // Malformed, oversized and unexpected ASAP messages on PPID 11 are
 // counted and ignored; the session and its data go on.
 func TestPESessionMalformedControlIgnored(t *testing.T) {
-	leakcheck.Check(t)
-	synctest.Test(t, func(t *testing.T) {
-		r := newPERig(t)
-		events := make(chan asap.PESessionEvent, 16)
-		srv := r.server(func(c *asap.SessionServerConfig) { c.Events = events; c.MaxCookieEcho = 8 })
+	peTest(t, func(t *testing.T, r *peRig) {
+		srv, events := r.serverEvents(16, func(c *asap.SessionServerConfig) { c.MaxCookieEcho = 8 })
 		pu := r.dial(srv)
 		bad := [][]byte{
 			{0x0c},                     // truncated header
@@ -417,9 +418,7 @@ func TestPESessionMalformedControlIgnored(t *testing.T) {
 // failover of RFC 5352 §3.10); the same cookie tampered by the pool user
 // is refused (RFC 5355 §3).
 func TestPESessionSealedCookieFailover(t *testing.T) {
-	leakcheck.Check(t)
-	synctest.Test(t, func(t *testing.T) {
-		r := newPERig(t)
+	peTest(t, func(t *testing.T, r *peRig) {
 		key := cookie.Key{ID: 1, Secret: bytes.Repeat([]byte{7}, cookie.MinSecretLen)}
 		sealer, err := cookie.New(cookie.Config{Keys: []cookie.Key{key}, Context: []byte("kv")})
 		if err != nil {
@@ -427,9 +426,7 @@ func TestPESessionSealedCookieFailover(t *testing.T) {
 		}
 		pe1, pe2 := r.server(nil), r.server(nil)
 
-		pu := r.dial(pe1)
-		sendRaw(t, pu, 0, []byte("incr"))
-		s := accept(t, pe1)
+		pu, s := r.open(pe1, "incr")
 		recv(t, s)
 		sealed, err := sealer.Seal([]byte("counter=1"))
 		if err != nil {
@@ -479,11 +476,8 @@ func TestPESessionSealedCookieFailover(t *testing.T) {
 // A business card from the pool user (RFC 5352 §3.11, a PU that is a PE
 // of its own pool) is kept and reported, not just logged.
 func TestPESessionBusinessCardFromPU(t *testing.T) {
-	leakcheck.Check(t)
-	synctest.Test(t, func(t *testing.T) {
-		r := newPERig(t)
-		events := make(chan asap.PESessionEvent, 4)
-		srv := r.server(func(c *asap.SessionServerConfig) { c.Events = events })
+	peTest(t, func(t *testing.T, r *peRig) {
+		srv, events := r.serverEvents(4, nil)
 		pu := r.dial(srv)
 		card := &tlv.BusinessCard{PoolHandle: []byte("callbacks"), PEs: []tlv.PoolElement{
 			{ID: 9, UserTransport: tlv.NewSCTPTransport(4000, tlv.TransportUseDataOnly, netip.MustParseAddr("10.0.0.9")), Policy: tlv.Policy{Type: 1}},
@@ -514,14 +508,9 @@ func TestPESessionBusinessCardFromPU(t *testing.T) {
 // Beyond MaxSessions an association is aborted, so the pool user fails
 // over; closing a session frees its place.
 func TestPESessionLimit(t *testing.T) {
-	leakcheck.Check(t)
-	synctest.Test(t, func(t *testing.T) {
-		r := newPERig(t)
-		events := make(chan asap.PESessionEvent, 4)
-		srv := r.server(func(c *asap.SessionServerConfig) { c.MaxSessions = 1; c.Events = events })
-		pu1 := r.dial(srv)
-		sendRaw(t, pu1, 0, []byte("1"))
-		s := accept(t, srv)
+	peTest(t, func(t *testing.T, r *peRig) {
+		srv, events := r.serverEvents(4, func(c *asap.SessionServerConfig) { c.MaxSessions = 1 })
+		_, s := r.open(srv, "1")
 		pu2 := r.dial(srv)
 		if _, err := pu2.Recv(t.Context()); !errors.Is(err, transport.ErrAssociationLost) {
 			t.Fatalf("second pool user: %v, want the association aborted", err)
@@ -546,9 +535,7 @@ func TestPESessionLimit(t *testing.T) {
 // empty or over-long cookie, no empty business card; a closed session
 // refuses everything with ErrClosed.
 func TestPESessionSendErrors(t *testing.T) {
-	leakcheck.Check(t)
-	synctest.Test(t, func(t *testing.T) {
-		r := newPERig(t)
+	peTest(t, func(t *testing.T, r *peRig) {
 		srv := r.server(func(c *asap.SessionServerConfig) { c.FirstMessageWait = -1 })
 		r.dial(srv)
 		s := accept(t, srv) // handed over at once: FirstMessageWait < 0

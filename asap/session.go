@@ -321,16 +321,7 @@ func (s *Session) flush(now time.Time) int {
 	return n
 }
 
-func (s *Session) event(e SessionEvent) {
-	if s.events == nil {
-		return
-	}
-	select {
-	case s.events <- e:
-	default:
-		s.dropped.Add(1)
-	}
-}
+func (s *Session) event(e SessionEvent) { offer(s.events, e, &s.dropped) }
 
 // selectPE selects the next PE on a goroutine of the loop.
 func (s *Session) selectPE(skip []uint32) {

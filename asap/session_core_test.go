@@ -31,20 +31,10 @@ func newSessCore(t *testing.T, cfg SessionCoreConfig) *SessionCore {
 	return c
 }
 
-func sessOnly[T SessionOutput](outs []SessionOutput) []T {
-	var r []T
-	for _, o := range outs {
-		if x, ok := o.(T); ok {
-			r = append(r, x)
-		}
-	}
-	return r
-}
-
 // dialOf expects exactly one SessionDial among outs.
 func dialOf(t *testing.T, outs []SessionOutput) SessionDial {
 	t.Helper()
-	d := sessOnly[SessionDial](outs)
+	d := only[SessionDial](outs)
 	if len(d) != 1 {
 		t.Fatalf("want one SessionDial, got %#v", outs)
 	}
@@ -56,7 +46,7 @@ func dialOf(t *testing.T, outs []SessionOutput) SessionDial {
 func connectTo(t *testing.T, c *SessionCore, now time.Time, pe tlv.PoolElement) []SessionOutput {
 	t.Helper()
 	outs := slices.Clone(c.Outbox())
-	if len(sessOnly[SessionSelect](outs)) != 1 {
+	if len(only[SessionSelect](outs)) != 1 {
 		t.Fatalf("want a SessionSelect, got %#v", outs)
 	}
 	c.HandleSelected(now, pe)
@@ -80,7 +70,7 @@ func asapData(t *testing.T, m tlv.ASAPMessage) transport.Message {
 // sends returns the messages of the SessionSends in outs, in order.
 func sends(outs []SessionOutput) []transport.Message {
 	var r []transport.Message
-	for _, s := range sessOnly[SessionSend](outs) {
+	for _, s := range only[SessionSend](outs) {
 		r = append(r, s.Msg)
 	}
 	return r
@@ -103,6 +93,16 @@ func echoOf(t *testing.T, m transport.Message) []byte {
 	return e.Cookie
 }
 
+// connectedSessCore is a session core of cfg started at t0 and connected
+// to PE 1 (sessPE), and its association.
+func connectedSessCore(t *testing.T, cfg SessionCoreConfig) (*SessionCore, AssocID) {
+	t.Helper()
+	c := newSessCore(t, cfg)
+	c.Start(t0)
+	connectTo(t, c, t0, sessPE(1))
+	return c, up(t, c)
+}
+
 func up(t *testing.T, c *SessionCore) AssocID {
 	t.Helper()
 	if c.State() != SessionEstablished {
@@ -115,13 +115,10 @@ func up(t *testing.T, c *SessionCore) AssocID {
 // the latest one per session, and §3.10 echoes that one (once, first) to
 // the next PE.
 func TestSessionCoreKeepsOnlyLatestCookie(t *testing.T) {
-	c := newSessCore(t, SessionCoreConfig{})
-	c.Start(t0)
-	connectTo(t, c, t0, sessPE(1))
-	a := up(t, c)
+	c, a := connectedSessCore(t, SessionCoreConfig{})
 	c.HandleMessage(t0, a, asapData(t, &tlv.CookieMessage{Cookie: []byte("state=1")}))
 	c.HandleMessage(t0, a, asapData(t, &tlv.CookieMessage{Cookie: []byte("state=2")}))
-	evs := sessOnly[SessionCookieReceived](c.Outbox())
+	evs := only[SessionCookieReceived](c.Outbox())
 	if len(evs) != 2 || string(evs[1].Cookie) != "state=2" {
 		t.Fatalf("cookie events %+v", evs)
 	}
@@ -143,10 +140,7 @@ func TestSessionCoreKeepsOnlyLatestCookie(t *testing.T) {
 // association is ASAP_COOKIE_ECHO, before the request in flight that is
 // sent again, and before SessionUp lets host data through.
 func TestSessionCoreCookieEchoFirstAfterFailover(t *testing.T) {
-	c := newSessCore(t, SessionCoreConfig{})
-	c.Start(t0)
-	connectTo(t, c, t0, sessPE(1))
-	a := up(t, c)
+	c, a := connectedSessCore(t, SessionCoreConfig{})
 	c.HandleMessage(t0, a, asapData(t, &tlv.CookieMessage{Cookie: []byte("ck")}))
 	req := c.Request(t0, transport.Message{PPID: 0, Data: []byte("get")})
 	if ms := sends(c.Outbox()); len(ms) != 1 || string(ms[0].Data) != "get" {
@@ -171,7 +165,7 @@ func TestSessionCoreCookieEchoFirstAfterFailover(t *testing.T) {
 		t.Fatalf("order on the new association %v, want COOKIE_ECHO, up, then the request", order)
 	}
 	c.HandleMessage(t0, up(t, c), transport.Message{Data: []byte("answer")})
-	done := sessOnly[SessionRequestDone](c.Outbox())
+	done := only[SessionRequestDone](c.Outbox())
 	if len(done) != 1 || done[0].Req != req || done[0].Err != nil || string(done[0].Msg.Data) != "answer" {
 		t.Fatalf("request done %+v", done)
 	}
@@ -198,7 +192,7 @@ func TestSessionCoreNoCookieNoEcho(t *testing.T) {
 	if ms := sends(outs); len(ms) != 0 {
 		t.Fatalf("failover to a data-only PE sent %v", ms)
 	}
-	if fe := sessOnly[FailoverEvent](outs); len(fe) != 1 || fe[0].CookieEchoed {
+	if fe := only[FailoverEvent](outs); len(fe) != 1 || fe[0].CookieEchoed {
 		t.Fatalf("failover events %+v, want one without COOKIE_ECHO", fe)
 	}
 	if string(c.Cookie()) != "ck" {
@@ -218,13 +212,10 @@ func TestSessionCoreNoCookieNoEcho(t *testing.T) {
 // it cannot reach (§3.5), and only then asks for a selection, skipping
 // every PE tried.
 func TestSessionCoreBusinessCardOrder(t *testing.T) {
-	c := newSessCore(t, SessionCoreConfig{})
-	c.Start(t0)
-	connectTo(t, c, t0, sessPE(1))
-	a := up(t, c)
+	c, a := connectedSessCore(t, SessionCoreConfig{})
 	c.HandleMessage(t0, a, asapData(t, &tlv.BusinessCard{PoolHandle: []byte("echo"),
 		PEs: []tlv.PoolElement{sessPE(5), sessPE(1), sessPE(3), sessPE(4)}}))
-	cards := sessOnly[SessionCardReceived](c.Outbox())
+	cards := only[SessionCardReceived](c.Outbox())
 	if len(cards) != 1 || len(cards[0].PEs) != 4 {
 		t.Fatalf("card events %+v", cards)
 	}
@@ -235,7 +226,7 @@ func TestSessionCoreBusinessCardOrder(t *testing.T) {
 	}
 	c.HandleLost(t0, a, transport.ErrAssociationLost)
 	outs := c.Outbox()
-	if r := sessOnly[SessionReport](outs); len(r) != 1 || r[0].PE != 1 {
+	if r := only[SessionReport](outs); len(r) != 1 || r[0].PE != 1 {
 		t.Fatalf("reports %+v, want PE 1", r)
 	}
 	var dialled []uint32
@@ -244,17 +235,17 @@ func TestSessionCoreBusinessCardOrder(t *testing.T) {
 		dialled = append(dialled, d.PE.ID)
 		c.HandleConnectFailed(t0, d.Assoc, errors.New("refused"))
 		outs = c.Outbox()
-		if r := sessOnly[SessionReport](outs); len(r) != 1 || r[0].PE != d.PE.ID {
+		if r := only[SessionReport](outs); len(r) != 1 || r[0].PE != d.PE.ID {
 			t.Fatalf("after PE %d failed, reports %+v", d.PE.ID, r)
 		}
-		if ds := sessOnly[SessionDial](outs); len(ds) == 1 {
+		if ds := only[SessionDial](outs); len(ds) == 1 {
 			d = ds[0]
 		}
 	}
 	if !slices.Equal(dialled, []uint32{5, 3, 4}) {
 		t.Fatalf("dialled %v, want the card's order 5, 3, 4 (PE 1 failed)", dialled)
 	}
-	sel := sessOnly[SessionSelect](outs)
+	sel := only[SessionSelect](outs)
 	if len(sel) != 1 {
 		t.Fatalf("after the card, outputs %#v, want a SessionSelect", outs)
 	}
@@ -295,19 +286,16 @@ func TestSessionCoreFailoverCauses(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.reason.String(), func(t *testing.T) {
-			c := newSessCore(t, SessionCoreConfig{RequestTimeout: time.Second})
-			c.Start(t0)
-			connectTo(t, c, t0, sessPE(1))
-			a := up(t, c)
+			c, a := connectedSessCore(t, SessionCoreConfig{RequestTimeout: time.Second})
 			c.Request(t0, transport.Message{Data: []byte("q")})
 			c.Outbox()
 			failAt := t0.Add(time.Second)
 			tc.fail(c, failAt, a)
 			outs := c.Outbox()
-			if ab := sessOnly[SessionAbort](outs); len(ab) != 1 || ab[0].Assoc != a {
+			if ab := only[SessionAbort](outs); len(ab) != 1 || ab[0].Assoc != a {
 				t.Fatalf("aborts %+v", ab)
 			}
-			if r := sessOnly[SessionReport](outs); len(r) != 1 || r[0].PE != 1 {
+			if r := only[SessionReport](outs); len(r) != 1 || r[0].PE != 1 {
 				t.Fatalf("reports %+v", r)
 			}
 			if c.State() != SessionConnecting {
@@ -320,7 +308,7 @@ func TestSessionCoreFailoverCauses(t *testing.T) {
 			// The core's outbox still holds the SessionSelect: put it back.
 			c.out = append(c.out, outs...)
 			outs = connectTo(t, c, failAt.Add(30*time.Millisecond), sessPE(2))
-			fe := sessOnly[FailoverEvent](outs)
+			fe := only[FailoverEvent](outs)
 			if len(fe) != 1 {
 				t.Fatalf("failover events %+v", fe)
 			}
@@ -346,16 +334,14 @@ func TestSessionCoreRequestRetriesRunOut(t *testing.T) {
 	for _, tc := range []struct {
 		retries, failovers int
 	}{{-1, 1}, {1, 2}, {0, DefaultRequestRetries + 1}} {
-		c := newSessCore(t, SessionCoreConfig{RequestRetries: tc.retries})
-		c.Start(t0)
-		connectTo(t, c, t0, sessPE(1))
+		c, _ := connectedSessCore(t, SessionCoreConfig{RequestRetries: tc.retries})
 		req := c.Request(t0, transport.Message{Data: []byte("q")})
 		c.Outbox()
 		var done []SessionRequestDone
 		for i := range tc.failovers {
 			c.HandleLost(t0, up(t, c), transport.ErrAssociationLost)
 			outs := connectTo(t, c, t0, sessPE(uint32(i+2)))
-			done = append(done, sessOnly[SessionRequestDone](outs)...)
+			done = append(done, only[SessionRequestDone](outs)...)
 			if i < tc.failovers-1 && len(done) != 0 {
 				t.Fatalf("retries %d: failed after %d failovers", tc.retries, i+1)
 			}
@@ -375,9 +361,7 @@ func TestSessionCoreRequestRetriesRunOut(t *testing.T) {
 // with Err, SessionDown), the waiting requests fail with the reason, and
 // a new request starts a new failover (Resume).
 func TestSessionCoreFailoverFindsNoPE(t *testing.T) {
-	c := newSessCore(t, SessionCoreConfig{MaxFailover: 2})
-	c.Start(t0)
-	connectTo(t, c, t0, sessPE(1))
+	c, _ := connectedSessCore(t, SessionCoreConfig{MaxFailover: 2})
 	c.Request(t0, transport.Message{Data: []byte("q")})
 	c.Outbox()
 	c.HandleLost(t0, up(t, c), transport.ErrAssociationLost)
@@ -390,15 +374,15 @@ func TestSessionCoreFailoverFindsNoPE(t *testing.T) {
 	if c.State() != SessionBroken {
 		t.Fatalf("state %v after MaxFailover PEs, outputs %#v", c.State(), outs)
 	}
-	down := sessOnly[SessionDown](outs)
+	down := only[SessionDown](outs)
 	var de *DialError
 	if len(down) != 1 || !errors.As(down[0].Err, &de) || de.Tried != 2 || !errors.Is(down[0].Err, ErrNoPoolElement) {
 		t.Fatalf("down %+v", down)
 	}
-	if fe := sessOnly[FailoverEvent](outs); len(fe) != 1 || fe[0].Err == nil || fe[0].New.ID != 0 {
+	if fe := only[FailoverEvent](outs); len(fe) != 1 || fe[0].Err == nil || fe[0].New.ID != 0 {
 		t.Fatalf("events %+v", fe)
 	}
-	if d := sessOnly[SessionRequestDone](outs); len(d) != 1 || !errors.Is(d[0].Err, ErrFailover) || !errors.As(d[0].Err, &de) {
+	if d := only[SessionRequestDone](outs); len(d) != 1 || !errors.Is(d[0].Err, ErrFailover) || !errors.As(d[0].Err, &de) {
 		t.Fatalf("request %+v", d)
 	}
 	// A selection that fails ends it the same way. A new attempt may try
@@ -408,11 +392,11 @@ func TestSessionCoreFailoverFindsNoPE(t *testing.T) {
 		t.Fatalf("a request on a broken session did not resume it: %v", c.State())
 	}
 	outs = c.Outbox()
-	if sel := sessOnly[SessionSelect](outs); len(sel) != 1 || len(sel[0].Skip) != 0 {
+	if sel := only[SessionSelect](outs); len(sel) != 1 || len(sel[0].Skip) != 0 {
 		t.Fatalf("resume selection %+v", sel)
 	}
 	c.HandleSelectFailed(t0, ErrUnknownPool)
-	if d := sessOnly[SessionRequestDone](c.Outbox()); len(d) != 1 || !errors.Is(d[0].Err, ErrUnknownPool) {
+	if d := only[SessionRequestDone](c.Outbox()); len(d) != 1 || !errors.Is(d[0].Err, ErrUnknownPool) {
 		t.Fatalf("request %+v", d)
 	}
 	if st := c.Stats(); st.FailoversFailed != 2 || st.RequestsFailed != 2 {
@@ -423,10 +407,7 @@ func TestSessionCoreFailoverFindsNoPE(t *testing.T) {
 // Malformed or foreign ASAP on PPID 11 is counted and ignored (it never
 // breaks the session); data on other PPIDs goes to the host untouched.
 func TestSessionCoreControlAndData(t *testing.T) {
-	c := newSessCore(t, SessionCoreConfig{})
-	c.Start(t0)
-	connectTo(t, c, t0, sessPE(1))
-	a := up(t, c)
+	c, a := connectedSessCore(t, SessionCoreConfig{})
 	c.HandleMessage(t0, a, transport.Message{PPID: transport.PPIDASAP, Data: []byte{0x0b, 0, 0, 3}})
 	c.HandleMessage(t0, a, asapData(t, &tlv.EndpointKeepAlive{ServerID: 1, PoolHandle: []byte("echo")}))
 	c.HandleMessage(t0, a, asapData(t, &tlv.CookieEcho{Cookie: []byte("not for a PU")}))
@@ -434,7 +415,7 @@ func TestSessionCoreControlAndData(t *testing.T) {
 		t.Fatalf("bad control gave %#v, cookie %q", outs, c.Cookie())
 	}
 	c.HandleMessage(t0, a, transport.Message{PPID: 47, Stream: 3, Data: []byte("hi")})
-	d := sessOnly[SessionDeliver](c.Outbox())
+	d := only[SessionDeliver](c.Outbox())
 	if len(d) != 1 || d[0].Msg.PPID != 47 || d[0].Msg.Stream != 3 || string(d[0].Msg.Data) != "hi" {
 		t.Fatalf("delivered %+v", d)
 	}
@@ -447,10 +428,7 @@ func TestSessionCoreControlAndData(t *testing.T) {
 // dropped from the queue, and the answer of one in flight is dropped, not
 // taken for the next request's answer.
 func TestSessionCoreRequestQueueAndCancel(t *testing.T) {
-	c := newSessCore(t, SessionCoreConfig{})
-	c.Start(t0)
-	connectTo(t, c, t0, sessPE(1))
-	a := up(t, c)
+	c, a := connectedSessCore(t, SessionCoreConfig{})
 	r1 := c.Request(t0, transport.Message{Data: []byte("one")})
 	r2 := c.Request(t0, transport.Message{Data: []byte("two")})
 	r3 := c.Request(t0, transport.Message{Data: []byte("three")})
@@ -461,21 +439,21 @@ func TestSessionCoreRequestQueueAndCancel(t *testing.T) {
 	c.CancelRequest(t0, r2) // queued: never sent
 	c.HandleMessage(t0, a, transport.Message{Data: []byte("answer one")})
 	outs := c.Outbox()
-	if d := sessOnly[SessionRequestDone](outs); len(d) != 0 {
+	if d := only[SessionRequestDone](outs); len(d) != 0 {
 		t.Fatalf("the cancelled request's answer went to %+v", d)
 	}
 	if ms := sends(outs); len(ms) != 1 || string(ms[0].Data) != "three" {
 		t.Fatalf("sent %v, want the third request", ms)
 	}
 	c.HandleMessage(t0, a, transport.Message{Data: []byte("answer three")})
-	if d := sessOnly[SessionRequestDone](c.Outbox()); len(d) != 1 || d[0].Req != r3 || string(d[0].Msg.Data) != "answer three" {
+	if d := only[SessionRequestDone](c.Outbox()); len(d) != 1 || d[0].Req != r3 || string(d[0].Msg.Data) != "answer three" {
 		t.Fatalf("done %+v", d)
 	}
 	if !c.NextDeadline().IsZero() {
 		t.Fatal("a deadline is armed with no request in flight")
 	}
 	c.Close(t0)
-	if d := sessOnly[SessionRequestDone](func() []SessionOutput { c.Request(t0, transport.Message{Data: []byte("x")}); return c.Outbox() }()); len(d) != 1 || !errors.Is(d[0].Err, ErrClosed) {
+	if d := only[SessionRequestDone](func() []SessionOutput { c.Request(t0, transport.Message{Data: []byte("x")}); return c.Outbox() }()); len(d) != 1 || !errors.Is(d[0].Err, ErrClosed) {
 		t.Fatalf("request after Close: %+v", d)
 	}
 }

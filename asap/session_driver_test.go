@@ -52,6 +52,35 @@ func (m *memSess) newPU(t testing.TB) *PoolUser {
 	return pu
 }
 
+// sessTest runs body in a synctest bubble (virtual time) on a memSess of
+// pes PEs, with a context of a minute, and checks that nothing it started
+// is left running.
+func sessTest(t *testing.T, pes int, body func(t *testing.T, ctx context.Context, m *memSess)) {
+	t.Helper()
+	leakcheck.Check(t)
+	synctest.Test(t, func(t *testing.T) {
+		m := newMemSess(t, pes)
+		t.Cleanup(m.close)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		t.Cleanup(cancel)
+		body(t, ctx, m)
+	})
+}
+
+// connect opens a session with pool "echo" from a new pool user; both
+// are closed when the test ends.
+func (m *memSess) connect(t *testing.T, ctx context.Context, cfg SessionConfig) *Session {
+	t.Helper()
+	pu := m.newPU(t)
+	t.Cleanup(func() { pu.Close() })
+	s, err := pu.Connect(ctx, []byte("echo"), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // nextFailover waits for the next FailoverEvent on ch.
 func nextFailover(t *testing.T, ctx context.Context, ch <-chan SessionEvent) FailoverEvent {
 	t.Helper()
@@ -74,23 +103,12 @@ func nextFailover(t *testing.T, ctx context.Context, ch <-chan SessionEvent) Fai
 // and the request is answered there with the state carried over. The
 // host sees the failover as an event.
 func TestSessionFailoverOnCrash(t *testing.T) {
-	leakcheck.Check(t)
-	synctest.Test(t, func(t *testing.T) {
-		m := newMemSess(t, 3)
-		defer m.close()
+	sessTest(t, 3, func(t *testing.T, ctx context.Context, m *memSess) {
 		for _, p := range m.pes {
 			p.card = []tlv.PoolElement{m.byID((p.id+1)%3 + 1).pe}
 		}
-		pu := m.newPU(t)
-		defer pu.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
 		events := make(chan SessionEvent, 16)
-		s, err := pu.Connect(ctx, []byte("echo"), SessionConfig{Events: events})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
+		s := m.connect(t, ctx, SessionConfig{Events: events})
 		on, ok := s.PE()
 		if !ok {
 			t.Fatal("not connected after Connect")
@@ -153,20 +171,9 @@ func TestSessionFailoverOnCrash(t *testing.T) {
 // the session fails over (ReasonRequestTimeout) within the deadline, and
 // the request is answered by the next PE, which got the COOKIE_ECHO first.
 func TestSessionFailoverOnHang(t *testing.T) {
-	leakcheck.Check(t)
-	synctest.Test(t, func(t *testing.T) {
-		m := newMemSess(t, 2)
-		defer m.close()
-		pu := m.newPU(t)
-		defer pu.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
+	sessTest(t, 2, func(t *testing.T, ctx context.Context, m *memSess) {
 		events := make(chan SessionEvent, 16)
-		s, err := pu.Connect(ctx, []byte("echo"), SessionConfig{Events: events, RequestTimeout: 300 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
+		s := m.connect(t, ctx, SessionConfig{Events: events, RequestTimeout: 300 * time.Millisecond})
 		first, _ := s.PE()
 		if n, _, err := inc(ctx, s, 1); err != nil || n != 1 {
 			t.Fatalf("first request: %d, %v", n, err)
@@ -198,21 +205,11 @@ func TestSessionFailoverOnHang(t *testing.T) {
 // session without cookies echoes nothing; PPID 11 is refused as data; and
 // Close ends everything (leakcheck).
 func TestSessionSendRecvForcedAndNoCookie(t *testing.T) {
-	leakcheck.Check(t)
-	synctest.Test(t, func(t *testing.T) {
-		m := newMemSess(t, 2)
-		defer m.close()
+	sessTest(t, 2, func(t *testing.T, ctx context.Context, m *memSess) {
 		for _, p := range m.pes {
 			p.noCookie = true
 		}
-		pu := m.newPU(t)
-		defer pu.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		s, err := pu.Connect(ctx, []byte("echo"), SessionConfig{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := m.connect(t, ctx, SessionConfig{})
 		if err := s.Send(ctx, transport.Message{PPID: 47, Stream: 2, Data: []byte("hello")}); err != nil {
 			t.Fatal(err)
 		}
@@ -264,26 +261,15 @@ func TestSessionSendRecvForcedAndNoCookie(t *testing.T) {
 // PE is gone the session is broken: Request, Recv and Failover report it,
 // and once a PE is back a Request resumes the session.
 func TestSessionResumeAndBroken(t *testing.T) {
-	leakcheck.Check(t)
-	synctest.Test(t, func(t *testing.T) {
-		m := newMemSess(t, 1)
-		defer m.close()
+	sessTest(t, 1, func(t *testing.T, ctx context.Context, m *memSess) {
 		m.reg.keepReported = true
-		pu := m.newPU(t)
-		defer pu.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		s, err := pu.Connect(ctx, []byte("echo"), SessionConfig{Cookie: []byte("7 41")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
+		s := m.connect(t, ctx, SessionConfig{Cookie: []byte("7 41")})
 		if n, _, err := inc(ctx, s, 8); err != nil || n != 42 {
 			t.Fatalf("resumed session: n=%d, %v", n, err)
 		}
 		p := m.pes[0]
 		p.crash()
-		_, _, err = inc(ctx, s, 9)
+		_, _, err := inc(ctx, s, 9)
 		var fe *FailoverError
 		if !errors.As(err, &fe) || fe.Err == nil || fe.PE.ID != 1 {
 			t.Fatalf("request with no PE left: %v", err)
@@ -306,17 +292,15 @@ func TestSessionResumeAndBroken(t *testing.T) {
 	})
 }
 
-// failingConn is an association whose next Send fails once fail is set,
-// as a send on a broken association would; the failure is one-shot (it
-// clears fail), so the next PE's association works whatever order the
-// session and the test run in.
+// failingConn is an association whose Send fails once it is broken, as a
+// send on a broken association would.
 type failingConn struct {
 	transport.Conn
-	fail *atomic.Bool
+	broken atomic.Bool
 }
 
-func (c failingConn) Send(ctx context.Context, m transport.Message) error {
-	if c.fail.CompareAndSwap(true, false) {
+func (c *failingConn) Send(ctx context.Context, m transport.Message) error {
+	if c.broken.Load() {
 		return fmt.Errorf("injected: %w", transport.ErrAssociationLost)
 	}
 	return c.Conn.Send(ctx, m)
@@ -329,19 +313,12 @@ func (c failingConn) Send(ctx context.Context, m transport.Message) error {
 // request's: the next request waits for its deadline, which fails the PE
 // over without sending the abandoned request again.
 func TestSessionSendFailureAndCancelledRequest(t *testing.T) {
-	leakcheck.Check(t)
-	synctest.Test(t, func(t *testing.T) {
-		m := newMemSess(t, 2)
-		defer m.close()
+	sessTest(t, 2, func(t *testing.T, ctx context.Context, m *memSess) {
 		m.reg.keepReported = true
-		pu := m.newPU(t)
-		defer pu.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
 		node := m.n.NewNode()
-		var fail atomic.Bool
+		dialled := make(chan *failingConn, 8)
 		events := make(chan SessionEvent, 16)
-		s, err := pu.Connect(ctx, []byte("echo"), SessionConfig{Events: events, RequestTimeout: time.Second, Dial: func(ctx context.Context, pe tlv.PoolElement) (transport.Conn, error) {
+		s := m.connect(t, ctx, SessionConfig{Events: events, RequestTimeout: time.Second, Dial: func(ctx context.Context, pe tlv.PoolElement) (transport.Conn, error) {
 			addr, err := AddrOf(pe.UserTransport, transport.KindMem)
 			if err != nil {
 				return nil, err
@@ -350,14 +327,16 @@ func TestSessionSendFailureAndCancelledRequest(t *testing.T) {
 			if err != nil {
 				return nil, err
 			}
-			return failingConn{c, &fail}, nil
+			fc := &failingConn{Conn: c}
+			select {
+			case dialled <- fc: // the test takes the first
+			default:
+			}
+			return fc, nil
 		}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
 		first, _ := s.PE()
-		fail.Store(true)
+		// The first PE's association breaks; the next one works.
+		(<-dialled).broken.Store(true)
 		if err := s.Send(ctx, transport.Message{Data: []byte("ping")}); err != nil {
 			t.Fatalf("Send: %v", err)
 		}

@@ -38,7 +38,7 @@ func FuzzSessionCore(f *testing.F) {
 		c.Start(t0)
 		c.Outbox()
 		c.HandleSelected(t0, sessPE(1))
-		d := sessOnly[SessionDial](c.Outbox())
+		d := only[SessionDial](c.Outbox())
 		c.HandleConnected(t0, d[0].Assoc)
 		c.Outbox()
 		cardBefore := c.Card()
@@ -61,13 +61,13 @@ func FuzzSessionCore(f *testing.F) {
 		if !isCard && len(c.Card()) != len(cardBefore) {
 			t.Fatalf("card changed by %T", msg)
 		}
-		if len(sessOnly[SessionDeliver](outs))+len(sessOnly[SessionSend](outs)) != 0 {
+		if len(only[SessionDeliver](outs))+len(only[SessionSend](outs)) != 0 {
 			t.Fatalf("control gave %#v", outs)
 		}
 
 		if len(data) > 0 {
 			c.HandleMessage(t0, d[0].Assoc, transport.Message{PPID: 5, Data: data})
-			dl := sessOnly[SessionDeliver](c.Outbox())
+			dl := only[SessionDeliver](c.Outbox())
 			if len(dl) != 1 || !bytes.Equal(dl[0].Msg.Data, data) || dl[0].Msg.PPID != 5 {
 				t.Fatalf("data delivered as %+v", dl)
 			}
@@ -79,7 +79,7 @@ func FuzzSessionCore(f *testing.F) {
 		seen := map[uint32]bool{1: true}
 		for range DefaultMaxFailover + 1 {
 			outs := c.Outbox()
-			if ds := sessOnly[SessionDial](outs); len(ds) == 1 {
+			if ds := only[SessionDial](outs); len(ds) == 1 {
 				if seen[ds[0].PE.ID] {
 					t.Fatalf("PE %d dialled twice in one failover", ds[0].PE.ID)
 				}
@@ -87,7 +87,7 @@ func FuzzSessionCore(f *testing.F) {
 				next, pe = ds[0].Assoc, ds[0].PE
 				break
 			}
-			if len(sessOnly[SessionSelect](outs)) == 1 {
+			if len(only[SessionSelect](outs)) == 1 {
 				pe = sessPE(99)
 				c.HandleSelected(t0, pe)
 				continue

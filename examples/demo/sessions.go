@@ -15,6 +15,8 @@ import (
 	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/asap/cookie"
 	"github.com/go-rserpool/rserpool/enrp"
+	"github.com/go-rserpool/rserpool/internal/countersvc"
+	"github.com/go-rserpool/rserpool/internal/crashhost"
 	"github.com/go-rserpool/rserpool/tlv"
 	"github.com/go-rserpool/rserpool/transport"
 	"github.com/go-rserpool/rserpool/transport/sctp"
@@ -50,12 +52,12 @@ const (
 // sessPE is one PE of the scene: a SessionServer on a transport whose
 // host can crash, serving the counter.
 type sessPE struct {
-	name   string
-	tr     *tracer
-	tp     *crashTransport
-	srv    *asap.SessionServer
-	sealer *cookie.Sealer
-	id     uint32
+	name string
+	tr   *tracer
+	tp   *crashhost.Transport
+	srv  *asap.SessionServer
+	svc  countersvc.Server
+	id   uint32
 
 	card    atomic.Pointer[[]tlv.PoolElement] // its business card
 	crashAt atomic.Int64                      // the request that finds it crashing (0: none)
@@ -71,7 +73,7 @@ func startSessPE(ctx context.Context, tr *tracer, tp transport.Transport, reg *r
 	if err != nil {
 		return nil, err
 	}
-	p := &sessPE{name: name, tr: tr, tp: &crashTransport{Transport: tp}, sealer: sealer,
+	p := &sessPE{name: name, tr: tr, tp: crashhost.New(tp),
 		crash: make(chan struct{}), refused: make(chan error, 4)}
 	p.srv, err = asap.NewSessionServer(asap.SessionServerConfig{
 		PE:         asap.PEConfig{PoolHandle: []byte(sessPool), Registrars: []transport.Addr{reg.Addr()}},
@@ -82,6 +84,19 @@ func startSessPE(ctx context.Context, tr *tracer, tp transport.Transport, reg *r
 	}
 	p.id = p.srv.PoolElement().ID()
 	reg.name(p.id, name)
+	p.svc = countersvc.Server{Sealer: sealer, PE: p.id, Card: p.cardOf, Check: p.check,
+		Restored: func(s *asap.PESession, n int, meta cookie.Meta) {
+			p.tr.printf("  counter=%d restored on %s from the cookie echoed by %v (HMAC of key %d checked, sealed %v ago)",
+				n, p.name, s.RemoteAddr(), meta.KeyID, time.Since(meta.Sealed).Round(time.Millisecond))
+		},
+		Refused: func(s *asap.PESession, err error) {
+			p.tr.printf("  %s REFUSES the cookie echoed by %v: %v; session aborted, nothing restored", p.name, s.RemoteAddr(), err)
+			select {
+			case p.refused <- err:
+			default:
+			}
+		},
+	}
 	if err := p.srv.Register(ctx); err != nil {
 		p.srv.Close()
 		return nil, fmt.Errorf("%s: register: %w", name, err)
@@ -95,77 +110,35 @@ func startSessPE(ctx context.Context, tr *tracer, tp transport.Transport, reg *r
 				return // closed (or crashed)
 			}
 			p.wg.Add(1)
-			go func() { defer p.wg.Done(); p.serve(s) }()
+			go func() { defer p.wg.Done(); p.svc.Serve(context.Background(), s) }()
 		}
 	}()
 	return p, nil
 }
 
-// serve is the counter service of one session.
-func (p *sessPE) serve(s *asap.PESession) {
-	ctx := context.Background()
-	n, seq := 0, 0
-	if echo := s.CookieEcho(); echo != nil {
-		state, meta, err := p.sealer.OpenMeta(echo)
-		if err == nil {
-			_, err = fmt.Sscanf(string(state), "counter=%d seq=%d", &n, &seq)
-		}
-		if err != nil {
-			p.tr.printf("  %s REFUSES the cookie echoed by %v: %v; session aborted, nothing restored", p.name, s.RemoteAddr(), err)
-			select {
-			case p.refused <- err:
-			default:
-			}
-			s.Abort()
-			return
-		}
-		p.tr.printf("  counter=%d restored on %s from the cookie echoed by %v (HMAC of key %d checked, sealed %v ago)",
-			n, p.name, s.RemoteAddr(), meta.KeyID, time.Since(meta.Sealed).Round(time.Millisecond))
-	}
+// cardOf is the PE's business card (nil: none yet).
+func (p *sessPE) cardOf() []tlv.PoolElement {
 	if card := p.card.Load(); card != nil {
-		if err := s.SendBusinessCard(ctx, tlv.BusinessCard{PEs: *card}); err != nil {
-			p.tr.printf("  %s: business card not sent: %v", p.name, err)
-		}
+		return *card
 	}
-	for {
-		m, err := s.Recv(ctx)
-		if err != nil {
-			s.Close()
-			return
-		}
-		var k int
-		if _, err := fmt.Sscanf(string(m.Data), "inc #%d", &k); err != nil {
-			s.Send(ctx, transport.Message{PPID: m.PPID, Stream: m.Stream, Data: []byte("error: " + err.Error())})
-			continue
-		}
-		if at := p.crashAt.Load(); at != 0 && int64(k) == at && p.crashAt.CompareAndSwap(at, 0) {
-			close(p.crash) // the scene crashes this host now; request k stays unanswered
-			return
-		}
-		if k != seq { // a request sent again after a failover is not counted twice
-			n, seq = n+1, k
-		}
-		// The cookie first: when the answer arrives, the session holds
-		// the state that includes it.
-		sealed, err := p.sealer.Seal(fmt.Appendf(nil, "counter=%d seq=%d", n, seq))
-		if err == nil {
-			err = s.SendCookie(ctx, sealed)
-		}
-		if err == nil {
-			err = s.Send(ctx, transport.Message{PPID: m.PPID, Stream: m.Stream, Data: fmt.Appendf(nil, "counter=%d", n)})
-		}
-		if err != nil {
-			s.Close()
-			return
-		}
+	return nil
+}
+
+// check lets the request the scene crashes the PE at find it crashing:
+// it stays unanswered.
+func (p *sessPE) check(k int) countersvc.Verdict {
+	if at := p.crashAt.Load(); at != 0 && int64(k) == at && p.crashAt.CompareAndSwap(at, 0) {
+		close(p.crash) // the scene crashes this host now
+		return countersvc.Abandon
 	}
+	return countersvc.Answer
 }
 
 // kill crashes the PE's host: every association it has is aborted (as
 // the kernel does for a process that dies), nothing more leaves it, its
 // port closes, and it never deregisters.
 func (p *sessPE) kill() {
-	p.tp.crash()
+	p.tp.Crash()
 	p.stop(true)
 }
 
@@ -181,82 +154,6 @@ func (p *sessPE) stop(crashed bool) {
 		cancel()
 		p.wg.Wait()
 	})
-}
-
-// crashTransport is the transport of a host that can crash: crash aborts
-// every association made on it, and from then on it dials nothing and
-// aborts what it accepts.
-type crashTransport struct {
-	transport.Transport
-	mu    sync.Mutex
-	conns []transport.Conn
-	dead  bool
-}
-
-var errCrashed = errors.New("host crashed")
-
-func (t *crashTransport) track(c transport.Conn) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.dead {
-		return false
-	}
-	t.conns = append(t.conns, c)
-	return true
-}
-
-func (t *crashTransport) Dial(ctx context.Context, to transport.Addr) (transport.Conn, error) {
-	t.mu.Lock()
-	dead := t.dead
-	t.mu.Unlock()
-	if dead {
-		return nil, errCrashed
-	}
-	c, err := t.Transport.Dial(ctx, to)
-	if err != nil {
-		return nil, err
-	}
-	if !t.track(c) {
-		c.Abort()
-		return nil, errCrashed
-	}
-	return c, nil
-}
-
-func (t *crashTransport) Listen(at transport.Addr) (transport.Listener, error) {
-	l, err := t.Transport.Listen(at)
-	if err != nil {
-		return nil, err
-	}
-	return &crashListener{Listener: l, host: t}, nil
-}
-
-func (t *crashTransport) crash() {
-	t.mu.Lock()
-	conns := t.conns
-	t.conns, t.dead = nil, true
-	t.mu.Unlock()
-	for _, c := range conns {
-		c.Abort()
-	}
-}
-
-type crashListener struct {
-	transport.Listener
-	host *crashTransport
-}
-
-func (l *crashListener) Accept(ctx context.Context) (transport.Conn, error) {
-	for {
-		c, err := l.Listener.Accept(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if l.host.track(c) {
-			return c, nil
-		}
-		c.Abort()
-	}
 }
 
 // sessionScene runs the scene with the registrar of the first scenes.
@@ -366,16 +263,16 @@ func sessionScene(ctx context.Context, tr *tracer, reg *registrar) error {
 	var card []tlv.PoolElement // the latest business card
 	var cardFrom uint32
 	for k := 1; k <= sessRequests; k++ {
-		m, err := s.Request(ctx, transport.Message{Data: fmt.Appendf(nil, "inc #%d", k)})
+		m, err := s.Request(ctx, transport.Message{Data: countersvc.Request(k)})
 		if err != nil {
 			return fmt.Errorf("session: request #%d: %w", k, err)
 		}
 		answered := time.Now()
 		pe, _ := s.PE()
 		by := byID[pe.ID]
-		var n int
-		if _, err := fmt.Sscanf(string(m.Data), "counter=%d", &n); err != nil {
-			return fmt.Errorf("request #%d: answer %q", k, m.Data)
+		n, _, err := countersvc.ParseAnswer(m.Data)
+		if err != nil {
+			return fmt.Errorf("request #%d: %w", k, err)
 		}
 		if n != k {
 			return fmt.Errorf("request #%d answered with counter=%d by %s: the session's state was lost", k, n, by.name)
@@ -507,7 +404,7 @@ func rogueEcho(ctx context.Context, tr *tracer, tp transport.Transport, p *sessP
 	if err := c.Send(ctx, transport.Message{PPID: transport.PPIDASAP, Data: echo}); err != nil {
 		return fmt.Errorf("rogue pool user: cookie echo: %w", err)
 	}
-	c.Send(ctx, transport.Message{Data: []byte("inc #8")}) // may find the association gone
+	c.Send(ctx, transport.Message{Data: countersvc.Request(sessRequests + 1)}) // may find the association gone
 	for {
 		m, err := c.Recv(ctx)
 		switch {

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -12,36 +10,13 @@ import (
 	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/enrp"
 	"github.com/go-rserpool/rserpool/internal/dtlsflags"
+	"github.com/go-rserpool/rserpool/internal/dtlstest"
 	"github.com/go-rserpool/rserpool/internal/echo"
 	"github.com/go-rserpool/rserpool/internal/leakcheck"
 	"github.com/go-rserpool/rserpool/internal/testpki"
 	"github.com/go-rserpool/rserpool/transport"
 	"github.com/go-rserpool/rserpool/transport/sctp"
 )
-
-// secured returns a DTLS transport with a certificate for name from ca.
-func secured(t *testing.T, ca *testpki.CA, name string) *sctp.Transport {
-	return sctp.New(sctp.Config{ShutdownTimeout: time.Second, DTLS: &sctp.DTLSConfig{Certificates: []tls.Certificate{ca.Leaf(t, name)}, RootCAs: ca.Pool()}})
-}
-
-// startRegistrar runs a DTLS registrar on loopback that lets only
-// *.pe.example register in "echo".
-func startRegistrar(t *testing.T, ca *testpki.CA) *enrp.Registrar {
-	t.Helper()
-	cfg := enrp.Config{Transport: secured(t, ca, "reg-1.reg.example"),
-		ListenAddr: transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:0")}}
-	if err := (enrp.NamePolicy{Register: enrp.PoolACL{Pools: map[string][]string{"echo": {"*.pe.example"}}}}).Apply(&cfg); err != nil {
-		t.Fatal(err)
-	}
-	r, err := enrp.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ran := make(chan error, 1)
-	go func() { ran <- r.Run(context.Background()) }()
-	t.Cleanup(func() { r.Close(); <-ran })
-	return r
-}
 
 // -tls-cert, -tls-key, -tls-ca, -tls-server-name: the PE registers at a
 // DTLS registrar and serves a DTLS pool user; on SIGINT (ctx) it
@@ -52,13 +27,9 @@ func TestRunDTLS(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ca := testpki.NewCA(t, "echo-pe test CA")
-	r := startRegistrar(t, ca)
-	dir := t.TempDir()
-	caFile := ca.WritePEM(t, dir, "ca")
-	files := func(name string) dtlsflags.Files {
-		c, k := testpki.WritePEM(t, dir, name, ca.Leaf(t, name))
-		return dtlsflags.Files{Cert: c, Key: k, CA: caFile}
-	}
+	// A registrar that lets only *.pe.example register in "echo".
+	r := dtlstest.Registrar(t, ca, "reg-1.reg.example", enrp.NamePolicy{Register: enrp.PoolACL{Pools: map[string][]string{"echo": {"*.pe.example"}}}})
+	_, files := dtlstest.PEM(t, ca, t.TempDir())
 
 	sec := files("pe-1.pe.example")
 	sec.ServerName = "reg-1.reg.example"
@@ -73,7 +44,7 @@ func TestRunDTLS(t *testing.T) {
 	case err := <-ran:
 		t.Fatalf("run: %v", err)
 	}
-	pu, err := asap.NewPoolUser(asap.PUConfig{Registrars: []transport.Addr{r.Addr()}}, secured(t, ca, "app.pu.example"))
+	pu, err := asap.NewPoolUser(asap.PUConfig{Registrars: []transport.Addr{r.Addr()}}, dtlstest.Transport(t, ca, "app.pu.example"))
 	if err != nil {
 		t.Fatal(err)
 	}

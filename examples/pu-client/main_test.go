@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -13,19 +11,13 @@ import (
 	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/enrp"
 	"github.com/go-rserpool/rserpool/internal/dtlsflags"
+	"github.com/go-rserpool/rserpool/internal/dtlstest"
 	"github.com/go-rserpool/rserpool/internal/echo"
 	"github.com/go-rserpool/rserpool/internal/leakcheck"
 	"github.com/go-rserpool/rserpool/internal/testpki"
 	"github.com/go-rserpool/rserpool/tlv"
 	"github.com/go-rserpool/rserpool/transport"
-	"github.com/go-rserpool/rserpool/transport/sctp"
 )
-
-var loopback = transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:0")}
-
-func secured(t *testing.T, ca *testpki.CA, name string) *sctp.Transport {
-	return sctp.New(sctp.Config{ShutdownTimeout: time.Second, DTLS: &sctp.DTLSConfig{Certificates: []tls.Certificate{ca.Leaf(t, name)}, RootCAs: ca.Pool()}})
-}
 
 // -tls-cert, -tls-key, -tls-ca: the pool user resolves at a DTLS
 // registrar and is answered by a DTLS PE; a name the registrar's Resolve
@@ -36,20 +28,10 @@ func TestRunDTLS(t *testing.T) {
 	defer cancel()
 	ca := testpki.NewCA(t, "pu-client test CA")
 
-	cfg := enrp.Config{Transport: secured(t, ca, "reg-1.reg.example"), ListenAddr: loopback}
-	if err := (enrp.NamePolicy{Resolve: enrp.PoolACL{Pools: map[string][]string{"echo": {"*.pu.example"}}}}).Apply(&cfg); err != nil {
-		t.Fatal(err)
-	}
-	r, err := enrp.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ran := make(chan error, 1)
-	go func() { ran <- r.Run(ctx) }()
-	defer func() { r.Close(); <-ran }()
+	r := dtlstest.Registrar(t, ca, "reg-1.reg.example", enrp.NamePolicy{Resolve: enrp.PoolACL{Pools: map[string][]string{"echo": {"*.pu.example"}}}})
 
-	peTr := secured(t, ca, "pe-1.pe.example")
-	ln, err := peTr.Listen(loopback)
+	peTr := dtlstest.Transport(t, ca, "pe-1.pe.example")
+	ln, err := peTr.Listen(dtlstest.Loopback)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,12 +53,7 @@ func TestRunDTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	dir := t.TempDir()
-	caFile := ca.WritePEM(t, dir, "ca")
-	files := func(name string) dtlsflags.Files {
-		c, k := testpki.WritePEM(t, dir, name, ca.Leaf(t, name))
-		return dtlsflags.Files{Cert: c, Key: k, CA: caFile}
-	}
+	caFile, files := dtlstest.PEM(t, ca, t.TempDir())
 	var out bytes.Buffer
 	if err := run(ctx, &out, r.Addr().String(), "echo", 3, 0, 5*time.Second, false, false, files("app.pu.example")); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/enrp"
 	"github.com/go-rserpool/rserpool/internal/dtlsflags"
+	"github.com/go-rserpool/rserpool/internal/dtlstest"
 	"github.com/go-rserpool/rserpool/internal/leakcheck"
 	"github.com/go-rserpool/rserpool/internal/testpki"
 	"github.com/go-rserpool/rserpool/tlv"
@@ -91,6 +91,60 @@ func TestServeStatus(t *testing.T) {
 	http.DefaultClient.CloseIdleConnections()
 }
 
+// startRun runs the program with o (its started hook set here) until the
+// test ends, when it checks that run returned no error, and returns the
+// program's registrar once it runs; or run's error, when run returns
+// first.
+func startRun(t *testing.T, ctx context.Context, o options) (*enrp.Registrar, error) {
+	t.Helper()
+	rctx, stop := context.WithCancel(ctx)
+	ran, got := make(chan error, 1), make(chan *enrp.Registrar, 1)
+	o.started = func(r *enrp.Registrar) { got <- r }
+	go func() { ran <- run(rctx, o) }()
+	select {
+	case r := <-got:
+		t.Cleanup(func() {
+			stop()
+			if err := <-ran; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		})
+		return r, nil
+	case err := <-ran:
+		stop()
+		return nil, err
+	}
+}
+
+// mustStartRun is startRun for a run that must start.
+func mustStartRun(t *testing.T, ctx context.Context, o options) *enrp.Registrar {
+	t.Helper()
+	r, err := startRun(t, ctx, o)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	return r
+}
+
+// waitPeered waits until at's peer table holds peer, and only it.
+func waitPeered(t *testing.T, ctx context.Context, at, peer *enrp.Registrar) {
+	t.Helper()
+	for {
+		ps, err := at.Peers(ctx)
+		if err != nil && !errors.Is(err, enrp.ErrNotRunning) { // started runs as Run begins
+			t.Fatal(err)
+		}
+		if len(ps) == 1 && ps[0].ServerID == peer.ServerID() {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%08x never peered with %08x: %+v", at.ServerID(), peer.ServerID(), ps)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 // -peer, -enrp-listen: the flags reach the registrar's Config; a bad
 // address is refused with the flag's name.
 func TestRunPeerFlags(t *testing.T) {
@@ -103,22 +157,7 @@ func TestRunPeerFlags(t *testing.T) {
 	if err := run(ctx, options{listen: "127.0.0.1:0", enrpListen: "nonsense"}); err == nil || !strings.Contains(err.Error(), "-enrp-listen") {
 		t.Errorf("bad -enrp-listen: %v", err)
 	}
-	rctx, stop := context.WithCancel(ctx)
-	ran := make(chan error, 1)
-	got := make(chan *enrp.Registrar, 1)
-	go func() {
-		ran <- run(rctx, options{listen: "127.0.0.1:0", enrpListen: "127.0.0.1:0", peers: []string{"127.0.0.1:1", "127.0.0.2:2"},
-			started: func(r *enrp.Registrar) { got <- r }})
-	}()
-	select {
-	case <-got:
-	case err := <-ran:
-		t.Fatalf("run: %v", err)
-	}
-	stop()
-	if err := <-ran; err != nil {
-		t.Errorf("run: %v", err)
-	}
+	mustStartRun(t, ctx, options{listen: "127.0.0.1:0", enrpListen: "127.0.0.1:0", peers: []string{"127.0.0.1:1", "127.0.0.2:2"}})
 }
 
 // -peer: a registrar started with -peer names another, and the two peer
@@ -128,45 +167,10 @@ func TestRunPeers(t *testing.T) {
 	leakcheck.Check(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	start := func(o options) (*enrp.Registrar, func()) {
-		t.Helper()
-		rctx, stop := context.WithCancel(ctx)
-		ran, got := make(chan error, 1), make(chan *enrp.Registrar, 1)
-		o.started = func(r *enrp.Registrar) { got <- r }
-		go func() { ran <- run(rctx, o) }()
-		select {
-		case r := <-got:
-			return r, func() {
-				stop()
-				if err := <-ran; err != nil {
-					t.Errorf("run: %v", err)
-				}
-			}
-		case err := <-ran:
-			t.Fatalf("run: %v", err)
-		}
-		return nil, nil
-	}
-	r1, stop1 := start(options{listen: "127.0.0.1:0", enrpListen: "127.0.0.1:0"})
-	defer stop1()
-	r2, stop2 := start(options{listen: "127.0.0.1:0", peers: []string{r1.ENRPAddr().String()}})
-	defer stop2()
-	for _, c := range []struct{ at, peer *enrp.Registrar }{{r1, r2}, {r2, r1}} {
-		for {
-			ps, err := c.at.Peers(ctx)
-			if err != nil && !errors.Is(err, enrp.ErrNotRunning) { // started runs as Run begins
-				t.Fatal(err)
-			}
-			if len(ps) == 1 && ps[0].ServerID == c.peer.ServerID() {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				t.Fatalf("%08x never peered with %08x: %+v", c.at.ServerID(), c.peer.ServerID(), ps)
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-	}
+	r1 := mustStartRun(t, ctx, options{listen: "127.0.0.1:0", enrpListen: "127.0.0.1:0"})
+	r2 := mustStartRun(t, ctx, options{listen: "127.0.0.1:0", peers: []string{r1.ENRPAddr().String()}})
+	waitPeered(t, ctx, r1, r2)
+	waitPeered(t, ctx, r2, r1)
 }
 
 // -enrp-announce: two registrars find each other by ENRP Presence
@@ -179,39 +183,23 @@ func TestRunENRPAnnounce(t *testing.T) {
 	group := fmt.Sprintf("239.255.51.%d:%d", 1+os.Getpid()%250, 20000+os.Getpid()%20000)
 	var regs []*enrp.Registrar
 	for range 2 {
-		rctx, stop := context.WithCancel(ctx)
-		ran, got := make(chan error, 1), make(chan *enrp.Registrar, 1)
-		go func() {
-			ran <- run(rctx, options{listen: "127.0.0.1:0", enrpAnnounce: true, enrpGroup: group, started: func(r *enrp.Registrar) { got <- r }})
-		}()
-		select {
-		case r := <-got:
-			regs = append(regs, r)
-			defer func() {
-				stop()
-				if err := <-ran; err != nil {
-					t.Errorf("run: %v", err)
-				}
-			}()
-		case err := <-ran:
-			stop()
+		r, err := startRun(t, ctx, options{listen: "127.0.0.1:0", enrpAnnounce: true, enrpGroup: group})
+		if err != nil {
 			t.Skipf("no multicast on lo here: %v", err)
 		}
+		regs = append(regs, r)
 	}
-	for {
-		ps, err := regs[0].Peers(ctx)
-		if err != nil && !errors.Is(err, enrp.ErrNotRunning) {
-			t.Fatal(err) // (not running yet: started fires as Run begins)
-		}
-		if len(ps) == 1 && ps[0].ServerID == regs[1].ServerID() {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("no peer by multicast: %+v", ps)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	waitPeered(t, ctx, regs[0], regs[1])
+}
+
+// regPKI is a CA of the test's own and the registrar's certificate and
+// key from it (reg-1.reg.example), as PEM files in dir.
+func regPKI(t *testing.T) (ca *testpki.CA, dir, certFile, keyFile string) {
+	t.Helper()
+	dir = t.TempDir()
+	ca = testpki.NewCA(t, "registrar test CA")
+	certFile, keyFile = testpki.WritePEM(t, dir, "reg", ca.Leaf(t, "reg-1.reg.example"))
+	return ca, dir, certFile, keyFile
 }
 
 // -tls-cert, -tls-key, -tls-ca, -allow-pe, -allow-pu: the registrar runs
@@ -222,31 +210,12 @@ func TestRunDTLS(t *testing.T) {
 	leakcheck.Check(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	ca := testpki.NewCA(t, "registrar test CA")
-	certFile, keyFile := testpki.WritePEM(t, dir, "reg", ca.Leaf(t, "reg-1.reg.example"))
+	ca, dir, certFile, keyFile := regPKI(t)
 	o := options{listen: "127.0.0.1:0",
 		sec:     dtlsflags.Files{Cert: certFile, Key: keyFile, CA: ca.WritePEM(t, dir, "ca")},
 		allowPE: []string{"echo=*.pe.example"}, allowPU: []string{"echo=*.pu.example"}, allowPeer: []string{"*.reg.example"}}
-	rctx, stop := context.WithCancel(ctx)
-	ran, got := make(chan error, 1), make(chan *enrp.Registrar, 1)
-	o.started = func(r *enrp.Registrar) { got <- r }
-	go func() { ran <- run(rctx, o) }()
-	var reg *enrp.Registrar
-	select {
-	case reg = <-got:
-	case err := <-ran:
-		t.Fatalf("run: %v", err)
-	}
-	defer func() {
-		stop()
-		if err := <-ran; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
-	tr := func(name string) *sctp.Transport {
-		return sctp.New(sctp.Config{ShutdownTimeout: time.Second, DTLS: &sctp.DTLSConfig{Certificates: []tls.Certificate{ca.Leaf(t, name)}, RootCAs: ca.Pool()}})
-	}
+	reg := mustStartRun(t, ctx, o)
+	tr := func(name string) *sctp.Transport { return dtlstest.Transport(t, ca, name) }
 	regs := []transport.Addr{reg.Addr()}
 	user := transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:1234")}
 	ut, err := asap.TransportParam(user, tlv.TransportUseDataOnly)
@@ -292,9 +261,7 @@ func TestRunDTLSFlagErrors(t *testing.T) {
 	leakcheck.Check(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	ca := testpki.NewCA(t, "registrar test CA")
-	certFile, keyFile := testpki.WritePEM(t, dir, "reg", ca.Leaf(t, "reg-1.reg.example"))
+	_, _, certFile, keyFile := regPKI(t)
 	sec := dtlsflags.Files{Cert: certFile, Key: keyFile}
 	for _, c := range []struct {
 		o    options

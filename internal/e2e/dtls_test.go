@@ -126,6 +126,49 @@ func wantUntouched(t *testing.T, r *enrp.Registrar) {
 	}
 }
 
+// dtlsTest starts a DTLS end-to-end test: skipped with -short, checked
+// for leaks, bounded to 30 s (the context returned), with the pool
+// operator's CA.
+func dtlsTest(t *testing.T, what string) (context.Context, *testpki.CA) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip(what)
+	}
+	leakcheck.Check(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx, testpki.NewCA(t, "pool operator")
+}
+
+// startSecurePE starts an echo PE named name on loopback whose one DTLS
+// transport presents cert and trusts roots, for its pool users and its
+// registrars alike.
+func startSecurePE(t *testing.T, name string, cert tls.Certificate, roots *x509.CertPool, cfg asap.PEConfig, opts ...asap.Option) *pe {
+	t.Helper()
+	tr := secure(cert, roots, nil)
+	return startPE(t, name, tr, loopbackAny, tr, cfg, opts...)
+}
+
+// wantServedByGenuine checks, once p registered, that the genuine
+// registrar holds p alone, that pu (the one described by what) resolves
+// p and is answered by it n times, and that the rogue still holds nothing
+// and saw its handshakes refused.
+func wantServedByGenuine(t *testing.T, ctx context.Context, what string, good, rogue *enrp.Registrar, rogueSaw *handshakes, p *pe, pu *asap.PoolUser, handle string, n int) {
+	t.Helper()
+	if ids, err := poolIDs(ctx, good, handle); err != nil || !slices.Equal(ids, []uint32{p.ID()}) {
+		t.Fatalf("the genuine registrar holds %v (%v), want the PE", ids, err)
+	}
+	pes, err := pu.Resolve(ctx, []byte(handle))
+	if err != nil || !slices.Equal(peIDs(pes), []uint32{p.ID()}) {
+		t.Fatalf("%s resolved %v (%v), want the PE", what, peIDs(pes), err)
+	}
+	if from := ask(t, ctx, pu, handle, n); !sameSet(from, p.name) {
+		t.Errorf("answers from %v", from)
+	}
+	wantUntouched(t, rogue)
+	wantRefusedByRogue(t, rogueSaw, 2)
+}
+
 // TestDTLSRogueRegistrarRefused: a registrar that speaks ASAP correctly
 // but presents a certificate from an untrusted CA, with the genuine
 // registrar's name (RFC 5355 §3.2, registrar impersonation), is refused by
@@ -134,14 +177,8 @@ func wantUntouched(t *testing.T, r *enrp.Registrar) {
 // unknown authority; configured with the genuine registrar, they register
 // at and resolve from that one, and the rogue gets nothing.
 func TestDTLSRogueRegistrarRefused(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real SCTP over DTLS on loopback")
-	}
-	leakcheck.Check(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
+	ctx, ca := dtlsTest(t, "real SCTP over DTLS on loopback")
 	const handle = "dtls-echo"
-	ca := testpki.NewCA(t, "pool operator")
 	rogueCA := testpki.NewCA(t, "rogue")
 
 	good := startRegistrar(t, enrp.Config{Transport: secure(ca.Leaf(t, "reg-1.reg.example"), ca.Pool(), nil), ListenAddr: loopbackAny})
@@ -175,19 +212,8 @@ func TestDTLSRogueRegistrarRefused(t *testing.T) {
 	if err := p.Register(ctx); err != nil {
 		t.Fatalf("PE with both registrars: %v", err)
 	}
-	if ids, err := poolIDs(ctx, good, handle); err != nil || !slices.Equal(ids, []uint32{p.ID()}) {
-		t.Fatalf("the genuine registrar holds %v (%v), want the PE", ids, err)
-	}
 	pu := newPU(t, asap.PUConfig{Registrars: both, Timers: quickHunt}, puTr)
-	pes, err := pu.Resolve(ctx, []byte(handle))
-	if err != nil || !slices.Equal(peIDs(pes), []uint32{p.ID()}) {
-		t.Fatalf("PU with both registrars resolved %v (%v), want the PE", peIDs(pes), err)
-	}
-	if from := ask(t, ctx, pu, handle, 2); !sameSet(from, "pe-1") {
-		t.Errorf("answers from %v", from)
-	}
-	wantUntouched(t, rogue)
-	wantRefusedByRogue(t, &rogueSaw, 2)
+	wantServedByGenuine(t, ctx, "PU with both registrars", good, rogue, &rogueSaw, p, pu, handle, 2)
 	t.Logf("rogue registrar: %d handshakes refused by its peers, 0 registrations, 0 resolutions; genuine: %d registrations, %d resolutions",
 		len(rogueSaw.all()), good.Stats().ASAP.Registrations, good.Stats().ASAP.Resolutions)
 }
@@ -218,19 +244,13 @@ func joinTestGroup(t *testing.T, group netip.AddrPort) *multicast.Announcer {
 // genuine registrar announces on the group too, the PE registers there and
 // the PU resolves there, and the rogue holds nothing.
 func TestDTLSAnnouncedRogueRegistrar(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real SCTP over DTLS and multicast on loopback")
-	}
-	leakcheck.Check(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
+	ctx, ca := dtlsTest(t, "real SCTP over DTLS and multicast on loopback")
 	const handle = "dtls-announced"
 	group := netip.AddrPortFrom(netip.AddrFrom4([4]byte{239, 255, 52, byte(1 + os.Getpid()%250)}), 0)
 	rogueAnn := joinTestGroup(t, group)
 	group = rogueAnn.Group() // the port the first join bound
 	peAnn, puAnn, goodAnn := joinTestGroup(t, group), joinTestGroup(t, group), joinTestGroup(t, group)
 
-	ca := testpki.NewCA(t, "pool operator")
 	rogueCA := testpki.NewCA(t, "rogue")
 	const t6 = 50 * time.Millisecond
 	var rogueSaw handshakes
@@ -238,8 +258,7 @@ func TestDTLSAnnouncedRogueRegistrar(t *testing.T) {
 		Transport: rogueTransport(rogueCA.Leaf(t, "reg-1.reg.example"), &rogueSaw), ListenAddr: loopbackAny,
 		Announcer: rogueAnn, ASAP: enrp.ASAPConfig{AnnounceInterval: t6},
 	})
-	peTr := secure(ca.Leaf(t, "pe-1.pe.example"), ca.Pool(), nil)
-	p := startPE(t, "pe-1", peTr, loopbackAny, peTr, asap.PEConfig{
+	p := startSecurePE(t, "pe-1", ca.Leaf(t, "pe-1.pe.example"), ca.Pool(), asap.PEConfig{
 		PoolHandle: []byte(handle), EndpointAddr: loopbackAny, Timers: quickHunt, MaxServerHunts: 2,
 	}, asap.WithAnnouncer(peAnn))
 
@@ -265,18 +284,7 @@ func TestDTLSAnnouncedRogueRegistrar(t *testing.T) {
 	if err := p.Register(ctx); err != nil {
 		t.Fatalf("PE once the genuine registrar announces: %v", err)
 	}
-	if ids, err := poolIDs(ctx, good, handle); err != nil || !slices.Equal(ids, []uint32{p.ID()}) {
-		t.Fatalf("the genuine registrar holds %v (%v), want the PE", ids, err)
-	}
-	pes, err := pu.Resolve(ctx, []byte(handle))
-	if err != nil || !slices.Equal(peIDs(pes), []uint32{p.ID()}) {
-		t.Fatalf("PU from announces resolved %v (%v), want the PE", peIDs(pes), err)
-	}
-	if from := ask(t, ctx, pu, handle, 1); !sameSet(from, "pe-1") {
-		t.Errorf("answers from %v", from)
-	}
-	wantUntouched(t, rogue)
-	wantRefusedByRogue(t, &rogueSaw, 2)
+	wantServedByGenuine(t, ctx, "PU from announces", good, rogue, &rogueSaw, p, pu, handle, 1)
 	t.Logf("rogue announced %d times; %d handshakes with it failed, 0 registrations, 0 resolutions",
 		rogue.Stats().ASAP.Announces, len(rogueSaw.all()))
 }
@@ -291,6 +299,15 @@ func echoPolicy(handle string) enrp.NamePolicy {
 	}
 }
 
+// withPolicy is cfg with np applied.
+func withPolicy(t *testing.T, np enrp.NamePolicy, cfg enrp.Config) enrp.Config {
+	t.Helper()
+	if err := np.Apply(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 // TestDTLSRoguePERefused: a registrar with a NamePolicy over DTLS. A PE
 // whose certificate the pool's CA signed but whose name the pool's rule
 // does not allow is refused with Rejected due to security considerations
@@ -298,34 +315,23 @@ func echoPolicy(handle string) enrp.NamePolicy {
 // never gets past the handshake (the registrar refuses it); the store
 // keeps only the authorised PE.
 func TestDTLSRoguePERefused(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real SCTP over DTLS on loopback")
-	}
-	leakcheck.Check(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
+	ctx, ca := dtlsTest(t, "real SCTP over DTLS on loopback")
 	const handle = "dtls-guarded"
-	ca := testpki.NewCA(t, "pool operator")
 	var regSaw handshakes
-	cfg := enrp.Config{Transport: secure(ca.Leaf(t, "reg-1.reg.example"), ca.Pool(), &regSaw), ListenAddr: loopbackAny}
-	if err := echoPolicy(handle).Apply(&cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg := withPolicy(t, echoPolicy(handle), enrp.Config{Transport: secure(ca.Leaf(t, "reg-1.reg.example"), ca.Pool(), &regSaw), ListenAddr: loopbackAny})
 	events := track(t, &cfg, 64)
 	r := startRegistrar(t, cfg)
 	peCfg := func(id uint32) asap.PEConfig {
 		return asap.PEConfig{PoolHandle: []byte(handle), PEID: id, Registrars: []transport.Addr{r.Addr()}, EndpointAddr: loopbackAny, Timers: quickHunt, MaxServerHunts: 2}
 	}
 
-	goodTr := secure(ca.Leaf(t, "pe-1.pe.example"), ca.Pool(), nil)
-	good := startPE(t, "pe-1", goodTr, loopbackAny, goodTr, peCfg(1))
+	good := startSecurePE(t, "pe-1", ca.Leaf(t, "pe-1.pe.example"), ca.Pool(), peCfg(1))
 	if err := good.Register(ctx); err != nil {
 		t.Fatalf("authorised PE: %v", err)
 	}
 
 	// Trusted CA, unauthorised name: 0xa, final.
-	wrongTr := secure(ca.Leaf(t, "pe-2.other.example"), ca.Pool(), nil)
-	wrong := startPE(t, "pe-2", wrongTr, loopbackAny, wrongTr, peCfg(2))
+	wrong := startSecurePE(t, "pe-2", ca.Leaf(t, "pe-2.other.example"), ca.Pool(), peCfg(2))
 	err := wrong.Register(ctx)
 	var re *asap.RejectError
 	if !errors.As(err, &re) || re.Op != tlv.ASAPRegistration || re.Code() != tlv.CauseRejectedSecurity || re.Transient() {
@@ -337,8 +343,7 @@ func TestDTLSRoguePERefused(t *testing.T) {
 	t.Logf("PE with an unauthorised name: %v", err)
 
 	// Untrusted CA, authorised name: the registrar refuses the handshake.
-	rogueTr := secure(testpki.NewCA(t, "rogue").Leaf(t, "pe-3.pe.example"), ca.Pool(), nil)
-	rogue := startPE(t, "pe-3", rogueTr, loopbackAny, rogueTr, peCfg(3))
+	rogue := startSecurePE(t, "pe-3", testpki.NewCA(t, "rogue").Leaf(t, "pe-3.pe.example"), ca.Pool(), peCfg(3))
 	err = rogue.Register(ctx)
 	var he *sctp.HandshakeError
 	if !errors.Is(err, asap.ErrNoRegistrar) || !errors.As(err, &he) || he.RefusedBy != sctp.SidePeer || he.Alert == "" {
@@ -384,21 +389,10 @@ func TestDTLSRoguePERefused(t *testing.T) {
 // final *asap.RejectError; the authorised PU resolves, dials the PE and
 // keeps a session with it, over DTLS too.
 func TestDTLSUnauthorisedPURefused(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real SCTP over DTLS on loopback")
-	}
-	leakcheck.Check(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
+	ctx, ca := dtlsTest(t, "real SCTP over DTLS on loopback")
 	const handle = "dtls-guarded"
-	ca := testpki.NewCA(t, "pool operator")
-	cfg := enrp.Config{Transport: secure(ca.Leaf(t, "reg-1.reg.example"), ca.Pool(), nil), ListenAddr: loopbackAny}
-	if err := echoPolicy(handle).Apply(&cfg); err != nil {
-		t.Fatal(err)
-	}
-	r := startRegistrar(t, cfg)
-	peTr := secure(ca.Leaf(t, "pe-1.pe.example"), ca.Pool(), nil)
-	p := startPE(t, "pe-1", peTr, loopbackAny, peTr, asap.PEConfig{PoolHandle: []byte(handle), Registrars: []transport.Addr{r.Addr()}, EndpointAddr: loopbackAny})
+	r := startRegistrar(t, withPolicy(t, echoPolicy(handle), enrp.Config{Transport: secure(ca.Leaf(t, "reg-1.reg.example"), ca.Pool(), nil), ListenAddr: loopbackAny}))
+	p := startSecurePE(t, "pe-1", ca.Leaf(t, "pe-1.pe.example"), ca.Pool(), asap.PEConfig{PoolHandle: []byte(handle), Registrars: []transport.Addr{r.Addr()}, EndpointAddr: loopbackAny})
 	if err := p.Register(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -480,27 +474,15 @@ func TestDTLSUnauthorisedPURefused(t *testing.T) {
 // taken as a peer, and the PE registered at it is never applied by the
 // genuine ones.
 func TestDTLSPeeringAuthorized(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real SCTP over DTLS on loopback")
-	}
-	leakcheck.Check(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
+	ctx, ca := dtlsTest(t, "real SCTP over DTLS on loopback")
 	const handle = "dtls-peered"
-	ca := testpki.NewCA(t, "pool operator")
 	peers := enrp.NamePolicy{Peers: []string{"*.reg.example"}}
 
 	var saw1 handshakes
-	cfg1 := enrp.Config{Transport: secure(ca.Leaf(t, "reg-1.reg.example"), ca.Pool(), &saw1), ListenAddr: loopbackAny, Peers: lanPeers()}
-	if err := peers.Apply(&cfg1); err != nil {
-		t.Fatal(err)
-	}
+	cfg1 := withPolicy(t, peers, enrp.Config{Transport: secure(ca.Leaf(t, "reg-1.reg.example"), ca.Pool(), &saw1), ListenAddr: loopbackAny, Peers: lanPeers()})
 	ev1 := track(t, &cfg1, 256)
 	r1 := startRegistrar(t, cfg1)
-	cfg2 := enrp.Config{Transport: secure(ca.Leaf(t, "reg-2.reg.example"), ca.Pool(), nil), ListenAddr: loopbackAny, Peers: lanPeers(r1.Addr())}
-	if err := peers.Apply(&cfg2); err != nil {
-		t.Fatal(err)
-	}
+	cfg2 := withPolicy(t, peers, enrp.Config{Transport: secure(ca.Leaf(t, "reg-2.reg.example"), ca.Pool(), nil), ListenAddr: loopbackAny, Peers: lanPeers(r1.Addr())})
 	ev2 := track(t, &cfg2, 256)
 	r2 := startRegistrar(t, cfg2)
 	ev1.waitEvent(t, 10*time.Second, "r2 up at r1", func(e enrp.Event) bool { return e.Kind == enrp.EventPeerUp && e.ServerID == r2.ServerID() })
@@ -516,13 +498,11 @@ func TestDTLSPeeringAuthorized(t *testing.T) {
 
 	// A PE at r1 reaches r2 (ADD_PE); a PE at the intruder reaches
 	// neither.
-	peTr := secure(ca.Leaf(t, "pe-1.pe.example"), ca.Pool(), nil)
-	p := startPE(t, "pe-1", peTr, loopbackAny, peTr, asap.PEConfig{PoolHandle: []byte(handle), Registrars: []transport.Addr{r1.Addr()}, EndpointAddr: loopbackAny})
+	p := startSecurePE(t, "pe-1", ca.Leaf(t, "pe-1.pe.example"), ca.Pool(), asap.PEConfig{PoolHandle: []byte(handle), Registrars: []transport.Addr{r1.Addr()}, EndpointAddr: loopbackAny})
 	if err := p.Register(ctx); err != nil {
 		t.Fatal(err)
 	}
-	pxTr := secure(ca.Leaf(t, "pe-9.pe.example"), ca.Pool(), nil)
-	px := startPE(t, "pe-9", pxTr, loopbackAny, pxTr, asap.PEConfig{PoolHandle: []byte(handle), Registrars: []transport.Addr{intruder.Addr()}, EndpointAddr: loopbackAny})
+	px := startSecurePE(t, "pe-9", ca.Leaf(t, "pe-9.pe.example"), ca.Pool(), asap.PEConfig{PoolHandle: []byte(handle), Registrars: []transport.Addr{intruder.Addr()}, EndpointAddr: loopbackAny})
 	// (The intruder refuses registrations, Lack of Resources, until
 	// its mentor wait ends: no peer answers it. The PE retries.)
 	for {

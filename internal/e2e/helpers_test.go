@@ -12,6 +12,7 @@ import (
 	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/enrp"
 	"github.com/go-rserpool/rserpool/internal/echo"
+	"github.com/go-rserpool/rserpool/internal/regtest"
 	"github.com/go-rserpool/rserpool/tlv"
 	"github.com/go-rserpool/rserpool/transport"
 )
@@ -19,23 +20,8 @@ import (
 // announceGroup is the ASAP announce group of the memnet tests.
 var announceGroup = netip.MustParseAddrPort("239.0.0.50:3863")
 
-// startRegistrar runs r until the test ends.
-func startRegistrar(t testing.TB, cfg enrp.Config) *enrp.Registrar {
-	t.Helper()
-	r, err := enrp.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ran := make(chan error, 1)
-	go func() { ran <- r.Run(context.Background()) }()
-	t.Cleanup(func() {
-		r.Close()
-		if err := <-ran; err != nil {
-			t.Errorf("registrar Run: %v", err)
-		}
-	})
-	return r
-}
+// startRegistrar runs a registrar of cfg until the test ends.
+var startRegistrar = regtest.Start
 
 // pe is an echo pool element: a listener for pool users, an echo server
 // on it, and the ASAP pool element that registers the listener.

@@ -10,20 +10,15 @@ import (
 
 	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/asap/cookie"
+	"github.com/go-rserpool/rserpool/internal/countersvc"
+	"github.com/go-rserpool/rserpool/internal/crashhost"
 	"github.com/go-rserpool/rserpool/tlv"
 	"github.com/go-rserpool/rserpool/transport"
 )
 
-// The session tests' service (RFC 5352 §3.9-3.11): a counter per session
-// that lives in the session's cookie. A request "inc <seq>" adds one to
-// the counter unless seq is the request the cookie says was done last (a
-// request the session sent again after a failover, or the caller after
-// an error), then the PE seals "counter=<n> seq=<seq>" with the pool's
-// shared key, sends it (ASAP_COOKIE) and only then the answer
-// "counter=<n> pe=<PE ID>": whoever holds the answer holds the cookie
-// that includes it. A session that starts with an ASAP_COOKIE_ECHO starts
-// from the counter in it, once the cookie opened; a cookie that does not
-// open gets the session aborted.
+// The session tests' service is the counter of internal/countersvc (RFC
+// 5352 §3.9-3.11): a counter per session that lives in the session's
+// cookie, sealed with the pool's shared key.
 
 // counterKey is the pool's shared cookie key in the session tests.
 var counterKey = cookie.Key{ID: 7, Secret: []byte("the counter pool's shared secret!")}
@@ -37,12 +32,6 @@ func counterSealer(t testing.TB, handle string) *cookie.Sealer {
 	return s
 }
 
-// parseCounter reads a cookie's state or an answer.
-func parseCounter(b []byte) (n, seq int, err error) {
-	_, err = fmt.Sscanf(string(b), "counter=%d seq=%d", &n, &seq)
-	return n, seq, err
-}
-
 // counterPE is one PE of the counter pool: an asap.SessionServer with a
 // fixed PE identifier and address, on a transport whose host can crash.
 // It can be started again after a crash (the same identifier and
@@ -53,24 +42,40 @@ type counterPE struct {
 	handle string
 	base   transport.Transport
 	cfg    asap.SessionServerConfig
-	sealer *cookie.Sealer
+	svc    countersvc.Server
 
 	mu      sync.Mutex
-	tp      *crashTransport
+	tp      *crashhost.Transport
 	srv     *asap.SessionServer
 	up      bool
 	card    []tlv.PoolElement
 	hung    atomic.Bool
 	refused atomic.Int64 // echoes that did not open
-	served  atomic.Int64 // requests answered
 	wg      sync.WaitGroup
 }
 
 // newCounterPE makes the PE; start runs it.
 func newCounterPE(t testing.TB, name string, id uint32, handle string, tr transport.Transport, at transport.Addr, pe asap.PEConfig) *counterPE {
 	pe.PEID, pe.PoolHandle = id, []byte(handle)
-	return &counterPE{name: name, id: id, handle: handle, base: tr, sealer: counterSealer(t, handle),
+	p := &counterPE{name: name, id: id, handle: handle, base: tr,
 		cfg: asap.SessionServerConfig{PE: pe, ListenAddr: at}}
+	p.svc = countersvc.Server{
+		Sealer: counterSealer(t, handle),
+		PE:     id,
+		Card: func() []tlv.PoolElement {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return p.card
+		},
+		Check: func(int) countersvc.Verdict {
+			if p.hung.Load() {
+				return countersvc.Ignore // reads, never answers
+			}
+			return countersvc.Answer
+		},
+		Refused: func(*asap.PESession, error) { p.refused.Add(1) },
+	}
+	return p
 }
 
 // start runs the server (again) and registers it, waiting at most ctx.
@@ -80,7 +85,7 @@ func (p *counterPE) start(ctx context.Context) error {
 	if p.up {
 		return errors.New(p.name + " runs already")
 	}
-	p.tp = &crashTransport{Transport: p.base}
+	p.tp = crashhost.New(p.base)
 	p.hung.Store(false)
 	srv, err := asap.NewSessionServer(p.cfg, p.tp)
 	if err != nil {
@@ -99,7 +104,7 @@ func (p *counterPE) start(ctx context.Context) error {
 				return
 			}
 			p.wg.Add(1)
-			go func() { defer p.wg.Done(); p.serve(s) }()
+			go func() { defer p.wg.Done(); p.svc.Serve(context.Background(), s) }()
 		}
 	}()
 	if err := srv.Register(ctx); err != nil {
@@ -127,55 +132,6 @@ func (p *counterPE) running() bool {
 	return p.up
 }
 
-func (p *counterPE) serve(s *asap.PESession) {
-	ctx := context.Background()
-	defer s.Close()
-	n, seq := 0, 0
-	if echo := s.CookieEcho(); echo != nil {
-		state, err := p.sealer.Open(echo)
-		if err == nil {
-			n, seq, err = parseCounter(state)
-		}
-		if err != nil {
-			p.refused.Add(1)
-			s.Abort()
-			return
-		}
-	}
-	p.mu.Lock()
-	card := p.card
-	p.mu.Unlock()
-	if card != nil {
-		if err := s.SendBusinessCard(ctx, tlv.BusinessCard{PEs: card}); err != nil {
-			return
-		}
-	}
-	for {
-		m, err := s.Recv(ctx)
-		if err != nil {
-			return
-		}
-		if p.hung.Load() {
-			continue // reads, never answers
-		}
-		var k int
-		if _, err := fmt.Sscanf(string(m.Data), "inc %d", &k); err != nil {
-			return
-		}
-		if k != seq {
-			n, seq = n+1, k
-		}
-		sealed, err := p.sealer.Seal(fmt.Appendf(nil, "counter=%d seq=%d", n, seq))
-		if err != nil || s.SendCookie(ctx, sealed) != nil {
-			return
-		}
-		if s.Send(ctx, transport.Message{PPID: m.PPID, Stream: m.Stream, Data: fmt.Appendf(nil, "counter=%d pe=%d", n, p.id)}) != nil {
-			return
-		}
-		p.served.Add(1)
-	}
-}
-
 // crash kills the PE as a crashed process: every association of it is
 // aborted, it sends and dials nothing more, its port closes, and it
 // never deregisters.
@@ -187,7 +143,7 @@ func (p *counterPE) crash() {
 	if !up {
 		return
 	}
-	tp.crash()
+	tp.Crash()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // nothing to deregister with
 	srv.Shutdown(ctx)
@@ -216,99 +172,12 @@ func (p *counterPE) param(t testing.TB, policy tlv.Policy) tlv.PoolElement {
 	return tlv.PoolElement{ID: p.id, UserTransport: ut, Policy: policy, RegistrationLife: 30000}
 }
 
-// crashTransport is the transport of a host that can crash: crash aborts
-// every association made on it, and from then on it dials nothing and
-// aborts what it accepts.
-type crashTransport struct {
-	transport.Transport
-	mu    sync.Mutex
-	conns []transport.Conn
-	dead  bool
-}
-
-var errCrashed = errors.New("host crashed")
-
-// Kind passes the wrapped transport's kind on.
-func (t *crashTransport) Kind() transport.Kind {
-	if k, ok := t.Transport.(transport.KindReporter); ok {
-		return k.Kind()
-	}
-	return 0
-}
-
-func (t *crashTransport) track(c transport.Conn) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.dead {
-		return false
-	}
-	t.conns = append(t.conns, c)
-	return true
-}
-
-func (t *crashTransport) Dial(ctx context.Context, to transport.Addr) (transport.Conn, error) {
-	t.mu.Lock()
-	dead := t.dead
-	t.mu.Unlock()
-	if dead {
-		return nil, errCrashed
-	}
-	c, err := t.Transport.Dial(ctx, to)
-	if err != nil {
-		return nil, err
-	}
-	if !t.track(c) {
-		c.Abort()
-		return nil, errCrashed
-	}
-	return c, nil
-}
-
-func (t *crashTransport) Listen(at transport.Addr) (transport.Listener, error) {
-	l, err := t.Transport.Listen(at)
-	if err != nil {
-		return nil, err
-	}
-	return &crashListener{Listener: l, host: t}, nil
-}
-
-func (t *crashTransport) crash() {
-	t.mu.Lock()
-	conns := t.conns
-	t.conns, t.dead = nil, true
-	t.mu.Unlock()
-	for _, c := range conns {
-		c.Abort()
-	}
-}
-
-type crashListener struct {
-	transport.Listener
-	host *crashTransport
-}
-
-func (l *crashListener) Accept(ctx context.Context) (transport.Conn, error) {
-	for {
-		c, err := l.Listener.Accept(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if l.host.track(c) {
-			return c, nil
-		}
-		c.Abort()
-	}
-}
-
 // counterInc sends request seq on s; it returns the counter and the PE
 // of the answer.
 func counterInc(ctx context.Context, s *asap.Session, seq int) (n int, pe uint32, err error) {
-	m, err := s.Request(ctx, transport.Message{Data: fmt.Appendf(nil, "inc %d", seq)})
+	m, err := s.Request(ctx, transport.Message{Data: countersvc.Request(seq)})
 	if err != nil {
 		return 0, 0, err
 	}
-	if _, err := fmt.Sscanf(string(m.Data), "counter=%d pe=%d", &n, &pe); err != nil {
-		return 0, 0, fmt.Errorf("bad answer %q: %w", m.Data, err)
-	}
-	return n, pe, nil
+	return countersvc.ParseAnswer(m.Data)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/enrp"
+	"github.com/go-rserpool/rserpool/internal/countersvc"
 	"github.com/go-rserpool/rserpool/internal/leakcheck"
 	"github.com/go-rserpool/rserpool/policy"
 	"github.com/go-rserpool/rserpool/tlv"
@@ -233,7 +234,7 @@ func sessionsChurn(t *testing.T, seed int64) {
 			t.Errorf("session %d: its cookie does not open: %v", i, err)
 			continue
 		}
-		if c, seq, err := parseCounter(state); err != nil || c != answered[i] || seq != requests {
+		if c, seq, err := countersvc.ParseState(state); err != nil || c != answered[i] || seq != requests {
 			t.Errorf("session %d: cookie %q (%v), want counter=%d seq=%d", i, state, err, answered[i], requests)
 		}
 		st := s.Stats()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/enrp"
+	"github.com/go-rserpool/rserpool/internal/countersvc"
 	"github.com/go-rserpool/rserpool/internal/leakcheck"
 	"github.com/go-rserpool/rserpool/policy"
 	"github.com/go-rserpool/rserpool/tlv"
@@ -245,7 +246,7 @@ func TestSessionsLoopbackSCTP(t *testing.T) {
 			t.Errorf("session %d: its cookie does not open: %v", i, err)
 			continue
 		}
-		if c, _, err := parseCounter(state); err != nil || c != k {
+		if c, _, err := countersvc.ParseState(state); err != nil || c != k {
 			t.Errorf("session %d: cookie %q (%v) after %d answered requests", i, state, err, k)
 		}
 		st := s.Stats()

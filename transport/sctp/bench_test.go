@@ -184,19 +184,45 @@ func BenchmarkDialClose(b *testing.B) {
 // benchTransports are the configurations the handshake and memory
 // benchmarks compare: plain SCTP over UDP, and SCTP over DTLS with mutual
 // certificate authentication (ECDSA P-256 leaves of one CA).
-func benchTransports(b *testing.B) []struct {
-	name           string
-	client, server *sctp.Transport
-} {
+func benchTransports(b *testing.B) []benchTransport {
 	p := newPKI(b)
 	plain := sctp.New(sctp.Config{})
-	return []struct {
-		name           string
-		client, server *sctp.Transport
-	}{
+	return []benchTransport{
 		{"transport=sctp", plain, plain},
 		{"transport=sctp-dtls", sctp.New(sctp.Config{DTLS: &p.client}), sctp.New(sctp.Config{DTLS: &p.server})},
 	}
+}
+
+// benchTransport is one configuration: the pool user's transport and the
+// listener's.
+type benchTransport struct {
+	name           string
+	client, server *sctp.Transport
+}
+
+// listen listens on the server's transport at a free loopback port, until
+// the benchmark ends.
+func (tc benchTransport) listen(b *testing.B) transport.Listener {
+	l, err := tc.server.Listen(transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:0")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	return l
+}
+
+// open opens an association from the client's transport to l: both ends,
+// once Dial and Accept returned.
+func (tc benchTransport) open(b *testing.B, ctx context.Context, l transport.Listener) (c, s transport.Conn) {
+	c, err := tc.client.Dial(ctx, l.Addr())
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err = l.Accept(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c, s
 }
 
 // BenchmarkHandshake measures opening an association on loopback until
@@ -208,24 +234,13 @@ func benchTransports(b *testing.B) []struct {
 func BenchmarkHandshake(b *testing.B) {
 	for _, tc := range benchTransports(b) {
 		b.Run(tc.name, func(b *testing.B) {
-			l, err := tc.server.Listen(transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:0")})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer l.Close()
+			l := tc.listen(b)
 			ctx := context.Background()
 			var took []time.Duration
 			b.ReportAllocs()
 			for b.Loop() {
 				start := time.Now()
-				c, err := tc.client.Dial(ctx, l.Addr())
-				if err != nil {
-					b.Fatal(err)
-				}
-				s, err := l.Accept(ctx)
-				if err != nil {
-					b.Fatal(err)
-				}
+				c, s := tc.open(b, ctx, l)
 				took = append(took, time.Since(start))
 				_ = c.Abort()
 				_ = s.Abort()
@@ -246,11 +261,7 @@ func BenchmarkAssociationMemory(b *testing.B) {
 	const assocsPerRound = 32
 	for _, tc := range benchTransports(b) {
 		b.Run(tc.name, func(b *testing.B) {
-			l, err := tc.server.Listen(transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:0")})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer l.Close()
+			l := tc.listen(b)
 			ctx := context.Background()
 			var total float64
 			rounds := 0
@@ -258,14 +269,7 @@ func BenchmarkAssociationMemory(b *testing.B) {
 				before := heapInUse()
 				conns := make([]transport.Conn, 0, 2*assocsPerRound)
 				for range assocsPerRound {
-					c, err := tc.client.Dial(ctx, l.Addr())
-					if err != nil {
-						b.Fatal(err)
-					}
-					s, err := l.Accept(ctx)
-					if err != nil {
-						b.Fatal(err)
-					}
+					c, s := tc.open(b, ctx, l)
 					conns = append(conns, c, s)
 				}
 				total += float64(heapInUse()-before) / assocsPerRound
