@@ -40,6 +40,13 @@ func (*pki) leaf(ca *testpki.CA, t testing.TB, name string, opts ...testpki.Leaf
 func dtlsFactory(ip string) transporttest.Factory {
 	return func(t testing.TB) (client, server transport.Transport, listenAt transport.Addr) {
 		p := newPKI(t)
+		// The suite's own deadline (transporttest.Timeout) bounds every
+		// handshake: 200 DTLS handshakes at once under -race on a loaded
+		// 2-core machine queue behind one another for longer than the
+		// 10 s default, and the suite tests that they all succeed, not
+		// how fast.
+		p.client.HandshakeTimeout = transporttest.Timeout
+		p.server.HandshakeTimeout = transporttest.Timeout
 		return sctp.New(sctp.Config{DTLS: &p.client}), sctp.New(sctp.Config{DTLS: &p.server}),
 			transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.AddrPortFrom(netip.MustParseAddr(ip), 0)}
 	}
