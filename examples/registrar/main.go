@@ -72,6 +72,7 @@ type options struct {
 	group        string
 	kaInterval   time.Duration
 	kaTimeout    time.Duration
+	noAddrCheck  bool // -no-address-check
 	httpAddr     string
 	verbose      bool
 	peers        []string // -peer, repeatable
@@ -95,6 +96,7 @@ func main() {
 	flag.StringVar(&o.group, "group", multicast.DefaultASAPGroup.String(), "announce multicast group and port")
 	flag.DurationVar(&o.kaInterval, "keepalive", enrp.DefaultKeepAliveInterval, "keep-alive interval for registered PEs")
 	flag.DurationVar(&o.kaTimeout, "keepalive-timeout", enrp.DefaultKeepAliveTimeout, "keep-alive timeout before a PE is removed")
+	flag.BoolVar(&o.noAddrCheck, "no-address-check", false, "store PEs' user transport addresses as sent, without checking they belong to the association (for PEs behind NAT; RFC 5352 §3.2 asks for the check)")
 	flag.StringVar(&o.httpAddr, "http", "", "serve the status page, its JSON (/json) and expvar (/debug/vars) at this address, e.g. 127.0.0.1:8080; off when empty")
 	flag.BoolVar(&o.verbose, "v", false, "log debug messages")
 	flag.Func("peer", "ENRP address of a peer registrar (SCTP over UDP), e.g. 127.0.0.1:9898; repeat for several", func(s string) error {
@@ -164,7 +166,7 @@ func run(ctx context.Context, o options) error {
 		Events:     events,
 		Transport:  tr,
 		ListenAddr: at,
-		ASAP:       enrp.ASAPConfig{KeepAliveInterval: o.kaInterval, KeepAliveTimeout: o.kaTimeout},
+		ASAP:       enrp.ASAPConfig{KeepAliveInterval: o.kaInterval, KeepAliveTimeout: o.kaTimeout, AddressCheck: addressCheck(o.noAddrCheck)},
 	}
 	if err := authorization(o, sec != nil, &cfg); err != nil {
 		return err
@@ -322,4 +324,12 @@ func serveStatus(ctx context.Context, l net.Listener, reg *enrp.Registrar, in <-
 		<-served
 		<-forwarded
 	}
+}
+
+// addressCheck maps -no-address-check to the registrar's AddressCheck.
+func addressCheck(off bool) enrp.AddressCheck {
+	if off {
+		return enrp.AddressCheckOff
+	}
+	return enrp.AddressCheckAssociation
 }

@@ -281,3 +281,48 @@ func TestRunDTLSFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// -no-address-check: a PE behind NAT (its user address is not the
+// association's, as RSPLIB's PEs in a qemu VM appear from 127.0.0.1) is
+// stored as sent; without the flag the registrar refuses it with Invalid
+// Values (RFC 5352 §3.2).
+func TestRunNoAddressCheck(t *testing.T) {
+	leakcheck.Check(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	natted := transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: netip.MustParseAddrPort("10.0.2.15:7777")}
+	for _, off := range []bool{false, true} {
+		r := mustStartRun(t, ctx, options{listen: "127.0.0.1:0", noAddrCheck: off})
+		ut, err := asap.TransportParam(natted, tlv.TransportUseDataOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pe, err := asap.NewPoolElement(asap.PEConfig{
+			PoolHandle:    []byte("nat"),
+			UserTransport: ut,
+			Registrars:    []transport.Addr{r.Addr()},
+		}, sctp.New(sctp.Config{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = pe.Register(ctx)
+		pe.Close()
+		if !off {
+			var rej *asap.RejectError
+			if !errors.As(err, &rej) || rej.Code() != tlv.CauseInvalidValues {
+				t.Fatalf("with the check: Register = %v, want Invalid Values", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("-no-address-check: Register = %v", err)
+		}
+		pes, err := r.PoolElements(ctx, []byte("nat"))
+		if err != nil || len(pes) != 1 {
+			t.Fatalf("PoolElements = %v, %v; want the PE", pes, err)
+		}
+		if got, err := asap.AddrOf(pes[0].PE.UserTransport, transport.KindSCTPUDP); err != nil || got.AddrPort != natted.AddrPort {
+			t.Fatalf("stored user transport %v (%v), want %v as sent", got, err, natted)
+		}
+	}
+}
