@@ -82,7 +82,13 @@
 // reports the PE unreachable (RFC 5352 §3.5), and connects the next PE:
 // the PEs of the PE's latest ASAP_BUSINESS_CARD first, in their order
 // (§3.11), then the pool user's cache, then a new handle resolution, never
-// one PE twice in one failover and at most MaxFailover of them. On a PE
+// one PE twice in one failover and at most MaxFailover of them. A PE that
+// shuts the association down gracefully (transport.ErrPeerClosed:
+// PESession.Close, or SessionServer.Close as the PE leaves) ended the
+// session on purpose and is alive: the session fails over the same way
+// ([ReasonPeerClosed]) but does not report it unreachable, so PEs that end
+// sessions, or shut down cleanly, are never removed by their users'
+// reports. On a PE
 // whose user transport is "data plus control" the first message is
 // ASAP_COOKIE_ECHO with the latest ASAP_COOKIE the session received (only
 // the latest is kept, §3.9-3.10), so that the new PE restores the

@@ -41,10 +41,12 @@ var errPPIDReserved = errors.New("asap: PPID 11 is the session's ASAP control ch
 type FailoverReason uint8
 
 const (
-	// ReasonAssociationLost: the association to the PE failed or the PE
-	// closed it (ABORT, path failure, SHUTDOWN).
+	// ReasonAssociationLost: the association to the PE failed (ABORT,
+	// path failure, the transport's error); the PE is reported
+	// unreachable.
 	ReasonAssociationLost FailoverReason = iota + 1
-	// ReasonSendFailed: sending on the association failed.
+	// ReasonSendFailed: sending on the association failed; the PE is
+	// reported unreachable.
 	ReasonSendFailed
 	// ReasonRequestTimeout: a request's answer did not come within
 	// SessionConfig.RequestTimeout: the PE is taken as hung.
@@ -52,6 +54,13 @@ const (
 	// ReasonForced: the host asked for it (Session.Failover, as RSPLIB's
 	// rsp_forcefailover).
 	ReasonForced
+	// ReasonPeerClosed: the PE shut the association down gracefully
+	// (SCTP SHUTDOWN, transport.ErrPeerClosed; PESession.Close or
+	// SessionServer.Close on the PE side). The PE is alive and ended the
+	// session on purpose (it is leaving, or done with the session), so it
+	// is not reported unreachable (RFC 5352 §3.5 is for a PE that cannot
+	// be reached); the session goes on with the next PE all the same.
+	ReasonPeerClosed
 )
 
 var reasonNames = [...]string{
@@ -59,6 +68,7 @@ var reasonNames = [...]string{
 	ReasonSendFailed:      "send failed",
 	ReasonRequestTimeout:  "request timeout",
 	ReasonForced:          "forced by host",
+	ReasonPeerClosed:      "closed by PE",
 }
 
 // String names the reason.
@@ -328,7 +338,8 @@ type sessReq struct {
 // A failover starts when the association is lost (HandleLost), a send
 // fails (HandleSendFailed), a request's deadline passes (HandleTimeout) or
 // the host asks (Failover). The core then aborts the association, reports
-// the PE unreachable (SessionReport, §3.5) and tries the next PE: first
+// the PE unreachable (SessionReport, §3.5; not when the PE shut the
+// association down gracefully, ReasonPeerClosed) and tries the next PE: first
 // the PEs of the latest business card in their order (§3.11), then the
 // pool user's cache and a new resolution (SessionSelect), never one PE
 // twice in one failover, up to MaxFailover PEs. On the new association the
@@ -637,18 +648,30 @@ func (c *SessionCore) dropCard(id uint32) {
 	c.card = slices.DeleteFunc(c.card, func(pe tlv.PoolElement) bool { return pe.ID == id })
 }
 
-// HandleLost reports that the association failed or was closed by the PE.
+// HandleLost reports that the association failed or was closed by the PE:
+// ReasonPeerClosed (no report) when err is transport.ErrPeerClosed, else
+// ReasonAssociationLost.
 func (c *SessionCore) HandleLost(now time.Time, id AssocID, err error) {
 	if c.state == SessionEstablished && id == c.assoc {
-		c.failover(now, ReasonAssociationLost, err)
+		c.failover(now, lostReason(err, ReasonAssociationLost), err)
 	}
 }
 
-// HandleSendFailed reports that a send on the association failed.
+// HandleSendFailed reports that a send on the association failed:
+// ReasonPeerClosed (no report) when err is transport.ErrPeerClosed, else
+// ReasonSendFailed.
 func (c *SessionCore) HandleSendFailed(now time.Time, id AssocID, err error) {
 	if c.state == SessionEstablished && id == c.assoc {
-		c.failover(now, ReasonSendFailed, err)
+		c.failover(now, lostReason(err, ReasonSendFailed), err)
 	}
+}
+
+// lostReason is ReasonPeerClosed for a graceful shutdown by the PE, else r.
+func lostReason(err error, r FailoverReason) FailoverReason {
+	if errors.Is(err, transport.ErrPeerClosed) {
+		return ReasonPeerClosed
+	}
+	return r
 }
 
 // Failover leaves the PE because the host asks (ReasonForced, cause may be
@@ -668,7 +691,11 @@ func (c *SessionCore) failover(now time.Time, reason FailoverReason, cause error
 	old := c.pe
 	c.log.Debug("session: failover", "pool", tlv.PoolHandle(c.handle), "pe", tlv.PEIdentifier(old.ID), "reason", reason, "err", cause)
 	c.out = append(c.out, SessionAbort{Assoc: c.assoc})
-	c.report(old.ID)
+	if reason != ReasonPeerClosed {
+		c.report(old.ID)
+	}
+	// Not the PE to prefer next time either way: it failed, or it ended
+	// the session.
 	c.dropCard(old.ID)
 	c.foOld, c.foReason, c.foCause = clonePE(old), reason, cause
 	c.deadline = time.Time{}

@@ -2,6 +2,7 @@ package asap
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
@@ -272,7 +273,7 @@ func TestSessionCoreFailoverCauses(t *testing.T) {
 			c.HandleLost(now, a, transport.ErrAssociationLost)
 		}},
 		{ReasonSendFailed, func(c *SessionCore, now time.Time, a AssocID) {
-			c.HandleSendFailed(now, a, transport.ErrPeerClosed)
+			c.HandleSendFailed(now, a, errors.New("broken pipe"))
 		}},
 		{ReasonRequestTimeout, func(c *SessionCore, now time.Time, a AssocID) {
 			if !c.NextDeadline().Equal(t0.Add(time.Second)) {
@@ -455,5 +456,44 @@ func TestSessionCoreRequestQueueAndCancel(t *testing.T) {
 	c.Close(t0)
 	if d := only[SessionRequestDone](func() []SessionOutput { c.Request(t0, transport.Message{Data: []byte("x")}); return c.Outbox() }()); len(d) != 1 || !errors.Is(d[0].Err, ErrClosed) {
 		t.Fatalf("request after Close: %+v", d)
+	}
+}
+
+// A PE that shuts the association down gracefully (transport.ErrPeerClosed,
+// on a receive or a send) is alive: the session fails over
+// (ReasonPeerClosed) without ASAP_ENDPOINT_UNREACHABLE (RFC 5352 §3.5 is
+// for a PE that cannot be reached), and the request in flight is sent
+// again on the next PE after the COOKIE_ECHO (§3.10).
+func TestSessionCorePeerClosedNotReported(t *testing.T) {
+	for name, fail := range map[string]func(c *SessionCore, a AssocID){
+		"recv": func(c *SessionCore, a AssocID) { c.HandleLost(t0, a, transport.ErrPeerClosed) },
+		"send": func(c *SessionCore, a AssocID) { c.HandleSendFailed(t0, a, fmt.Errorf("send: %w", transport.ErrPeerClosed)) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, a := connectedSessCore(t, SessionCoreConfig{})
+			c.HandleMessage(t0, a, asapData(t, &tlv.CookieMessage{Cookie: []byte("s")}))
+			c.Request(t0, transport.Message{Data: []byte("q")})
+			c.Outbox()
+			fail(c, a)
+			outs := c.Outbox()
+			if r := only[SessionReport](outs); len(r) != 0 {
+				t.Fatalf("a PE that closed gracefully was reported: %+v", r)
+			}
+			if ab := only[SessionAbort](outs); len(ab) != 1 || ab[0].Assoc != a {
+				t.Fatalf("aborts %+v", ab)
+			}
+			c.out = append(c.out, outs...)
+			outs = connectTo(t, c, t0, sessPE(2))
+			fe := only[FailoverEvent](outs)
+			if len(fe) != 1 || fe[0].Reason != ReasonPeerClosed || !errors.Is(fe[0].Cause, transport.ErrPeerClosed) || !fe[0].CookieEchoed {
+				t.Fatalf("failover events %+v", fe)
+			}
+			if ms := sends(outs); len(ms) != 2 || string(echoOf(t, ms[0])) != "s" || string(ms[1].Data) != "q" {
+				t.Fatalf("sent %v, want COOKIE_ECHO then the request", ms)
+			}
+			if st := c.Stats(); st.Unreachable != 0 || st.Failovers != 1 {
+				t.Fatalf("stats %+v", st)
+			}
+		})
 	}
 }

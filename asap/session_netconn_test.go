@@ -71,11 +71,14 @@ func startTCPPE(t *testing.T, id uint32) *tcpPE {
 	return p
 }
 
-// crash closes the listener and every connection.
+// crash closes the listener and resets every connection.
 func (p *tcpPE) crash() {
 	p.l.Close()
 	p.mu.Lock()
 	for _, c := range p.cs {
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetLinger(0) // a reset, not a clean FIN (which the session takes as the PE ending it)
+		}
 		c.Close()
 	}
 	p.cs = nil

@@ -1,0 +1,192 @@
+package asap_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"testing/synctest"
+
+	"github.com/go-rserpool/rserpool/asap"
+	"github.com/go-rserpool/rserpool/transport"
+)
+
+// pairServe runs srv's sessions until the test ends: each request is
+// answered with "pe=<ID> <request>"; after the answer the session is
+// closed gracefully when closeAfter is set. crash aborts every session
+// (as a PE process that dies), leaving the PE registered.
+func pairServe(t *testing.T, srv *asap.SessionServer, closeAfter bool) (crash func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	var mu sync.Mutex
+	var open []*asap.PESession
+	go func() {
+		defer close(done)
+		for {
+			s, err := srv.Accept(ctx)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			open = append(open, s)
+			mu.Unlock()
+			go func() {
+				defer s.Close()
+				for {
+					m, err := s.Recv(ctx)
+					if err != nil {
+						return
+					}
+					if s.Send(ctx, transport.Message{Data: fmt.Appendf(nil, "pe=%d %s", srv.PoolElement().ID(), m.Data)}) != nil || closeAfter {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, s := range open {
+			s.Abort()
+		}
+	}
+}
+
+// pairPU is a pool user of the rig's registrar, closed when the test ends.
+func (r *peRig) pairPU(t *testing.T) *asap.PoolUser {
+	t.Helper()
+	pu, err := asap.NewPoolUser(asap.PUConfig{Registrars: []transport.Addr{r.reg.Addr()}}, r.net.NewNode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pu.Close() })
+	return pu
+}
+
+// failovers drains the FailoverEvents queued on ch.
+func failovers(ch <-chan asap.SessionEvent) []asap.FailoverEvent {
+	var l []asap.FailoverEvent
+	for {
+		select {
+		case e := <-ch:
+			if fe, ok := e.(asap.FailoverEvent); ok {
+				l = append(l, fe)
+			}
+		default:
+			return l
+		}
+	}
+}
+
+// A PE that ends its sessions gracefully (SHUTDOWN, transport.ErrPeerClosed)
+// is alive: the session moves to another PE without reporting it
+// unreachable (RFC 5352 §3.5 is for a PE that cannot be reached), and the
+// registrar counts no report. The same holds for SessionServer.Close,
+// which deregisters and then closes its sessions. A PE that crashes
+// (ABORT) is still reported.
+func TestSessionPEClosesGracefullyNotReported(t *testing.T) {
+	peTest(t, func(t *testing.T, r *peRig) {
+		srvs := []*asap.SessionServer{r.server(nil), r.server(nil)}
+		for _, srv := range srvs {
+			if err := srv.Register(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			pairServe(t, srv, true)
+		}
+		pu := r.pairPU(t)
+		events := make(chan asap.SessionEvent, 64)
+		s, err := pu.Connect(t.Context(), []byte("kv"), asap.SessionConfig{Events: events})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		for i := range 4 {
+			if _, err := s.Request(t.Context(), transport.Message{Data: fmt.Appendf(nil, "q%d", i)}); err != nil {
+				t.Fatalf("request %d: %v", i, err)
+			}
+			synctest.Wait() // the PE's close reaches the session
+		}
+		if _, err := s.Request(t.Context(), transport.Message{Data: []byte("last")}); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		fes := failovers(events)
+		if len(fes) < 4 {
+			t.Fatalf("%d failovers after 5 requests on PEs that close each session, want at least 4", len(fes))
+		}
+		for _, fe := range fes {
+			if fe.Reason != asap.ReasonPeerClosed || fe.Err != nil {
+				t.Errorf("failover %+v, want reason %v without error", fe, asap.ReasonPeerClosed)
+			}
+		}
+		reports := func() int {
+			n := 0
+			for _, srv := range srvs {
+				pes, err := r.reg.PoolElements(t.Context(), []byte("kv"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, pe := range pes {
+					if pe.PE.ID == srv.PoolElement().ID() {
+						n += pe.UnreachableReports
+					}
+				}
+			}
+			return n
+		}
+		if st, n := s.Stats().Unreachable, reports(); st != 0 || n != 0 || pu.Stats().Unreachable != 0 {
+			t.Errorf("healthy PEs that close sessions: session reported %d, pool user %d, registrar counted %d; want 0",
+				st, pu.Stats().Unreachable, n)
+		}
+
+		// SessionServer.Close: deregister, then close every session.
+		s2, err := pu.Connect(t.Context(), []byte("kv"), asap.SessionConfig{Events: events})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s2.Close()
+		srv3 := r.server(nil)
+		if err := srv3.Register(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		crash3 := pairServe(t, srv3, false)
+		before := pu.Stats().Unreachable
+		for _, srv := range srvs {
+			srv.Close()
+		}
+		synctest.Wait()
+		if _, err := s2.Request(t.Context(), transport.Message{Data: []byte("after close")}); err != nil {
+			t.Fatal(err)
+		}
+		if pe, ok := s2.PE(); !ok || pe.ID != srv3.PoolElement().ID() {
+			t.Fatalf("session on PE %v (up %v), want the remaining PE %v", pe.ID, ok, srv3.PoolElement().ID())
+		}
+		if n := pu.Stats().Unreachable - before; n != 0 {
+			t.Errorf("SessionServer.Close made the pool user report %d times, want 0", n)
+		}
+
+		// A crash (every association aborted) is reported.
+		srv4 := r.server(nil)
+		if err := srv4.Register(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		pairServe(t, srv4, false)
+		failovers(events)
+		before = s2.Stats().Unreachable
+		crash3()
+		synctest.Wait()
+		if _, err := s2.Request(t.Context(), transport.Message{Data: []byte("after crash")}); err != nil {
+			t.Fatal(err)
+		}
+		fes = failovers(events)
+		if len(fes) != 1 || fes[0].Reason != asap.ReasonAssociationLost {
+			t.Errorf("failovers after a crash: %+v, want one for a lost association", fes)
+		}
+		if n := s2.Stats().Unreachable - before; n != 1 {
+			t.Errorf("a crashed PE reported %d times by the session, want 1", n)
+		}
+	})
+}
