@@ -61,6 +61,13 @@ const (
 	// is not reported unreachable (RFC 5352 §3.5 is for a PE that cannot
 	// be reached); the session goes on with the next PE all the same.
 	ReasonPeerClosed
+	// ReasonResumed: a session that a failover left without a PE
+	// (SessionBroken) reached one again, on a new attempt started by
+	// Resume, Request, Send or Failover. The FailoverEvent's Cause is the
+	// error the session was broken with. Only the attempt that reaches a
+	// PE is an event: those that find none fail their callers with the
+	// first failover's *FailoverError and emit nothing.
+	ReasonResumed
 )
 
 var reasonNames = [...]string{
@@ -69,6 +76,7 @@ var reasonNames = [...]string{
 	ReasonRequestTimeout:  "request timeout",
 	ReasonForced:          "forced by host",
 	ReasonPeerClosed:      "closed by PE",
+	ReasonResumed:         "resumed",
 }
 
 // String names the reason.
@@ -152,8 +160,10 @@ func (s SessionState) String() string {
 
 // SessionStats counts a session's work.
 type SessionStats struct {
-	// Failovers counts completed failovers (a new PE reached), each also a
-	// FailoverEvent; FailoversFailed those that found no PE.
+	// Failovers counts completed failovers (a new PE reached, also after
+	// a Resume, ReasonResumed), each also a FailoverEvent; FailoversFailed
+	// those that found no PE (once per failover: the later attempts on a
+	// broken session that find none are not counted again).
 	Failovers       uint64
 	FailoversFailed uint64
 	// PEsTried counts PEs dialled (the first connect included); Unreachable
@@ -259,8 +269,10 @@ type SessionRequestDone struct {
 	Err error
 }
 
-// FailoverEvent: a session left its PE (RFC 5352 §3.5, §3.10). New is the
-// PE it reached, or zero with Err set when none was found. Duration runs
+// FailoverEvent: a session left its PE (RFC 5352 §3.5, §3.10), one event
+// per failover. New is the PE it reached, or zero with Err set when none
+// was found; a broken session that reaches a PE later is one more event,
+// ReasonResumed. Duration runs
 // from the failure's detection to the new association being up with the
 // COOKIE_ECHO queued (or to giving up). Tried counts the PEs dialled.
 type FailoverEvent struct {
@@ -374,6 +386,8 @@ type SessionCore struct {
 
 	// the failover (or first connect) under way
 	fo        bool // a failover (not the first connect)
+	resuming  bool // a new attempt after a failover found no PE
+	down      error
 	foOld     tlv.PoolElement
 	foReason  FailoverReason
 	foCause   error
@@ -469,6 +483,7 @@ func (c *SessionCore) Resume(now time.Time) {
 	if c.state == SessionBroken {
 		// A new attempt, some time later: every PE may be tried again,
 		// the one that failed included.
+		c.resuming = true
 		c.begin(now, c.foOld.ID != 0, false)
 	}
 }
@@ -553,7 +568,7 @@ func (c *SessionCore) giveUp(now time.Time, err error) {
 	}
 	c.state = SessionBroken
 	c.assoc, c.dialing = 0, false
-	if c.fo {
+	if c.fo && !c.resuming {
 		c.stats.FailoversFailed++
 		c.out = append(c.out, FailoverEvent{
 			Pool: bytes.Clone(c.handle), Old: clonePE(c.foOld), Reason: c.foReason, Cause: c.foCause,
@@ -564,6 +579,7 @@ func (c *SessionCore) giveUp(now time.Time, err error) {
 	if c.fo {
 		ferr = &FailoverError{Reason: c.foReason, PE: clonePE(c.foOld), Cause: c.foCause, Err: err}
 	}
+	c.down = ferr
 	c.failRequests(ferr)
 	c.out = append(c.out, SessionDown{Err: ferr})
 }
@@ -614,14 +630,18 @@ func (c *SessionCore) HandleConnected(now time.Time, id AssocID) {
 		retried = 1
 	}
 	if c.fo {
+		reason, cause := c.foReason, c.foCause
+		if c.resuming {
+			reason, cause = ReasonResumed, c.down
+		}
 		c.stats.Failovers++
 		c.out = append(c.out, FailoverEvent{
-			Pool: bytes.Clone(c.handle), Old: clonePE(c.foOld), New: clonePE(c.pe), Reason: c.foReason,
-			Cause: c.foCause, Duration: now.Sub(c.foStart), Tried: c.foDialled, CookieEchoed: echoed, Retried: retried,
+			Pool: bytes.Clone(c.handle), Old: clonePE(c.foOld), New: clonePE(c.pe), Reason: reason,
+			Cause: cause, Duration: now.Sub(c.foStart), Tried: c.foDialled, CookieEchoed: echoed, Retried: retried,
 		})
 	}
 	c.foOld = tlv.PoolElement{}
-	c.fo = false
+	c.fo, c.resuming, c.down = false, false, nil
 	c.sendActive(now)
 }
 
@@ -698,6 +718,7 @@ func (c *SessionCore) failover(now time.Time, reason FailoverReason, cause error
 	// the session.
 	c.dropCard(old.ID)
 	c.foOld, c.foReason, c.foCause = clonePE(old), reason, cause
+	c.resuming, c.down = false, nil
 	c.deadline = time.Time{}
 	if r := c.active; r != nil {
 		if r.abandoned || r.tries > c.retries {

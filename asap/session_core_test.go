@@ -400,7 +400,9 @@ func TestSessionCoreFailoverFindsNoPE(t *testing.T) {
 	if d := only[SessionRequestDone](c.Outbox()); len(d) != 1 || !errors.Is(d[0].Err, ErrUnknownPool) {
 		t.Fatalf("request %+v", d)
 	}
-	if st := c.Stats(); st.FailoversFailed != 2 || st.RequestsFailed != 2 {
+	// One failover, counted once: the attempt the request started is no
+	// second one.
+	if st := c.Stats(); st.FailoversFailed != 1 || st.RequestsFailed != 2 {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -495,5 +497,43 @@ func TestSessionCorePeerClosedNotReported(t *testing.T) {
 				t.Fatalf("stats %+v", st)
 			}
 		})
+	}
+}
+
+// One failover is one FailoverEvent. When it found no PE, the attempts
+// that Resume starts later (a request, a send, Failover on the broken
+// session) that find none either emit no more events, each of them only
+// failing its caller with the original failover's error; the one that
+// reaches a PE emits one FailoverEvent, ReasonResumed.
+func TestSessionCoreResumeNoStrayFailoverEvents(t *testing.T) {
+	c, a := connectedSessCore(t, SessionCoreConfig{MaxFailover: 1})
+	c.HandleLost(t0, a, transport.ErrAssociationLost)
+	c.Outbox()
+	c.HandleSelectFailed(t0, ErrNoPoolElement)
+	if fe := only[FailoverEvent](c.Outbox()); len(fe) != 1 || fe[0].Reason != ReasonAssociationLost || fe[0].Err == nil {
+		t.Fatalf("failover that found no PE: events %+v", fe)
+	}
+	for i := range 3 {
+		c.Request(t0.Add(time.Duration(i+1)*time.Second), transport.Message{Data: []byte("q")})
+		c.HandleSelectFailed(t0.Add(time.Duration(i+1)*time.Second), ErrNoPoolElement)
+		outs := c.Outbox()
+		if fe := only[FailoverEvent](outs); len(fe) != 0 {
+			t.Fatalf("retry %d: stray failover events %+v", i, fe)
+		}
+		d := only[SessionRequestDone](outs)
+		var fe *FailoverError
+		if len(d) != 1 || !errors.As(d[0].Err, &fe) || fe.Reason != ReasonAssociationLost || fe.PE.ID != 1 || !errors.Is(d[0].Err, ErrNoPoolElement) {
+			t.Fatalf("retry %d: request %+v", i, d)
+		}
+	}
+	c.Failover(t0.Add(5*time.Second), nil)
+	outs := connectTo(t, c, t0.Add(5*time.Second+10*time.Millisecond), sessPE(2))
+	fe := only[FailoverEvent](outs)
+	if len(fe) != 1 || fe[0].Reason != ReasonResumed || fe[0].Old.ID != 1 || fe[0].New.ID != 2 ||
+		fe[0].Duration != 10*time.Millisecond || fe[0].Err != nil || !errors.Is(fe[0].Cause, ErrNoPoolElement) {
+		t.Fatalf("resumed: events %+v", fe)
+	}
+	if st := c.Stats(); st.Failovers != 1 || st.FailoversFailed != 1 {
+		t.Fatalf("stats %+v", st)
 	}
 }
