@@ -469,7 +469,9 @@ func TestSessionCoreRequestQueueAndCancel(t *testing.T) {
 func TestSessionCorePeerClosedNotReported(t *testing.T) {
 	for name, fail := range map[string]func(c *SessionCore, a AssocID){
 		"recv": func(c *SessionCore, a AssocID) { c.HandleLost(t0, a, transport.ErrPeerClosed) },
-		"send": func(c *SessionCore, a AssocID) { c.HandleSendFailed(t0, a, fmt.Errorf("send: %w", transport.ErrPeerClosed)) },
+		"send": func(c *SessionCore, a AssocID) {
+			c.HandleSendFailed(t0, a, fmt.Errorf("send: %w", transport.ErrPeerClosed))
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c, a := connectedSessCore(t, SessionCoreConfig{})
