@@ -214,7 +214,12 @@
 // The pool user treats the cookie as opaque bytes it may change (RFC 5355
 // §3): seal it with package asap/cookie, whose Sealer authenticates (and
 // optionally encrypts) it under keys the pool's elements share, and open
-// the echo before trusting it.
+// the echo before trusting it. Over an authenticating transport (SCTP over
+// DTLS) [PESession.PeerIdentity] names the pool user, and
+// [Session.PeerIdentity] the PE a session is on: authorise per session
+// with it, and seal the pool user's name into the cookie's state and
+// compare it on the echo, or a cookie captured from one pool user opens
+// in another's session.
 //
 // # Timers
 //

@@ -749,6 +749,18 @@ func (ps *PESession) BusinessCard() *tlv.BusinessCard {
 // RemoteAddr is the pool user's address.
 func (ps *PESession) RemoteAddr() transport.Addr { return ps.conn.RemoteAddr() }
 
+// PeerIdentity returns the pool user's identity as the transport verified
+// it (SCTP over DTLS: its certificate; memnet: a test identity), and false
+// when the association is not authenticated. It implements
+// transport.PeerIdentifier, so transport.PeerIdentityOf takes a PESession
+// too. Use it to authorise the pool user per session, or to bind the state
+// a cookie carries to it (seal the name in, and compare it with the
+// echoing session's, RFC 5355 §4): a cookie is otherwise valid in any pool
+// user's session.
+func (ps *PESession) PeerIdentity() (transport.Identity, bool) {
+	return transport.PeerIdentityOf(ps.conn)
+}
+
 // Stats returns the session's counts.
 func (ps *PESession) Stats() PESessionStats {
 	return PESessionStats{

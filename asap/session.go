@@ -618,6 +618,24 @@ func (s *Session) PE() (tlv.PoolElement, bool) {
 	return clonePE(s.pe), s.cur != nil
 }
 
+// PeerIdentity returns the identity of the PE the session is connected to
+// now, as the transport verified it (SCTP over DTLS: its certificate;
+// memnet: a test identity), and false while it fails over, when broken or
+// closed, or when the association is not authenticated. It follows the
+// session from PE to PE. It implements transport.PeerIdentifier.
+func (s *Session) PeerIdentity() (transport.Identity, bool) {
+	if s.closed.Load() {
+		return transport.Identity{}, false
+	}
+	s.mu.Lock()
+	cur := s.cur
+	s.mu.Unlock()
+	if cur == nil {
+		return transport.Identity{}, false
+	}
+	return transport.PeerIdentityOf(cur.conn)
+}
+
 // Stats returns the session's counts; it is safe at any time, also after
 // Close.
 func (s *Session) Stats() SessionStats {

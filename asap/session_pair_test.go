@@ -3,6 +3,7 @@ package asap_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -11,17 +12,38 @@ import (
 	"github.com/go-rserpool/rserpool/transport"
 )
 
+// pairPE is what pairServe serves.
+type pairPE struct {
+	mu   sync.Mutex
+	open []*asap.PESession
+}
+
+// crash aborts every session (as a PE process that dies), leaving the PE
+// registered.
+func (p *pairPE) crash() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.open {
+		s.Abort()
+	}
+}
+
+// sessions returns the sessions accepted so far.
+func (p *pairPE) sessions() []*asap.PESession {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.open)
+}
+
 // pairServe runs srv's sessions until the test ends: each request is
 // answered with "pe=<ID> <request>"; after the answer the session is
-// closed gracefully when closeAfter is set. crash aborts every session
-// (as a PE process that dies), leaving the PE registered.
-func pairServe(t *testing.T, srv *asap.SessionServer, closeAfter bool) (crash func()) {
+// closed gracefully when closeAfter is set.
+func pairServe(t *testing.T, srv *asap.SessionServer, closeAfter bool) *pairPE {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	t.Cleanup(func() { cancel(); <-done })
-	var mu sync.Mutex
-	var open []*asap.PESession
+	p := &pairPE{}
 	go func() {
 		defer close(done)
 		for {
@@ -29,9 +51,9 @@ func pairServe(t *testing.T, srv *asap.SessionServer, closeAfter bool) (crash fu
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			open = append(open, s)
-			mu.Unlock()
+			p.mu.Lock()
+			p.open = append(p.open, s)
+			p.mu.Unlock()
 			go func() {
 				defer s.Close()
 				for {
@@ -46,13 +68,7 @@ func pairServe(t *testing.T, srv *asap.SessionServer, closeAfter bool) (crash fu
 			}()
 		}
 	}()
-	return func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, s := range open {
-			s.Abort()
-		}
-	}
+	return p
 }
 
 // pairPU is a pool user of the rig's registrar, closed when the test ends.
@@ -152,7 +168,7 @@ func TestSessionPEClosesGracefullyNotReported(t *testing.T) {
 		if err := srv3.Register(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		crash3 := pairServe(t, srv3, false)
+		pe3 := pairServe(t, srv3, false)
 		before := pu.Stats().Unreachable
 		for _, srv := range srvs {
 			srv.Close()
@@ -176,7 +192,7 @@ func TestSessionPEClosesGracefullyNotReported(t *testing.T) {
 		pairServe(t, srv4, false)
 		failovers(events)
 		before = s2.Stats().Unreachable
-		crash3()
+		pe3.crash()
 		synctest.Wait()
 		if _, err := s2.Request(t.Context(), transport.Message{Data: []byte("after crash")}); err != nil {
 			t.Fatal(err)
@@ -187,6 +203,76 @@ func TestSessionPEClosesGracefullyNotReported(t *testing.T) {
 		}
 		if n := s2.Stats().Unreachable - before; n != 1 {
 			t.Errorf("a crashed PE reported %d times by the session, want 1", n)
+		}
+	})
+}
+
+// Over an authenticating transport (memnet's test identities here, SCTP
+// over DTLS in production) each side of a session sees who the other is
+// (transport.PeerIdentifier): the PE its pool user, to authorise it or to
+// bind a cookie to it (RFC 5355 §4), and the session the PE it is on now,
+// following it over a failover.
+func TestSessionPeerIdentity(t *testing.T) {
+	peTest(t, func(t *testing.T, r *peRig) {
+		name := map[uint32]string{}
+		served := map[uint32]*pairPE{}
+		for _, n := range []string{"pe1.example", "pe2.example"} {
+			nd := r.net.NewNode()
+			nd.SetIdentity(transport.Identity{Name: n})
+			srv, err := asap.NewSessionServer(asap.SessionServerConfig{
+				PE:         asap.PEConfig{PoolHandle: []byte("kv"), Registrars: []transport.Addr{r.reg.Addr()}},
+				ListenAddr: nd.Addr(7000),
+			}, nd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { srv.Close() })
+			if err := srv.Register(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			name[srv.PoolElement().ID()] = n
+			served[srv.PoolElement().ID()] = pairServe(t, srv, false)
+		}
+		puNode := r.net.NewNode()
+		puNode.SetIdentity(transport.Identity{Name: "pu.example"})
+		pu, err := asap.NewPoolUser(asap.PUConfig{Registrars: []transport.Addr{r.reg.Addr()}}, puNode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pu.Close()
+		s, err := pu.Connect(t.Context(), []byte("kv"), asap.SessionConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		var _ transport.PeerIdentifier = s
+		if _, err := s.Request(t.Context(), transport.Message{Data: []byte("who")}); err != nil {
+			t.Fatal(err)
+		}
+		first, _ := s.PE()
+		if id, ok := s.PeerIdentity(); !ok || id.Name != name[first.ID] {
+			t.Fatalf("Session.PeerIdentity on PE %v = %v, %v; want %s", first.ID, id, ok, name[first.ID])
+		}
+		ps := served[first.ID].sessions()
+		var _ transport.PeerIdentifier = ps[0]
+		if id, ok := ps[0].PeerIdentity(); len(ps) != 1 || !ok || id.Name != "pu.example" {
+			t.Fatalf("PESession.PeerIdentity = %v, %v; want pu.example", id, ok)
+		}
+		served[first.ID].crash()
+		synctest.Wait()
+		if _, err := s.Request(t.Context(), transport.Message{Data: []byte("who now")}); err != nil {
+			t.Fatal(err)
+		}
+		now, ok := s.PE()
+		if !ok || now.ID == first.ID {
+			t.Fatalf("after the crash on PE %v (up %v)", now.ID, ok)
+		}
+		if id, ok := s.PeerIdentity(); !ok || id.Name != name[now.ID] {
+			t.Errorf("Session.PeerIdentity after the failover = %v, %v; want %s", id, ok, name[now.ID])
+		}
+		s.Close()
+		if id, ok := s.PeerIdentity(); ok {
+			t.Errorf("Session.PeerIdentity after Close = %v, true", id)
 		}
 	})
 }
