@@ -205,7 +205,10 @@
 // pool user delays nobody else), and PESession.CookieEcho returns the echo
 // before the first Recv. Recv and Send carry the application's messages
 // (any PPID but 11) untouched; SendCookie sends an ASAP_COOKIE (§3.9) and
-// SendBusinessCard an ASAP_BUSINESS_CARD (§3.11) at any time. A business
+// SendBusinessCard an ASAP_BUSINESS_CARD (§3.11) at any time. Send the
+// cookie before the answer it covers, both on stream 0: the pool user then
+// holds the new state when the answer arrives, and a crash in between
+// loses nothing it was told. A business
 // card from the pool user (§3.11: a pool user that is also a PE) is kept
 // (PESession.BusinessCard) and reported (SessionServerConfig.Events).
 // Malformed or unexpected ASAP messages from a pool user are counted and

@@ -843,7 +843,15 @@ func (ps *PESession) sendControl(ctx context.Context, msg tlv.ASAPMessage) error
 // SendCookie sends cookie to the pool user in an ASAP_COOKIE (RFC 5352
 // §3.9), on PPID 11, stream 0; the pool user keeps the latest one and
 // echoes it to the PE it fails over to. Seal it first (asap/cookie): the
-// pool user can read and change it. It fails with ErrEmptyCookie,
+// pool user can read and change it. Send the cookie before the answer it
+// covers, and the answer on stream 0 too (SCTP orders messages per
+// stream only): then the pool user holds the new state when the answer
+// arrives (Session.Cookie right after Session.Request is current). A PE
+// that fails between the two leaves the pool user the new state and the
+// request unanswered, which it sends again to the next PE: let the state
+// carry the request's sequence number so that it is not applied twice.
+// Sent after the answer, the cookie may arrive after the pool user moved
+// on, and a crash in between loses the answer's state. It fails with ErrEmptyCookie,
 // ErrCookieTooLarge (over MaxCookieLen), ErrClosed, or the transport's
 // error.
 func (ps *PESession) SendCookie(ctx context.Context, cookie []byte) error {

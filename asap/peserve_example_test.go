@@ -85,7 +85,7 @@ func ExampleSessionServer() {
 		}
 		for range 2 {
 			conn.Send(ctx, transport.Message{Data: []byte("incr")})
-			for { // the answer, and the cookie beside it on PPID 11
+			for { // the cookie on PPID 11, then the answer it covers
 				m, err := conn.Recv(ctx)
 				if err != nil {
 					fmt.Println(err)
@@ -93,12 +93,11 @@ func ExampleSessionServer() {
 				}
 				if m.PPID != transport.PPIDASAP {
 					fmt.Printf("connection %d: count %s\n", round, m.Data)
-					continue
+					break
 				}
 				msg, err := tlv.ParseASAP(m.Data)
 				if c, ok := msg.(*tlv.CookieMessage); err == nil && ok {
 					kept = bytes.Clone(c.Cookie)
-					break
 				}
 			}
 		}
@@ -130,10 +129,13 @@ func serveCounter(ctx context.Context, s *asap.PESession, sealer *cookie.Sealer)
 			return
 		}
 		n++
-		s.Send(ctx, transport.Message{PPID: m.PPID, Stream: m.Stream, Data: []byte(strconv.Itoa(n))})
+		// The cookie first, then the answer (both on stream 0): when the
+		// answer arrives, the pool user holds the state that includes it,
+		// and a crash between the two loses nothing the user was told.
 		sealed, err := sealer.Seal([]byte(strconv.Itoa(n)))
 		if err == nil {
 			s.SendCookie(ctx, sealed)
 		}
+		s.Send(ctx, transport.Message{PPID: m.PPID, Stream: 0, Data: []byte(strconv.Itoa(n))})
 	}
 }

@@ -276,3 +276,54 @@ func TestSessionPeerIdentity(t *testing.T) {
 		}
 	})
 }
+
+// A PE that sends the cookie before the answer it covers (as
+// PESession.SendCookie says) leaves the session holding the state of
+// every answered request: Session.Cookie right after Session.Request is
+// never stale.
+func TestSessionCookieBeforeAnswerIsCurrent(t *testing.T) {
+	peTest(t, func(t *testing.T, r *peRig) {
+		srv := r.server(nil)
+		if err := srv.Register(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for {
+				ps, err := srv.Accept(t.Context())
+				if err != nil {
+					return
+				}
+				go func() {
+					defer ps.Close()
+					for n := 1; ; n++ {
+						if _, err := ps.Recv(t.Context()); err != nil {
+							return
+						}
+						state := fmt.Appendf(nil, "n=%d", n)
+						if ps.SendCookie(t.Context(), state) != nil || ps.Send(t.Context(), transport.Message{Data: state}) != nil {
+							return
+						}
+					}
+				}()
+			}
+		}()
+		s, err := r.pairPU(t).Connect(t.Context(), []byte("kv"), asap.SessionConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		stale := 0
+		for range 200 {
+			m, err := s.Request(t.Context(), transport.Message{Data: []byte("inc")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(s.Cookie()) != string(m.Data) {
+				stale++
+			}
+		}
+		if stale != 0 {
+			t.Errorf("%d of 200 answers came with a stale Session.Cookie, want 0", stale)
+		}
+	})
+}
