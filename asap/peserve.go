@@ -56,9 +56,11 @@ var (
 	// ErrEmptyBusinessCard: a business card that names no pool element
 	// (RFC 5352 §2.2.13 lists one or more).
 	ErrEmptyBusinessCard = errors.New("asap: business card without pool elements")
-	// ErrControlPPID: PESession.Send was given a message with PPID 11
-	// (transport.PPIDASAP), which the pool user takes for ASAP control;
-	// use SendCookie or SendBusinessCard.
+	// ErrControlPPID: application data was given PPID 11
+	// (transport.PPIDASAP), the session's ASAP control channel (RFC 5352
+	// §3.9), on either side: PESession.Send (use SendCookie or
+	// SendBusinessCard), Session.Send and Session.Request, and a NetConn's
+	// Send.
 	ErrControlPPID = errors.New("asap: application data must not use PPID 11 (ASAP)")
 	// ErrUnexpectedControl: a pool user sent an ASAP message a session
 	// does not take from it (a COOKIE_ECHO after data or a second one, a

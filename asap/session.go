@@ -467,7 +467,7 @@ func (a *sessAssoc) send(ctx context.Context, m transport.Message) error {
 func checkData(m transport.Message) error {
 	switch {
 	case m.PPID == transport.PPIDASAP:
-		return errPPIDReserved
+		return ErrControlPPID
 	case len(m.Data) == 0:
 		return transport.ErrEmptyMessage
 	case len(m.Data) > transport.MaxMessageSize:

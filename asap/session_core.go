@@ -34,9 +34,6 @@ const DefaultSessionRecvQueue = 256
 // processed it. A *FailoverError matches it.
 var ErrFailover = errors.New("asap: session failed over")
 
-// errPPIDReserved: the host tried to send PPID 11 as data.
-var errPPIDReserved = errors.New("asap: PPID 11 is the session's ASAP control channel (RFC 5352 §3.9), not application data")
-
 // FailoverReason says why a session left its PE.
 type FailoverReason uint8
 

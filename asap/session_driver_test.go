@@ -217,8 +217,13 @@ func TestSessionSendRecvForcedAndNoCookie(t *testing.T) {
 		if err != nil || got.PPID != 47 || got.Stream != 2 || string(got.Data) != "hello" {
 			t.Fatalf("Recv %+v, %v", got, err)
 		}
-		if err := s.Send(ctx, transport.Message{PPID: transport.PPIDASAP, Data: []byte{1}}); !errors.Is(err, errPPIDReserved) {
-			t.Fatalf("Send on PPID 11: %v", err)
+		// The PU side refuses PPID 11 with the same exported error as the
+		// PE side (PESession.Send).
+		if err := s.Send(ctx, transport.Message{PPID: transport.PPIDASAP, Data: []byte{1}}); !errors.Is(err, ErrControlPPID) {
+			t.Fatalf("Send on PPID 11: %v, want ErrControlPPID", err)
+		}
+		if _, err := s.Request(ctx, transport.Message{PPID: transport.PPIDASAP, Data: []byte{1}}); !errors.Is(err, ErrControlPPID) {
+			t.Fatalf("Request on PPID 11: %v, want ErrControlPPID", err)
 		}
 		if _, _, err := inc(ctx, s, 1); err != nil {
 			t.Fatal(err)

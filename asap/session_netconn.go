@@ -82,7 +82,7 @@ func (n *netConn) Send(ctx context.Context, m transport.Message) error {
 	case len(m.Data) > transport.MaxMessageSize:
 		return transport.ErrMessageTooLarge
 	case m.PPID == transport.PPIDASAP:
-		return errPPIDReserved
+		return ErrControlPPID
 	}
 	n.wmu.Lock()
 	defer n.wmu.Unlock()
