@@ -25,7 +25,7 @@ const MaxCookieLen = (tlv.MaxMessageLen - tlv.HeaderLen - tlv.ParamHeaderLen) &^
 const (
 	// DefaultMaxSessions bounds the sessions a SessionServer has open at
 	// once: 1024, this package's choice (each session holds an
-	// association and up to QueueLen messages). RFC 5352 sets no limit.
+	// association and up to RecvQueue messages). RFC 5352 sets no limit.
 	DefaultMaxSessions = 1024
 	// DefaultFirstMessageWait is how long a SessionServer waits for a new
 	// session's first message before handing it to Accept without a
@@ -33,11 +33,14 @@ const (
 	// lost twice is still waited for (retransmitted after RTO.Initial,
 	// 1 s, and then 2 s; RFC 9260 §6.3.1, §16).
 	DefaultFirstMessageWait = 3 * time.Second
-	// DefaultSessionQueue is how many data messages a session buffers
-	// for Recv before it stops reading its association (and the
+	// DefaultPESessionRecvQueue is how many data messages a PESession
+	// buffers for Recv before it stops reading its association (and the
 	// transport's flow control slows the pool user down): 32, this
-	// package's choice.
-	DefaultSessionQueue = 32
+	// package's choice. It is smaller than a pool user's
+	// DefaultSessionRecvQueue because a server holds up to MaxSessions
+	// sessions (1024 × 32 messages at most by default) where a pool user
+	// holds one; a request/response protocol has one message in flight.
+	DefaultPESessionRecvQueue = 32
 	// DefaultCloseTimeout bounds the deregistration SessionServer.Close
 	// waits for: 5 s, this package's choice; one round trip to a live
 	// registrar is enough, and T3-deregistration (30 s, RFC 5352 §5.1)
@@ -71,7 +74,11 @@ var (
 	ErrTooManySessions = errors.New("asap: too many sessions")
 )
 
-// SessionServerConfig configures a SessionServer.
+// SessionServerConfig configures a SessionServer. Zero fields take the
+// defaults named. A negative value turns a bound or a wait off where the
+// field says so (as everywhere in this module), and is ErrInvalidConfig
+// where that would have no meaning (RecvQueue, CloseTimeout); the same
+// rule holds for SessionConfig on the pool user's side.
 type SessionServerConfig struct {
 	// PE configures the pool element that registers the server (PoolHandle
 	// and Registrars are required). When PE.UserTransport is zero, it is
@@ -86,7 +93,8 @@ type SessionServerConfig struct {
 	ListenAddr transport.Addr
 	// MaxSessions bounds the sessions open at once, handed to Accept or
 	// not yet; an association beyond it is aborted (the pool user fails
-	// over) and counted. Zero means DefaultMaxSessions.
+	// over) and counted. Zero means DefaultMaxSessions (1024); negative
+	// means no bound (the transport's own association limit remains).
 	MaxSessions int
 	// FirstMessageWait is how long a new session waits for its first
 	// message (an ASAP_COOKIE_ECHO, or data) before Accept gets it
@@ -96,14 +104,18 @@ type SessionServerConfig struct {
 	// PE speaks first; PESession.WaitCookieEcho then waits for the
 	// first message).
 	FirstMessageWait time.Duration
-	// QueueLen is the number of data messages a session buffers for Recv;
-	// zero means DefaultSessionQueue.
-	QueueLen int
+	// RecvQueue is the number of data messages a session buffers for
+	// Recv before it stops reading from the pool user, as
+	// SessionConfig.RecvQueue on the pool user's side; zero means
+	// DefaultPESessionRecvQueue (32). Negative is ErrInvalidConfig.
+	RecvQueue int
 	// MaxCookieEcho bounds the cookie a pool user may echo; a longer
-	// ASAP_COOKIE_ECHO is ignored and counted. Zero means MaxCookieLen.
+	// ASAP_COOKIE_ECHO is ignored and counted. Zero or negative (no
+	// bound of its own) means MaxCookieLen, what one message carries.
 	MaxCookieEcho int
 	// CloseTimeout bounds the deregistration Close waits for; zero means
-	// DefaultCloseTimeout. Shutdown takes a context instead.
+	// DefaultCloseTimeout (5 s). Negative is ErrInvalidConfig; Shutdown
+	// takes a context instead, for a host that wants another bound.
 	CloseTimeout time.Duration
 	// Limits bound the ASAP messages parsed from pool users (tlv
 	// defaults when zero).
@@ -185,9 +197,9 @@ type SessionServerStats struct {
 	Refused        uint64 // associations aborted at MaxSessions
 	Silent         uint64 // sessions handed to Accept after FirstMessageWait without a first message
 	Vanished       uint64 // sessions that ended before their first message and were never handed over
-	CookieEchoes   uint64 // ASAP_COOKIE_ECHOs taken
-	BusinessCards  uint64 // ASAP_BUSINESS_CARDs received from pool users
-	ControlIgnored uint64 // ASAP messages on PPID 11 ignored (malformed, too large, unexpected)
+	CookieEchoesReceived  uint64 // ASAP_COOKIE_ECHOs taken
+	BusinessCardsReceived uint64 // ASAP_BUSINESS_CARDs received from pool users
+	ControlIgnored        uint64 // ASAP messages on PPID 11 ignored (malformed, too large, unexpected)
 	EventsDropped  uint64 // events SessionServerConfig.Events had no room for
 	Open           int    // sessions open now
 }
@@ -263,13 +275,13 @@ type sessionConfig struct {
 }
 
 func (c *SessionServerConfig) sessionConfig() sessionConfig {
-	sc := sessionConfig{wait: c.FirstMessageWait, queue: c.QueueLen, maxCookie: c.MaxCookieEcho,
+	sc := sessionConfig{wait: c.FirstMessageWait, queue: c.RecvQueue, maxCookie: c.MaxCookieEcho,
 		limits: c.Limits, handle: slices.Clone(c.PE.PoolHandle), log: c.PE.Logger}
 	if sc.wait == 0 {
 		sc.wait = DefaultFirstMessageWait
 	}
-	if sc.queue <= 0 {
-		sc.queue = DefaultSessionQueue
+	if sc.queue == 0 {
+		sc.queue = DefaultPESessionRecvQueue
 	}
 	if sc.maxCookie <= 0 || sc.maxCookie > MaxCookieLen {
 		sc.maxCookie = MaxCookieLen
@@ -288,6 +300,9 @@ func (c *SessionServerConfig) sessionConfig() sessionConfig {
 func NewSessionServer(cfg SessionServerConfig, tr transport.Transport, opts ...Option) (*SessionServer, error) {
 	if !cfg.ListenAddr.IsValid() {
 		return nil, fmt.Errorf("%w: ListenAddr %v is not a valid address", ErrInvalidConfig, cfg.ListenAddr)
+	}
+	if cfg.RecvQueue < 0 || cfg.CloseTimeout < 0 {
+		return nil, fmt.Errorf("%w: RecvQueue and CloseTimeout must not be negative", ErrInvalidConfig)
 	}
 	if ut := cfg.PE.UserTransport; ut.Type != 0 && ut.Use != tlv.TransportUseDataPlusControl {
 		return nil, fmt.Errorf("%w: PE.UserTransport must have Transport Use data plus control (RFC 5354 §3.4) to carry cookies and business cards", ErrInvalidConfig)
@@ -315,10 +330,10 @@ func NewSessionServer(cfg SessionServerConfig, tr transport.Transport, opts ...O
 		done: make(chan struct{}), sessions: map[*PESession]struct{}{}, readyCh: make(chan struct{}, 1),
 	}
 	s.log = s.scfg.log
-	if s.max <= 0 {
+	if s.max == 0 {
 		s.max = DefaultMaxSessions
 	}
-	if s.closeT <= 0 {
+	if s.closeT == 0 {
 		s.closeT = DefaultCloseTimeout
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -346,7 +361,7 @@ func (s *SessionServer) Stats() SessionServerStats {
 	s.mu.Unlock()
 	return SessionServerStats{
 		Accepted: s.ctr.accepted.Load(), Refused: s.ctr.refused.Load(), Silent: s.ctr.silent.Load(),
-		Vanished: s.ctr.vanished.Load(), CookieEchoes: s.ctr.echoes.Load(), BusinessCards: s.ctr.cards.Load(),
+		Vanished: s.ctr.vanished.Load(), CookieEchoesReceived: s.ctr.echoes.Load(), BusinessCardsReceived: s.ctr.cards.Load(),
 		ControlIgnored: s.ctr.ignored.Load(), EventsDropped: s.ctr.dropped.Load(), Open: open,
 	}
 }
@@ -371,7 +386,7 @@ func (s *SessionServer) acceptLoop() {
 			c.Abort()
 			continue
 		}
-		if len(s.sessions) >= s.max {
+		if s.max > 0 && len(s.sessions) >= s.max {
 			s.mu.Unlock()
 			s.ctr.refused.Add(1)
 			s.log.Debug("asap: session refused", "remote", c.RemoteAddr(), "max", s.max)
@@ -508,14 +523,15 @@ func (s *SessionServer) Shutdown(ctx context.Context) error {
 	return s.closeErr
 }
 
-// PESessionStats counts one session's messages.
+// PESessionStats counts one session's messages. The names match the pool
+// user's SessionStats: <message><direction>, and ControlIgnored.
 type PESessionStats struct {
-	DataIn         uint64 // data messages Recv returned
-	DataOut        uint64 // data messages Send sent
-	CookiesSent    uint64 // ASAP_COOKIEs sent
-	CardsSent      uint64 // ASAP_BUSINESS_CARDs sent
-	CardsReceived  uint64 // ASAP_BUSINESS_CARDs received
-	ControlIgnored uint64 // ASAP messages from the pool user ignored
+	DataIn                uint64 // data messages Recv returned
+	DataOut               uint64 // data messages Send sent
+	CookiesSent           uint64 // ASAP_COOKIEs sent
+	BusinessCardsSent     uint64 // ASAP_BUSINESS_CARDs sent
+	BusinessCardsReceived uint64 // ASAP_BUSINESS_CARDs received
+	ControlIgnored        uint64 // ASAP messages from the pool user ignored
 }
 
 // PESession is one pool user's association to a SessionServer: the data
@@ -767,7 +783,7 @@ func (ps *PESession) PeerIdentity() (transport.Identity, bool) {
 func (ps *PESession) Stats() PESessionStats {
 	return PESessionStats{
 		DataIn: ps.dataIn.Load(), DataOut: ps.dataOut.Load(), CookiesSent: ps.cookiesOut.Load(),
-		CardsSent: ps.cardsOut.Load(), CardsReceived: ps.cardsIn.Load(), ControlIgnored: ps.ignored.Load(),
+		BusinessCardsSent: ps.cardsOut.Load(), BusinessCardsReceived: ps.cardsIn.Load(), ControlIgnored: ps.ignored.Load(),
 	}
 }
 

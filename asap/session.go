@@ -15,7 +15,11 @@ import (
 )
 
 // SessionConfig configures a session (PoolUser.Connect). Its zero value
-// works; zero fields take the defaults named.
+// works; zero fields take the defaults named. A negative value turns a
+// bound or a wait off where the field says so (as everywhere in this
+// module), and is ErrInvalidConfig where that would have no meaning
+// (RecvQueue, MaxFailover, DialTimeout); the same rule holds for
+// SessionServerConfig on the PE's side.
 type SessionConfig struct {
 	// Cookie, when set, is echoed (ASAP_COOKIE_ECHO, RFC 5352 §3.10) to
 	// the first PE: a session resumed from a cookie the host kept. Later
@@ -51,7 +55,9 @@ type SessionConfig struct {
 	// (SessionStats.EventsDropped).
 	Events chan<- SessionEvent
 	// RecvQueue is how many data messages the session holds for Recv
-	// before it stops reading from the PE; default DefaultSessionRecvQueue.
+	// before it stops reading from the PE, as SessionServerConfig.RecvQueue
+	// on the PE's side; default DefaultSessionRecvQueue (256). Negative is
+	// ErrInvalidConfig.
 	RecvQueue int
 }
 

@@ -24,8 +24,12 @@ const DefaultRequestTimeout = 5 * time.Second
 const DefaultRequestRetries = 2
 
 // DefaultSessionRecvQueue is how many data messages a session holds for
-// Session.Recv before it stops reading from the PE; not an RFC value
-// (loop.SendQueue's size).
+// Session.Recv before it stops reading from the PE (and the transport's
+// flow control slows the PE down): 256, this package's choice, not an RFC
+// value. A pool user holds one session per pool, so it can afford a deeper
+// queue than a PE's session (DefaultPESessionRecvQueue, 32): a PE that
+// pushes a burst of messages (notifications, a streamed answer) between
+// two Recv calls is not throttled at once.
 const DefaultSessionRecvQueue = 256
 
 // ErrFailover: a session's PE failed while a request was in flight and the
@@ -167,17 +171,18 @@ type SessionStats struct {
 	// those reported with ASAP_ENDPOINT_UNREACHABLE (RFC 5352 §3.5).
 	PEsTried    uint64
 	Unreachable uint64
-	// Cookies counts ASAP_COOKIEs received (RFC 5352 §3.9), CookieEchoes
-	// ASAP_COOKIE_ECHOs sent (§3.10), BusinessCards ASAP_BUSINESS_CARDs
-	// taken (§3.11).
-	Cookies       uint64
-	CookieEchoes  uint64
-	BusinessCards uint64
-	// IgnoredControl counts messages on PPID 11 that were malformed,
+	// CookiesReceived counts ASAP_COOKIEs received (RFC 5352 §3.9),
+	// CookieEchoesSent ASAP_COOKIE_ECHOs sent (§3.10),
+	// BusinessCardsReceived ASAP_BUSINESS_CARDs taken (§3.11); the PE
+	// side's PESessionStats and SessionServerStats use the same names.
+	CookiesReceived       uint64
+	CookieEchoesSent      uint64
+	BusinessCardsReceived uint64
+	// ControlIgnored counts messages on PPID 11 that were malformed,
 	// unknown, or not for a pool user (a business card of another pool);
 	// Stale counts messages that arrived on an association the session had
 	// already given up.
-	IgnoredControl uint64
+	ControlIgnored uint64
 	Stale          uint64
 	// Retries counts requests sent again after a failover; RequestsFailed
 	// those reported to the caller with an error.
@@ -617,7 +622,7 @@ func (c *SessionCore) HandleConnected(now time.Time, id AssocID) {
 		b, err := tlv.Marshal(&tlv.CookieEcho{Cookie: c.cookie})
 		if err == nil {
 			c.out = append(c.out, SessionSend{Assoc: id, Msg: transport.Message{PPID: transport.PPIDASAP, Data: b}})
-			c.stats.CookieEchoes++
+			c.stats.CookieEchoesSent++
 			echoed = true
 		}
 	}
@@ -751,18 +756,18 @@ func (c *SessionCore) HandleMessage(now time.Time, id AssocID, m transport.Messa
 func (c *SessionCore) control(now time.Time, b []byte) {
 	msg, err := tlv.ParseASAP(b)
 	if err != nil {
-		c.stats.IgnoredControl++
+		c.stats.ControlIgnored++
 		c.log.Debug("session: bad ASAP message from PE", "pe", tlv.PEIdentifier(c.pe.ID), "err", err)
 		return
 	}
 	switch m := msg.(type) {
 	case *tlv.CookieMessage:
 		c.cookie = bytes.Clone(m.Cookie)
-		c.stats.Cookies++
+		c.stats.CookiesReceived++
 		c.out = append(c.out, SessionCookieReceived{PE: c.pe.ID, Cookie: bytes.Clone(m.Cookie)})
 	case *tlv.BusinessCard:
 		if !bytes.Equal(m.PoolHandle, c.handle) {
-			c.stats.IgnoredControl++
+			c.stats.ControlIgnored++
 			return
 		}
 		card := make([]tlv.PoolElement, 0, len(m.PEs))
@@ -773,10 +778,10 @@ func (c *SessionCore) control(now time.Time, b []byte) {
 			card = append(card, clonePE(pe))
 		}
 		c.card = card
-		c.stats.BusinessCards++
+		c.stats.BusinessCardsReceived++
 		c.out = append(c.out, SessionCardReceived{PE: c.pe.ID, PEs: c.Card()})
 	default:
-		c.stats.IgnoredControl++
+		c.stats.ControlIgnored++
 	}
 }
 

@@ -132,7 +132,7 @@ func TestSessionCoreKeepsOnlyLatestCookie(t *testing.T) {
 	if len(ms) != 1 || string(echoOf(t, ms[0])) != "state=2" {
 		t.Fatalf("after failover sent %v, want one COOKIE_ECHO of state=2", ms)
 	}
-	if st := c.Stats(); st.Cookies != 2 || st.CookieEchoes != 1 || st.Failovers != 1 {
+	if st := c.Stats(); st.CookiesReceived != 2 || st.CookieEchoesSent != 1 || st.Failovers != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -222,7 +222,7 @@ func TestSessionCoreBusinessCardOrder(t *testing.T) {
 	}
 	// A card of another pool is not the session's.
 	c.HandleMessage(t0, a, asapData(t, &tlv.BusinessCard{PoolHandle: []byte("other"), PEs: []tlv.PoolElement{sessPE(9)}}))
-	if st := c.Stats(); st.BusinessCards != 1 || st.IgnoredControl != 1 {
+	if st := c.Stats(); st.BusinessCardsReceived != 1 || st.ControlIgnored != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 	c.HandleLost(t0, a, transport.ErrAssociationLost)
@@ -422,7 +422,7 @@ func TestSessionCoreControlAndData(t *testing.T) {
 	if len(d) != 1 || d[0].Msg.PPID != 47 || d[0].Msg.Stream != 3 || string(d[0].Msg.Data) != "hi" {
 		t.Fatalf("delivered %+v", d)
 	}
-	if st := c.Stats(); st.IgnoredControl != 3 || c.State() != SessionEstablished {
+	if st := c.Stats(); st.ControlIgnored != 3 || c.State() != SessionEstablished {
 		t.Fatalf("stats %+v, state %v", st, c.State())
 	}
 }

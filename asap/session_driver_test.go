@@ -121,7 +121,7 @@ func TestSessionFailoverOnCrash(t *testing.T) {
 		}
 		card := m.byID(on.ID)
 		wantNext := (on.ID+1)%3 + 1 // the card names PE 3 after 1, 1 after 2, 2 after 3
-		if cards := s.Stats().BusinessCards; cards != 1 {
+		if cards := s.Stats().BusinessCardsReceived; cards != 1 {
 			t.Fatalf("%d business cards taken", cards)
 		}
 
@@ -157,7 +157,7 @@ func TestSessionFailoverOnCrash(t *testing.T) {
 			t.Fatalf("Cookie() = %q", got)
 		}
 		st := s.Stats()
-		if st.Failovers != 1 || st.CookieEchoes != 1 || st.BusinessCards != 2 {
+		if st.Failovers != 1 || st.CookieEchoesSent != 1 || st.BusinessCardsReceived != 2 {
 			t.Fatalf("stats %+v", st)
 		}
 		synctest.Wait()
@@ -246,7 +246,7 @@ func TestSessionSendRecvForcedAndNoCookie(t *testing.T) {
 				}
 			}
 		}
-		if s.Cookie() != nil || s.Stats().CookieEchoes != 0 {
+		if s.Cookie() != nil || s.Stats().CookieEchoesSent != 0 {
 			t.Fatal("a cookie appeared")
 		}
 		s.Close()

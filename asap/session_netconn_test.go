@@ -157,7 +157,7 @@ func TestSessionDialHookTCP(t *testing.T) {
 	if !slices.Equal(got, []uint32{first.ID, other}) {
 		t.Fatalf("dialled %v", got)
 	}
-	if st := s.Stats(); st.Failovers != 1 || st.CookieEchoes != 0 || st.Unreachable != 1 {
+	if st := s.Stats(); st.Failovers != 1 || st.CookieEchoesSent != 0 || st.Unreachable != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 	// The report went to the pool user's loop before the selection that
