@@ -193,15 +193,15 @@ func (e PESessionEvent) String() string {
 
 // SessionServerStats counts what a SessionServer did since it started.
 type SessionServerStats struct {
-	Accepted       uint64 // associations taken as sessions
-	Refused        uint64 // associations aborted at MaxSessions
-	Silent         uint64 // sessions handed to Accept after FirstMessageWait without a first message
-	Vanished       uint64 // sessions that ended before their first message and were never handed over
+	Accepted              uint64 // associations taken as sessions
+	Refused               uint64 // associations aborted at MaxSessions
+	Silent                uint64 // sessions handed to Accept after FirstMessageWait without a first message
+	Vanished              uint64 // sessions that ended before their first message and were never handed over
 	CookieEchoesReceived  uint64 // ASAP_COOKIE_ECHOs taken
 	BusinessCardsReceived uint64 // ASAP_BUSINESS_CARDs received from pool users
 	ControlIgnored        uint64 // ASAP messages on PPID 11 ignored (malformed, too large, unexpected)
-	EventsDropped  uint64 // events SessionServerConfig.Events had no room for
-	Open           int    // sessions open now
+	EventsDropped         uint64 // events SessionServerConfig.Events had no room for
+	Open                  int    // sessions open now
 }
 
 // serverCounters are the SessionServer's counts, shared with its sessions.
