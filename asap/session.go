@@ -305,7 +305,7 @@ func (s *Session) flush(now time.Time) int {
 				}
 			case SessionCookieReceived:
 				s.mu.Lock()
-				s.cookie = o.Cookie
+				s.cookie = bytes.Clone(o.Cookie) // o.Cookie goes to the host
 				s.mu.Unlock()
 				s.event(o)
 			case SessionEvent:

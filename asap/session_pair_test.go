@@ -307,11 +307,22 @@ func TestSessionCookieBeforeAnswerIsCurrent(t *testing.T) {
 				}()
 			}
 		}()
-		s, err := r.pairPU(t).Connect(t.Context(), []byte("kv"), asap.SessionConfig{})
+		events := make(chan asap.SessionEvent, 1)
+		s, err := r.pairPU(t).Connect(t.Context(), []byte("kv"), asap.SessionConfig{Events: events})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer s.Close()
+		// The event's cookie is the host's to change: the session's copy
+		// stays as it was.
+		if _, err := s.Request(t.Context(), transport.Message{Data: []byte("inc")}); err != nil {
+			t.Fatal(err)
+		}
+		ev := (<-events).(asap.SessionCookieReceived)
+		copy(ev.Cookie, "XXX")
+		if got := string(s.Cookie()); got != "n=1" {
+			t.Fatalf("Session.Cookie after the host changed the event's cookie = %q, want n=1", got)
+		}
 		stale := 0
 		for range 200 {
 			m, err := s.Request(t.Context(), transport.Message{Data: []byte("inc")})
