@@ -107,6 +107,7 @@ type Session struct {
 	stats   SessionStats
 
 	dropped   atomic.Uint64
+	aborting  atomic.Bool // Abort: the associations end with ABORT
 	closed    atomic.Bool
 	closeOnce sync.Once
 }
@@ -386,7 +387,7 @@ func (s *Session) attach(id AssocID, c transport.Conn) {
 
 func (s *Session) write(a *sessAssoc) {
 	defer func() {
-		if a.abort.Load() {
+		if a.abort.Load() || s.aborting.Load() {
 			a.conn.Abort()
 		} else {
 			a.conn.Close()
@@ -624,6 +625,17 @@ func (s *Session) PE() (tlv.PoolElement, bool) {
 	return clonePE(s.pe), s.cur != nil
 }
 
+// Abort ends the session at once: the association is aborted (ABORT, RFC
+// 9260 §9.1; the PE sees transport.ErrAssociationLost) rather than shut
+// down, so nothing still queued is sent and Abort never waits for the PE.
+// Otherwise it is Close: waiting calls fail with ErrClosed, the PE is not
+// reported, and every goroutine has ended when it returns. After Close it
+// does nothing.
+func (s *Session) Abort() error {
+	s.aborting.Store(true)
+	return s.Close()
+}
+
 // PeerIdentity returns the identity of the PE the session is connected to
 // now, as the transport verified it (SCTP over DTLS: its certificate;
 // memnet: a test identity), and false while it fails over, when broken or
@@ -653,8 +665,9 @@ func (s *Session) Stats() SessionStats {
 }
 
 // Close ends the session: the association is closed gracefully (bounded
-// by the transport), waiting calls fail with ErrClosed, and every
-// goroutine of the session has ended when Close returns.
+// by the transport; the PE sees transport.ErrPeerClosed), waiting calls
+// fail with ErrClosed, and every goroutine of the session has ended when
+// Close returns. The PE is not reported.
 func (s *Session) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)

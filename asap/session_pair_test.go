@@ -2,6 +2,7 @@ package asap_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -335,6 +336,53 @@ func TestSessionCookieBeforeAnswerIsCurrent(t *testing.T) {
 		}
 		if stale != 0 {
 			t.Errorf("%d of 200 answers came with a stale Session.Cookie, want 0", stale)
+		}
+	})
+}
+
+// Session.Close shuts the PE's association down gracefully (the PE sees
+// transport.ErrPeerClosed); Session.Abort drops it at once (ABORT, RFC
+// 9260 §9.1: the PE sees transport.ErrAssociationLost). Both end the
+// session; neither reports the PE.
+func TestSessionCloseAndAbort(t *testing.T) {
+	peTest(t, func(t *testing.T, r *peRig) {
+		srv := r.server(nil)
+		if err := srv.Register(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		pu := r.pairPU(t)
+		for _, tc := range []struct {
+			name string
+			end  func(*asap.Session) error
+			want error
+		}{
+			{"Close", (*asap.Session).Close, transport.ErrPeerClosed},
+			{"Abort", (*asap.Session).Abort, transport.ErrAssociationLost},
+		} {
+			s, err := pu.Connect(t.Context(), []byte("kv"), asap.SessionConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Send(t.Context(), transport.Message{Data: []byte("hi")}); err != nil {
+				t.Fatal(err)
+			}
+			ps := accept(t, srv)
+			recv(t, ps)
+			if err := tc.end(s); err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			if _, err := ps.Recv(t.Context()); !errors.Is(err, tc.want) {
+				t.Errorf("%s: the PE's Recv = %v, want %v", tc.name, err, tc.want)
+			}
+			if err := s.Send(t.Context(), transport.Message{Data: []byte("x")}); !errors.Is(err, asap.ErrClosed) {
+				t.Errorf("%s: Send after = %v, want ErrClosed", tc.name, err)
+			}
+			if err := tc.end(s); err != nil {
+				t.Errorf("%s twice: %v", tc.name, err)
+			}
+		}
+		if n := pu.Stats().Unreachable; n != 0 {
+			t.Errorf("%d reports, want 0", n)
 		}
 	})
 }
