@@ -203,7 +203,12 @@
 // (§3.10): Accept hands the session over once its first message is there
 // (or after SessionServerConfig.FirstMessageWait, per session, so a silent
 // pool user delays nobody else), and PESession.CookieEcho returns the echo
-// before the first Recv. Recv and Send carry the application's messages
+// before the first Recv. A new session without a cookie sends nothing
+// until its host does, so with the default FirstMessageWait (3 s) a PE
+// whose protocol speaks first sees it only after 3 s: set
+// FirstMessageWait negative to have every session at once, and use
+// PESession.WaitCookieEcho. Sessions have no idle timeout: bound Recv
+// with a deadline, or silent pool users keep their MaxSessions places. Recv and Send carry the application's messages
 // (any PPID but 11) untouched; SendCookie sends an ASAP_COOKIE (§3.9) and
 // SendBusinessCard an ASAP_BUSINESS_CARD (§3.11) at any time. Send the
 // cookie before the answer it covers, both on stream 0: the pool user then

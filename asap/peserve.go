@@ -88,8 +88,13 @@ type SessionServerConfig struct {
 	// cookies and business cards ride on the users' associations.
 	PE PEConfig
 	// ListenAddr is where pool users reach the server (required). Give a
-	// specific address, or set PE.UserTransport: an unspecified one
-	// (0.0.0.0) is advertised as it is.
+	// specific address, or set PE.UserTransport. An unspecified one
+	// (0.0.0.0 or ::) listens on every address and is registered as it
+	// is; whether pool users can reach it then depends on the registrar:
+	// this module's (enrp, with its default AddressCheckAssociation)
+	// replaces it with the address the PE registered from, while a
+	// registrar that stores it unchanged hands pool users an address they
+	// cannot dial.
 	ListenAddr transport.Addr
 	// MaxSessions bounds the sessions open at once, handed to Accept or
 	// not yet; an association beyond it is aborted (the pool user fails
@@ -99,10 +104,14 @@ type SessionServerConfig struct {
 	// FirstMessageWait is how long a new session waits for its first
 	// message (an ASAP_COOKIE_ECHO, or data) before Accept gets it
 	// anyway. Waiting happens per session, so a silent pool user never
-	// delays the others. Zero means DefaultFirstMessageWait; negative
-	// hands every session to Accept at once (for protocols in which the
-	// PE speaks first; PESession.WaitCookieEcho then waits for the
-	// first message).
+	// delays the others. Zero means DefaultFirstMessageWait (3 s). A
+	// pool user that fails over sends its COOKIE_ECHO at once, but a new
+	// session without a cookie sends nothing until its host does: in a
+	// protocol in which the PE speaks first (a greeting) the host would
+	// see such a session only after FirstMessageWait. Set it negative for
+	// such protocols: every session is handed to Accept at once, and
+	// PESession.WaitCookieEcho waits for the first message (a cookie echo
+	// then arrives as soon as the pool user's association is up).
 	FirstMessageWait time.Duration
 	// RecvQueue is the number of data messages a session buffers for
 	// Recv before it stops reading from the pool user, as
@@ -537,7 +546,10 @@ type PESessionStats struct {
 // PESession is one pool user's association to a SessionServer: the data
 // the pool user sends (Recv) and the PE sends (Send), and the ASAP control
 // messages of RFC 5352 §3.9-3.11 on PPID 11 beside them. Recv, Send,
-// SendCookie and SendBusinessCard may be called concurrently.
+// SendCookie and SendBusinessCard may be called concurrently. A session
+// has no idle timeout of its own: a pool user that stays silent holds its
+// place (of MaxSessions) until the host's Recv gives up, so bound Recv
+// with a context deadline and Close the session when it passes.
 type PESession struct {
 	conn  transport.Conn
 	cfg   sessionConfig

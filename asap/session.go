@@ -144,7 +144,11 @@ var errGone = errors.New("asap: session association gone")
 // one, up to MaxFailover PEs, as Dial does. ctx bounds this first connect
 // only; the session lives until Close (or the pool user's Close). When no
 // PE could be reached the error is a *DialError (or the resolution's
-// error).
+// error). A session without a cookie sends nothing until the host does; a
+// SessionServer PE hands it to its host only on its first message, or
+// after its FirstMessageWait (3 s by default): for a protocol in which the
+// PE speaks first, send first, or have the PE set FirstMessageWait
+// negative.
 func (pu *PoolUser) Connect(ctx context.Context, handle []byte, cfg SessionConfig) (*Session, error) {
 	if cfg.RecvQueue < 0 || cfg.MaxFailover < 0 || cfg.DialTimeout < 0 {
 		return nil, fmt.Errorf("%w: RecvQueue, MaxFailover and DialTimeout must not be negative", ErrInvalidConfig)
