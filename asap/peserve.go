@@ -495,8 +495,9 @@ func (s *SessionServer) Close() error {
 // Shutdown stops the server cleanly: it deregisters the pool element (RFC
 // 5352 §3.3), waiting until ctx ends at most, so that registrars stop
 // handing it out; then it stops accepting, closes every session (handed
-// over or not), closes the pool element and waits for every goroutine the
-// server started. It returns the deregistration's error (nil when the PE
+// over or not) gracefully, so that their pool users fail over without
+// reporting the PE unreachable (ReasonPeerClosed), closes the pool element
+// and waits for every goroutine the server started. It returns the deregistration's error (nil when the PE
 // was not registered); the server is stopped whatever it returns. Later
 // calls return the first call's result.
 func (s *SessionServer) Shutdown(ctx context.Context) error {
@@ -930,12 +931,15 @@ func (ps *PESession) SendBusinessCard(ctx context.Context, card tlv.BusinessCard
 }
 
 // Close ends the session: it shuts the association down gracefully
-// (transport.Conn.Close) and waits for the session's reader to stop.
+// (transport.Conn.Close; a pool user's Session fails over to another PE
+// without reporting this one, ReasonPeerClosed) and waits for the
+// session's reader to stop.
 // Messages not yet taken with Recv are dropped. Later calls return nil.
 func (ps *PESession) Close() error { return ps.end(ps.conn.Close) }
 
 // Abort ends the session at once (transport.Conn.Abort: the pool user
-// sees the association lost and fails over).
+// sees the association lost, fails over and reports this PE unreachable,
+// RFC 5352 §3.5).
 func (ps *PESession) Abort() error { return ps.end(ps.conn.Abort) }
 
 func (ps *PESession) end(f func() error) error {
