@@ -50,11 +50,11 @@
 // every association to a registrar and, when a PE's user transport says
 // "data plus control" (tlv.TransportUseDataPlusControl, RFC 5354 §3.4), for
 // ASAP control messages on the PU-PE association too (cookies and business
-// cards, RFC 5352 §3.9-3.11; see Sessions). A PE that advertises tlv.TransportUseDataOnly, as the
-// examples do, gets only application data there. Use the constants of
-// package transport (transport.PPIDASAP, transport.PPIDENRP) when sending
-// and receiving; tlv.PPIDASAP and tlv.PPIDENRP are the same numbers for code
-// that has only the codec.
+// cards, RFC 5352 §3.9-3.11; see Sessions). A PE that advertises
+// tlv.TransportUseDataOnly, as the examples do, gets only application data
+// there. Use the constants of package transport (transport.PPIDASAP,
+// transport.PPIDENRP) when sending and receiving; tlv.PPIDASAP and
+// tlv.PPIDENRP are the same numbers for code that has only the codec.
 //
 // Two names occur twice. A [PoolElement] is a running pool element;
 // tlv.PoolElement is the Pool Element parameter (RFC 5354 §3.10), the data
@@ -82,7 +82,13 @@
 // reports the PE unreachable (RFC 5352 §3.5), and connects the next PE:
 // the PEs of the PE's latest ASAP_BUSINESS_CARD first, in their order
 // (§3.11), then the pool user's cache, then a new handle resolution, never
-// one PE twice in one failover and at most MaxFailover of them. On a PE
+// one PE twice in one failover and at most MaxFailover of them. A PE that
+// shuts the association down gracefully (transport.ErrPeerClosed:
+// PESession.Close, or SessionServer.Close as the PE leaves) ended the
+// session on purpose and is alive: the session fails over the same way
+// ([ReasonPeerClosed]) but does not report it unreachable, so PEs that end
+// sessions, or shut down cleanly, are never removed by their users'
+// reports. On a PE
 // whose user transport is "data plus control" the first message is
 // ASAP_COOKIE_ECHO with the latest ASAP_COOKIE the session received (only
 // the latest is kept, §3.9-3.10), so that the new PE restores the
@@ -133,18 +139,18 @@
 // round. The first round lasts T5-serverhunt; each round that finds none
 // doubles the next one's length up to Timers.T5ServerHuntMax (default 5 s,
 // [DefaultT5ServerHuntMax]), jittered to between half and all of it; a
-// registrar that answered resets it. A dial still in its handshake when
-// its round ends is not closed: the next rounds try the other registrars
-// while it goes on, the first association up becomes the home, and a
-// registrar is never dialled twice at once. Only a dial not up within
+// registrar that answered resets it. A dial still in its handshake when its
+// round ends is not closed: the next rounds try the other registrars while
+// it goes on, the first association up becomes the home, and a registrar is
+// never dialled twice at once. Only a dial not up within
 // Timers.HuntDialLimit (default 5 s, [DefaultHuntDialLimit]) is given up,
-// so a registrar that is alive but slow (loaded, or under an INIT flood)
-// is found. A registrar that refuses or is absent costs one dial per
-// round, so about one every 4 s once backed off; one that never answers
-// costs one dial per HuntDialLimit. After MaxServerHunts failed hunts
-// (passes over the whole registrar table in which every dial failed or
-// was given up; [DefaultMaxServerHunts], MAX-NUMBER-SERVER-HUNT) what
-// waits for a registrar fails with a [*NoRegistrarError] that lists the registrars
+// so a registrar that is alive but slow (loaded, or under an INIT flood) is
+// found. A registrar that refuses or is absent costs one dial per round, so
+// about one every 4 s once backed off; one that never answers costs one
+// dial per HuntDialLimit. After MaxServerHunts failed hunts (passes over
+// the whole registrar table in which every dial failed or was given up;
+// [DefaultMaxServerHunts], MAX-NUMBER-SERVER-HUNT) what waits for a
+// registrar fails with a [*NoRegistrarError] that lists the registrars
 // tried and the last dial error: PoolElement.Register, PoolUser.Resolve,
 // Select and Dial. The pool element goes on hunting in the background and
 // registers when it finds a registrar; the pool user stops hunting when
@@ -197,10 +203,18 @@
 // (§3.10): Accept hands the session over once its first message is there
 // (or after SessionServerConfig.FirstMessageWait, per session, so a silent
 // pool user delays nobody else), and PESession.CookieEcho returns the echo
-// before the first Recv. Recv and Send carry the application's messages
-// (any PPID but 11) untouched; SendCookie sends an ASAP_COOKIE (§3.9) and
-// SendBusinessCard an ASAP_BUSINESS_CARD (§3.11) at any time. A business
-// card from the pool user (§3.11: a pool user that is also a PE) is kept
+// before the first Recv. A new session without a cookie sends nothing until
+// its host does, so with the default FirstMessageWait (3 s) a PE whose
+// protocol speaks first sees it only after 3 s: set FirstMessageWait
+// negative to have every session at once, and use PESession.WaitCookieEcho.
+// Sessions have no idle timeout: bound Recv with a deadline, or silent pool
+// users keep their MaxSessions places. Recv and Send carry the
+// application's messages (any PPID but 11) untouched; SendCookie sends an
+// ASAP_COOKIE (§3.9) and SendBusinessCard an ASAP_BUSINESS_CARD (§3.11) at
+// any time. Send the cookie before the answer it covers, both on stream 0:
+// the pool user then holds the new state when the answer arrives, and a
+// crash in between loses nothing it was told. A business card from the pool
+// user (§3.11: a pool user that is also a PE) is kept
 // (PESession.BusinessCard) and reported (SessionServerConfig.Events).
 // Malformed or unexpected ASAP messages from a pool user are counted and
 // ignored; MaxSessions bounds the sessions open at once.
@@ -208,7 +222,12 @@
 // The pool user treats the cookie as opaque bytes it may change (RFC 5355
 // §3): seal it with package asap/cookie, whose Sealer authenticates (and
 // optionally encrypts) it under keys the pool's elements share, and open
-// the echo before trusting it.
+// the echo before trusting it. Over an authenticating transport (SCTP over
+// DTLS) [PESession.PeerIdentity] names the pool user, and
+// [Session.PeerIdentity] the PE a session is on: authorise per session
+// with it, and seal the pool user's name into the cookie's state and
+// compare it on the echo, or a cookie captured from one pool user opens
+// in another's session.
 //
 // # Timers
 //
@@ -238,13 +257,17 @@
 // SessionConfig.Cookie to resume). A session's requests go one at a time,
 // and the first application message after a request is its answer. Host
 // data handed to an association that then fails may be lost, as on the
-// transport; Request is the at-least-once path. A failover that found no
-// PE is retried only when the host sends, requests or calls Failover
-// again. A PE accepts Endpoint Keep Alives only on associations its driver gives
-// the core (the home association, and ones registered with
-// HandleAccepted). The PoolElement driver listens for registrars only when
-// its transport is a transport.EndpointTransport (see
-// PEConfig.EndpointAddr); without one a registrar that takes the PE over
-// (RFC 5353 §3.9) cannot reach it, and the PE finds a new home by its own
-// server hunt once it loses the old one.
+// transport; Request is the at-least-once path. A failover that found no PE
+// is retried only when the host sends, requests or calls Failover again.
+// The PEs of a business card are dialled as the PE names them, without
+// checking them against the handlespace (RFC 5352 §3.11 gives the pool user
+// no means to): a PE can point its pool users at any address, so only use
+// sessions with PEs you trust, and authenticate the PE a session lands on
+// ([Session.PeerIdentity], over SCTP over DTLS). A PE accepts Endpoint Keep
+// Alives only on associations its driver gives the core (the home
+// association, and ones registered with HandleAccepted). The PoolElement
+// driver listens for registrars only when its transport is a
+// transport.EndpointTransport (see PEConfig.EndpointAddr); without one a
+// registrar that takes the PE over (RFC 5353 §3.9) cannot reach it, and the
+// PE finds a new home by its own server hunt once it loses the old one.
 package asap

@@ -25,7 +25,7 @@ const MaxCookieLen = (tlv.MaxMessageLen - tlv.HeaderLen - tlv.ParamHeaderLen) &^
 const (
 	// DefaultMaxSessions bounds the sessions a SessionServer has open at
 	// once: 1024, this package's choice (each session holds an
-	// association and up to QueueLen messages). RFC 5352 sets no limit.
+	// association and up to RecvQueue messages). RFC 5352 sets no limit.
 	DefaultMaxSessions = 1024
 	// DefaultFirstMessageWait is how long a SessionServer waits for a new
 	// session's first message before handing it to Accept without a
@@ -33,11 +33,14 @@ const (
 	// lost twice is still waited for (retransmitted after RTO.Initial,
 	// 1 s, and then 2 s; RFC 9260 §6.3.1, §16).
 	DefaultFirstMessageWait = 3 * time.Second
-	// DefaultSessionQueue is how many data messages a session buffers
-	// for Recv before it stops reading its association (and the
+	// DefaultPESessionRecvQueue is how many data messages a PESession
+	// buffers for Recv before it stops reading its association (and the
 	// transport's flow control slows the pool user down): 32, this
-	// package's choice.
-	DefaultSessionQueue = 32
+	// package's choice. It is smaller than a pool user's
+	// DefaultSessionRecvQueue because a server holds up to MaxSessions
+	// sessions (1024 × 32 messages at most by default) where a pool user
+	// holds one; a request/response protocol has one message in flight.
+	DefaultPESessionRecvQueue = 32
 	// DefaultCloseTimeout bounds the deregistration SessionServer.Close
 	// waits for: 5 s, this package's choice; one round trip to a live
 	// registrar is enough, and T3-deregistration (30 s, RFC 5352 §5.1)
@@ -56,9 +59,11 @@ var (
 	// ErrEmptyBusinessCard: a business card that names no pool element
 	// (RFC 5352 §2.2.13 lists one or more).
 	ErrEmptyBusinessCard = errors.New("asap: business card without pool elements")
-	// ErrControlPPID: PESession.Send was given a message with PPID 11
-	// (transport.PPIDASAP), which the pool user takes for ASAP control;
-	// use SendCookie or SendBusinessCard.
+	// ErrControlPPID: application data was given PPID 11
+	// (transport.PPIDASAP), the session's ASAP control channel (RFC 5352
+	// §3.9), on either side: PESession.Send (use SendCookie or
+	// SendBusinessCard), Session.Send and Session.Request, and a NetConn's
+	// Send.
 	ErrControlPPID = errors.New("asap: application data must not use PPID 11 (ASAP)")
 	// ErrUnexpectedControl: a pool user sent an ASAP message a session
 	// does not take from it (a COOKIE_ECHO after data or a second one, a
@@ -69,7 +74,11 @@ var (
 	ErrTooManySessions = errors.New("asap: too many sessions")
 )
 
-// SessionServerConfig configures a SessionServer.
+// SessionServerConfig configures a SessionServer. Zero fields take the
+// defaults named. A negative value turns a bound or a wait off where the
+// field says so (as everywhere in this module), and is ErrInvalidConfig
+// where that would have no meaning (RecvQueue, CloseTimeout); the same
+// rule holds for SessionConfig on the pool user's side.
 type SessionServerConfig struct {
 	// PE configures the pool element that registers the server (PoolHandle
 	// and Registrars are required). When PE.UserTransport is zero, it is
@@ -79,29 +88,43 @@ type SessionServerConfig struct {
 	// cookies and business cards ride on the users' associations.
 	PE PEConfig
 	// ListenAddr is where pool users reach the server (required). Give a
-	// specific address, or set PE.UserTransport: an unspecified one
-	// (0.0.0.0) is advertised as it is.
+	// specific address, or set PE.UserTransport. An unspecified one
+	// (0.0.0.0 or ::) listens on every address and is registered as it
+	// is; whether pool users can reach it then depends on the registrar:
+	// this module's (enrp, with its default AddressCheckAssociation)
+	// replaces it with the address the PE registered from, while a
+	// registrar that stores it unchanged hands pool users an address they
+	// cannot dial.
 	ListenAddr transport.Addr
 	// MaxSessions bounds the sessions open at once, handed to Accept or
 	// not yet; an association beyond it is aborted (the pool user fails
-	// over) and counted. Zero means DefaultMaxSessions.
+	// over) and counted. Zero means DefaultMaxSessions (1024); negative
+	// means no bound (the transport's own association limit remains).
 	MaxSessions int
 	// FirstMessageWait is how long a new session waits for its first
 	// message (an ASAP_COOKIE_ECHO, or data) before Accept gets it
 	// anyway. Waiting happens per session, so a silent pool user never
-	// delays the others. Zero means DefaultFirstMessageWait; negative
-	// hands every session to Accept at once (for protocols in which the
-	// PE speaks first; PESession.WaitCookieEcho then waits for the
-	// first message).
+	// delays the others. Zero means DefaultFirstMessageWait (3 s). A
+	// pool user that fails over sends its COOKIE_ECHO at once, but a new
+	// session without a cookie sends nothing until its host does: in a
+	// protocol in which the PE speaks first (a greeting) the host would
+	// see such a session only after FirstMessageWait. Set it negative for
+	// such protocols: every session is handed to Accept at once, and
+	// PESession.WaitCookieEcho waits for the first message (a cookie echo
+	// then arrives as soon as the pool user's association is up).
 	FirstMessageWait time.Duration
-	// QueueLen is the number of data messages a session buffers for Recv;
-	// zero means DefaultSessionQueue.
-	QueueLen int
+	// RecvQueue is the number of data messages a session buffers for
+	// Recv before it stops reading from the pool user, as
+	// SessionConfig.RecvQueue on the pool user's side; zero means
+	// DefaultPESessionRecvQueue (32). Negative is ErrInvalidConfig.
+	RecvQueue int
 	// MaxCookieEcho bounds the cookie a pool user may echo; a longer
-	// ASAP_COOKIE_ECHO is ignored and counted. Zero means MaxCookieLen.
+	// ASAP_COOKIE_ECHO is ignored and counted. Zero or negative (no
+	// bound of its own) means MaxCookieLen, what one message carries.
 	MaxCookieEcho int
 	// CloseTimeout bounds the deregistration Close waits for; zero means
-	// DefaultCloseTimeout. Shutdown takes a context instead.
+	// DefaultCloseTimeout (5 s). Negative is ErrInvalidConfig; Shutdown
+	// takes a context instead, for a host that wants another bound.
 	CloseTimeout time.Duration
 	// Limits bound the ASAP messages parsed from pool users (tlv
 	// defaults when zero).
@@ -179,15 +202,15 @@ func (e PESessionEvent) String() string {
 
 // SessionServerStats counts what a SessionServer did since it started.
 type SessionServerStats struct {
-	Accepted       uint64 // associations taken as sessions
-	Refused        uint64 // associations aborted at MaxSessions
-	Silent         uint64 // sessions handed to Accept after FirstMessageWait without a first message
-	Vanished       uint64 // sessions that ended before their first message and were never handed over
-	CookieEchoes   uint64 // ASAP_COOKIE_ECHOs taken
-	BusinessCards  uint64 // ASAP_BUSINESS_CARDs received from pool users
-	ControlIgnored uint64 // ASAP messages on PPID 11 ignored (malformed, too large, unexpected)
-	EventsDropped  uint64 // events SessionServerConfig.Events had no room for
-	Open           int    // sessions open now
+	Accepted              uint64 // associations taken as sessions
+	Refused               uint64 // associations aborted at MaxSessions
+	Silent                uint64 // sessions handed to Accept after FirstMessageWait without a first message
+	Vanished              uint64 // sessions that ended before their first message and were never handed over
+	CookieEchoesReceived  uint64 // ASAP_COOKIE_ECHOs taken
+	BusinessCardsReceived uint64 // ASAP_BUSINESS_CARDs received from pool users
+	ControlIgnored        uint64 // ASAP messages on PPID 11 ignored (malformed, too large, unexpected)
+	EventsDropped         uint64 // events SessionServerConfig.Events had no room for
+	Open                  int    // sessions open now
 }
 
 // serverCounters are the SessionServer's counts, shared with its sessions.
@@ -261,13 +284,13 @@ type sessionConfig struct {
 }
 
 func (c *SessionServerConfig) sessionConfig() sessionConfig {
-	sc := sessionConfig{wait: c.FirstMessageWait, queue: c.QueueLen, maxCookie: c.MaxCookieEcho,
+	sc := sessionConfig{wait: c.FirstMessageWait, queue: c.RecvQueue, maxCookie: c.MaxCookieEcho,
 		limits: c.Limits, handle: slices.Clone(c.PE.PoolHandle), log: c.PE.Logger}
 	if sc.wait == 0 {
 		sc.wait = DefaultFirstMessageWait
 	}
-	if sc.queue <= 0 {
-		sc.queue = DefaultSessionQueue
+	if sc.queue == 0 {
+		sc.queue = DefaultPESessionRecvQueue
 	}
 	if sc.maxCookie <= 0 || sc.maxCookie > MaxCookieLen {
 		sc.maxCookie = MaxCookieLen
@@ -286,6 +309,9 @@ func (c *SessionServerConfig) sessionConfig() sessionConfig {
 func NewSessionServer(cfg SessionServerConfig, tr transport.Transport, opts ...Option) (*SessionServer, error) {
 	if !cfg.ListenAddr.IsValid() {
 		return nil, fmt.Errorf("%w: ListenAddr %v is not a valid address", ErrInvalidConfig, cfg.ListenAddr)
+	}
+	if cfg.RecvQueue < 0 || cfg.CloseTimeout < 0 {
+		return nil, fmt.Errorf("%w: RecvQueue and CloseTimeout must not be negative", ErrInvalidConfig)
 	}
 	if ut := cfg.PE.UserTransport; ut.Type != 0 && ut.Use != tlv.TransportUseDataPlusControl {
 		return nil, fmt.Errorf("%w: PE.UserTransport must have Transport Use data plus control (RFC 5354 §3.4) to carry cookies and business cards", ErrInvalidConfig)
@@ -313,10 +339,10 @@ func NewSessionServer(cfg SessionServerConfig, tr transport.Transport, opts ...O
 		done: make(chan struct{}), sessions: map[*PESession]struct{}{}, readyCh: make(chan struct{}, 1),
 	}
 	s.log = s.scfg.log
-	if s.max <= 0 {
+	if s.max == 0 {
 		s.max = DefaultMaxSessions
 	}
-	if s.closeT <= 0 {
+	if s.closeT == 0 {
 		s.closeT = DefaultCloseTimeout
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -344,7 +370,7 @@ func (s *SessionServer) Stats() SessionServerStats {
 	s.mu.Unlock()
 	return SessionServerStats{
 		Accepted: s.ctr.accepted.Load(), Refused: s.ctr.refused.Load(), Silent: s.ctr.silent.Load(),
-		Vanished: s.ctr.vanished.Load(), CookieEchoes: s.ctr.echoes.Load(), BusinessCards: s.ctr.cards.Load(),
+		Vanished: s.ctr.vanished.Load(), CookieEchoesReceived: s.ctr.echoes.Load(), BusinessCardsReceived: s.ctr.cards.Load(),
 		ControlIgnored: s.ctr.ignored.Load(), EventsDropped: s.ctr.dropped.Load(), Open: open,
 	}
 }
@@ -369,7 +395,7 @@ func (s *SessionServer) acceptLoop() {
 			c.Abort()
 			continue
 		}
-		if len(s.sessions) >= s.max {
+		if s.max > 0 && len(s.sessions) >= s.max {
 			s.mu.Unlock()
 			s.ctr.refused.Add(1)
 			s.log.Debug("asap: session refused", "remote", c.RemoteAddr(), "max", s.max)
@@ -469,8 +495,9 @@ func (s *SessionServer) Close() error {
 // Shutdown stops the server cleanly: it deregisters the pool element (RFC
 // 5352 §3.3), waiting until ctx ends at most, so that registrars stop
 // handing it out; then it stops accepting, closes every session (handed
-// over or not), closes the pool element and waits for every goroutine the
-// server started. It returns the deregistration's error (nil when the PE
+// over or not) gracefully, so that their pool users fail over without
+// reporting the PE unreachable (ReasonPeerClosed), closes the pool element
+// and waits for every goroutine the server started. It returns the deregistration's error (nil when the PE
 // was not registered); the server is stopped whatever it returns. Later
 // calls return the first call's result.
 func (s *SessionServer) Shutdown(ctx context.Context) error {
@@ -506,20 +533,24 @@ func (s *SessionServer) Shutdown(ctx context.Context) error {
 	return s.closeErr
 }
 
-// PESessionStats counts one session's messages.
+// PESessionStats counts one session's messages. The names match the pool
+// user's SessionStats: <message><direction>, and ControlIgnored.
 type PESessionStats struct {
-	DataIn         uint64 // data messages Recv returned
-	DataOut        uint64 // data messages Send sent
-	CookiesSent    uint64 // ASAP_COOKIEs sent
-	CardsSent      uint64 // ASAP_BUSINESS_CARDs sent
-	CardsReceived  uint64 // ASAP_BUSINESS_CARDs received
-	ControlIgnored uint64 // ASAP messages from the pool user ignored
+	DataIn                uint64 // data messages Recv returned
+	DataOut               uint64 // data messages Send sent
+	CookiesSent           uint64 // ASAP_COOKIEs sent
+	BusinessCardsSent     uint64 // ASAP_BUSINESS_CARDs sent
+	BusinessCardsReceived uint64 // ASAP_BUSINESS_CARDs received
+	ControlIgnored        uint64 // ASAP messages from the pool user ignored
 }
 
 // PESession is one pool user's association to a SessionServer: the data
 // the pool user sends (Recv) and the PE sends (Send), and the ASAP control
 // messages of RFC 5352 §3.9-3.11 on PPID 11 beside them. Recv, Send,
-// SendCookie and SendBusinessCard may be called concurrently.
+// SendCookie and SendBusinessCard may be called concurrently. A session
+// has no idle timeout of its own: a pool user that stays silent holds its
+// place (of MaxSessions) until the host's Recv gives up, so bound Recv
+// with a context deadline and Close the session when it passes.
 type PESession struct {
 	conn  transport.Conn
 	cfg   sessionConfig
@@ -749,11 +780,23 @@ func (ps *PESession) BusinessCard() *tlv.BusinessCard {
 // RemoteAddr is the pool user's address.
 func (ps *PESession) RemoteAddr() transport.Addr { return ps.conn.RemoteAddr() }
 
+// PeerIdentity returns the pool user's identity as the transport verified
+// it (SCTP over DTLS: its certificate; memnet: a test identity), and false
+// when the association is not authenticated. It implements
+// transport.PeerIdentifier, so transport.PeerIdentityOf takes a PESession
+// too. Use it to authorise the pool user per session, or to bind the state
+// a cookie carries to it (seal the name in, and compare it with the
+// echoing session's, RFC 5355 §4): a cookie is otherwise valid in any pool
+// user's session.
+func (ps *PESession) PeerIdentity() (transport.Identity, bool) {
+	return transport.PeerIdentityOf(ps.conn)
+}
+
 // Stats returns the session's counts.
 func (ps *PESession) Stats() PESessionStats {
 	return PESessionStats{
 		DataIn: ps.dataIn.Load(), DataOut: ps.dataOut.Load(), CookiesSent: ps.cookiesOut.Load(),
-		CardsSent: ps.cardsOut.Load(), CardsReceived: ps.cardsIn.Load(), ControlIgnored: ps.ignored.Load(),
+		BusinessCardsSent: ps.cardsOut.Load(), BusinessCardsReceived: ps.cardsIn.Load(), ControlIgnored: ps.ignored.Load(),
 	}
 }
 
@@ -831,7 +874,15 @@ func (ps *PESession) sendControl(ctx context.Context, msg tlv.ASAPMessage) error
 // SendCookie sends cookie to the pool user in an ASAP_COOKIE (RFC 5352
 // §3.9), on PPID 11, stream 0; the pool user keeps the latest one and
 // echoes it to the PE it fails over to. Seal it first (asap/cookie): the
-// pool user can read and change it. It fails with ErrEmptyCookie,
+// pool user can read and change it. Send the cookie before the answer it
+// covers, and the answer on stream 0 too (SCTP orders messages per
+// stream only): then the pool user holds the new state when the answer
+// arrives (Session.Cookie right after Session.Request is current). A PE
+// that fails between the two leaves the pool user the new state and the
+// request unanswered, which it sends again to the next PE: let the state
+// carry the request's sequence number so that it is not applied twice.
+// Sent after the answer, the cookie may arrive after the pool user moved
+// on, and a crash in between loses the answer's state. It fails with ErrEmptyCookie,
 // ErrCookieTooLarge (over MaxCookieLen), ErrClosed, or the transport's
 // error.
 func (ps *PESession) SendCookie(ctx context.Context, cookie []byte) error {
@@ -880,12 +931,15 @@ func (ps *PESession) SendBusinessCard(ctx context.Context, card tlv.BusinessCard
 }
 
 // Close ends the session: it shuts the association down gracefully
-// (transport.Conn.Close) and waits for the session's reader to stop.
+// (transport.Conn.Close; a pool user's Session fails over to another PE
+// without reporting this one, ReasonPeerClosed) and waits for the
+// session's reader to stop.
 // Messages not yet taken with Recv are dropped. Later calls return nil.
 func (ps *PESession) Close() error { return ps.end(ps.conn.Close) }
 
 // Abort ends the session at once (transport.Conn.Abort: the pool user
-// sees the association lost and fails over).
+// sees the association lost, fails over and reports this PE unreachable,
+// RFC 5352 §3.5).
 func (ps *PESession) Abort() error { return ps.end(ps.conn.Abort) }
 
 func (ps *PESession) end(f func() error) error {

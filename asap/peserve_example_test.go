@@ -5,21 +5,23 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/asap/cookie"
 	"github.com/go-rserpool/rserpool/enrp"
-	"github.com/go-rserpool/rserpool/tlv"
 	"github.com/go-rserpool/rserpool/transport"
 	"github.com/go-rserpool/rserpool/transport/memnet"
 )
 
-// A pool element serves a counter as sessions (RFC 5352 §3.9-3.11): after
-// each request it sends the pool user the new count in a sealed cookie
-// (ASAP_COOKIE), and a session that begins with an ASAP_COOKIE_ECHO
-// starts from the count in it. The pool user here is written by hand: it
-// keeps the latest cookie and echoes it first when it connects again, as
-// a pool user does after a failover.
+// Two pool elements serve a counter as sessions (RFC 5352 §3.9-3.11),
+// and a pool user uses it with PoolUser.Connect. After each request the PE
+// sends the new count in a sealed cookie (ASAP_COOKIE), then the answer; a
+// session that begins with an ASAP_COOKIE_ECHO starts from the count in
+// it. When the session's PE shuts down (Close: deregister, then close its
+// sessions) the session fails over to the other PE, echoes the latest
+// cookie first, and the count carries on. Everything runs on an in-memory
+// network.
 func ExampleSessionServer() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -34,81 +36,79 @@ func ExampleSessionServer() {
 	go reg.Run(ctx)
 	defer reg.Close()
 
-	// The pool element: listen, register, accept sessions.
-	sealer, err := cookie.New(cookie.Config{Keys: []cookie.Key{{ID: 1, Secret: bytes.Repeat([]byte{1}, 32)}}})
+	// The pool elements: listen, register, accept sessions.
+	sealer, err := cookie.New(cookie.Config{Keys: []cookie.Key{{ID: 1, Secret: bytes.Repeat([]byte{1}, 32)}}, MaxAge: time.Minute})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	peNode := net.NewNode()
-	srv, err := asap.NewSessionServer(asap.SessionServerConfig{
-		PE:         asap.PEConfig{PoolHandle: []byte("counter"), Registrars: []transport.Addr{reg.Addr()}},
-		ListenAddr: peNode.Addr(7000),
-	}, peNode)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer srv.Close() // deregisters, then closes every session
-	if err := srv.Register(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
-	go func() {
-		for {
-			s, err := srv.Accept(ctx)
-			if err != nil {
-				return
-			}
-			go serveCounter(ctx, s, sealer)
+	servers := map[uint32]*asap.SessionServer{}
+	for range 2 {
+		node := net.NewNode()
+		srv, err := asap.NewSessionServer(asap.SessionServerConfig{
+			PE:         asap.PEConfig{PoolHandle: []byte("counter"), Registrars: []transport.Addr{reg.Addr()}},
+			ListenAddr: node.Addr(7000),
+		}, node)
+		if err != nil {
+			fmt.Println(err)
+			return
 		}
-	}()
+		defer srv.Close() // deregisters, then closes every session
+		if err := srv.Register(ctx); err != nil {
+			fmt.Println(err)
+			return
+		}
+		servers[srv.PoolElement().ID()] = srv
+		go func() {
+			for {
+				s, err := srv.Accept(ctx)
+				if err != nil {
+					return
+				}
+				go serveCounter(ctx, s, sealer)
+			}
+		}()
+	}
 
-	// The pool user: resolve, connect, two requests; then again with
-	// the cookie it kept.
+	// The pool user: a session with the pool, and requests on it.
 	pu, err := asap.NewPoolUser(asap.PUConfig{Registrars: []transport.Addr{reg.Addr()}}, net.NewNode())
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer pu.Close()
-	var kept []byte
-	for round := 1; round <= 2; round++ {
-		conn, _, err := pu.Dial(ctx, []byte("counter"))
+	events := make(chan asap.SessionEvent, 8)
+	s, err := pu.Connect(ctx, []byte("counter"), asap.SessionConfig{Events: events})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer s.Close()
+	request := func() {
+		m, err := s.Request(ctx, transport.Message{Data: []byte("incr")})
 		if err != nil {
 			fmt.Println(err)
 			return
 		}
-		if kept != nil {
-			echo, _ := tlv.Marshal(&tlv.CookieEcho{Cookie: kept})
-			conn.Send(ctx, transport.Message{PPID: transport.PPIDASAP, Data: echo})
-		}
-		for range 2 {
-			conn.Send(ctx, transport.Message{Data: []byte("incr")})
-			for { // the answer, and the cookie beside it on PPID 11
-				m, err := conn.Recv(ctx)
-				if err != nil {
-					fmt.Println(err)
-					return
-				}
-				if m.PPID != transport.PPIDASAP {
-					fmt.Printf("connection %d: count %s\n", round, m.Data)
-					continue
-				}
-				msg, err := tlv.ParseASAP(m.Data)
-				if c, ok := msg.(*tlv.CookieMessage); err == nil && ok {
-					kept = bytes.Clone(c.Cookie)
-					break
-				}
-			}
-		}
-		conn.Close()
+		fmt.Println("count", string(m.Data))
 	}
+	request()
+	request()
+
+	first, _ := s.PE()
+	servers[first.ID].Close() // the session's PE leaves
+	for e := range events {
+		if fe, ok := e.(asap.FailoverEvent); ok {
+			fmt.Printf("failover: %v, cookie echoed: %v, reported: %v\n", fe.Reason, fe.CookieEchoed, s.Stats().Unreachable > 0)
+			break
+		}
+	}
+	request() // the other PE, from the echoed cookie
 	// Output:
-	// connection 1: count 1
-	// connection 1: count 2
-	// connection 2: count 3
-	// connection 2: count 4
+	// count 1
+	// count 2
+	// failover: closed by PE, cookie echoed: true, reported: false
+	// count 3
 }
 
 // serveCounter is the PE's service: one counter per session, restored
@@ -130,10 +130,13 @@ func serveCounter(ctx context.Context, s *asap.PESession, sealer *cookie.Sealer)
 			return
 		}
 		n++
-		s.Send(ctx, transport.Message{PPID: m.PPID, Stream: m.Stream, Data: []byte(strconv.Itoa(n))})
+		// The cookie first, then the answer (both on stream 0): when the
+		// answer arrives, the pool user holds the state that includes it,
+		// and a crash between the two loses nothing the user was told.
 		sealed, err := sealer.Seal([]byte(strconv.Itoa(n)))
 		if err == nil {
 			s.SendCookie(ctx, sealed)
 		}
+		s.Send(ctx, transport.Message{PPID: m.PPID, Stream: 0, Data: []byte(strconv.Itoa(n))})
 	}
 }

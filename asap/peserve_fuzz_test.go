@@ -91,7 +91,7 @@ func fuzzPESession(t *testing.T, b []byte) {
 		t.Fatal(err)
 	}
 	o := &testOwner{readyCh: make(chan *PESession, 1), endedCh: make(chan bool, 1)}
-	cfg := SessionServerConfig{FirstMessageWait: -1, QueueLen: 4, MaxCookieEcho: 16}
+	cfg := SessionServerConfig{FirstMessageWait: -1, RecvQueue: 4, MaxCookieEcho: 16}
 	var ctr serverCounters
 	ps := newPESession(context.Background(), conn, cfg.sessionConfig(), o, &ctr)
 	go ps.run()
@@ -156,8 +156,8 @@ func fuzzPESession(t *testing.T, b []byte) {
 	if wantEcho != nil {
 		echoes = 1
 	}
-	if int(st.ControlIgnored)+int(st.CardsReceived)+echoes != control || int(st.CardsReceived) != cards {
-		t.Fatalf("Stats %+v: %d ignored + %d cards + %d echo != %d control messages", st, st.ControlIgnored, st.CardsReceived, echoes, control)
+	if int(st.ControlIgnored)+int(st.BusinessCardsReceived)+echoes != control || int(st.BusinessCardsReceived) != cards {
+		t.Fatalf("Stats %+v: %d ignored + %d cards + %d echo != %d control messages", st, st.ControlIgnored, st.BusinessCardsReceived, echoes, control)
 	}
 	if (ps.BusinessCard() != nil) != (cards > 0) {
 		t.Fatalf("BusinessCard = %v after %d cards", ps.BusinessCard(), cards)

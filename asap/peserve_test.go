@@ -169,7 +169,7 @@ func TestPESessionCookieEchoBeforeData(t *testing.T) {
 		if s.RemoteAddr() != pu.LocalAddr() {
 			t.Errorf("RemoteAddr = %v, want %v", s.RemoteAddr(), pu.LocalAddr())
 		}
-		if st := srv.Stats(); st.Accepted != 1 || st.CookieEchoes != 1 || st.Silent != 0 || st.Open != 1 {
+		if st := srv.Stats(); st.Accepted != 1 || st.CookieEchoesReceived != 1 || st.Silent != 0 || st.Open != 1 {
 			t.Errorf("Stats = %+v", st)
 		}
 		// A pool user that sends data first has no cookie echo.
@@ -238,7 +238,7 @@ func TestPESessionControlGolden(t *testing.T) {
 				t.Errorf("%s parses as %v, %v", want.file, msg, err)
 			}
 		}
-		if st := s.Stats(); st.CookiesSent != 1 || st.CardsSent != 1 {
+		if st := s.Stats(); st.CookiesSent != 1 || st.BusinessCardsSent != 1 {
 			t.Errorf("Stats = %+v", st)
 		}
 	})
@@ -381,7 +381,7 @@ func TestPESessionMalformedControlIgnored(t *testing.T) {
 		if st := s.Stats(); st.ControlIgnored != ignored || st.DataIn != 2 {
 			t.Errorf("session Stats = %+v, want %d ignored", st, ignored)
 		}
-		if st := srv.Stats(); st.ControlIgnored != ignored || st.CookieEchoes != 1 {
+		if st := srv.Stats(); st.ControlIgnored != ignored || st.CookieEchoesReceived != 1 {
 			t.Errorf("server Stats = %+v", st)
 		}
 		var parse, large, unexpected int
@@ -499,7 +499,7 @@ func TestPESessionBusinessCardFromPU(t *testing.T) {
 		if ev.Kind != asap.PESessionBusinessCard || ev.Session != s || ev.BusinessCard == nil || len(ev.BusinessCard.PEs) != 2 {
 			t.Errorf("event %v", ev)
 		}
-		if st := s.Stats(); st.CardsReceived != 1 || st.ControlIgnored != 0 {
+		if st := s.Stats(); st.BusinessCardsReceived != 1 || st.ControlIgnored != 0 {
 			t.Errorf("Stats = %+v", st)
 		}
 	})
@@ -527,6 +527,29 @@ func TestPESessionLimit(t *testing.T) {
 		}
 		if st := srv.Stats(); st.Refused != 1 || st.Accepted != 2 || st.Open != 1 {
 			t.Errorf("Stats = %+v", st)
+		}
+	})
+}
+
+// A negative MaxSessions turns the bound off, as a negative bound does
+// everywhere in the module: more than DefaultMaxSessions pool users get a
+// session each.
+func TestPESessionNoLimit(t *testing.T) {
+	peTest(t, func(t *testing.T, r *peRig) {
+		srv := r.server(func(c *asap.SessionServerConfig) { c.MaxSessions = -1 })
+		n := asap.DefaultMaxSessions + 2
+		nd := r.net.NewNode()
+		for i := range n {
+			c, err := nd.Dial(t.Context(), srv.Addr())
+			if err != nil {
+				t.Fatalf("pool user %d: %v", i, err)
+			}
+			t.Cleanup(func() { c.Abort() })
+			sendRaw(t, c, 0, []byte("x"))
+		}
+		synctest.Wait()
+		if st := srv.Stats(); st.Accepted != uint64(n) || st.Refused != 0 || st.Open != n {
+			t.Errorf("MaxSessions -1, %d pool users: Stats = %+v", n, st)
 		}
 	})
 }
@@ -585,6 +608,10 @@ func TestSessionServerConfigErrors(t *testing.T) {
 		"no listen address": {PE: asap.PEConfig{PoolHandle: []byte("kv"), Registrars: reg}},
 		"data only":         {PE: asap.PEConfig{PoolHandle: []byte("kv"), Registrars: reg, UserTransport: dataOnly}, ListenAddr: nd.Addr(7000)},
 		"no registrar":      {PE: asap.PEConfig{PoolHandle: []byte("kv")}, ListenAddr: nd.Addr(7001)},
+		// A queue cannot be unbounded, nor Close's wait for the
+		// deregistration: negative is refused, not taken as the default.
+		"negative RecvQueue":    {PE: asap.PEConfig{PoolHandle: []byte("kv"), Registrars: reg}, ListenAddr: nd.Addr(7001), RecvQueue: -1},
+		"negative CloseTimeout": {PE: asap.PEConfig{PoolHandle: []byte("kv"), Registrars: reg}, ListenAddr: nd.Addr(7001), CloseTimeout: -1},
 	} {
 		if srv, err := asap.NewSessionServer(cfg, nd); !errors.Is(err, asap.ErrInvalidConfig) {
 			t.Errorf("%s: %v, want ErrInvalidConfig", name, err)

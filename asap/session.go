@@ -15,7 +15,11 @@ import (
 )
 
 // SessionConfig configures a session (PoolUser.Connect). Its zero value
-// works; zero fields take the defaults named.
+// works; zero fields take the defaults named. A negative value turns a
+// bound or a wait off where the field says so (as everywhere in this
+// module), and is ErrInvalidConfig where that would have no meaning
+// (RecvQueue, MaxFailover, DialTimeout); the same rule holds for
+// SessionServerConfig on the PE's side.
 type SessionConfig struct {
 	// Cookie, when set, is echoed (ASAP_COOKIE_ECHO, RFC 5352 §3.10) to
 	// the first PE: a session resumed from a cookie the host kept. Later
@@ -51,7 +55,9 @@ type SessionConfig struct {
 	// (SessionStats.EventsDropped).
 	Events chan<- SessionEvent
 	// RecvQueue is how many data messages the session holds for Recv
-	// before it stops reading from the PE; default DefaultSessionRecvQueue.
+	// before it stops reading from the PE, as SessionServerConfig.RecvQueue
+	// on the PE's side; default DefaultSessionRecvQueue (256). Negative is
+	// ErrInvalidConfig.
 	RecvQueue int
 }
 
@@ -101,6 +107,7 @@ type Session struct {
 	stats   SessionStats
 
 	dropped   atomic.Uint64
+	aborting  atomic.Bool // Abort: the associations end with ABORT
 	closed    atomic.Bool
 	closeOnce sync.Once
 }
@@ -137,7 +144,11 @@ var errGone = errors.New("asap: session association gone")
 // one, up to MaxFailover PEs, as Dial does. ctx bounds this first connect
 // only; the session lives until Close (or the pool user's Close). When no
 // PE could be reached the error is a *DialError (or the resolution's
-// error).
+// error). A session without a cookie sends nothing until the host does; a
+// SessionServer PE hands it to its host only on its first message, or
+// after its FirstMessageWait (3 s by default): for a protocol in which the
+// PE speaks first, send first, or have the PE set FirstMessageWait
+// negative.
 func (pu *PoolUser) Connect(ctx context.Context, handle []byte, cfg SessionConfig) (*Session, error) {
 	if cfg.RecvQueue < 0 || cfg.MaxFailover < 0 || cfg.DialTimeout < 0 {
 		return nil, fmt.Errorf("%w: RecvQueue, MaxFailover and DialTimeout must not be negative", ErrInvalidConfig)
@@ -299,7 +310,7 @@ func (s *Session) flush(now time.Time) int {
 				}
 			case SessionCookieReceived:
 				s.mu.Lock()
-				s.cookie = o.Cookie
+				s.cookie = bytes.Clone(o.Cookie) // o.Cookie goes to the host
 				s.mu.Unlock()
 				s.event(o)
 			case SessionEvent:
@@ -380,7 +391,7 @@ func (s *Session) attach(id AssocID, c transport.Conn) {
 
 func (s *Session) write(a *sessAssoc) {
 	defer func() {
-		if a.abort.Load() {
+		if a.abort.Load() || s.aborting.Load() {
 			a.conn.Abort()
 		} else {
 			a.conn.Close()
@@ -467,7 +478,7 @@ func (a *sessAssoc) send(ctx context.Context, m transport.Message) error {
 func checkData(m transport.Message) error {
 	switch {
 	case m.PPID == transport.PPIDASAP:
-		return errPPIDReserved
+		return ErrControlPPID
 	case len(m.Data) == 0:
 		return transport.ErrEmptyMessage
 	case len(m.Data) > transport.MaxMessageSize:
@@ -618,6 +629,35 @@ func (s *Session) PE() (tlv.PoolElement, bool) {
 	return clonePE(s.pe), s.cur != nil
 }
 
+// Abort ends the session at once: the association is aborted (ABORT, RFC
+// 9260 §9.1; the PE sees transport.ErrAssociationLost) rather than shut
+// down, so nothing still queued is sent and Abort never waits for the PE.
+// Otherwise it is Close: waiting calls fail with ErrClosed, the PE is not
+// reported, and every goroutine has ended when it returns. After Close it
+// does nothing.
+func (s *Session) Abort() error {
+	s.aborting.Store(true)
+	return s.Close()
+}
+
+// PeerIdentity returns the identity of the PE the session is connected to
+// now, as the transport verified it (SCTP over DTLS: its certificate;
+// memnet: a test identity), and false while it fails over, when broken or
+// closed, or when the association is not authenticated. It follows the
+// session from PE to PE. It implements transport.PeerIdentifier.
+func (s *Session) PeerIdentity() (transport.Identity, bool) {
+	if s.closed.Load() {
+		return transport.Identity{}, false
+	}
+	s.mu.Lock()
+	cur := s.cur
+	s.mu.Unlock()
+	if cur == nil {
+		return transport.Identity{}, false
+	}
+	return transport.PeerIdentityOf(cur.conn)
+}
+
 // Stats returns the session's counts; it is safe at any time, also after
 // Close.
 func (s *Session) Stats() SessionStats {
@@ -629,8 +669,9 @@ func (s *Session) Stats() SessionStats {
 }
 
 // Close ends the session: the association is closed gracefully (bounded
-// by the transport), waiting calls fail with ErrClosed, and every
-// goroutine of the session has ended when Close returns.
+// by the transport; the PE sees transport.ErrPeerClosed), waiting calls
+// fail with ErrClosed, and every goroutine of the session has ended when
+// Close returns. The PE is not reported.
 func (s *Session) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)

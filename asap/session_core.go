@@ -24,8 +24,12 @@ const DefaultRequestTimeout = 5 * time.Second
 const DefaultRequestRetries = 2
 
 // DefaultSessionRecvQueue is how many data messages a session holds for
-// Session.Recv before it stops reading from the PE; not an RFC value
-// (loop.SendQueue's size).
+// Session.Recv before it stops reading from the PE (and the transport's
+// flow control slows the PE down): 256, this package's choice, not an RFC
+// value. A pool user holds one session per pool, so it can afford a deeper
+// queue than a PE's session (DefaultPESessionRecvQueue, 32): a PE that
+// pushes a burst of messages (notifications, a streamed answer) between
+// two Recv calls is not throttled at once.
 const DefaultSessionRecvQueue = 256
 
 // ErrFailover: a session's PE failed while a request was in flight and the
@@ -34,17 +38,16 @@ const DefaultSessionRecvQueue = 256
 // processed it. A *FailoverError matches it.
 var ErrFailover = errors.New("asap: session failed over")
 
-// errPPIDReserved: the host tried to send PPID 11 as data.
-var errPPIDReserved = errors.New("asap: PPID 11 is the session's ASAP control channel (RFC 5352 §3.9), not application data")
-
 // FailoverReason says why a session left its PE.
 type FailoverReason uint8
 
 const (
-	// ReasonAssociationLost: the association to the PE failed or the PE
-	// closed it (ABORT, path failure, SHUTDOWN).
+	// ReasonAssociationLost: the association to the PE failed (ABORT,
+	// path failure, the transport's error); the PE is reported
+	// unreachable.
 	ReasonAssociationLost FailoverReason = iota + 1
-	// ReasonSendFailed: sending on the association failed.
+	// ReasonSendFailed: sending on the association failed; the PE is
+	// reported unreachable.
 	ReasonSendFailed
 	// ReasonRequestTimeout: a request's answer did not come within
 	// SessionConfig.RequestTimeout: the PE is taken as hung.
@@ -52,6 +55,20 @@ const (
 	// ReasonForced: the host asked for it (Session.Failover, as RSPLIB's
 	// rsp_forcefailover).
 	ReasonForced
+	// ReasonPeerClosed: the PE shut the association down gracefully
+	// (SCTP SHUTDOWN, transport.ErrPeerClosed; PESession.Close or
+	// SessionServer.Close on the PE side). The PE is alive and ended the
+	// session on purpose (it is leaving, or done with the session), so it
+	// is not reported unreachable (RFC 5352 §3.5 is for a PE that cannot
+	// be reached); the session goes on with the next PE all the same.
+	ReasonPeerClosed
+	// ReasonResumed: a session that a failover left without a PE
+	// (SessionBroken) reached one again, on a new attempt started by
+	// Resume, Request, Send or Failover. The FailoverEvent's Cause is the
+	// error the session was broken with. Only the attempt that reaches a
+	// PE is an event: those that find none fail their callers with the
+	// first failover's *FailoverError and emit nothing.
+	ReasonResumed
 )
 
 var reasonNames = [...]string{
@@ -59,6 +76,8 @@ var reasonNames = [...]string{
 	ReasonSendFailed:      "send failed",
 	ReasonRequestTimeout:  "request timeout",
 	ReasonForced:          "forced by host",
+	ReasonPeerClosed:      "closed by PE",
+	ReasonResumed:         "resumed",
 }
 
 // String names the reason.
@@ -142,25 +161,28 @@ func (s SessionState) String() string {
 
 // SessionStats counts a session's work.
 type SessionStats struct {
-	// Failovers counts completed failovers (a new PE reached), each also a
-	// FailoverEvent; FailoversFailed those that found no PE.
+	// Failovers counts completed failovers (a new PE reached, also after
+	// a Resume, ReasonResumed), each also a FailoverEvent; FailoversFailed
+	// those that found no PE (once per failover: the later attempts on a
+	// broken session that find none are not counted again).
 	Failovers       uint64
 	FailoversFailed uint64
 	// PEsTried counts PEs dialled (the first connect included); Unreachable
 	// those reported with ASAP_ENDPOINT_UNREACHABLE (RFC 5352 §3.5).
 	PEsTried    uint64
 	Unreachable uint64
-	// Cookies counts ASAP_COOKIEs received (RFC 5352 §3.9), CookieEchoes
-	// ASAP_COOKIE_ECHOs sent (§3.10), BusinessCards ASAP_BUSINESS_CARDs
-	// taken (§3.11).
-	Cookies       uint64
-	CookieEchoes  uint64
-	BusinessCards uint64
-	// IgnoredControl counts messages on PPID 11 that were malformed,
+	// CookiesReceived counts ASAP_COOKIEs received (RFC 5352 §3.9),
+	// CookieEchoesSent ASAP_COOKIE_ECHOs sent (§3.10),
+	// BusinessCardsReceived ASAP_BUSINESS_CARDs taken (§3.11); the PE
+	// side's PESessionStats and SessionServerStats use the same names.
+	CookiesReceived       uint64
+	CookieEchoesSent      uint64
+	BusinessCardsReceived uint64
+	// ControlIgnored counts messages on PPID 11 that were malformed,
 	// unknown, or not for a pool user (a business card of another pool);
 	// Stale counts messages that arrived on an association the session had
 	// already given up.
-	IgnoredControl uint64
+	ControlIgnored uint64
 	Stale          uint64
 	// Retries counts requests sent again after a failover; RequestsFailed
 	// those reported to the caller with an error.
@@ -249,8 +271,10 @@ type SessionRequestDone struct {
 	Err error
 }
 
-// FailoverEvent: a session left its PE (RFC 5352 §3.5, §3.10). New is the
-// PE it reached, or zero with Err set when none was found. Duration runs
+// FailoverEvent: a session left its PE (RFC 5352 §3.5, §3.10), one event
+// per failover. New is the PE it reached, or zero with Err set when none
+// was found; a broken session that reaches a PE later is one more event,
+// ReasonResumed. Duration runs
 // from the failure's detection to the new association being up with the
 // COOKIE_ECHO queued (or to giving up). Tried counts the PEs dialled.
 type FailoverEvent struct {
@@ -328,7 +352,8 @@ type sessReq struct {
 // A failover starts when the association is lost (HandleLost), a send
 // fails (HandleSendFailed), a request's deadline passes (HandleTimeout) or
 // the host asks (Failover). The core then aborts the association, reports
-// the PE unreachable (SessionReport, §3.5) and tries the next PE: first
+// the PE unreachable (SessionReport, §3.5; not when the PE shut the
+// association down gracefully, ReasonPeerClosed) and tries the next PE: first
 // the PEs of the latest business card in their order (§3.11), then the
 // pool user's cache and a new resolution (SessionSelect), never one PE
 // twice in one failover, up to MaxFailover PEs. On the new association the
@@ -363,6 +388,8 @@ type SessionCore struct {
 
 	// the failover (or first connect) under way
 	fo        bool // a failover (not the first connect)
+	resuming  bool // a new attempt after a failover found no PE
+	down      error
 	foOld     tlv.PoolElement
 	foReason  FailoverReason
 	foCause   error
@@ -458,6 +485,7 @@ func (c *SessionCore) Resume(now time.Time) {
 	if c.state == SessionBroken {
 		// A new attempt, some time later: every PE may be tried again,
 		// the one that failed included.
+		c.resuming = true
 		c.begin(now, c.foOld.ID != 0, false)
 	}
 }
@@ -542,7 +570,7 @@ func (c *SessionCore) giveUp(now time.Time, err error) {
 	}
 	c.state = SessionBroken
 	c.assoc, c.dialing = 0, false
-	if c.fo {
+	if c.fo && !c.resuming {
 		c.stats.FailoversFailed++
 		c.out = append(c.out, FailoverEvent{
 			Pool: bytes.Clone(c.handle), Old: clonePE(c.foOld), Reason: c.foReason, Cause: c.foCause,
@@ -553,6 +581,7 @@ func (c *SessionCore) giveUp(now time.Time, err error) {
 	if c.fo {
 		ferr = &FailoverError{Reason: c.foReason, PE: clonePE(c.foOld), Cause: c.foCause, Err: err}
 	}
+	c.down = ferr
 	c.failRequests(ferr)
 	c.out = append(c.out, SessionDown{Err: ferr})
 }
@@ -593,7 +622,7 @@ func (c *SessionCore) HandleConnected(now time.Time, id AssocID) {
 		b, err := tlv.Marshal(&tlv.CookieEcho{Cookie: c.cookie})
 		if err == nil {
 			c.out = append(c.out, SessionSend{Assoc: id, Msg: transport.Message{PPID: transport.PPIDASAP, Data: b}})
-			c.stats.CookieEchoes++
+			c.stats.CookieEchoesSent++
 			echoed = true
 		}
 	}
@@ -603,14 +632,18 @@ func (c *SessionCore) HandleConnected(now time.Time, id AssocID) {
 		retried = 1
 	}
 	if c.fo {
+		reason, cause := c.foReason, c.foCause
+		if c.resuming {
+			reason, cause = ReasonResumed, c.down
+		}
 		c.stats.Failovers++
 		c.out = append(c.out, FailoverEvent{
-			Pool: bytes.Clone(c.handle), Old: clonePE(c.foOld), New: clonePE(c.pe), Reason: c.foReason,
-			Cause: c.foCause, Duration: now.Sub(c.foStart), Tried: c.foDialled, CookieEchoed: echoed, Retried: retried,
+			Pool: bytes.Clone(c.handle), Old: clonePE(c.foOld), New: clonePE(c.pe), Reason: reason,
+			Cause: cause, Duration: now.Sub(c.foStart), Tried: c.foDialled, CookieEchoed: echoed, Retried: retried,
 		})
 	}
 	c.foOld = tlv.PoolElement{}
-	c.fo = false
+	c.fo, c.resuming, c.down = false, false, nil
 	c.sendActive(now)
 }
 
@@ -637,18 +670,30 @@ func (c *SessionCore) dropCard(id uint32) {
 	c.card = slices.DeleteFunc(c.card, func(pe tlv.PoolElement) bool { return pe.ID == id })
 }
 
-// HandleLost reports that the association failed or was closed by the PE.
+// HandleLost reports that the association failed or was closed by the PE:
+// ReasonPeerClosed (no report) when err is transport.ErrPeerClosed, else
+// ReasonAssociationLost.
 func (c *SessionCore) HandleLost(now time.Time, id AssocID, err error) {
 	if c.state == SessionEstablished && id == c.assoc {
-		c.failover(now, ReasonAssociationLost, err)
+		c.failover(now, lostReason(err, ReasonAssociationLost), err)
 	}
 }
 
-// HandleSendFailed reports that a send on the association failed.
+// HandleSendFailed reports that a send on the association failed:
+// ReasonPeerClosed (no report) when err is transport.ErrPeerClosed, else
+// ReasonSendFailed.
 func (c *SessionCore) HandleSendFailed(now time.Time, id AssocID, err error) {
 	if c.state == SessionEstablished && id == c.assoc {
-		c.failover(now, ReasonSendFailed, err)
+		c.failover(now, lostReason(err, ReasonSendFailed), err)
 	}
+}
+
+// lostReason is ReasonPeerClosed for a graceful shutdown by the PE, else r.
+func lostReason(err error, r FailoverReason) FailoverReason {
+	if errors.Is(err, transport.ErrPeerClosed) {
+		return ReasonPeerClosed
+	}
+	return r
 }
 
 // Failover leaves the PE because the host asks (ReasonForced, cause may be
@@ -668,9 +713,14 @@ func (c *SessionCore) failover(now time.Time, reason FailoverReason, cause error
 	old := c.pe
 	c.log.Debug("session: failover", "pool", tlv.PoolHandle(c.handle), "pe", tlv.PEIdentifier(old.ID), "reason", reason, "err", cause)
 	c.out = append(c.out, SessionAbort{Assoc: c.assoc})
-	c.report(old.ID)
+	if reason != ReasonPeerClosed {
+		c.report(old.ID)
+	}
+	// Not the PE to prefer next time either way: it failed, or it ended
+	// the session.
 	c.dropCard(old.ID)
 	c.foOld, c.foReason, c.foCause = clonePE(old), reason, cause
+	c.resuming, c.down = false, nil
 	c.deadline = time.Time{}
 	if r := c.active; r != nil {
 		if r.abandoned || r.tries > c.retries {
@@ -706,18 +756,18 @@ func (c *SessionCore) HandleMessage(now time.Time, id AssocID, m transport.Messa
 func (c *SessionCore) control(now time.Time, b []byte) {
 	msg, err := tlv.ParseASAP(b)
 	if err != nil {
-		c.stats.IgnoredControl++
+		c.stats.ControlIgnored++
 		c.log.Debug("session: bad ASAP message from PE", "pe", tlv.PEIdentifier(c.pe.ID), "err", err)
 		return
 	}
 	switch m := msg.(type) {
 	case *tlv.CookieMessage:
 		c.cookie = bytes.Clone(m.Cookie)
-		c.stats.Cookies++
+		c.stats.CookiesReceived++
 		c.out = append(c.out, SessionCookieReceived{PE: c.pe.ID, Cookie: bytes.Clone(m.Cookie)})
 	case *tlv.BusinessCard:
 		if !bytes.Equal(m.PoolHandle, c.handle) {
-			c.stats.IgnoredControl++
+			c.stats.ControlIgnored++
 			return
 		}
 		card := make([]tlv.PoolElement, 0, len(m.PEs))
@@ -728,10 +778,10 @@ func (c *SessionCore) control(now time.Time, b []byte) {
 			card = append(card, clonePE(pe))
 		}
 		c.card = card
-		c.stats.BusinessCards++
+		c.stats.BusinessCardsReceived++
 		c.out = append(c.out, SessionCardReceived{PE: c.pe.ID, PEs: c.Card()})
 	default:
-		c.stats.IgnoredControl++
+		c.stats.ControlIgnored++
 	}
 }
 

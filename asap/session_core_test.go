@@ -2,6 +2,7 @@ package asap
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
@@ -131,7 +132,7 @@ func TestSessionCoreKeepsOnlyLatestCookie(t *testing.T) {
 	if len(ms) != 1 || string(echoOf(t, ms[0])) != "state=2" {
 		t.Fatalf("after failover sent %v, want one COOKIE_ECHO of state=2", ms)
 	}
-	if st := c.Stats(); st.Cookies != 2 || st.CookieEchoes != 1 || st.Failovers != 1 {
+	if st := c.Stats(); st.CookiesReceived != 2 || st.CookieEchoesSent != 1 || st.Failovers != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -221,7 +222,7 @@ func TestSessionCoreBusinessCardOrder(t *testing.T) {
 	}
 	// A card of another pool is not the session's.
 	c.HandleMessage(t0, a, asapData(t, &tlv.BusinessCard{PoolHandle: []byte("other"), PEs: []tlv.PoolElement{sessPE(9)}}))
-	if st := c.Stats(); st.BusinessCards != 1 || st.IgnoredControl != 1 {
+	if st := c.Stats(); st.BusinessCardsReceived != 1 || st.ControlIgnored != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 	c.HandleLost(t0, a, transport.ErrAssociationLost)
@@ -272,7 +273,7 @@ func TestSessionCoreFailoverCauses(t *testing.T) {
 			c.HandleLost(now, a, transport.ErrAssociationLost)
 		}},
 		{ReasonSendFailed, func(c *SessionCore, now time.Time, a AssocID) {
-			c.HandleSendFailed(now, a, transport.ErrPeerClosed)
+			c.HandleSendFailed(now, a, errors.New("broken pipe"))
 		}},
 		{ReasonRequestTimeout, func(c *SessionCore, now time.Time, a AssocID) {
 			if !c.NextDeadline().Equal(t0.Add(time.Second)) {
@@ -399,7 +400,9 @@ func TestSessionCoreFailoverFindsNoPE(t *testing.T) {
 	if d := only[SessionRequestDone](c.Outbox()); len(d) != 1 || !errors.Is(d[0].Err, ErrUnknownPool) {
 		t.Fatalf("request %+v", d)
 	}
-	if st := c.Stats(); st.FailoversFailed != 2 || st.RequestsFailed != 2 {
+	// One failover, counted once: the attempt the request started is no
+	// second one.
+	if st := c.Stats(); st.FailoversFailed != 1 || st.RequestsFailed != 2 {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -419,7 +422,7 @@ func TestSessionCoreControlAndData(t *testing.T) {
 	if len(d) != 1 || d[0].Msg.PPID != 47 || d[0].Msg.Stream != 3 || string(d[0].Msg.Data) != "hi" {
 		t.Fatalf("delivered %+v", d)
 	}
-	if st := c.Stats(); st.IgnoredControl != 3 || c.State() != SessionEstablished {
+	if st := c.Stats(); st.ControlIgnored != 3 || c.State() != SessionEstablished {
 		t.Fatalf("stats %+v, state %v", st, c.State())
 	}
 }
@@ -455,5 +458,84 @@ func TestSessionCoreRequestQueueAndCancel(t *testing.T) {
 	c.Close(t0)
 	if d := only[SessionRequestDone](func() []SessionOutput { c.Request(t0, transport.Message{Data: []byte("x")}); return c.Outbox() }()); len(d) != 1 || !errors.Is(d[0].Err, ErrClosed) {
 		t.Fatalf("request after Close: %+v", d)
+	}
+}
+
+// A PE that shuts the association down gracefully (transport.ErrPeerClosed,
+// on a receive or a send) is alive: the session fails over
+// (ReasonPeerClosed) without ASAP_ENDPOINT_UNREACHABLE (RFC 5352 §3.5 is
+// for a PE that cannot be reached), and the request in flight is sent
+// again on the next PE after the COOKIE_ECHO (§3.10).
+func TestSessionCorePeerClosedNotReported(t *testing.T) {
+	for name, fail := range map[string]func(c *SessionCore, a AssocID){
+		"recv": func(c *SessionCore, a AssocID) { c.HandleLost(t0, a, transport.ErrPeerClosed) },
+		"send": func(c *SessionCore, a AssocID) {
+			c.HandleSendFailed(t0, a, fmt.Errorf("send: %w", transport.ErrPeerClosed))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, a := connectedSessCore(t, SessionCoreConfig{})
+			c.HandleMessage(t0, a, asapData(t, &tlv.CookieMessage{Cookie: []byte("s")}))
+			c.Request(t0, transport.Message{Data: []byte("q")})
+			c.Outbox()
+			fail(c, a)
+			outs := c.Outbox()
+			if r := only[SessionReport](outs); len(r) != 0 {
+				t.Fatalf("a PE that closed gracefully was reported: %+v", r)
+			}
+			if ab := only[SessionAbort](outs); len(ab) != 1 || ab[0].Assoc != a {
+				t.Fatalf("aborts %+v", ab)
+			}
+			c.out = append(c.out, outs...)
+			outs = connectTo(t, c, t0, sessPE(2))
+			fe := only[FailoverEvent](outs)
+			if len(fe) != 1 || fe[0].Reason != ReasonPeerClosed || !errors.Is(fe[0].Cause, transport.ErrPeerClosed) || !fe[0].CookieEchoed {
+				t.Fatalf("failover events %+v", fe)
+			}
+			if ms := sends(outs); len(ms) != 2 || string(echoOf(t, ms[0])) != "s" || string(ms[1].Data) != "q" {
+				t.Fatalf("sent %v, want COOKIE_ECHO then the request", ms)
+			}
+			if st := c.Stats(); st.Unreachable != 0 || st.Failovers != 1 {
+				t.Fatalf("stats %+v", st)
+			}
+		})
+	}
+}
+
+// One failover is one FailoverEvent. When it found no PE, the attempts
+// that Resume starts later (a request, a send, Failover on the broken
+// session) that find none either emit no more events, each of them only
+// failing its caller with the original failover's error; the one that
+// reaches a PE emits one FailoverEvent, ReasonResumed.
+func TestSessionCoreResumeNoStrayFailoverEvents(t *testing.T) {
+	c, a := connectedSessCore(t, SessionCoreConfig{MaxFailover: 1})
+	c.HandleLost(t0, a, transport.ErrAssociationLost)
+	c.Outbox()
+	c.HandleSelectFailed(t0, ErrNoPoolElement)
+	if fe := only[FailoverEvent](c.Outbox()); len(fe) != 1 || fe[0].Reason != ReasonAssociationLost || fe[0].Err == nil {
+		t.Fatalf("failover that found no PE: events %+v", fe)
+	}
+	for i := range 3 {
+		c.Request(t0.Add(time.Duration(i+1)*time.Second), transport.Message{Data: []byte("q")})
+		c.HandleSelectFailed(t0.Add(time.Duration(i+1)*time.Second), ErrNoPoolElement)
+		outs := c.Outbox()
+		if fe := only[FailoverEvent](outs); len(fe) != 0 {
+			t.Fatalf("retry %d: stray failover events %+v", i, fe)
+		}
+		d := only[SessionRequestDone](outs)
+		var fe *FailoverError
+		if len(d) != 1 || !errors.As(d[0].Err, &fe) || fe.Reason != ReasonAssociationLost || fe.PE.ID != 1 || !errors.Is(d[0].Err, ErrNoPoolElement) {
+			t.Fatalf("retry %d: request %+v", i, d)
+		}
+	}
+	c.Failover(t0.Add(5*time.Second), nil)
+	outs := connectTo(t, c, t0.Add(5*time.Second+10*time.Millisecond), sessPE(2))
+	fe := only[FailoverEvent](outs)
+	if len(fe) != 1 || fe[0].Reason != ReasonResumed || fe[0].Old.ID != 1 || fe[0].New.ID != 2 ||
+		fe[0].Duration != 10*time.Millisecond || fe[0].Err != nil || !errors.Is(fe[0].Cause, ErrNoPoolElement) {
+		t.Fatalf("resumed: events %+v", fe)
+	}
+	if st := c.Stats(); st.Failovers != 1 || st.FailoversFailed != 1 {
+		t.Fatalf("stats %+v", st)
 	}
 }

@@ -121,7 +121,7 @@ func TestSessionFailoverOnCrash(t *testing.T) {
 		}
 		card := m.byID(on.ID)
 		wantNext := (on.ID+1)%3 + 1 // the card names PE 3 after 1, 1 after 2, 2 after 3
-		if cards := s.Stats().BusinessCards; cards != 1 {
+		if cards := s.Stats().BusinessCardsReceived; cards != 1 {
 			t.Fatalf("%d business cards taken", cards)
 		}
 
@@ -157,7 +157,7 @@ func TestSessionFailoverOnCrash(t *testing.T) {
 			t.Fatalf("Cookie() = %q", got)
 		}
 		st := s.Stats()
-		if st.Failovers != 1 || st.CookieEchoes != 1 || st.BusinessCards != 2 {
+		if st.Failovers != 1 || st.CookieEchoesSent != 1 || st.BusinessCardsReceived != 2 {
 			t.Fatalf("stats %+v", st)
 		}
 		synctest.Wait()
@@ -217,8 +217,13 @@ func TestSessionSendRecvForcedAndNoCookie(t *testing.T) {
 		if err != nil || got.PPID != 47 || got.Stream != 2 || string(got.Data) != "hello" {
 			t.Fatalf("Recv %+v, %v", got, err)
 		}
-		if err := s.Send(ctx, transport.Message{PPID: transport.PPIDASAP, Data: []byte{1}}); !errors.Is(err, errPPIDReserved) {
-			t.Fatalf("Send on PPID 11: %v", err)
+		// The PU side refuses PPID 11 with the same exported error as the
+		// PE side (PESession.Send).
+		if err := s.Send(ctx, transport.Message{PPID: transport.PPIDASAP, Data: []byte{1}}); !errors.Is(err, ErrControlPPID) {
+			t.Fatalf("Send on PPID 11: %v, want ErrControlPPID", err)
+		}
+		if _, err := s.Request(ctx, transport.Message{PPID: transport.PPIDASAP, Data: []byte{1}}); !errors.Is(err, ErrControlPPID) {
+			t.Fatalf("Request on PPID 11: %v, want ErrControlPPID", err)
 		}
 		if _, _, err := inc(ctx, s, 1); err != nil {
 			t.Fatal(err)
@@ -241,7 +246,7 @@ func TestSessionSendRecvForcedAndNoCookie(t *testing.T) {
 				}
 			}
 		}
-		if s.Cookie() != nil || s.Stats().CookieEchoes != 0 {
+		if s.Cookie() != nil || s.Stats().CookieEchoesSent != 0 {
 			t.Fatal("a cookie appeared")
 		}
 		s.Close()

@@ -24,8 +24,12 @@ import (
 // ASAP control channel, RFC 5354 §3.4 "data only"). A frame of length 0 or
 // above the maximum ends the connection (Recv fails with
 // transport.ErrAssociationLost). The peer closing it cleanly (EOF between
-// frames) is transport.ErrPeerClosed; Abort closes a *net.TCPConn with
-// linger 0 (an RST). LocalAddr and RemoteAddr carry the IP address and
+// frames) is transport.ErrPeerClosed, which a Session takes as the PE
+// ending the session (ReasonPeerClosed: failover without an unreachable
+// report). A PE process that dies usually has its connections closed with
+// a FIN too, so over TCP such a PE is found by the registrar's own
+// supervision of its registration rather than by reports. Abort closes a
+// *net.TCPConn with linger 0 (an RST). LocalAddr and RemoteAddr carry the IP address and
 // port with Kind transport.KindSCTPUDP, the zero Kind, which means nothing
 // here.
 func NetConn(c net.Conn) transport.Conn {
@@ -78,7 +82,7 @@ func (n *netConn) Send(ctx context.Context, m transport.Message) error {
 	case len(m.Data) > transport.MaxMessageSize:
 		return transport.ErrMessageTooLarge
 	case m.PPID == transport.PPIDASAP:
-		return errPPIDReserved
+		return ErrControlPPID
 	}
 	n.wmu.Lock()
 	defer n.wmu.Unlock()

@@ -71,11 +71,14 @@ func startTCPPE(t *testing.T, id uint32) *tcpPE {
 	return p
 }
 
-// crash closes the listener and every connection.
+// crash closes the listener and resets every connection.
 func (p *tcpPE) crash() {
 	p.l.Close()
 	p.mu.Lock()
 	for _, c := range p.cs {
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetLinger(0) // a reset, not a clean FIN (which the session takes as the PE ending it)
+		}
 		c.Close()
 	}
 	p.cs = nil
@@ -154,7 +157,7 @@ func TestSessionDialHookTCP(t *testing.T) {
 	if !slices.Equal(got, []uint32{first.ID, other}) {
 		t.Fatalf("dialled %v", got)
 	}
-	if st := s.Stats(); st.Failovers != 1 || st.CookieEchoes != 0 || st.Unreachable != 1 {
+	if st := s.Stats(); st.Failovers != 1 || st.CookieEchoesSent != 0 || st.Unreachable != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 	// The report went to the pool user's loop before the selection that
@@ -190,8 +193,8 @@ func TestNetConnFraming(t *testing.T) {
 		t.Fatalf("bad frame: %v", err)
 	}
 	for _, m := range []transport.Message{{}, {PPID: transport.PPIDASAP, Data: []byte{1}}, {Data: make([]byte, transport.MaxMessageSize+1)}} {
-		if err := ca.Send(ctx, m); err == nil {
-			t.Fatalf("Send of %d bytes on PPID %d accepted", len(m.Data), m.PPID)
+		if err := ca.Send(ctx, m); err == nil || (m.PPID == transport.PPIDASAP && !errors.Is(err, ErrControlPPID)) {
+			t.Fatalf("Send of %d bytes on PPID %d: %v", len(m.Data), m.PPID, err)
 		}
 	}
 	c, d := net.Pipe()

@@ -34,3 +34,10 @@ func (e PEEvent) MarshalJSON() ([]byte, error) {
 	}
 	return json.Marshal(j)
 }
+
+// String names the pool element for logs, "PE 0x0000002a in pool echo",
+// from what never changes (its identifier and pool handle), so that
+// printing a running PoolElement with %v reads none of its live state.
+func (pe *PoolElement) String() string {
+	return "PE " + tlv.PEIdentifier(pe.core.ID()).String() + " in pool " + tlv.PoolHandle(pe.core.handle).String()
+}

@@ -4,10 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-rserpool/rserpool/tlv"
+	"github.com/go-rserpool/rserpool/transport"
+	"github.com/go-rserpool/rserpool/transport/memnet"
 )
 
 // TestPEEventText: a PE's events name the registrar in the module's ID
@@ -51,4 +56,25 @@ func TestLogIDs(t *testing.T) {
 			t.Errorf("logs lack %s:\n%s", want, out)
 		}
 	}
+}
+
+// A running PoolElement prints as its identifier and pool, reading none of
+// its live state (printing the struct with %v raced with its loop).
+func TestPoolElementString(t *testing.T) {
+	net := memnet.New(1)
+	defer net.Close()
+	nd := net.NewNode()
+	pe, err := NewPoolElement(PEConfig{PoolHandle: []byte("echo"), PEID: 42, Registrars: []transport.Addr{nd.Addr(transport.PortASAP)},
+		UserTransport: tlv.NewSCTPTransport(7000, tlv.TransportUseDataOnly, nd.IP())}, nd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pe.Close()
+	done := make(chan struct{})
+	go func() { defer close(done); pe.Register(t.Context()) }() // the loop runs meanwhile
+	if got, want := fmt.Sprint(pe), "PE 0x0000002a in pool echo"; got != want {
+		t.Errorf("%%v of a PoolElement = %q, want %q", got, want)
+	}
+	pe.Close()
+	<-done
 }

@@ -58,6 +58,13 @@ var (
 // '[...]' as in path.Match), compared case-insensitively (DNS names are,
 // RFC 4343): against id.Name and against every DNS SAN of the leaf
 // certificate. An empty or malformed pattern matches nothing.
+//
+// id.Name is the leaf's first DNS SAN, but for a certificate without DNS
+// SANs it is the subject common name (transport.Identity), so such a
+// certificate matches by its CN. crypto/x509 no longer takes the CN as a
+// host name (Go 1.15), and RFC 6125 §6.4.4 allows it only without SANs;
+// a CA that issues names only in the CN, or does not check it, lets the
+// CN claim any name: issue pool certificates with DNS SANs.
 func MatchIdentity(id transport.Identity, pattern string) bool {
 	if pattern == "" {
 		return false

@@ -420,8 +420,10 @@ func (c *Core) HandleTimeout(now time.Time) {
 	c.store.PopExpired(now, func(h tlv.PoolHandle, pe tlv.PoolElement) {
 		k := peKey{string(h), pe.ID}
 		if c.sup[k] == nil {
-			// A dead peer's PE left to its registration life
-			// (takeover_hooks.go): not ours, nothing to tell.
+			// A PE of a dead peer that nobody took over, left to
+			// expire at the end of its registration life
+			// (expireOrphans, after TAKEOVER-EXPIRY, RFC 5353
+			// §3.9): not ours, nothing to tell.
 			return
 		}
 		c.expKeys = append(c.expKeys, k)

@@ -15,8 +15,17 @@
 //   - names the key in the cookie (a key ID), so keys can be rotated: the
 //     newest key seals, older keys still open until they are removed;
 //   - writes the time the cookie was sealed and, with Config.MaxAge,
-//     refuses old cookies, which bounds how long a captured cookie can be
-//     replayed.
+//     refuses old cookies.
+//
+// What a Sealer does not do: bind a cookie to a session or a pool user.
+// A cookie that opens is valid in any pool user's session, for as long as
+// its key is held when MaxAge is zero (the default: no age limit). So a
+// cookie captured from one pool user, or an old one a pool user kept,
+// can be replayed. Set MaxAge (examples/demo uses one minute) to bound
+// how long; to bind a cookie to its pool user, seal the pool user's
+// authenticated name into the state (asap.PESession.PeerIdentity, over
+// SCTP over DTLS) and compare it with the echoing session's; to refuse an
+// old state, let the state carry a sequence number the service checks.
 //
 // Failures are the sentinels [ErrInvalid] (malformed), [ErrTampered]
 // (authentication failed), [ErrUnknownKey], [ErrExpired] and
@@ -144,7 +153,10 @@ type Config struct {
 	Encrypt bool
 	// MaxAge, when positive, makes Open refuse with ErrExpired a cookie
 	// sealed more than MaxAge ago. Zero (the default) sets no age limit:
-	// a cookie opens for as long as its key is held.
+	// a cookie opens, and can be replayed, for as long as its key is
+	// held. Set it: a session's PE sends a new cookie after each request,
+	// so the bound is the longest a session may stay idle and still fail
+	// over with its state.
 	MaxAge time.Duration
 	// ClockSkew is how far in the future a cookie's seal time may be when
 	// MaxAge is set; zero means DefaultClockSkew, negative allows none.

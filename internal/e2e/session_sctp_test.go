@@ -253,7 +253,7 @@ func TestSessionsLoopbackSCTP(t *testing.T) {
 		if pe, ok := s.PE(); !ok || pe.ID == hung.id {
 			t.Errorf("session %d ends on PE %#x (connected %v), not on the live %s", i, pe.ID, ok, crashed.name)
 		}
-		t.Logf("session %d: %d answered, %d returned to the caller; %d failovers, %d cookie echoes", i, k, log.errs[i], st.Failovers, st.CookieEchoes)
+		t.Logf("session %d: %d answered, %d returned to the caller; %d failovers, %d cookie echoes", i, k, log.errs[i], st.Failovers, st.CookieEchoesSent)
 	}
 	for _, p := range pes {
 		if p.refused.Load() != 0 {
