@@ -430,14 +430,18 @@ func enrpScene(ctx context.Context, tr *tracer, tp transport.Transport) error {
 		return fmt.Errorf("%s took over %d PE(s) of %s, want %d of r1", winner.name, done.PEs, names.of(done.ServerID), len(r1Homed))
 	}
 	tr.printf("%s took over r1's %d PEs %v after r1 went down", winner.name, done.PEs, time.Since(start).Round(time.Millisecond))
-	// The winner saw r1 go down by its silence (RFC 5353 §3.3).
-	select {
-	case id := <-winner.down:
-		if id != r1.ServerID() {
-			return fmt.Errorf("%s saw %s go down, not r1", winner.name, names.of(id))
+	// The winner saw r1 go down by its silence (RFC 5353 §3.3). On a
+	// loaded machine the demo's tight LAN timers may also have let a
+	// live peer lapse for a moment (it comes back with its next
+	// Presence); only r1 must be among those seen.
+	sawR1 := false
+	for !sawR1 {
+		select {
+		case id := <-winner.down:
+			sawR1 = id == r1.ServerID()
+		default:
+			return fmt.Errorf("%s took r1 over without seeing it go down", winner.name)
 		}
-	default:
-		return fmt.Errorf("%s took r1 over without seeing it go down", winner.name)
 	}
 	// The other survivor acknowledged the winner's ENRP_INIT_TAKEOVER
 	// (or lost the tie-break, RFC 5353 §3.9) and, told by
