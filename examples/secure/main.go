@@ -272,7 +272,7 @@ func run(ctx context.Context, out io.Writer, n int, port uint16) (err error) {
 	var rogueSaw atomic.Int64
 	rogueReg, err := start(enrp.Config{
 		Transport: sctp.New(sctp.Config{ShutdownTimeout: time.Second, DTLS: &sctp.DTLSConfig{
-			Certificates: []tls.Certificate{rogueCert}, ClientAuth: sctp.ClientAuthNone,
+			Certificates: []tls.Certificate{rogueCert}, RootCAs: c.rogueCA.pool, ClientAuth: sctp.ClientAuthNone,
 			OnHandshakeFailure: func(error) { rogueSaw.Add(1) },
 		}}),
 		ListenAddr: at(port, 1),

@@ -46,9 +46,10 @@ func TestConfig(t *testing.T) {
 	if d, err := (Files{}).Config(nil); d != nil || err != nil {
 		t.Fatalf("no flags: %+v, %v; want plain SCTP", d, err)
 	}
-	// Without -tls-ca: the host's roots (RootCAs nil).
-	if d, err := (Files{Cert: certFile, Key: keyFile}).Config(nil); err != nil || d.RootCAs != nil {
-		t.Fatalf("without -tls-ca: %+v, %v", d, err)
+	// Without -tls-ca: the host's roots (RootCAs nil) only when
+	// -tls-system-roots asks for them.
+	if d, err := (Files{Cert: certFile, Key: keyFile, SystemRoots: true}).Config(nil); err != nil || d.RootCAs != nil || !d.SystemRoots {
+		t.Fatalf("-tls-system-roots without -tls-ca: %+v, %v", d, err)
 	}
 }
 
@@ -72,11 +73,13 @@ func TestConfigErrors(t *testing.T) {
 		{Files{Key: keyFile}, "-tls-key without -tls-cert"},
 		{Files{CA: caFile}, "need -tls-cert and -tls-key"},
 		{Files{ServerName: "x"}, "need -tls-cert and -tls-key"},
-		{Files{Cert: certFile, Key: otherKey}, "private key does not match"},
-		{Files{Cert: filepath.Join(dir, "missing.pem"), Key: keyFile}, "no such file"},
+		{Files{Cert: certFile, Key: otherKey, CA: caFile}, "private key does not match"},
+		{Files{Cert: filepath.Join(dir, "missing.pem"), Key: keyFile, CA: caFile}, "no such file"},
 		{Files{Cert: certFile, Key: keyFile, CA: notPEM}, "no PEM certificate"},
 		{Files{Cert: certFile, Key: keyFile, CA: filepath.Join(dir, "missing.pem")}, "-tls-ca"},
-		{Files{Cert: expCert, Key: expKey}, "-tls-cert"},
+		{Files{Cert: expCert, Key: expKey, CA: caFile}, "-tls-cert"},
+		{Files{Cert: certFile, Key: keyFile}, "-tls-cert needs -tls-ca"},
+		{Files{SystemRoots: true}, "need -tls-cert and -tls-key"},
 	} {
 		d, err := c.f.Config(nil)
 		if d != nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), c.want) {
@@ -84,7 +87,7 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 	// An expired certificate is the transport's refusal, kept in the chain.
-	if _, err := (Files{Cert: expCert, Key: expKey}).Config(nil); !errors.Is(err, sctp.ErrDTLSConfig) {
+	if _, err := (Files{Cert: expCert, Key: expKey, CA: caFile}).Config(nil); !errors.Is(err, sctp.ErrDTLSConfig) {
 		t.Errorf("expired: %v, want sctp.ErrDTLSConfig", err)
 	}
 }
