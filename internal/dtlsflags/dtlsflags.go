@@ -1,8 +1,10 @@
 // Package dtlsflags gives the example programs their command-line
 // switches for SCTP over DTLS (RFC 8261): a certificate and its key, and
 // the CA that verifies the peers, read from PEM files (crypto/tls's
-// LoadX509KeyPair), turned into a transport/sctp DTLSConfig; and the
-// registrar's name rules ("pool=pattern") turned into an enrp.PoolACL.
+// LoadX509KeyPair), turned into a transport/sctp DTLSConfig; the
+// registrar's name rules ("pool=pattern") turned into an enrp.PoolACL;
+// and the names a PE or PU accepts for its registrars (-registrar-name),
+// turned into an asap.RegistrarAuthorizer.
 // Every misconfiguration is an error at start, naming the flag.
 package dtlsflags
 
@@ -15,7 +17,9 @@ import (
 	"os"
 	"strings"
 
+	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/enrp"
+	"github.com/go-rserpool/rserpool/transport"
 	"github.com/go-rserpool/rserpool/transport/sctp"
 )
 
@@ -37,6 +41,12 @@ type Files struct {
 	// ServerName, if set, is the DNS name every listener dialled must
 	// carry (-tls-server-name).
 	ServerName string
+	// RegistrarName, if set, is a comma-separated list of name patterns
+	// (transport.Identity.Matches) of which a registrar's certificate
+	// must match one for a PE or PU to use it (-registrar-name; see
+	// Registrar). Unlike ServerName it does not apply to the PEs a PU
+	// dials.
+	RegistrarName string
 }
 
 // Register adds -tls-cert, -tls-key, -tls-ca and -tls-system-roots to
@@ -49,6 +59,34 @@ func (f *Files) Register(fs *flag.FlagSet, serverName bool) {
 	if serverName {
 		fs.StringVar(&f.ServerName, "tls-server-name", "", "DNS name the registrar's certificate must carry (default: any certificate the CA verifies)")
 	}
+}
+
+// RegisterRegistrarName adds -registrar-name to fs (the PE's and PU's
+// flag: see Files.RegistrarName).
+func (f *Files) RegisterRegistrarName(fs *flag.FlagSet) {
+	fs.StringVar(&f.RegistrarName, "registrar-name", "", "name pattern(s), comma separated, of which a registrar's certificate must match one (e.g. 'reg-*.reg.example'; default: any certificate the CA verifies); needs -tls-cert")
+}
+
+// Registrar returns the AuthorizeRegistrar hook of RegistrarName
+// (asap.RegistrarNames of its patterns), or nil when it is empty. A
+// pattern that is empty or malformed, and -registrar-name without
+// -tls-cert (plain SCTP authenticates no registrar), are errors.
+func (f Files) Registrar() (asap.RegistrarAuthorizer, error) {
+	if f.RegistrarName == "" {
+		return nil, nil
+	}
+	if f.Cert == "" {
+		return nil, fmt.Errorf("%w: -registrar-name needs -tls-cert and -tls-key (without DTLS no registrar is authenticated)", ErrConfig)
+	}
+	var ps []string
+	for _, p := range strings.Split(f.RegistrarName, ",") {
+		p = strings.TrimSpace(p)
+		if err := transport.ValidPattern(p); err != nil {
+			return nil, fmt.Errorf("%w: -registrar-name %q: %w", ErrConfig, f.RegistrarName, err)
+		}
+		ps = append(ps, p)
+	}
+	return asap.RegistrarNames(ps...), nil
 }
 
 // On reports whether any file is named: DTLS is asked for.

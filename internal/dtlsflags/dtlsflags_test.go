@@ -9,8 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/enrp"
 	"github.com/go-rserpool/rserpool/internal/testpki"
+	"github.com/go-rserpool/rserpool/transport"
 	"github.com/go-rserpool/rserpool/transport/sctp"
 )
 
@@ -116,4 +118,40 @@ func TestParseACL(t *testing.T) {
 
 func x509Opts(d *sctp.DTLSConfig) x509.VerifyOptions {
 	return x509.VerifyOptions{Roots: d.RootCAs, DNSName: "host.example"}
+}
+
+// -registrar-name: patterns, comma separated, into asap.RegistrarNames;
+// none is no hook; a bad pattern, or the flag without DTLS, is an error.
+func TestRegistrar(t *testing.T) {
+	var f Files
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	f.Register(fs, false)
+	f.RegisterRegistrarName(fs)
+	if err := fs.Parse([]string{"-tls-cert", "c.pem", "-tls-key", "k.pem", "-registrar-name", "reg-*.reg.example, reg.other"}); err != nil {
+		t.Fatal(err)
+	}
+	auth, err := f.Registrar()
+	if err != nil || auth == nil {
+		t.Fatalf("Registrar: %v, %v", auth, err)
+	}
+	for name, ok := range map[string]bool{"reg-1.reg.example": true, "reg.other": true, "pe-1.pe.example": false} {
+		if err := auth(transport.Identity{Name: name}, true); (err == nil) != ok || (!ok && !errors.Is(err, asap.ErrRegistrarName)) {
+			t.Errorf("%s: %v, want allowed %v", name, err, ok)
+		}
+	}
+	if err := auth(transport.Identity{}, false); !errors.Is(err, asap.ErrRegistrarUnauthenticated) {
+		t.Errorf("unauthenticated: %v", err)
+	}
+	if auth, err := (Files{}).Registrar(); auth != nil || err != nil {
+		t.Errorf("no flag: %v, %v; want no hook", auth, err)
+	}
+	for _, bad := range []Files{
+		{Cert: "c.pem", RegistrarName: "reg-*,"},
+		{Cert: "c.pem", RegistrarName: "[x"},
+		{RegistrarName: "reg-*"},
+	} {
+		if _, err := bad.Registrar(); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "-registrar-name") {
+			t.Errorf("%+v: %v, want an error naming -registrar-name", bad, err)
+		}
+	}
 }
