@@ -1,8 +1,9 @@
 package asap
 
 // Authorization of registrars by pool elements and pool users: which
-// peer of a secured transport may act as their registrar (RFC 5355 §3.1,
-// registrar impersonation; RFC 5352 §6).
+// peer of a secured transport may act as their registrar (RFC 5355 §2.6
+// and §2.7, registration with and resolution at a malicious registrar;
+// RFC 5352 §6).
 
 import (
 	"errors"

@@ -575,8 +575,8 @@ func TestDTLSPeeringAuthorized(t *testing.T) {
 
 // TestDTLSRegistrarOnPECertificateRefused: the pool's CA signed every
 // PE's certificate, so the DTLS handshake alone lets a PE run a registrar
-// that PEs and PUs accept (RFC 5355 §3.2, registrar impersonation by an
-// insider). With AuthorizeRegistrar (asap.RegistrarNames("*.reg.example"))
+// that PEs and PUs accept (RFC 5355 §2.6 and §2.7, registration with and
+// resolution at a malicious registrar, here an insider). With AuthorizeRegistrar (asap.RegistrarNames("*.reg.example"))
 // they refuse it after the handshake, before any ASAP message: alone, their
 // requests fail with a NoRegistrarError naming the refused identity, and
 // the rogue gets no registration and no resolution; with the genuine

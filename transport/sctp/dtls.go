@@ -87,7 +87,9 @@ type DTLSConfig struct {
 	// carry for Dial to accept it (besides verifying against RootCAs). If
 	// empty, any certificate that verifies is accepted: RSerPool peers are
 	// named by IP addresses (from a static list or an announce), and which
-	// peer may do what is for VerifyPeer or the authorization above.
+	// peer may do what is for VerifyPeer or the authorization above (a
+	// PU's or PE's one Transport dials PEs and registrars alike, so they
+	// check the registrar's name with asap's AuthorizeRegistrar instead).
 	ServerName string
 	// VerifyPeer, if set, is called on both sides with the peer's
 	// verified identity once its chain verified; an error refuses the
