@@ -58,6 +58,18 @@ type endpoint struct {
 	acc      accepter
 	maxAcc   int
 	accepted []AssocID // accepted associations that are not the home, oldest first; on the loop
+
+	// The registrar check (PEConfig/PUConfig.AuthorizeRegistrar) and
+	// what a refusal is reported to (on the loop).
+	auth      regAuth
+	nRefusedR atomic.Uint64 // associations with registrars refused by auth
+}
+
+// regAuth is an endpoint's registrar check: the hook (nil allows every
+// registrar) and, if set, what a refusal is told to besides the count.
+type regAuth struct {
+	check   RegistrarAuthorizer
+	refused func(now time.Time, err error)
 }
 
 // accepter is a core that takes associations a registrar opened to it
@@ -123,13 +135,13 @@ func checkDiscovery(registrars []transport.Addr, o options) error {
 	return nil
 }
 
-func startEndpoint(core endpointCore, tr transport.Transport, log *slog.Logger, onEvent func(time.Time, Output), o options, ln listening) *endpoint {
+func startEndpoint(core endpointCore, tr transport.Transport, log *slog.Logger, onEvent func(time.Time, Output), o options, ln listening, auth regAuth) *endpoint {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &endpoint{
 		log: log, l: loop.New(ctx, loop.Real), tr: tr, core: core,
 		links: map[AssocID]*loop.Link{}, dials: map[AssocID]func(){},
 		onEvent: onEvent, cancel: cancel, stopped: make(chan struct{}),
-		lst: ln.lst, acc: ln.acc, maxAcc: ln.max,
+		lst: ln.lst, acc: ln.acc, maxAcc: ln.max, auth: auth,
 	}
 	if e.lst != nil {
 		e.l.Accept(e.lst, e.accept, func(now time.Time, err error) {
@@ -198,8 +210,12 @@ func openEndpoint(cfg PEConfig, tr transport.Transport) (transport.Endpoint, err
 // accept hands an association a registrar opened to the endpoint to the
 // core (RFC 5352 §3.7: a registrar that took the PE over sends its
 // Endpoint Keep Alive on it). Beyond maxAcc such associations, the oldest
-// that is not the home is closed.
+// that is not the home is closed. One the registrar check refuses is
+// aborted before the core sees it: it cannot become the home.
 func (e *endpoint) accept(now time.Time, c transport.Conn) {
+	if e.refuse(now, c, c.RemoteAddr(), true) != nil {
+		return
+	}
 	if len(e.accepted) >= e.maxAcc {
 		old := e.accepted[0]
 		e.accepted = slices.Delete(e.accepted, 0, 1)
@@ -308,9 +324,32 @@ func (e *endpoint) connect(c Connect) {
 			e.core.HandleConnectFailed(now, id, err)
 			return
 		}
+		if err := e.refuse(now, conn, c.Addr, false); err != nil {
+			// A refused registrar is a failed dial of the hunt.
+			e.core.HandleConnectFailed(now, id, err)
+			return
+		}
 		e.attach(id, conn)
 		e.core.HandleConnected(now, id)
 	})
+}
+
+// refuse runs the registrar check on an association with the registrar
+// at addr, before any ASAP message goes over it. A refused one is
+// aborted, counted, logged and reported (regAuth.refused), and refuse
+// returns its *RegistrarRefusedError; otherwise nil.
+func (e *endpoint) refuse(now time.Time, c transport.Conn, addr transport.Addr, accepted bool) error {
+	err := authorizeRegistrar(e.auth.check, c, addr, accepted)
+	if err == nil {
+		return nil
+	}
+	_ = c.Abort()
+	e.nRefusedR.Add(1)
+	e.log.Debug("asap: registrar refused", "addr", addr, "err", err)
+	if e.auth.refused != nil {
+		e.auth.refused(now, err)
+	}
+	return err
 }
 
 // attach drives an association for the core under id.

@@ -65,14 +65,22 @@ const (
 	// RFC 5352 §3.6, or a takeover by Endpoint Keep Alive, §3.7);
 	// ServerID is its server ID, 0 when not known yet.
 	PEEventHomeChanged
+	// PEEventRegistrarRefused: PEConfig.AuthorizeRegistrar refused the
+	// peer of an association with a registrar, which was aborted before
+	// any ASAP message: one the server hunt dialled (the hunt goes on with
+	// the other registrars) or one a registrar opened to the PE's endpoint
+	// (a takeover's Endpoint Keep Alive, RFC 5352 §3.7, that therefore
+	// does not change the home). Err is the *RegistrarRefusedError.
+	PEEventRegistrarRefused
 )
 
 var peEventNames = [...]string{
-	PEEventRegistered:  "registered",
-	PEEventLost:        "registration lost",
-	PEEventRefused:     "refused",
-	PEEventNoRegistrar: "no registrar",
-	PEEventHomeChanged: "home changed",
+	PEEventRegistered:       "registered",
+	PEEventLost:             "registration lost",
+	PEEventRefused:          "refused",
+	PEEventNoRegistrar:      "no registrar",
+	PEEventHomeChanged:      "home changed",
+	PEEventRegistrarRefused: "registrar refused",
 }
 
 // String names the kind.
@@ -92,7 +100,7 @@ type PEEvent struct {
 	// ServerID is the home registrar's server ID (Registered,
 	// HomeChanged), 0 while unknown.
 	ServerID uint32
-	// Err says why (Lost, Refused, NoRegistrar).
+	// Err says why (Lost, Refused, NoRegistrar, RegistrarRefused).
 	Err error
 	// Retry is when the PE tries again by itself (Refused, NoRegistrar);
 	// zero after a final refusal.
@@ -140,7 +148,10 @@ func NewPoolElement(cfg PEConfig, tr transport.Transport, opts ...Option) (*Pool
 		maxAcc = DefaultMaxAccepted
 	}
 	pe := &PoolElement{core: core, events: cfg.Events}
-	pe.ep = startEndpoint(core, tr, core.log, pe.event, o, listening{lst: lst, acc: core, max: maxAcc})
+	pe.ep = startEndpoint(core, tr, core.log, pe.event, o, listening{lst: lst, acc: core, max: maxAcc},
+		regAuth{check: cfg.AuthorizeRegistrar, refused: func(now time.Time, err error) {
+			pe.emit(PEEvent{Kind: PEEventRegistrarRefused, Time: now, Err: err})
+		}})
 	return pe, nil
 }
 
@@ -168,6 +179,9 @@ type PEStats struct {
 	NoRegistrar   uint64 // registrations that found no registrar (PEEventNoRegistrar)
 	HomeChanged   uint64 // new home registrars (PEEventHomeChanged): the PE's failovers between registrars
 	EventsDropped uint64 // events PEConfig.Events had no room for
+	// RegistrarsRefused counts the associations with registrars that
+	// PEConfig.AuthorizeRegistrar refused (PEEventRegistrarRefused).
+	RegistrarsRefused uint64
 }
 
 // Stats returns the PE's counts. It is safe to call at any time, also
@@ -176,7 +190,7 @@ func (pe *PoolElement) Stats() PEStats {
 	return PEStats{
 		Registered: pe.nRegistered.Load(), Lost: pe.nLost.Load(), Regained: pe.nRegained.Load(),
 		Refused: pe.nRefused.Load(), NoRegistrar: pe.nNoRegistrar.Load(), HomeChanged: pe.nHomeChanged.Load(),
-		EventsDropped: pe.dropped.Load(),
+		EventsDropped: pe.dropped.Load(), RegistrarsRefused: pe.ep.nRefusedR.Load(),
 	}
 }
 

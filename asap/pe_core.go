@@ -83,6 +83,23 @@ type PEConfig struct {
 	// block the PE: an event that finds the channel full is dropped and
 	// counted (PoolElement.EventsDropped), so give it a buffer.
 	Events chan<- PEEvent
+	// AuthorizeRegistrar, if set, decides whether the peer of an
+	// association with a registrar may act as one (RFC 5355 §2.6,
+	// registration with a malicious registrar). It is asked about every
+	// association the server hunt dials and every association a
+	// registrar opens to the PE's endpoint (a takeover's Endpoint Keep
+	// Alive, RFC 5352 §3.7), before any ASAP message is sent or taken on
+	// it. A refusal aborts the association, counts it
+	// (PEStats.RegistrarsRefused) and sends a PEEventRegistrarRefused; a
+	// refused dial is a failed dial of the hunt, so a *NoRegistrarError
+	// names it (Last, a *RegistrarRefusedError matching
+	// ErrRegistrarRefused), and a refused takeover does not change the
+	// home. RegistrarNames gives one for the common case. Over DTLS the
+	// transport's roots only say the peer holds a certificate of the
+	// pool's CA, which every PE holds too; this says it is a registrar.
+	// If nil (the default: RFC 5352 has no such check), every registrar
+	// is used. (Driver setting; the core ignores it.)
+	AuthorizeRegistrar RegistrarAuthorizer
 	// Rand is the source of PE IDs and server-hunt order; nil means a
 	// randomly seeded one. Tests pass a seeded source.
 	Rand rand.Source

@@ -59,6 +59,10 @@ type PUStats struct {
 	// ReportUnreachable, by Dial or by the host (§3.5).
 	Failovers   uint64
 	Unreachable uint64
+	// RegistrarsRefused counts the associations with registrars that
+	// PUConfig.AuthorizeRegistrar refused (each a failed dial of the
+	// server hunt).
+	RegistrarsRefused uint64
 }
 
 // Stats returns the pool user's counts. It is safe to call at any time,
@@ -66,7 +70,7 @@ type PUStats struct {
 func (pu *PoolUser) Stats() PUStats {
 	return PUStats{
 		FromCache: pu.nFromCache.Load(), FromRegistrar: pu.nFromRegistrar.Load(), ResolutionsFailed: pu.nFailed.Load(),
-		Failovers: pu.nFailovers.Load(), Unreachable: pu.nReported.Load(),
+		Failovers: pu.nFailovers.Load(), Unreachable: pu.nReported.Load(), RegistrarsRefused: pu.ep.nRefusedR.Load(),
 	}
 }
 
@@ -96,7 +100,7 @@ func NewPoolUser(cfg PUConfig, tr transport.Transport, opts ...Option) (*PoolUse
 	if pu.maxFailover == 0 {
 		pu.maxFailover = DefaultMaxFailover
 	}
-	pu.ep = startEndpoint(core, tr, core.log, pu.event, o, listening{})
+	pu.ep = startEndpoint(core, tr, core.log, pu.event, o, listening{}, regAuth{check: cfg.AuthorizeRegistrar})
 	return pu, nil
 }
 

@@ -62,6 +62,21 @@ type PUConfig struct {
 	// It may call PoolUser methods and keep handle (a copy). (Driver
 	// setting; the core ignores it.)
 	OnFailover func(handle tlv.PoolHandle, pe tlv.PoolElement, err error)
+	// AuthorizeRegistrar, if set, decides whether the peer of an
+	// association with a registrar may act as one (RFC 5355 §2.7,
+	// resolution at a malicious registrar). It is asked about every
+	// association the server hunt dials, before any ASAP message is sent
+	// or taken on it. A refusal aborts the association and counts it
+	// (PUStats.RegistrarsRefused); it is a failed dial of the hunt, so a
+	// *NoRegistrarError names it (Last, a *RegistrarRefusedError matching
+	// ErrRegistrarRefused). RegistrarNames gives one for the common case.
+	// Over DTLS the transport's roots only say the peer holds a
+	// certificate of the pool's CA, which every PE holds too, and the
+	// PU's one transport dials PEs as well, so DTLSConfig.ServerName
+	// cannot pin the registrar's name: this says it is a registrar. If
+	// nil (the default: RFC 5352 has no such check), every registrar is
+	// used. (Driver setting; the core ignores it.)
+	AuthorizeRegistrar RegistrarAuthorizer
 	// Rand seeds server-hunt order and randomized policies; nil means a
 	// randomly seeded source.
 	Rand rand.Source

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
-	"strings"
 
 	"github.com/go-rserpool/rserpool/tlv"
 	"github.com/go-rserpool/rserpool/transport"
@@ -57,7 +56,9 @@ var (
 // matches "a.pool.example.org" and "a.b.pool.example.org"; '?' and
 // '[...]' as in path.Match), compared case-insensitively (DNS names are,
 // RFC 4343): against id.Name and against every DNS SAN of the leaf
-// certificate. An empty or malformed pattern matches nothing.
+// certificate. An empty or malformed pattern matches nothing. It is
+// [transport.Identity.Matches], which the pool elements' and pool users'
+// registrar checks (asap.RegistrarNames) use too.
 //
 // id.Name is the leaf's first DNS SAN, but for a certificate without DNS
 // SANs it is the subject common name (transport.Identity), so such a
@@ -66,25 +67,7 @@ var (
 // a CA that issues names only in the CN, or does not check it, lets the
 // CN claim any name: issue pool certificates with DNS SANs.
 func MatchIdentity(id transport.Identity, pattern string) bool {
-	if pattern == "" {
-		return false
-	}
-	pattern = strings.ToLower(pattern)
-	match := func(name string) bool {
-		ok, err := path.Match(pattern, strings.ToLower(name))
-		return name != "" && err == nil && ok
-	}
-	if match(id.Name) {
-		return true
-	}
-	if leaf := id.Leaf(); leaf != nil {
-		for _, n := range leaf.DNSNames {
-			if match(n) {
-				return true
-			}
-		}
-	}
-	return false
+	return id.Matches(pattern)
 }
 
 // matchAny checks info against patterns: nil when it is authenticated

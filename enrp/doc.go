@@ -197,9 +197,15 @@
 //
 //   - Announces: ASAP_SERVER_ANNOUNCE and ENRP_PRESENCE by multicast carry
 //     no authentication. A spoofed one makes a PE, a PU or a registrar
-//     dial the address it names; with transport security the dial fails
-//     the handshake, and a registrar's peer hook judges the verified
-//     identity, so an announce costs a failed dial, never a hijack. On
+//     dial the address it names. With transport security a peer outside
+//     the trusted CA fails the handshake, and a registrar's peer hook
+//     judges the verified identity of another registrar. A PE or PU
+//     judges its registrar's identity only with asap
+//     PEConfig.AuthorizeRegistrar and PUConfig.AuthorizeRegistrar (for
+//     example asap.RegistrarNames): the handshake alone accepts any
+//     certificate of the pool's CA, every PE's included, as a registrar.
+//     With DTLS and AuthorizeRegistrar, a spoofed announce costs a failed
+//     handshake or a refused association; it can still waste them. On
 //     hostile networks configure static registrar lists (asap
 //     PEConfig.Registrars, PUConfig.Registrars) and peers (Peers.Static,
 //     with Peers.StaticOnly or Accept), and no Announcer.
@@ -213,8 +219,12 @@
 //     including a known peer by its server ID. Over a transport that does
 //     not authenticate (plain SCTP, memnet without identities) every
 //     association is unauthenticated, and a NamePolicy rule refuses it.
-//   - The identity of the registrar itself is checked by the PEs' and PUs'
-//     transports (their trusted roots), not by this package.
+//   - The identity of the registrar itself is checked by the PEs and PUs,
+//     not by this package: their transports verify its chain (their
+//     trusted roots), which any PE's certificate of the same CA passes,
+//     and their AuthorizeRegistrar hooks (asap.RegistrarNames) its name.
+//     Without the hooks, give registrars a CA (or intermediate) of their
+//     own as the PEs' and PUs' RootCAs.
 //
 // # Limitations
 //

@@ -3,6 +3,9 @@ package transport
 import (
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
+	"path"
+	"strings"
 )
 
 // Identity is the authenticated identity of an association's peer: what a
@@ -24,6 +27,50 @@ type Identity struct {
 
 // IsZero reports whether id carries no identity.
 func (id Identity) IsZero() bool { return id.Name == "" && len(id.Certificates) == 0 }
+
+// Matches reports whether id matches pattern, a path.Match glob ('*'
+// matches any run of characters but '/', so "*.pool.example.org" matches
+// "a.pool.example.org" and "a.b.pool.example.org"; '?' and '[...]' as in
+// path.Match), compared case-insensitively (DNS names are, RFC 4343):
+// against Name and against every DNS SAN of the leaf certificate. Name
+// falls back to the leaf's subject common name when it has no DNS SAN,
+// so a certificate without SANs matches by its common name. An empty or
+// malformed pattern ([ValidPattern]) matches nothing.
+func (id Identity) Matches(pattern string) bool {
+	if pattern == "" {
+		return false
+	}
+	pattern = strings.ToLower(pattern)
+	match := func(name string) bool {
+		ok, err := path.Match(pattern, strings.ToLower(name))
+		return name != "" && err == nil && ok
+	}
+	if match(id.Name) {
+		return true
+	}
+	if leaf := id.Leaf(); leaf != nil {
+		for _, n := range leaf.DNSNames {
+			if match(n) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ValidPattern reports why pattern cannot be used with
+// [Identity.Matches] (empty, or malformed for path.Match), or nil.
+func ValidPattern(pattern string) error {
+	if pattern == "" {
+		return errEmptyPattern
+	}
+	if _, err := path.Match(pattern, ""); err != nil {
+		return err
+	}
+	return nil
+}
+
+var errEmptyPattern = errors.New("empty identity pattern")
 
 // Leaf returns the peer's own certificate, or nil.
 func (id Identity) Leaf() *x509.Certificate {

@@ -12,9 +12,13 @@
 // users: it registers only at a registrar whose certificate the CA signed
 // (and, with -tls-server-name, that carries that name), and serves only
 // pool users whose certificate the CA signed. The registrar, -allow-pe,
-// decides whether its name may register in the pool.
+// decides whether its name may register in the pool. The CA signs every
+// PE's certificate too: -registrar-name (name patterns) says which of
+// them may act as its registrar, for the registrars it dials and for
+// those that open associations to it to take it over (a refused one is
+// logged and aborted before any ASAP message).
 //
-//	go run ./examples/echo-pe -pool echo -tls-cert pe.pem -tls-key pe-key.pem -tls-ca ca.pem
+//	go run ./examples/echo-pe -pool echo -tls-cert pe.pem -tls-key pe-key.pem -tls-ca ca.pem -registrar-name 'reg-*.reg.example'
 package main
 
 import (
@@ -48,6 +52,7 @@ func main() {
 	verbose := flag.Bool("v", false, "log ASAP debug messages")
 	var sec dtlsflags.Files
 	sec.Register(flag.CommandLine, true)
+	sec.RegisterRegistrarName(flag.CommandLine)
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -72,6 +77,10 @@ func run(ctx context.Context, registrars, pool, listen, name string, announce, v
 	if err != nil {
 		return err
 	}
+	authReg, err := sec.Registrar()
+	if err != nil {
+		return err
+	}
 	tr := sctp.New(sctp.Config{DTLS: dtls})
 
 	// The listener pool users reach; its address goes into the registration.
@@ -85,7 +94,8 @@ func run(ctx context.Context, registrars, pool, listen, name string, announce, v
 		return err
 	}
 
-	cfg := asap.PEConfig{PoolHandle: []byte(pool), UserTransport: user, Registrars: regs}
+	events := make(chan asap.PEEvent, 16)
+	cfg := asap.PEConfig{PoolHandle: []byte(pool), UserTransport: user, Registrars: regs, AuthorizeRegistrar: authReg, Events: events}
 	if verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -104,6 +114,23 @@ func run(ctx context.Context, registrars, pool, listen, name string, announce, v
 
 	served := make(chan error, 1)
 	go func() { served <- echo.Serve(ctx, ln, name) }()
+	// Log the registrars -registrar-name refused, until run returns.
+	lctx, stopLog := context.WithCancel(context.Background())
+	logged := make(chan struct{})
+	go func() {
+		defer close(logged)
+		for {
+			select {
+			case ev := <-events:
+				if ev.Kind == asap.PEEventRegistrarRefused {
+					log.Printf("%s: %v", name, ev)
+				}
+			case <-lctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() { stopLog(); <-logged }()
 
 	if err := pe.Register(ctx); err != nil {
 		return fmt.Errorf("register in pool %q: %w", pool, err)

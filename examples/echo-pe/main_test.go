@@ -21,7 +21,8 @@ import (
 // -tls-cert, -tls-key, -tls-ca, -tls-server-name: the PE registers at a
 // DTLS registrar and serves a DTLS pool user; on SIGINT (ctx) it
 // deregisters. A name the registrar does not allow ends run with the
-// 0xa refusal; a registrar without the server name is refused by the PE.
+// 0xa refusal; a registrar without the server name is refused by the PE,
+// and so is one whose name -registrar-name does not allow.
 func TestRunDTLS(t *testing.T) {
 	leakcheck.Check(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -33,6 +34,7 @@ func TestRunDTLS(t *testing.T) {
 
 	sec := files("pe-1.pe.example")
 	sec.ServerName = "reg-1.reg.example"
+	sec.RegistrarName = "reg-*.reg.example"
 	pctx, stop := context.WithCancel(ctx)
 	ran, registered := make(chan error, 1), make(chan *asap.PoolElement, 1)
 	go func() {
@@ -73,6 +75,19 @@ func TestRunDTLS(t *testing.T) {
 	defer rcancel()
 	if err := run(rctx, r.Addr().String(), "echo", "127.0.0.1:0", "pe-y", false, false, wrong, nil); !errors.Is(err, asap.ErrNoRegistrar) || !errors.As(err, &he) || he.RefusedBy != sctp.SideLocal {
 		t.Fatalf("registrar without -tls-server-name: %v, want no registrar after this side refused it", err)
+	}
+	// -registrar-name the registrar's certificate does not match: the PE
+	// refuses it before registering.
+	byName := files("pe-4.pe.example")
+	byName.RegistrarName = "*.pe.example"
+	before := r.Stats().ASAP.Registrations
+	nctx, ncancel := context.WithTimeout(ctx, 10*time.Second) // 3 server hunts with back-off
+	defer ncancel()
+	if err := run(nctx, r.Addr().String(), "echo", "127.0.0.1:0", "pe-w", false, false, byName, nil); !errors.Is(err, asap.ErrNoRegistrar) || !errors.Is(err, asap.ErrRegistrarRefused) {
+		t.Fatalf("-registrar-name *.pe.example: %v, want no registrar after this side refused it by name", err)
+	}
+	if n := r.Stats().ASAP.Registrations; n != before {
+		t.Errorf("the refused registrar got %d registrations", n-before)
 	}
 	if err := run(ctx, r.Addr().String(), "echo", "127.0.0.1:0", "pe-z", false, false, dtlsflags.Files{Cert: sec.Cert}, nil); !errors.Is(err, dtlsflags.ErrConfig) {
 		t.Fatalf("-tls-cert without -tls-key: %v", err)

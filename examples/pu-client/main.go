@@ -11,9 +11,11 @@
 // the CA signed. The registrar, -allow-pu, decides whether its name may
 // resolve the pool; a refusal ends it at once with "Rejected due to
 // security considerations". There is no -tls-server-name: the PEs it
-// dials have names of their own.
+// dials have names of their own. Since the CA signs the PEs' certificates
+// too, -registrar-name (name patterns) says which certificates may act as
+// its registrar; a refused one is a failed dial of the server hunt.
 //
-//	go run ./examples/pu-client -pool echo -tls-cert pu.pem -tls-key pu-key.pem -tls-ca ca.pem
+//	go run ./examples/pu-client -pool echo -tls-cert pu.pem -tls-key pu-key.pem -tls-ca ca.pem -registrar-name 'reg-*.reg.example'
 package main
 
 import (
@@ -47,6 +49,7 @@ func main() {
 	verbose := flag.Bool("v", false, "log ASAP debug messages")
 	var sec dtlsflags.Files
 	sec.Register(flag.CommandLine, false)
+	sec.RegisterRegistrarName(flag.CommandLine)
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -72,7 +75,11 @@ func run(ctx context.Context, out io.Writer, registrars, pool string, n int, eve
 	if err != nil {
 		return err
 	}
-	cfg := asap.PUConfig{Registrars: regs}
+	authReg, err := sec.Registrar()
+	if err != nil {
+		return err
+	}
+	cfg := asap.PUConfig{Registrars: regs, AuthorizeRegistrar: authReg}
 	if verbose {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

@@ -21,7 +21,8 @@ import (
 
 // -tls-cert, -tls-key, -tls-ca: the pool user resolves at a DTLS
 // registrar and is answered by a DTLS PE; a name the registrar's Resolve
-// rule does not allow ends run at once with the 0xa refusal.
+// rule does not allow ends run at once with the 0xa refusal; a registrar
+// whose name -registrar-name does not allow is refused by the PU.
 func TestRunDTLS(t *testing.T) {
 	leakcheck.Check(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -55,7 +56,9 @@ func TestRunDTLS(t *testing.T) {
 
 	caFile, files := dtlstest.PEM(t, ca, t.TempDir())
 	var out bytes.Buffer
-	if err := run(ctx, &out, r.Addr().String(), "echo", 3, 0, 5*time.Second, false, false, files("app.pu.example")); err != nil {
+	sec := files("app.pu.example")
+	sec.RegistrarName = "reg-*.reg.example"
+	if err := run(ctx, &out, r.Addr().String(), "echo", 3, 0, 5*time.Second, false, false, sec); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	if n := strings.Count(out.String(), "answered by pe-1"); n != 3 || !strings.Contains(out.String(), "1 PE(s) resolved") {
@@ -70,6 +73,17 @@ func TestRunDTLS(t *testing.T) {
 	}
 	if s := r.Stats().ASAP; s.ResolutionsRefused != 1 {
 		t.Errorf("registrar refused %d resolutions, want 1", s.ResolutionsRefused)
+	}
+	// -registrar-name the registrar's certificate does not match: refused
+	// before any resolution reaches it.
+	out.Reset()
+	sec.RegistrarName = "*.pe.example"
+	err = run(ctx, &out, r.Addr().String(), "echo", 1, 0, time.Second, false, false, sec)
+	if !errors.Is(err, asap.ErrNoRegistrar) || !errors.Is(err, asap.ErrRegistrarRefused) || !strings.Contains(err.Error(), "reg-1.reg.example") || out.Len() != 0 {
+		t.Fatalf("-registrar-name *.pe.example: %v (printed %q), want the registrar refused by name", err, out.String())
+	}
+	if s := r.Stats().ASAP; s.ResolutionsRefused != 1 || s.Resolutions != 2 {
+		t.Errorf("registrar answered %d resolutions (%d refused), want 2 (1): none from the PU that refused it", s.Resolutions, s.ResolutionsRefused)
 	}
 	if err := run(ctx, &out, r.Addr().String(), "echo", 1, 0, time.Second, false, false, dtlsflags.Files{CA: caFile}); !errors.Is(err, dtlsflags.ErrConfig) {
 		t.Fatalf("-tls-ca without -tls-cert: %v", err)

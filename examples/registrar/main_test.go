@@ -261,14 +261,15 @@ func TestRunDTLSFlagErrors(t *testing.T) {
 	leakcheck.Check(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, _, certFile, keyFile := regPKI(t)
-	sec := dtlsflags.Files{Cert: certFile, Key: keyFile}
+	ca, dir, certFile, keyFile := regPKI(t)
+	sec := dtlsflags.Files{Cert: certFile, Key: keyFile, CA: ca.WritePEM(t, dir, "ca")}
 	for _, c := range []struct {
 		o    options
 		want string
 	}{
 		{options{sec: dtlsflags.Files{Cert: certFile}}, "-tls-cert without -tls-key"},
 		{options{sec: dtlsflags.Files{Cert: keyFile, Key: keyFile}}, "-tls-cert"},
+		{options{sec: dtlsflags.Files{Cert: certFile, Key: keyFile}}, "-tls-cert needs -tls-ca"},
 		{options{allowPE: []string{"echo=*.pe.example"}}, "need SCTP over DTLS"},
 		{options{allowPeer: []string{"*.reg.example"}}, "need SCTP over DTLS"},
 		{options{sec: sec, allowPE: []string{"echo"}}, "-allow-pe"},

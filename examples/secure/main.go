@@ -13,7 +13,11 @@
 //   - a rogue registrar that speaks ASAP correctly but presents a
 //     certificate of another CA, with the genuine registrar's name (§3.2,
 //     registrar impersonation), is refused by the handshake of a PE and of
-//     a PU that are sent to it.
+//     a PU that are sent to it;
+//   - a registrar run on a PE's certificate (the pool's CA signed it, so
+//     the handshake succeeds) is refused by a PU whose AuthorizeRegistrar
+//     (asap.RegistrarNames) allows the registrar's name only; the PEs have
+//     the same check.
 //
 // The certificates come from a throwaway CA made in memory at start (and
 // a second one for the rogue); no key is ever written to disk. It sends no
@@ -23,9 +27,10 @@
 //	go run ./examples/secure -n 6 -port 47000
 //
 // With -port P the registrar listens on UDP port P of 127.0.0.1, the rogue
-// registrar on P+1 and the two PEs on P+2 and P+3; every association of the
-// run has one end on one of them, so that a capture of loopback can be
-// narrowed to the run (wire-audit -p P -p P+1 -p P+2 -p P+3). Such a
+// registrar on P+1, the two PEs on P+2 and P+3 and the registrar on a PE's
+// certificate on P+4; every association of the run has one end on one of
+// them, so that a capture of loopback can be narrowed to the run
+// (wire-audit -p P -p P+1 -p P+2 -p P+3 -p P+4). Such a
 // capture holds DTLS 1.2 records only: Wireshark's ASAP and ENRP dissectors
 // find no message in it, and neither the pool handle nor the echoed text
 // appears. The certificates, with their names, travel in clear in the
@@ -33,7 +38,8 @@
 //
 // The same setup with separate programs and PEM files is
 // examples/registrar (-tls-cert, -tls-key, -tls-ca, -allow-pe, -allow-pu),
-// examples/echo-pe and examples/pu-client (-tls-cert, -tls-key, -tls-ca).
+// examples/echo-pe and examples/pu-client (-tls-cert, -tls-key, -tls-ca,
+// -registrar-name).
 package main
 
 import (
@@ -85,10 +91,10 @@ func at(base uint16, i uint16) transport.Addr {
 
 func main() {
 	n := flag.Int("n", 4, "echo requests of the pool user")
-	port := flag.Uint("port", 0, "UDP port of the registrar on 127.0.0.1; the rogue registrar and the two PEs take the next three (0: ephemeral ports)")
+	port := flag.Uint("port", 0, "UDP port of the registrar on 127.0.0.1; the rogue registrars and the two PEs take the next four (0: ephemeral ports)")
 	flag.Parse()
-	if *port > 65535-3 {
-		log.Fatalf("-port %d: not a port with three more after it", *port)
+	if *port > 65535-4 {
+		log.Fatalf("-port %d: not a port with four more after it", *port)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -191,8 +197,10 @@ func run(ctx context.Context, out io.Writer, n int, port uint16) (err error) {
 	}
 
 	// The pool user resolves the pool and is served by both PEs; the PEs
-	// it dials prove their names too.
-	pu, err := asap.NewPoolUser(asap.PUConfig{Registrars: []transport.Addr{reg.Addr()}}, c.secured(c.byName[clientName], "", nil))
+	// it dials prove their names too. Its one transport dials PEs as well
+	// as registrars, so it cannot pin the registrar's name in the
+	// handshake (ServerName): AuthorizeRegistrar does.
+	pu, err := asap.NewPoolUser(asap.PUConfig{Registrars: []transport.Addr{reg.Addr()}, AuthorizeRegistrar: asap.RegistrarNames(regName)}, c.secured(c.byName[clientName], "", nil))
 	if err != nil {
 		return err
 	}
@@ -272,7 +280,7 @@ func run(ctx context.Context, out io.Writer, n int, port uint16) (err error) {
 	var rogueSaw atomic.Int64
 	rogueReg, err := start(enrp.Config{
 		Transport: sctp.New(sctp.Config{ShutdownTimeout: time.Second, DTLS: &sctp.DTLSConfig{
-			Certificates: []tls.Certificate{rogueCert}, ClientAuth: sctp.ClientAuthNone,
+			Certificates: []tls.Certificate{rogueCert}, RootCAs: c.rogueCA.pool, ClientAuth: sctp.ClientAuthNone,
 			OnHandshakeFailure: func(error) { rogueSaw.Add(1) },
 		}}),
 		ListenAddr: at(port, 1),
@@ -301,6 +309,25 @@ func run(ctx context.Context, out io.Writer, n int, port uint16) (err error) {
 	}
 	p("rogue registrar refused by the PU: %v", err)
 
+	// A registrar on a PE's certificate: the pool's CA signed it, so the
+	// handshake succeeds; the PU's AuthorizeRegistrar refuses the name.
+	insider, err := start(enrp.Config{Transport: c.secured(c.byName[rogueName], "", nil), ListenAddr: at(port, 4)}, &stops)
+	if err != nil {
+		return err
+	}
+	p("registrar %08x at %v on the PE certificate %q of %q", insider.ServerID(), insider.Addr(), rogueName, c.ca.name)
+	insidePU, err := asap.NewPoolUser(asap.PUConfig{Registrars: []transport.Addr{insider.Addr()}, Timers: fastHunt, MaxServerHunts: 2,
+		AuthorizeRegistrar: asap.RegistrarNames(regName)}, c.secured(c.byName[clientName], "", nil))
+	if err != nil {
+		return err
+	}
+	stops = append(stops, func() { insidePU.Close() })
+	_, err = insidePU.Resolve(ctx, []byte(pool))
+	if !errors.Is(err, asap.ErrNoRegistrar) || !errors.Is(err, asap.ErrRegistrarRefused) {
+		return fmt.Errorf("PU sent to the registrar on a PE certificate: %v, want it refused by AuthorizeRegistrar", err)
+	}
+	p("registrar on a PE certificate refused by the PU: %v", err)
+
 	// What each registrar holds in the end.
 	held, err := reg.PoolElements(ctx, []byte(pool))
 	if err != nil {
@@ -311,6 +338,9 @@ func run(ctx context.Context, out io.Writer, n int, port uint16) (err error) {
 		reg.ServerID(), len(held), pool, s.ASAP.Registrations, s.ASAP.RegistrationsRefd, s.ASAP.ResolutionsRefused, refusals.Load())
 	p("rogue registrar %08x: %d PEs, %d registrations, %d resolutions, %d handshakes refused by its peers",
 		rogueReg.ServerID(), rs.PEs, rs.ASAP.Registrations, rs.ASAP.Resolutions, rogueSaw.Load())
+	is := insider.Stats()
+	p("registrar on a PE certificate %08x: %d PEs, %d registrations, %d resolutions",
+		insider.ServerID(), is.PEs, is.ASAP.Registrations, is.ASAP.Resolutions)
 
 	for _, pe := range pes {
 		if err := pe.Deregister(ctx); err != nil {
@@ -365,6 +395,9 @@ func startPE(ctx context.Context, tr *sctp.Transport, name string, listen, reg t
 	pe, err := asap.NewPoolElement(asap.PEConfig{
 		PoolHandle: []byte(pool), UserTransport: ut, Registrars: []transport.Addr{reg},
 		EndpointAddr: loopback, Timers: timers, MaxServerHunts: 2,
+		// ServerName pins the registrars the PE dials; this covers
+		// those that open associations to its endpoint (a takeover).
+		AuthorizeRegistrar: asap.RegistrarNames(regName),
 	}, tr)
 	if err != nil {
 		ln.Close()

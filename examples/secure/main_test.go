@@ -15,7 +15,8 @@ import (
 // trace says what happened: both PEs registered and served the pool user
 // over DTLS, the rogue PE and the scanning PU got 0xa, the PE of the
 // rogue CA was refused by the registrar's handshake, the rogue registrar
-// by the PE's and the PU's, and the rogue registrar holds nothing.
+// by the PE's and the PU's, the registrar on a PE's certificate by the
+// PU's AuthorizeRegistrar, and the rogue registrars hold nothing.
 func TestRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real SCTP over DTLS on loopback")
@@ -78,7 +79,10 @@ func TestRun(t *testing.T) {
 	want("the rogue registrar", `^rogue registrar [0-9a-f]{8} at sctp-udp:127\.0\.0\.1:\d+: certificate "reg-1\.reg\.example" from "rogue CA"$`)
 	want("the rogue registrar refused by the PE", `^rogue registrar refused by the PE: .*we refused the peer: .*certificate signed by unknown authority$`)
 	want("the rogue registrar refused by the PU", `^rogue registrar refused by the PU: .*we refused the peer: .*certificate signed by unknown authority$`)
+	want("the registrar on a PE certificate", `^registrar [0-9a-f]{8} at sctp-udp:127\.0\.0\.1:\d+ on the PE certificate "pe-666\.attacker\.example" of "pool operator CA"$`)
+	want("it refused by the PU", `^registrar on a PE certificate refused by the PU: .*"pe-666\.attacker\.example", dialled\) refused by AuthorizeRegistrar`)
 	want("the registrar's store", `^registrar [0-9a-f]{8}: 2 PEs in "echo", 2 registrations accepted, 1 refused \(0xa\), 1 resolutions refused \(0xa\), [1-9]\d* handshakes refused$`)
 	want("the rogue registrar's store", `^rogue registrar [0-9a-f]{8}: 0 PEs, 0 registrations, 0 resolutions, [1-9]\d* handshakes refused by its peers$`)
+	want("the store of the registrar on a PE certificate", `^registrar on a PE certificate [0-9a-f]{8}: 0 PEs, 0 registrations, 0 resolutions$`)
 	want("the end", `^done: PEs deregistered$`)
 }

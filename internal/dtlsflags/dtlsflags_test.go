@@ -9,8 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-rserpool/rserpool/asap"
 	"github.com/go-rserpool/rserpool/enrp"
 	"github.com/go-rserpool/rserpool/internal/testpki"
+	"github.com/go-rserpool/rserpool/transport"
 	"github.com/go-rserpool/rserpool/transport/sctp"
 )
 
@@ -46,9 +48,10 @@ func TestConfig(t *testing.T) {
 	if d, err := (Files{}).Config(nil); d != nil || err != nil {
 		t.Fatalf("no flags: %+v, %v; want plain SCTP", d, err)
 	}
-	// Without -tls-ca: the host's roots (RootCAs nil).
-	if d, err := (Files{Cert: certFile, Key: keyFile}).Config(nil); err != nil || d.RootCAs != nil {
-		t.Fatalf("without -tls-ca: %+v, %v", d, err)
+	// Without -tls-ca: the host's roots (RootCAs nil) only when
+	// -tls-system-roots asks for them.
+	if d, err := (Files{Cert: certFile, Key: keyFile, SystemRoots: true}).Config(nil); err != nil || d.RootCAs != nil || !d.SystemRoots {
+		t.Fatalf("-tls-system-roots without -tls-ca: %+v, %v", d, err)
 	}
 }
 
@@ -72,11 +75,13 @@ func TestConfigErrors(t *testing.T) {
 		{Files{Key: keyFile}, "-tls-key without -tls-cert"},
 		{Files{CA: caFile}, "need -tls-cert and -tls-key"},
 		{Files{ServerName: "x"}, "need -tls-cert and -tls-key"},
-		{Files{Cert: certFile, Key: otherKey}, "private key does not match"},
-		{Files{Cert: filepath.Join(dir, "missing.pem"), Key: keyFile}, "no such file"},
+		{Files{Cert: certFile, Key: otherKey, CA: caFile}, "private key does not match"},
+		{Files{Cert: filepath.Join(dir, "missing.pem"), Key: keyFile, CA: caFile}, "no such file"},
 		{Files{Cert: certFile, Key: keyFile, CA: notPEM}, "no PEM certificate"},
 		{Files{Cert: certFile, Key: keyFile, CA: filepath.Join(dir, "missing.pem")}, "-tls-ca"},
-		{Files{Cert: expCert, Key: expKey}, "-tls-cert"},
+		{Files{Cert: expCert, Key: expKey, CA: caFile}, "-tls-cert"},
+		{Files{Cert: certFile, Key: keyFile}, "-tls-cert needs -tls-ca"},
+		{Files{SystemRoots: true}, "need -tls-cert and -tls-key"},
 	} {
 		d, err := c.f.Config(nil)
 		if d != nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), c.want) {
@@ -84,7 +89,7 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 	// An expired certificate is the transport's refusal, kept in the chain.
-	if _, err := (Files{Cert: expCert, Key: expKey}).Config(nil); !errors.Is(err, sctp.ErrDTLSConfig) {
+	if _, err := (Files{Cert: expCert, Key: expKey, CA: caFile}).Config(nil); !errors.Is(err, sctp.ErrDTLSConfig) {
 		t.Errorf("expired: %v, want sctp.ErrDTLSConfig", err)
 	}
 }
@@ -113,4 +118,40 @@ func TestParseACL(t *testing.T) {
 
 func x509Opts(d *sctp.DTLSConfig) x509.VerifyOptions {
 	return x509.VerifyOptions{Roots: d.RootCAs, DNSName: "host.example"}
+}
+
+// -registrar-name: patterns, comma separated, into asap.RegistrarNames;
+// none is no hook; a bad pattern, or the flag without DTLS, is an error.
+func TestRegistrar(t *testing.T) {
+	var f Files
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	f.Register(fs, false)
+	f.RegisterRegistrarName(fs)
+	if err := fs.Parse([]string{"-tls-cert", "c.pem", "-tls-key", "k.pem", "-registrar-name", "reg-*.reg.example, reg.other"}); err != nil {
+		t.Fatal(err)
+	}
+	auth, err := f.Registrar()
+	if err != nil || auth == nil {
+		t.Fatalf("Registrar: %v, %v", auth, err)
+	}
+	for name, ok := range map[string]bool{"reg-1.reg.example": true, "reg.other": true, "pe-1.pe.example": false} {
+		if err := auth(transport.Identity{Name: name}, true); (err == nil) != ok || (!ok && !errors.Is(err, asap.ErrRegistrarName)) {
+			t.Errorf("%s: %v, want allowed %v", name, err, ok)
+		}
+	}
+	if err := auth(transport.Identity{}, false); !errors.Is(err, asap.ErrRegistrarUnauthenticated) {
+		t.Errorf("unauthenticated: %v", err)
+	}
+	if auth, err := (Files{}).Registrar(); auth != nil || err != nil {
+		t.Errorf("no flag: %v, %v; want no hook", auth, err)
+	}
+	for _, bad := range []Files{
+		{Cert: "c.pem", RegistrarName: "reg-*,"},
+		{Cert: "c.pem", RegistrarName: "[x"},
+		{RegistrarName: "reg-*"},
+	} {
+		if _, err := bad.Registrar(); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "-registrar-name") {
+			t.Errorf("%+v: %v, want an error naming -registrar-name", bad, err)
+		}
+	}
 }

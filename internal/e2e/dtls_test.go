@@ -73,6 +73,7 @@ func rogueTransport(cert tls.Certificate, failures *handshakes) *sctp.Transport 
 	return sctp.New(sctp.Config{ShutdownTimeout: time.Second, DTLS: &sctp.DTLSConfig{
 		Certificates:       []tls.Certificate{cert},
 		ClientAuth:         sctp.ClientAuthNone,
+		SystemRoots:        true, // it dials nobody, and verifies nobody it accepts
 		OnHandshakeFailure: failures.record,
 	}})
 }
@@ -570,4 +571,81 @@ func TestDTLSPeeringAuthorized(t *testing.T) {
 	})
 	t.Logf("r1: %d handshakes refused, %d peers refused by Accept; r2: %d refused by Accept; intruder holds %d PE",
 		len(saw1.all()), refusedAt(r1), refusedAt(r2), intruder.Stats().PEs)
+}
+
+// TestDTLSRegistrarOnPECertificateRefused: the pool's CA signed every
+// PE's certificate, so the DTLS handshake alone lets a PE run a registrar
+// that PEs and PUs accept (RFC 5355 §2.6 and §2.7, registration with and
+// resolution at a malicious registrar, here an insider). With AuthorizeRegistrar (asap.RegistrarNames("*.reg.example"))
+// they refuse it after the handshake, before any ASAP message: alone, their
+// requests fail with a NoRegistrarError naming the refused identity, and
+// the rogue gets no registration and no resolution; with the genuine
+// registrar configured too, they use that one. Without the hook (before),
+// a PE registered at the rogue.
+func TestDTLSRegistrarOnPECertificateRefused(t *testing.T) {
+	ctx, ca := dtlsTest(t, "real SCTP over DTLS on loopback")
+	const handle = "dtls-insider"
+	const evil = "evil.pe.example"
+	good := startRegistrar(t, enrp.Config{Transport: secure(ca.Leaf(t, "reg-1.reg.example"), ca.Pool(), nil), ListenAddr: loopbackAny})
+	rogue := startRegistrar(t, enrp.Config{Transport: secure(ca.Leaf(t, evil), ca.Pool(), nil), ListenAddr: loopbackAny})
+	peTr := secure(ca.Leaf(t, "pe-1.pe.example"), ca.Pool(), nil)
+	puTr := secure(ca.Leaf(t, "app.pu.example"), ca.Pool(), nil)
+	auth := asap.RegistrarNames("*.reg.example")
+	wantRefused := func(what string, err error) {
+		t.Helper()
+		var nr *asap.NoRegistrarError
+		var rr *asap.RegistrarRefusedError
+		if !errors.As(err, &nr) || !errors.Is(err, asap.ErrRegistrarRefused) || !errors.As(err, &rr) {
+			t.Fatalf("%s: %v (%T), want a *asap.NoRegistrarError from a refused registrar", what, err, err)
+		}
+		if rr.Identity.Name != evil || !rr.Authenticated || rr.Addr != rogue.Addr() || rr.Identity.Leaf() == nil {
+			t.Fatalf("%s: refusal %+v, want the rogue's verified certificate %q at %v", what, rr, evil, rogue.Addr())
+		}
+		t.Logf("%s: %v", what, err)
+	}
+
+	alone := []transport.Addr{rogue.Addr()}
+	lonePE := startPE(t, "pe-0", peTr, loopbackAny, peTr, asap.PEConfig{
+		PoolHandle: []byte(handle), Registrars: alone, EndpointAddr: loopbackAny, Timers: quickHunt, MaxServerHunts: 2, AuthorizeRegistrar: auth,
+	})
+	wantRefused("PE, rogue registrar only", lonePE.Register(ctx))
+	if n := lonePE.Stats().RegistrarsRefused; n == 0 {
+		t.Error("PE: PEStats.RegistrarsRefused = 0")
+	}
+	lonePE.stop()
+	lonePU := newPU(t, asap.PUConfig{Registrars: alone, Timers: quickHunt, MaxServerHunts: 2, AuthorizeRegistrar: auth}, puTr)
+	_, err := lonePU.Resolve(ctx, []byte(handle))
+	wantRefused("PU, rogue registrar only", err)
+	if n := lonePU.Stats().RegistrarsRefused; n == 0 {
+		t.Error("PU: PUStats.RegistrarsRefused = 0")
+	}
+	lonePU.Close()
+	wantUntouched(t, rogue)
+
+	// Both configured: the genuine registrar serves them.
+	both := []transport.Addr{rogue.Addr(), good.Addr()}
+	p := startPE(t, "pe-1", peTr, loopbackAny, peTr, asap.PEConfig{
+		PoolHandle: []byte(handle), Registrars: both, EndpointAddr: loopbackAny, Timers: quickHunt, AuthorizeRegistrar: auth,
+	})
+	if err := p.Register(ctx); err != nil {
+		t.Fatalf("PE with both registrars: %v", err)
+	}
+	pu := newPU(t, asap.PUConfig{Registrars: both, Timers: quickHunt, AuthorizeRegistrar: auth}, puTr)
+	pes, err := pu.Resolve(ctx, []byte(handle))
+	if err != nil || !slices.Equal(peIDs(pes), []uint32{p.ID()}) {
+		t.Fatalf("PU with both registrars resolved %v (%v), want the PE", peIDs(pes), err)
+	}
+	wantUntouched(t, rogue)
+
+	// Before: without the hook the PE takes the rogue as its registrar.
+	hijacked := startPE(t, "pe-2", peTr, loopbackAny, peTr, asap.PEConfig{
+		PoolHandle: []byte(handle), Registrars: alone, EndpointAddr: loopbackAny, Timers: quickHunt, MaxServerHunts: 2,
+	})
+	if err := hijacked.Register(ctx); err != nil {
+		t.Fatalf("PE without AuthorizeRegistrar, rogue only: %v", err)
+	}
+	if s := rogue.Stats(); s.ASAP.Registrations != 1 {
+		t.Fatalf("without the hook the rogue got %d registrations, want 1 (the hijack)", s.ASAP.Registrations)
+	}
+	t.Logf("without AuthorizeRegistrar the rogue %q registered the PE; with it, 0 registrations, 0 resolutions", evil)
 }

@@ -179,6 +179,11 @@
 //	// tr.Listen and tr.Dial as above; then, on either end:
 //	id, ok := transport.PeerIdentityOf(c) // the peer's verified certificate
 //
+// RootCAs is required: a DTLSConfig without it is refused
+// ([ErrNoRootCAs]) unless [DTLSConfig.SystemRoots] asks for the host's
+// root CAs, which would let any publicly trusted certificate into a
+// private pool.
+//
 // Both ends must be configured alike: a DTLS end and a plain one cannot
 // talk. The address Kind stays [transport.KindSCTPUDP] and the RFC 5354
 // transport parameter stays SCTP: what is on the wire is a deployment's
@@ -194,17 +199,24 @@
 // ([transport.PeerIdentifier]) hands the verified chain and a name (the
 // leaf's first DNS SAN, else its common name) to the authorization above:
 // which PE may register in which pool, which PU may resolve it, which
-// registrar may peer.
+// registrar may peer, which registrar a PE or PU uses.
 //
 // What it does not protect: the UDP multicast announces, ASAP Server
 // Announce and ENRP Presence (RFC 5352 §3.6, RFC 5353 §3.2); RFC 5352 and
 // RFC 5353 give no way to authenticate them, and they stay plain UDP. With
 // DTLS on, an announce only tells a PE or PU where to dial: it still talks
-// to a registrar only once that registrar's certificate verifies, so a
-// spoofed announce costs a failed handshake, not a hijack. It can still
-// waste those handshakes or hide the genuine registrars behind bogus ones;
-// on a hostile network, give PEs and PUs a static list of registrars and
-// turn announces off. Nor does DTLS hide who talks to whom, or when.
+// to a registrar only once that registrar's certificate verifies. A
+// certificate that verifies is not yet a registrar's, though: the pool's
+// CA signs every PE's certificate too, and a PE or PU dials registrars and
+// PEs over one Transport, so ServerName cannot pin the registrar's name.
+// The asap package's PEConfig.AuthorizeRegistrar and
+// PUConfig.AuthorizeRegistrar (asap.RegistrarNames) check the registrar's
+// verified name on every association with it; with DTLS and
+// AuthorizeRegistrar, a spoofed announce costs a failed handshake or a
+// refused association. It can still waste those handshakes or hide the
+// genuine registrars behind bogus ones; on a hostile network, give PEs and
+// PUs a static list of registrars and turn announces off. Nor does DTLS
+// hide who talks to whom, or when.
 //
 // Handshakes: a misconfigured certificate (no private key, a key that does
 // not match, outside its validity period) makes Listen and Dial fail with

@@ -63,12 +63,22 @@ type DTLSConfig struct {
 	// is used.
 	Certificates []tls.Certificate
 	// RootCAs verifies the certificates of the listeners this side dials.
-	// If nil, the host's root CAs are used.
+	// It is required: [Config.Validate] refuses a nil RootCAs unless
+	// SystemRoots is set (a pool is private: the host's root CAs would
+	// let any publicly trusted certificate in, RFC 5355 §4).
 	RootCAs *x509.CertPool
 	// ClientCAs verifies the certificates of the peers a listener accepts.
 	// If nil, RootCAs is used (one private CA for a whole pool is the
-	// common case), and the host's root CAs when both are nil.
+	// common case).
 	ClientCAs *x509.CertPool
+	// SystemRoots, if set, allows RootCAs (and ClientCAs) to be nil: the
+	// host's root CAs then verify the peers, so any publicly trusted
+	// certificate authenticates. The default, false, refuses a nil
+	// RootCAs in [Config.Validate] (fail closed); it is for pools whose
+	// members carry certificates of a public CA, together with
+	// [DTLSConfig.VerifyPeer] or name policies above. It has no effect
+	// on a non-nil RootCAs or ClientCAs.
+	SystemRoots bool
 	// ClientAuth is the listener's policy for dialling peers'
 	// certificates. The zero value, [ClientAuthRequire], is mutual
 	// authentication.
@@ -77,7 +87,9 @@ type DTLSConfig struct {
 	// carry for Dial to accept it (besides verifying against RootCAs). If
 	// empty, any certificate that verifies is accepted: RSerPool peers are
 	// named by IP addresses (from a static list or an announce), and which
-	// peer may do what is for VerifyPeer or the authorization above.
+	// peer may do what is for VerifyPeer or the authorization above (a
+	// PU's or PE's one Transport dials PEs and registrars alike, so they
+	// check the registrar's name with asap's AuthorizeRegistrar instead).
 	ServerName string
 	// VerifyPeer, if set, is called on both sides with the peer's
 	// verified identity once its chain verified; an error refuses the
@@ -114,6 +126,14 @@ var DefaultCipherSuites = []dtls.CipherSuiteID{
 // ErrDTLSConfig is returned, wrapped with the detail, by [Config.Validate],
 // and by Listen and Dial of a Transport whose [DTLSConfig] is invalid.
 var ErrDTLSConfig = errors.New("sctp: invalid DTLS configuration")
+
+// ErrNoRootCAs is wrapped (with [ErrDTLSConfig]) by [Config.Validate]'s
+// error for a [DTLSConfig] with nil RootCAs and SystemRoots false: DTLS
+// without the pool's own CA would trust the host's root CAs, which fails
+// open for a private pool. Set RootCAs (and ClientCAs if the peers a
+// listener accepts come from another CA), or SystemRoots to mean the
+// host's roots.
+var ErrNoRootCAs = errors.New("no RootCAs: set the pool's CA, or SystemRoots to trust the host's root CAs")
 
 // ErrHandshake is matched (errors.Is) by every [*HandshakeError].
 var ErrHandshake = errors.New("sctp: DTLS handshake failed")
@@ -174,13 +194,17 @@ func (e *HandshakeError) Unwrap() []error {
 }
 
 // Validate checks c's DTLS configuration, if any: every certificate has a
-// private key that matches it and is within its validity period, and
-// ClientAuth is known. New keeps the result, and Listen and Dial return
-// it. It returns nil when DTLS is off.
+// private key that matches it and is within its validity period,
+// ClientAuth is known, and RootCAs is set (or SystemRoots says to use the
+// host's root CAs; see [ErrNoRootCAs]). New keeps the result, and Listen
+// and Dial return it. It returns nil when DTLS is off.
 func (c Config) Validate() error {
 	d := c.DTLS
 	if d == nil {
 		return nil
+	}
+	if d.RootCAs == nil && !d.SystemRoots {
+		return fmt.Errorf("%w: %w", ErrDTLSConfig, ErrNoRootCAs)
 	}
 	if d.ClientAuth > ClientAuthNone {
 		return fmt.Errorf("%w: unknown ClientAuth %d", ErrDTLSConfig, d.ClientAuth)

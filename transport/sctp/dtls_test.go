@@ -281,15 +281,19 @@ func TestDTLSConfigErrors(t *testing.T) {
 	noKey.PrivateKey = nil
 	mismatch := good
 	mismatch.PrivateKey = other.PrivateKey
+	roots := p.ca.Pool()
 	for _, tc := range []struct {
 		name string
 		cfg  sctp.DTLSConfig
 	}{
-		{"no key", sctp.DTLSConfig{Certificates: []tls.Certificate{noKey}}},
-		{"key mismatch", sctp.DTLSConfig{Certificates: []tls.Certificate{mismatch}}},
-		{"expired", sctp.DTLSConfig{Certificates: p.leaf(p.ca, t, "old.test", testpki.Expired())}},
-		{"no certificate bytes", sctp.DTLSConfig{Certificates: []tls.Certificate{{PrivateKey: good.PrivateKey}}}},
-		{"unknown client auth", sctp.DTLSConfig{Certificates: []tls.Certificate{good}, ClientAuth: 7}},
+		{"no key", sctp.DTLSConfig{Certificates: []tls.Certificate{noKey}, RootCAs: roots}},
+		{"key mismatch", sctp.DTLSConfig{Certificates: []tls.Certificate{mismatch}, RootCAs: roots}},
+		{"expired", sctp.DTLSConfig{Certificates: p.leaf(p.ca, t, "old.test", testpki.Expired()), RootCAs: roots}},
+		{"no certificate bytes", sctp.DTLSConfig{Certificates: []tls.Certificate{{PrivateKey: good.PrivateKey}}, RootCAs: roots}},
+		{"unknown client auth", sctp.DTLSConfig{Certificates: []tls.Certificate{good}, ClientAuth: 7, RootCAs: roots}},
+		{"no RootCAs", sctp.DTLSConfig{Certificates: []tls.Certificate{good}}},
+		{"ClientCAs without RootCAs", sctp.DTLSConfig{Certificates: []tls.Certificate{good}, ClientCAs: roots}},
+		{"no RootCAs, no client auth", sctp.DTLSConfig{Certificates: []tls.Certificate{good}, ClientAuth: sctp.ClientAuthNone}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := sctp.Config{DTLS: &tc.cfg}
@@ -309,8 +313,16 @@ func TestDTLSConfigErrors(t *testing.T) {
 	if _, err := sctp.New(sctp.Config{DTLS: &sctp.DTLSConfig{RootCAs: p.ca.Pool()}}).Listen(loopback0); !errors.Is(err, sctp.ErrDTLSConfig) {
 		t.Errorf("Listen without a certificate = %v, want ErrDTLSConfig", err)
 	}
-	if err := (sctp.Config{DTLS: &sctp.DTLSConfig{Certificates: []tls.Certificate{good}}}).Validate(); err != nil {
+	if err := (sctp.Config{DTLS: &sctp.DTLSConfig{Certificates: []tls.Certificate{good}, RootCAs: roots}}).Validate(); err != nil {
 		t.Errorf("a good certificate: %v", err)
+	}
+	// Without RootCAs the host's roots would verify the peers: refused,
+	// naming the cause, unless SystemRoots asks for them.
+	if err := (sctp.Config{DTLS: &sctp.DTLSConfig{Certificates: []tls.Certificate{good}}}).Validate(); !errors.Is(err, sctp.ErrNoRootCAs) || !errors.Is(err, sctp.ErrDTLSConfig) {
+		t.Errorf("no RootCAs: %v, want ErrNoRootCAs and ErrDTLSConfig", err)
+	}
+	if err := (sctp.Config{DTLS: &sctp.DTLSConfig{Certificates: []tls.Certificate{good}, SystemRoots: true}}).Validate(); err != nil {
+		t.Errorf("no RootCAs with SystemRoots: %v", err)
 	}
 	if err := (sctp.Config{}).Validate(); err != nil {
 		t.Errorf("no DTLS: %v", err)
