@@ -47,6 +47,20 @@ type btree struct {
 	// Nodes freed by merges, reused by splits so that a steady state of
 	// selections (delete at the left, insert at the right) does not allocate.
 	freeLeaves, freeInternals []*node
+	// ver counts the changes of the tree's shape (splits, merges,
+	// rebalancing, a new root): while it stays, every leaf keeps its place
+	// and its bounds.
+	ver uint64
+	// hint is the leaf the last insertion without a split went to, with
+	// the bounds of the entries that belong in it, valid while ver is
+	// hintVer. Insertions cluster (a selected least-used member goes to
+	// the end of its run of equal keys, each after the previous one), so
+	// the next one usually belongs in the same leaf and skips the descent.
+	hint           *node
+	hintLo, hintHi entry
+	hintHasLo      bool
+	hintHasHi      bool
+	hintVer        uint64
 }
 
 const maxFree = 4
@@ -153,6 +167,16 @@ func (t *btree) min() (entry, bool) {
 func (t *btree) insert(e entry) {
 	if t.root == nil {
 		t.root = t.newLeaf()
+		t.ver++
+	}
+	if l := t.hint; l != nil && t.hintVer == t.ver && l.n < nodeCap &&
+		(!t.hintHasLo || !e.less(t.hintLo)) && (!t.hintHasHi || e.less(t.hintHi)) {
+		pos := lowerBound(l.items[:l.n], e)
+		copy(l.items[pos+1:l.n+1], l.items[pos:l.n])
+		l.items[pos] = e
+		l.n++
+		t.size++
+		return
 	}
 	// An entry after every other one (round robin and weighted round robin
 	// put the selected member there) goes into the rightmost leaf: when
@@ -167,6 +191,7 @@ func (t *btree) insert(e entry) {
 		t.size++
 		return
 	}
+	t.hintHasLo, t.hintHasHi = false, false
 	right, sep := t.insertRec(t.root, e, true)
 	if right != nil {
 		r := t.newInternal()
@@ -178,6 +203,9 @@ func (t *btree) insert(e entry) {
 	t.size++
 }
 
+// insertRec inserts e under nd. Along the way it narrows t.hintLo and
+// t.hintHi to the bounds of the entries that belong under nd, and makes
+// the leaf the hint when the insertion splits nothing.
 func (t *btree) insertRec(nd *node, e entry, rightmost bool) (*node, entry) {
 	if nd.leaf {
 		pos := lowerBound(nd.items[:nd.n], e)
@@ -185,8 +213,10 @@ func (t *btree) insertRec(nd *node, e entry, rightmost bool) (*node, entry) {
 			copy(nd.items[pos+1:nd.n+1], nd.items[pos:nd.n])
 			nd.items[pos] = e
 			nd.n++
+			t.hint, t.hintVer = nd, t.ver
 			return nil, entry{}
 		}
+		t.ver++
 		r := t.newLeaf()
 		// runEnd: e extends a run of equal keys (sequence numbers only
 		// grow, so later members of the run will follow e).
@@ -221,6 +251,12 @@ func (t *btree) insertRec(nd *node, e entry, rightmost bool) (*node, entry) {
 		return r, r.items[0]
 	}
 	i := childIndex(nd, e)
+	if i > 0 {
+		t.hintLo, t.hintHasLo = nd.items[i], true
+	}
+	if i+1 < nd.n {
+		t.hintHi, t.hintHasHi = nd.items[i+1], true
+	}
 	kid, sep := t.insertRec(nd.kids[i], e, rightmost && i == nd.n-1)
 	if kid == nil {
 		return nil, entry{}
@@ -264,6 +300,7 @@ func (t *btree) delete(e entry) bool {
 		old := t.root
 		t.root = old.kids[0]
 		t.release(old)
+		t.ver++
 	}
 	return true
 }
@@ -308,6 +345,7 @@ func (t *btree) rebalance(nd *node, i int) {
 	if nd.n < 2 {
 		return
 	}
+	t.ver++
 	j := i
 	if j == nd.n-1 {
 		j--
