@@ -13,6 +13,7 @@ type owner struct {
 	head  int32 // first PE, -1 if none
 	count int
 	sum   uint64 // sum of the per-PE 16-bit word sums (RFC 5353 checksum)
+	check uint16 // finishChecksum(sum), kept with it
 }
 
 // SetOwner makes newHome the home registrar of one PE (takeover, RFC 5353
@@ -60,7 +61,7 @@ func (s *Store) TransferOwner(now time.Time, from, to uint32) int {
 		dst.head = o.head
 	}
 	dst.count += o.count
-	dst.sum += o.sum
+	dst.setSum(dst.sum + o.sum)
 	s.dropOwner(from)
 	return n
 }
@@ -106,7 +107,7 @@ func (s *Store) ownerLink(ri int32, r *rec, p *pool) {
 	}
 	o.head = ri
 	o.count++
-	o.sum += p.hsum + peIDSum(r.id())
+	o.setSum(o.sum + p.hsum + peIDSum(r.id()))
 }
 
 func (s *Store) ownerUnlink(ri int32, r *rec, p *pool) {
@@ -120,7 +121,7 @@ func (s *Store) ownerUnlink(ri int32, r *rec, p *pool) {
 		s.rec(r.onext).oprev = r.oprev
 	}
 	o.count--
-	o.sum -= p.hsum + peIDSum(r.id())
+	o.setSum(o.sum - (p.hsum + peIDSum(r.id())))
 	if o.count == 0 {
 		s.dropOwner(r.home())
 	}
@@ -139,7 +140,7 @@ func (s *Store) Checksum(home uint32) uint16 {
 		}
 		s.lastOwner, s.lastHome = o, home
 	}
-	return finishChecksum(o.sum)
+	return o.check
 }
 
 func finishChecksum(sum uint64) uint16 {
@@ -147,6 +148,12 @@ func finishChecksum(sum uint64) uint16 {
 		sum = sum&0xffff + sum>>16
 	}
 	return ^uint16(sum)
+}
+
+// setSum sets the owner's sum and the checksum that Checksum returns.
+func (o *owner) setSum(sum uint64) {
+	o.sum = sum
+	o.check = finishChecksum(sum)
 }
 
 // wordSum adds b as big-endian 16-bit words, an odd last byte zero padded.

@@ -305,8 +305,13 @@ func (s *Store) SelectEncoded(handle tlv.PoolHandle, n int, dst [][]byte) ([][]b
 	if p == nil || k == 0 {
 		return dst, tlv.Policy{Type: pt(p)}, err
 	}
-	for _, ri := range s.scrSlots {
-		dst = append(dst, s.encoded(ri, s.rec(ri)))
+	if cap(dst) < k {
+		dst = make([][]byte, k)
+	} else {
+		dst = dst[:k]
+	}
+	for i, ri := range s.scrSlots {
+		dst[i] = s.encoded(ri, s.rec(ri))
 	}
 	r0 := s.rec(s.scrSlots[0])
 	return dst, tlv.Policy{Type: p.ptype, Value: s.polBytes(s.scrSlots[0], r0)}, nil

@@ -61,6 +61,13 @@ type btree struct {
 	hintHasLo      bool
 	hintHasHi      bool
 	hintVer        uint64
+	// head is the leftmost leaf. It never leaves the tree: a split keeps
+	// the left half, a merge the left node, a root collapse the left spine.
+	head *node
+	// firstBound's answer, valid while ver is boundVer (a shape change can
+	// move the separator above the leftmost leaf).
+	bound    *entry
+	boundVer uint64
 }
 
 const maxFree = 4
@@ -128,21 +135,15 @@ func childIndex(nd *node, e entry) int {
 	return lo - 1
 }
 
-func (t *btree) first() *node {
-	nd := t.root
-	if nd == nil {
-		return nil
-	}
-	for !nd.leaf {
-		nd = nd.kids[0]
-	}
-	return nd
-}
+func (t *btree) first() *node { return t.head }
 
 // firstBound returns the leftmost leaf and the separator above it: every
 // entry of the leaf is less than *bound, and an entry less than it belongs
 // in the leaf. bound is nil when the leaf is the root.
 func (t *btree) firstBound() (l *node, bound *entry) {
+	if t.boundVer == t.ver {
+		return t.head, t.bound
+	}
 	nd := t.root
 	if nd == nil {
 		return nil, nil
@@ -151,6 +152,7 @@ func (t *btree) firstBound() (l *node, bound *entry) {
 		bound = &nd.items[1]
 		nd = nd.kids[0]
 	}
+	t.bound, t.boundVer = bound, t.ver
 	return nd, bound
 }
 
@@ -167,6 +169,7 @@ func (t *btree) min() (entry, bool) {
 func (t *btree) insert(e entry) {
 	if t.root == nil {
 		t.root = t.newLeaf()
+		t.head = t.root
 		t.ver++
 	}
 	if l := t.hint; l != nil && t.hintVer == t.ver && l.n < nodeCap &&
