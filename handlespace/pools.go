@@ -252,14 +252,18 @@ func (s *Store) Lookup(handle tlv.PoolHandle, id uint32) (tlv.PoolElement, Info,
 
 // View is Lookup without the copy: the PE aliases store memory and is
 // read-only and valid until the next Store call, like the PEs of Select.
-func (s *Store) View(handle tlv.PoolHandle, id uint32) (tlv.PoolElement, Info, bool) {
+func (s *Store) View(handle tlv.PoolHandle, id uint32) (pe tlv.PoolElement, in Info, ok bool) {
 	p, ri := s.find(handle, id)
 	if p == nil {
-		return tlv.PoolElement{}, Info{}, false
+		return pe, in, false
 	}
 	r := s.rec(ri)
 	s.resetScratch(1)
-	return s.materialize(ri, r, p.ptype), s.info(ri, r), true
+	// Written in place: the results are large, and copies of them cost
+	// as much as the lookup.
+	s.materializeInto(&pe, ri, r, p.ptype)
+	s.infoInto(&in, ri, r)
+	return pe, in, true
 }
 
 // Select runs the pool's policy (RFC 5356, via package policy) and appends
