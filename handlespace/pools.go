@@ -223,14 +223,14 @@ func (s *Store) removeRec(p *pool, pi int32, ri int32, r *rec) {
 // Deregister removes PE id from the pool named handle (RFC 5352 §3.3) and
 // returns it (read-only, valid until the next Store call). The pool goes
 // away with its last PE. ok is false when there is no such PE.
-func (s *Store) Deregister(now time.Time, handle tlv.PoolHandle, id uint32) (tlv.PoolElement, bool) {
+func (s *Store) Deregister(now time.Time, handle tlv.PoolHandle, id uint32) (pe tlv.PoolElement, ok bool) {
 	p, ri := s.find(handle, id)
 	if p == nil {
-		return tlv.PoolElement{}, false
+		return pe, false
 	}
 	r := s.rec(ri)
 	s.resetScratch(1)
-	pe := s.materialize(ri, r, p.ptype)
+	s.materializeInto(&pe, ri, r, p.ptype)
 	// The value aliases the record, which removeRec clears.
 	s.scrVal = append(s.scrVal[:0], pe.Policy.Value...)
 	pe.Policy.Value = s.scrVal[:len(pe.Policy.Value):len(pe.Policy.Value)]
