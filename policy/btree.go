@@ -174,7 +174,10 @@ func (t *btree) insert(e entry) {
 	}
 	if l := t.hint; l != nil && t.hintVer == t.ver && l.n < nodeCap &&
 		(!t.hintHasLo || !e.less(t.hintLo)) && (!t.hintHasHi || e.less(t.hintHi)) {
-		pos := lowerBound(l.items[:l.n], e)
+		pos := l.n
+		if pos > 0 && !l.items[pos-1].less(e) {
+			pos = lowerBound(l.items[:l.n], e)
+		}
 		copy(l.items[pos+1:l.n+1], l.items[pos:l.n])
 		l.items[pos] = e
 		l.n++
