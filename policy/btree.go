@@ -184,19 +184,6 @@ func (t *btree) insert(e entry) {
 		t.size++
 		return
 	}
-	// An entry after every other one (round robin and weighted round robin
-	// put the selected member there) goes into the rightmost leaf: when
-	// it has room, appending changes no separator and needs no search.
-	l := t.root
-	for !l.leaf {
-		l = l.kids[l.n-1]
-	}
-	if l.n > 0 && l.n < nodeCap && l.items[l.n-1].less(e) {
-		l.items[l.n] = e
-		l.n++
-		t.size++
-		return
-	}
 	t.hintHasLo, t.hintHasHi = false, false
 	right, sep := t.insertRec(t.root, e, true)
 	if right != nil {
