@@ -60,7 +60,7 @@ type btree struct {
 	hintLo, hintHi entry
 	hintHasLo      bool
 	hintHasHi      bool
-	hintVer        uint64
+	hintVer        uint64 // (insertHinted sets and uses the hint)
 	// head is the leftmost leaf. It never leaves the tree: a split keeps
 	// the left half, a merge the left node, a root collapse the left spine.
 	head *node
@@ -172,6 +172,31 @@ func (t *btree) insert(e entry) {
 		t.head = t.root
 		t.ver++
 	}
+	// An entry after every other one (round robin puts a new member
+	// there) goes into the rightmost leaf: when it has room, appending
+	// changes no separator and needs no search.
+	l := t.root
+	for !l.leaf {
+		l = l.kids[l.n-1]
+	}
+	if l.n > 0 && l.n < nodeCap && l.items[l.n-1].less(e) {
+		l.items[l.n] = e
+		l.n++
+		t.size++
+		return
+	}
+	t.insertAt(e, false)
+}
+
+// insertHinted is insert for an entry that likely belongs where the
+// previous insertHinted put one (a selected member going behind the
+// previously selected one): it tries the hint first, and it leaves the
+// hint at the leaf it used.
+func (t *btree) insertHinted(e entry) {
+	if t.root == nil {
+		t.insert(e)
+		return
+	}
 	if l := t.hint; l != nil && t.hintVer == t.ver && l.n < nodeCap &&
 		(!t.hintHasLo || !e.less(t.hintLo)) && (!t.hintHasHi || e.less(t.hintHi)) {
 		pos := l.n
@@ -185,7 +210,13 @@ func (t *btree) insert(e entry) {
 		return
 	}
 	t.hintHasLo, t.hintHasHi = false, false
-	right, sep := t.insertRec(t.root, e, true)
+	t.insertAt(e, true)
+}
+
+// insertAt inserts e with a descent from the root; track: make the leaf
+// the hint (when nothing splits).
+func (t *btree) insertAt(e entry, track bool) {
+	right, sep := t.insertRec(t.root, e, true, track)
 	if right != nil {
 		r := t.newInternal()
 		r.kids[0], r.kids[1] = t.root, right
@@ -199,14 +230,16 @@ func (t *btree) insert(e entry) {
 // insertRec inserts e under nd. Along the way it narrows t.hintLo and
 // t.hintHi to the bounds of the entries that belong under nd, and makes
 // the leaf the hint when the insertion splits nothing.
-func (t *btree) insertRec(nd *node, e entry, rightmost bool) (*node, entry) {
+func (t *btree) insertRec(nd *node, e entry, rightmost, track bool) (*node, entry) {
 	if nd.leaf {
 		pos := lowerBound(nd.items[:nd.n], e)
 		if nd.n < nodeCap {
 			copy(nd.items[pos+1:nd.n+1], nd.items[pos:nd.n])
 			nd.items[pos] = e
 			nd.n++
-			t.hint, t.hintVer = nd, t.ver
+			if track {
+				t.hint, t.hintVer = nd, t.ver
+			}
 			return nil, entry{}
 		}
 		t.ver++
@@ -244,13 +277,15 @@ func (t *btree) insertRec(nd *node, e entry, rightmost bool) (*node, entry) {
 		return r, r.items[0]
 	}
 	i := childIndex(nd, e)
-	if i > 0 {
-		t.hintLo, t.hintHasLo = nd.items[i], true
+	if track {
+		if i > 0 {
+			t.hintLo, t.hintHasLo = nd.items[i], true
+		}
+		if i+1 < nd.n {
+			t.hintHi, t.hintHasHi = nd.items[i+1], true
+		}
 	}
-	if i+1 < nd.n {
-		t.hintHi, t.hintHasHi = nd.items[i+1], true
-	}
-	kid, sep := t.insertRec(nd.kids[i], e, rightmost && i == nd.n-1)
+	kid, sep := t.insertRec(nd.kids[i], e, rightmost && i == nd.n-1, track)
 	if kid == nil {
 		return nil, entry{}
 	}

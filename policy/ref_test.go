@@ -510,13 +510,17 @@ func TestBtreeClusteredInserts(t *testing.T) {
 		}
 		return 0
 	}
-	ins := func(e entry) {
-		bt.insert(e)
+	ins := func(e entry, hinted bool) {
+		if hinted {
+			bt.insertHinted(e)
+		} else {
+			bt.insert(e)
+		}
 		i, _ := slices.BinarySearchFunc(ref, e, cmp)
 		ref = slices.Insert(ref, i, e)
 	}
 	for i := 0; i < 5000; i++ {
-		ins(entry{key: uint64(rng.IntN(20)), seq: seq, slot: int32(seq)})
+		ins(entry{key: uint64(rng.IntN(20)), seq: seq, slot: int32(seq)}, false)
 		seq++
 	}
 	for op := 0; op < 100000; op++ {
@@ -529,7 +533,7 @@ func TestBtreeClusteredInserts(t *testing.T) {
 			ref = ref[1:]
 			e.seq = seq
 			seq++
-			ins(e)
+			ins(e, true)
 		case r < 90 && len(ref) > 0:
 			i := rng.IntN(len(ref))
 			if !bt.delete(ref[i]) {
@@ -537,7 +541,7 @@ func TestBtreeClusteredInserts(t *testing.T) {
 			}
 			ref = slices.Delete(ref, i, i+1)
 		default:
-			ins(entry{key: uint64(rng.IntN(20)), seq: seq, slot: int32(seq)})
+			ins(entry{key: uint64(rng.IntN(20)), seq: seq, slot: int32(seq)}, rng.IntN(2) == 0)
 			seq++
 		}
 		if op%500 == 0 {

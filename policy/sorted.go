@@ -272,7 +272,7 @@ func (s *sortedSelector) Select(n int, dst []int32) []int32 {
 		st.seq = s.seq
 		s.seq++
 		s.setSlot(slot, st)
-		s.tree.insert(entry{key: st.key, seq: st.seq, slot: slot})
+		s.tree.insertHinted(entry{key: st.key, seq: st.seq, slot: slot})
 	}
 	return dst
 }
@@ -322,7 +322,7 @@ func (s *sortedSelector) updateFirst() {
 		l.items[j-1] = ne
 	default:
 		s.tree.deleteFirst(l)
-		s.tree.insert(ne)
+		s.tree.insertHinted(ne)
 	}
 	if s.narrow {
 		s.sp.narrow[e.slot] = narrowSlot{key: uint32(ne.key), seq: ne.seq}
