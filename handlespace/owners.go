@@ -13,7 +13,10 @@ type owner struct {
 	head  int32 // first PE, -1 if none
 	count int
 	sum   uint64 // sum of the per-PE 16-bit word sums (RFC 5353 checksum)
-	check uint16 // finishChecksum(sum), kept with it
+	check uint16 // finishChecksum(sum) when checkOK
+	// checkOK: check is up to date. Registrations only clear it; Checksum
+	// computes check once after a change, not once per registration.
+	checkOK bool
 }
 
 // SetOwner makes newHome the home registrar of one PE (takeover, RFC 5353
@@ -140,6 +143,9 @@ func (s *Store) Checksum(home uint32) uint16 {
 		}
 		s.lastOwner, s.lastHome = o, home
 	}
+	if !o.checkOK {
+		o.check, o.checkOK = finishChecksum(o.sum), true
+	}
 	return o.check
 }
 
@@ -150,10 +156,10 @@ func finishChecksum(sum uint64) uint16 {
 	return ^uint16(sum)
 }
 
-// setSum sets the owner's sum and the checksum that Checksum returns.
+// setSum sets the owner's sum; Checksum finishes it when asked.
 func (o *owner) setSum(sum uint64) {
 	o.sum = sum
-	o.check = finishChecksum(sum)
+	o.checkOK = false
 }
 
 // wordSum adds b as big-endian 16-bit words, an odd last byte zero padded.
