@@ -13,6 +13,10 @@ type owner struct {
 	head  int32 // first PE, -1 if none
 	count int
 	sum   uint64 // sum of the per-PE 16-bit word sums (RFC 5353 checksum)
+	check uint16 // finishChecksum(sum) when checkOK
+	// checkOK: check is up to date. Registrations only clear it; Checksum
+	// computes check once after a change, not once per registration.
+	checkOK bool
 }
 
 // SetOwner makes newHome the home registrar of one PE (takeover, RFC 5353
@@ -60,7 +64,7 @@ func (s *Store) TransferOwner(now time.Time, from, to uint32) int {
 		dst.head = o.head
 	}
 	dst.count += o.count
-	dst.sum += o.sum
+	dst.setSum(dst.sum + o.sum)
 	s.dropOwner(from)
 	return n
 }
@@ -106,7 +110,7 @@ func (s *Store) ownerLink(ri int32, r *rec, p *pool) {
 	}
 	o.head = ri
 	o.count++
-	o.sum += p.hsum + peIDSum(r.id())
+	o.setSum(o.sum + p.hsum + peIDSum(r.id()))
 }
 
 func (s *Store) ownerUnlink(ri int32, r *rec, p *pool) {
@@ -120,7 +124,7 @@ func (s *Store) ownerUnlink(ri int32, r *rec, p *pool) {
 		s.rec(r.onext).oprev = r.oprev
 	}
 	o.count--
-	o.sum -= p.hsum + peIDSum(r.id())
+	o.setSum(o.sum - (p.hsum + peIDSum(r.id())))
 	if o.count == 0 {
 		s.dropOwner(r.home())
 	}
@@ -139,7 +143,10 @@ func (s *Store) Checksum(home uint32) uint16 {
 		}
 		s.lastOwner, s.lastHome = o, home
 	}
-	return finishChecksum(o.sum)
+	if !o.checkOK {
+		o.check, o.checkOK = finishChecksum(o.sum), true
+	}
+	return o.check
 }
 
 func finishChecksum(sum uint64) uint16 {
@@ -147,6 +154,12 @@ func finishChecksum(sum uint64) uint16 {
 		sum = sum&0xffff + sum>>16
 	}
 	return ^uint16(sum)
+}
+
+// setSum sets the owner's sum; Checksum finishes it when asked.
+func (o *owner) setSum(sum uint64) {
+	o.sum = sum
+	o.checkOK = false
 }
 
 // wordSum adds b as big-endian 16-bit words, an odd last byte zero padded.

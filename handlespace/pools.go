@@ -223,14 +223,14 @@ func (s *Store) removeRec(p *pool, pi int32, ri int32, r *rec) {
 // Deregister removes PE id from the pool named handle (RFC 5352 §3.3) and
 // returns it (read-only, valid until the next Store call). The pool goes
 // away with its last PE. ok is false when there is no such PE.
-func (s *Store) Deregister(now time.Time, handle tlv.PoolHandle, id uint32) (tlv.PoolElement, bool) {
+func (s *Store) Deregister(now time.Time, handle tlv.PoolHandle, id uint32) (pe tlv.PoolElement, ok bool) {
 	p, ri := s.find(handle, id)
 	if p == nil {
-		return tlv.PoolElement{}, false
+		return pe, false
 	}
 	r := s.rec(ri)
 	s.resetScratch(1)
-	pe := s.materialize(ri, r, p.ptype)
+	s.materializeInto(&pe, ri, r, p.ptype)
 	// The value aliases the record, which removeRec clears.
 	s.scrVal = append(s.scrVal[:0], pe.Policy.Value...)
 	pe.Policy.Value = s.scrVal[:len(pe.Policy.Value):len(pe.Policy.Value)]
@@ -252,14 +252,18 @@ func (s *Store) Lookup(handle tlv.PoolHandle, id uint32) (tlv.PoolElement, Info,
 
 // View is Lookup without the copy: the PE aliases store memory and is
 // read-only and valid until the next Store call, like the PEs of Select.
-func (s *Store) View(handle tlv.PoolHandle, id uint32) (tlv.PoolElement, Info, bool) {
+func (s *Store) View(handle tlv.PoolHandle, id uint32) (pe tlv.PoolElement, in Info, ok bool) {
 	p, ri := s.find(handle, id)
 	if p == nil {
-		return tlv.PoolElement{}, Info{}, false
+		return pe, in, false
 	}
 	r := s.rec(ri)
 	s.resetScratch(1)
-	return s.materialize(ri, r, p.ptype), s.info(ri, r), true
+	// Written in place: the results are large, and copies of them cost
+	// as much as the lookup.
+	s.materializeInto(&pe, ri, r, p.ptype)
+	s.infoInto(&in, ri, r)
+	return pe, in, true
 }
 
 // Select runs the pool's policy (RFC 5356, via package policy) and appends
@@ -305,8 +309,13 @@ func (s *Store) SelectEncoded(handle tlv.PoolHandle, n int, dst [][]byte) ([][]b
 	if p == nil || k == 0 {
 		return dst, tlv.Policy{Type: pt(p)}, err
 	}
-	for _, ri := range s.scrSlots {
-		dst = append(dst, s.encoded(ri, s.rec(ri)))
+	if cap(dst) < k {
+		dst = make([][]byte, k)
+	} else {
+		dst = dst[:k]
+	}
+	for i, ri := range s.scrSlots {
+		dst[i] = s.encoded(ri, s.rec(ri))
 	}
 	r0 := s.rec(s.scrSlots[0])
 	return dst, tlv.Policy{Type: p.ptype, Value: s.polBytes(s.scrSlots[0], r0)}, nil

@@ -410,15 +410,21 @@ func (s *Store) clearReports(ri int32, r *rec) {
 }
 
 func (s *Store) info(ri int32, r *rec) Info {
-	in := Info{
-		LastUpdate:         time.Unix(0, r.updated),
-		UnreachableReports: s.reportsOf(ri, r),
-		Marked:             r.flags&flagMarked != 0,
+	var in Info
+	s.infoInto(&in, ri, r)
+	return in
+}
+
+// infoInto is info writing into *in, which must be zero.
+func (s *Store) infoInto(in *Info, ri int32, r *rec) {
+	in.LastUpdate = time.Unix(0, r.updated)
+	if r.flags&flagReports != 0 {
+		in.UnreachableReports = int(s.reports[ri])
 	}
+	in.Marked = r.flags&flagMarked != 0
 	if r.heap >= 0 { // a PE has a deadline exactly when it is in the heap
 		in.Expiry = time.Unix(0, s.heap.exp[r.heap])
 	}
-	return in
 }
 
 // SetExpiry sets the PE's registration deadline (keep-alive, refresh); a

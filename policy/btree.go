@@ -47,6 +47,27 @@ type btree struct {
 	// Nodes freed by merges, reused by splits so that a steady state of
 	// selections (delete at the left, insert at the right) does not allocate.
 	freeLeaves, freeInternals []*node
+	// ver counts the changes of the tree's shape (splits, merges,
+	// rebalancing, a new root): while it stays, every leaf keeps its place
+	// and its bounds.
+	ver uint64
+	// hint is the leaf the last insertion without a split went to, with
+	// the bounds of the entries that belong in it, valid while ver is
+	// hintVer. Insertions cluster (a selected least-used member goes to
+	// the end of its run of equal keys, each after the previous one), so
+	// the next one usually belongs in the same leaf and skips the descent.
+	hint           *node
+	hintLo, hintHi entry
+	hintHasLo      bool
+	hintHasHi      bool
+	hintVer        uint64 // (insertHinted sets and uses the hint)
+	// head is the leftmost leaf. It never leaves the tree: a split keeps
+	// the left half, a merge the left node, a root collapse the left spine.
+	head *node
+	// firstBound's answer, valid while ver is boundVer (a shape change can
+	// move the separator above the leftmost leaf).
+	bound    *entry
+	boundVer uint64
 }
 
 const maxFree = 4
@@ -114,21 +135,15 @@ func childIndex(nd *node, e entry) int {
 	return lo - 1
 }
 
-func (t *btree) first() *node {
-	nd := t.root
-	if nd == nil {
-		return nil
-	}
-	for !nd.leaf {
-		nd = nd.kids[0]
-	}
-	return nd
-}
+func (t *btree) first() *node { return t.head }
 
 // firstBound returns the leftmost leaf and the separator above it: every
 // entry of the leaf is less than *bound, and an entry less than it belongs
 // in the leaf. bound is nil when the leaf is the root.
 func (t *btree) firstBound() (l *node, bound *entry) {
+	if t.boundVer == t.ver {
+		return t.head, t.bound
+	}
 	nd := t.root
 	if nd == nil {
 		return nil, nil
@@ -137,6 +152,7 @@ func (t *btree) firstBound() (l *node, bound *entry) {
 		bound = &nd.items[1]
 		nd = nd.kids[0]
 	}
+	t.bound, t.boundVer = bound, t.ver
 	return nd, bound
 }
 
@@ -153,10 +169,12 @@ func (t *btree) min() (entry, bool) {
 func (t *btree) insert(e entry) {
 	if t.root == nil {
 		t.root = t.newLeaf()
+		t.head = t.root
+		t.ver++
 	}
-	// An entry after every other one (round robin and weighted round robin
-	// put the selected member there) goes into the rightmost leaf: when
-	// it has room, appending changes no separator and needs no search.
+	// An entry after every other one (round robin puts a new member
+	// there) goes into the rightmost leaf: when it has room, appending
+	// changes no separator and needs no search.
 	l := t.root
 	for !l.leaf {
 		l = l.kids[l.n-1]
@@ -167,7 +185,38 @@ func (t *btree) insert(e entry) {
 		t.size++
 		return
 	}
-	right, sep := t.insertRec(t.root, e, true)
+	t.insertAt(e, false)
+}
+
+// insertHinted is insert for an entry that likely belongs where the
+// previous insertHinted put one (a selected member going behind the
+// previously selected one): it tries the hint first, and it leaves the
+// hint at the leaf it used.
+func (t *btree) insertHinted(e entry) {
+	if t.root == nil {
+		t.insert(e)
+		return
+	}
+	if l := t.hint; l != nil && t.hintVer == t.ver && l.n < nodeCap &&
+		(!t.hintHasLo || !e.less(t.hintLo)) && (!t.hintHasHi || e.less(t.hintHi)) {
+		pos := l.n
+		if pos > 0 && !l.items[pos-1].less(e) {
+			pos = lowerBound(l.items[:l.n], e)
+		}
+		copy(l.items[pos+1:l.n+1], l.items[pos:l.n])
+		l.items[pos] = e
+		l.n++
+		t.size++
+		return
+	}
+	t.hintHasLo, t.hintHasHi = false, false
+	t.insertAt(e, true)
+}
+
+// insertAt inserts e with a descent from the root; track: make the leaf
+// the hint (when nothing splits).
+func (t *btree) insertAt(e entry, track bool) {
+	right, sep := t.insertRec(t.root, e, true, track)
 	if right != nil {
 		r := t.newInternal()
 		r.kids[0], r.kids[1] = t.root, right
@@ -178,15 +227,22 @@ func (t *btree) insert(e entry) {
 	t.size++
 }
 
-func (t *btree) insertRec(nd *node, e entry, rightmost bool) (*node, entry) {
+// insertRec inserts e under nd. Along the way it narrows t.hintLo and
+// t.hintHi to the bounds of the entries that belong under nd, and makes
+// the leaf the hint when the insertion splits nothing.
+func (t *btree) insertRec(nd *node, e entry, rightmost, track bool) (*node, entry) {
 	if nd.leaf {
 		pos := lowerBound(nd.items[:nd.n], e)
 		if nd.n < nodeCap {
 			copy(nd.items[pos+1:nd.n+1], nd.items[pos:nd.n])
 			nd.items[pos] = e
 			nd.n++
+			if track {
+				t.hint, t.hintVer = nd, t.ver
+			}
 			return nil, entry{}
 		}
+		t.ver++
 		r := t.newLeaf()
 		// runEnd: e extends a run of equal keys (sequence numbers only
 		// grow, so later members of the run will follow e).
@@ -221,7 +277,15 @@ func (t *btree) insertRec(nd *node, e entry, rightmost bool) (*node, entry) {
 		return r, r.items[0]
 	}
 	i := childIndex(nd, e)
-	kid, sep := t.insertRec(nd.kids[i], e, rightmost && i == nd.n-1)
+	if track {
+		if i > 0 {
+			t.hintLo, t.hintHasLo = nd.items[i], true
+		}
+		if i+1 < nd.n {
+			t.hintHi, t.hintHasHi = nd.items[i+1], true
+		}
+	}
+	kid, sep := t.insertRec(nd.kids[i], e, rightmost && i == nd.n-1, track)
 	if kid == nil {
 		return nil, entry{}
 	}
@@ -264,6 +328,7 @@ func (t *btree) delete(e entry) bool {
 		old := t.root
 		t.root = old.kids[0]
 		t.release(old)
+		t.ver++
 	}
 	return true
 }
@@ -308,6 +373,7 @@ func (t *btree) rebalance(nd *node, i int) {
 	if nd.n < 2 {
 		return
 	}
+	t.ver++
 	j := i
 	if j == nd.n-1 {
 		j--

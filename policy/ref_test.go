@@ -492,3 +492,67 @@ func TestSelectorsMatchReference(t *testing.T) {
 		}
 	}
 }
+
+// TestBtreeClusteredInserts drives the tree the way least-used selection
+// does (take the first entry, put it back at the end of its run of equal
+// keys, each after the previous one, which the insertion hint serves),
+// mixed with removals anywhere and fresh members, against a sorted slice.
+func TestBtreeClusteredInserts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var bt btree
+	var ref []entry
+	seq := uint32(1)
+	cmp := func(a, b entry) int {
+		if a.less(b) {
+			return -1
+		} else if b.less(a) {
+			return 1
+		}
+		return 0
+	}
+	ins := func(e entry, hinted bool) {
+		if hinted {
+			bt.insertHinted(e)
+		} else {
+			bt.insert(e)
+		}
+		i, _ := slices.BinarySearchFunc(ref, e, cmp)
+		ref = slices.Insert(ref, i, e)
+	}
+	for i := 0; i < 5000; i++ {
+		ins(entry{key: uint64(rng.IntN(20)), seq: seq, slot: int32(seq)}, false)
+		seq++
+	}
+	for op := 0; op < 100000; op++ {
+		switch r := rng.IntN(100); {
+		case r < 80 && len(ref) > 0: // select: first to the end of its run
+			e := ref[0]
+			if !bt.delete(e) {
+				t.Fatalf("op %d: delete of the first entry failed", op)
+			}
+			ref = ref[1:]
+			e.seq = seq
+			seq++
+			ins(e, true)
+		case r < 90 && len(ref) > 0:
+			i := rng.IntN(len(ref))
+			if !bt.delete(ref[i]) {
+				t.Fatalf("op %d: delete of present entry failed", op)
+			}
+			ref = slices.Delete(ref, i, i+1)
+		default:
+			ins(entry{key: uint64(rng.IntN(20)), seq: seq, slot: int32(seq)}, rng.IntN(2) == 0)
+			seq++
+		}
+		if op%500 == 0 {
+			checkTree(t, &bt)
+			if got := bt.all(); !slices.Equal(got, ref) {
+				t.Fatalf("op %d: contents differ", op)
+			}
+		}
+	}
+	checkTree(t, &bt)
+	if got := bt.all(); !slices.Equal(got, ref) {
+		t.Fatalf("contents differ")
+	}
+}

@@ -272,7 +272,7 @@ func (s *sortedSelector) Select(n int, dst []int32) []int32 {
 		st.seq = s.seq
 		s.seq++
 		s.setSlot(slot, st)
-		s.tree.insert(entry{key: st.key, seq: st.seq, slot: slot})
+		s.tree.insertHinted(entry{key: st.key, seq: st.seq, slot: slot})
 	}
 	return dst
 }
@@ -312,12 +312,17 @@ func (s *sortedSelector) updateFirst() {
 	case bound == nil || ne.less(*bound):
 		// It still belongs in the first leaf (below the separator of the
 		// second): move it there, past its equals, without a descent.
-		pos := lowerBound(l.items[1:l.n], ne)
-		copy(l.items[:pos], l.items[1:pos+1])
-		l.items[pos] = ne
+		// One pass shifts the entries before its place down over it
+		// (a least-used member goes to the end of its run of equal keys,
+		// usually a few entries away).
+		j := 1
+		for ; j < l.n && l.items[j].less(ne); j++ {
+			l.items[j-1] = l.items[j]
+		}
+		l.items[j-1] = ne
 	default:
 		s.tree.deleteFirst(l)
-		s.tree.insert(ne)
+		s.tree.insertHinted(ne)
 	}
 	if s.narrow {
 		s.sp.narrow[e.slot] = narrowSlot{key: uint32(ne.key), seq: ne.seq}
