@@ -307,8 +307,8 @@ func TestRunNoAddressCheck(t *testing.T) {
 			t.Fatal(err)
 		}
 		err = pe.Register(ctx)
-		pe.Close()
 		if !off {
+			pe.Close()
 			var rej *asap.RejectError
 			if !errors.As(err, &rej) || rej.Code() != tlv.CauseInvalidValues {
 				t.Fatalf("with the check: Register = %v, want Invalid Values", err)
@@ -316,6 +316,7 @@ func TestRunNoAddressCheck(t *testing.T) {
 			continue
 		}
 		if err != nil {
+			pe.Close()
 			t.Fatalf("-no-address-check: Register = %v", err)
 		}
 		pes, err := r.PoolElements(ctx, []byte("nat"))
@@ -325,5 +326,6 @@ func TestRunNoAddressCheck(t *testing.T) {
 		if got, err := asap.AddrOf(pes[0].PE.UserTransport, transport.KindSCTPUDP); err != nil || got.AddrPort != natted.AddrPort {
 			t.Fatalf("stored user transport %v (%v), want %v as sent", got, err, natted)
 		}
+		pe.Close() // only now: Close deregisters
 	}
 }
