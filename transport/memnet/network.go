@@ -244,6 +244,9 @@ func (n *Network) SetLink(from, to *Node, l Link) {
 }
 
 func (n *Network) linkLocked(from, to *Node) Link {
+	if len(n.links) == 0 {
+		return n.cfg.link
+	}
 	if l, ok := n.links[[2]*Node{from, to}]; ok {
 		return l
 	}
