@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-rserpool/rserpool/internal/direct"
 	"github.com/go-rserpool/rserpool/transport"
 )
 
@@ -44,6 +45,11 @@ type Link struct {
 	abort atomic.Bool
 	// failed holds the first error that ended the association.
 	failed atomic.Pointer[error]
+	// direct is conn's TrySend, or nil; queued counts the messages in
+	// out and in the writer's hands, so that Send goes around the writer
+	// only when nothing it was given earlier is still on its way.
+	direct direct.Sender
+	queued atomic.Int64
 }
 
 // Attach starts driving conn with a send queue of SendQueue messages.
@@ -64,6 +70,20 @@ func (l *Loop) AttachQueue(conn transport.Conn, queue int, onRecv func(now time.
 	}
 	ctx, cancel := context.WithCancel(l.ctx)
 	k := &Link{conn: conn, out: make(chan transport.Message, queue), onRecv: onRecv, onDown: onDown, ctx: ctx, cancel: cancel}
+	k.direct, _ = conn.(direct.Sender)
+	// A Conn that can push received messages hands them to the loop's
+	// queue itself while it has room, without a hand-over to the reader
+	// goroutine below, which then only sees what did not fit and the end
+	// of the association.
+	pusher, _ := conn.(direct.Pusher)
+	if pusher != nil {
+		pusher.SetPush(func(m transport.Message) bool {
+			if k.closed.Load() {
+				return true // dropped, as the loop would drop it
+			}
+			return l.tryPut(work{k: k, m: m})
+		})
+	}
 	// The writer waits on the queue alone (cheaper than a select with
 	// ctx.Done for every message). When ctx ends it is woken by an empty
 	// message; if the queue is full then, it is not waiting, and it sees
@@ -87,6 +107,7 @@ func (l *Loop) AttachQueue(conn transport.Conn, queue int, onRecv func(now time.
 				}
 				return
 			}
+			k.queued.Add(-1)
 		}
 	})
 	l.Go(func(context.Context) {
@@ -101,6 +122,9 @@ func (l *Loop) AttachQueue(conn transport.Conn, queue int, onRecv func(now time.
 			// The loop skips it if the Link is closed by then.
 			if !l.put(work{k: k, m: m}) {
 				return
+			}
+			if pusher != nil {
+				pusher.Resume()
 			}
 		}
 		// Failed (here or in the writer), not closed: tell the loop,
@@ -146,16 +170,44 @@ func (k *Link) teardown() {
 	k.conn.Close()
 }
 
-// Send queues m. It reports false, without blocking, when the queue is
-// full or the link is closed or has failed.
+// Send queues m, which the Link owns from then on. It reports false,
+// without blocking, when the queue is full or the link is closed or has
+// failed. When nothing is queued before it and the Conn can send without
+// waiting (direct.Sender), m is sent at once, on the caller's goroutine;
+// a failure then ends the Link as a failure of the writer would.
 func (k *Link) Send(m transport.Message) bool {
+	return k.send(m, false)
+}
+
+// SendCopy is Send for a message whose Data the caller keeps: Data is
+// copied only if the message has to be queued.
+func (k *Link) SendCopy(m transport.Message) bool {
+	return k.send(m, true)
+}
+
+func (k *Link) send(m transport.Message, borrowed bool) bool {
 	if k.ctx.Err() != nil {
 		return false
 	}
+	if k.direct != nil && k.queued.Load() == 0 {
+		sent, err := k.direct.TrySend(m)
+		if err != nil {
+			k.fail(err)
+			return true // as if queued: the failure is reported as the writer's would be
+		}
+		if sent {
+			return true
+		}
+	}
+	if borrowed {
+		m.Data = append([]byte(nil), m.Data...)
+	}
+	k.queued.Add(1)
 	select {
 	case k.out <- m:
 		return true
 	default:
+		k.queued.Add(-1)
 		return false
 	}
 }

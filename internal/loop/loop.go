@@ -137,16 +137,19 @@ func (l *Loop) Run(core Core, after func(now time.Time)) {
 	timer.Stop()
 	defer timer.Stop()
 	armed := time.Time{}
+	// The timer is moved only to an earlier deadline: a later one (or
+	// none) leaves it armed, and when it fires early the loop sees that
+	// nothing is due yet and arms it again. Cores whose deadline moves
+	// with every message (a keep-alive after the latest one) cost no
+	// timer reset per message that way.
 	rearm := func() {
 		d := core.NextDeadline()
-		if d.Equal(armed) {
+		if d.IsZero() || (!armed.IsZero() && !d.Before(armed)) {
 			return
 		}
 		timer.Stop()
 		armed = d
-		if !d.IsZero() {
-			timer.Reset(max(d.Sub(l.clock.Now()), 0))
-		}
+		timer.Reset(max(d.Sub(l.clock.Now()), 0))
 	}
 	for {
 		if l.ctx.Err() != nil {
@@ -221,6 +224,20 @@ func (l *Loop) put(w work) bool {
 	case l.work <- w:
 		return true
 	case <-l.ctx.Done():
+		return false
+	}
+}
+
+// tryPut queues w if there is room, without waiting. It reports true when
+// the loop has stopped: w is then dropped, as it would never run.
+func (l *Loop) tryPut(w work) bool {
+	if l.ctx.Err() != nil {
+		return true
+	}
+	select {
+	case l.work <- w:
+		return true
+	default:
 		return false
 	}
 }
