@@ -6,7 +6,11 @@
 //
 // Associations are driven by Link: a reader goroutine that posts received
 // messages to the loop and a writer goroutine with a bounded queue, so that
-// the loop never blocks on the network. The loop never waits for a peer
+// the loop never blocks on the network. With this module's transports
+// (package direct) most messages skip both: a send that needs no waiting
+// goes out on the loop's goroutine when nothing is queued before it, and a
+// received message goes into the loop's queue straight from the transport
+// while there is room; order is kept either way. The loop never waits for a peer
 // either: an association is closed (gracefully or by abort) on its Link's
 // writer goroutine, and no goroutine that may wait for the loop holds
 // anything the loop needs. Every goroutine belongs to the Loop and ends
