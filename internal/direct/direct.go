@@ -20,6 +20,15 @@ type Sender interface {
 	TrySend(m transport.Message) (sent bool, err error)
 }
 
+// Cheap is a Sender whose TrySend costs its caller about what handing the
+// message to another goroutine would (memnet's does). A loop that has
+// work waiting hands sends over to a writer goroutine, so that they run
+// beside it, unless they are Cheap.
+type Cheap interface {
+	Sender
+	CheapSend()
+}
+
 // Pusher is a Conn that can offer each received message to a function
 // before queueing it for Recv.
 //

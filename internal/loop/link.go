@@ -30,6 +30,7 @@ const SendQueue = 256
 // through the loop's queue, behind the messages received before it,
 // while holding nothing the loop may wait for.
 type Link struct {
+	l      *Loop
 	conn   transport.Conn
 	out    chan transport.Message
 	onRecv func(now time.Time, m transport.Message)
@@ -49,6 +50,7 @@ type Link struct {
 	// out and in the writer's hands, so that Send goes around the writer
 	// only when nothing it was given earlier is still on its way.
 	direct direct.Sender
+	cheap  bool // direct is a direct.Cheap
 	queued atomic.Int64
 }
 
@@ -69,8 +71,9 @@ func (l *Loop) AttachQueue(conn transport.Conn, queue int, onRecv func(now time.
 		queue = SendQueue
 	}
 	ctx, cancel := context.WithCancel(l.ctx)
-	k := &Link{conn: conn, out: make(chan transport.Message, queue), onRecv: onRecv, onDown: onDown, ctx: ctx, cancel: cancel}
+	k := &Link{l: l, conn: conn, out: make(chan transport.Message, queue), onRecv: onRecv, onDown: onDown, ctx: ctx, cancel: cancel}
 	k.direct, _ = conn.(direct.Sender)
+	_, k.cheap = conn.(direct.Cheap)
 	// A Conn that can push received messages hands them to the loop's
 	// queue itself while it has room, without a hand-over to the reader
 	// goroutine below, which then only sees what did not fit and the end
@@ -189,7 +192,11 @@ func (k *Link) send(m transport.Message, borrowed bool) bool {
 	if k.ctx.Err() != nil {
 		return false
 	}
-	if k.direct != nil && k.queued.Load() == 0 {
+	// Around the writer only when that keeps order (nothing queued before
+	// m) and does not hold up other work: a send the loop makes itself
+	// delays what waits in its queue, while the writer would make it on
+	// another core, unless the send costs no more than the hand-over.
+	if k.direct != nil && k.queued.Load() == 0 && (k.cheap || len(k.l.work) == 0) {
 		sent, err := k.direct.TrySend(m)
 		if err != nil {
 			k.fail(err)

@@ -338,7 +338,7 @@ type conn struct {
 var (
 	_ transport.Conn           = (*conn)(nil)
 	_ transport.PeerIdentifier = (*conn)(nil)
-	_ direct.Sender            = (*conn)(nil)
+	_ direct.Cheap             = (*conn)(nil)
 	_ direct.Pusher            = (*conn)(nil)
 )
 
@@ -365,6 +365,10 @@ func (c *conn) PeerIdentity() (transport.Identity, bool) {
 func (c *conn) TrySend(m transport.Message) (bool, error) {
 	return true, c.Send(context.Background(), m)
 }
+
+// CheapSend marks TrySend as costing no more than a hand-over to another
+// goroutine (direct.Cheap).
+func (c *conn) CheapSend() {}
 
 // SetPush offers f the messages delivered to c from now on (direct.Pusher).
 func (c *conn) SetPush(f func(transport.Message) bool) {
