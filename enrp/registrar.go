@@ -419,13 +419,15 @@ func (d *driver) send(id AssocID, ppid uint32, m tlv.Message) {
 	}
 	if !k.SendCopy(transport.Message{PPID: ppid, Data: b}) {
 		if err := k.Err(); err != nil {
+			// Already failed: the Link ends the association as the
+			// failure calls for (gracefully after a message too large).
 			d.r.log.Debug("enrp: association ended", "assoc", id, "err", err)
 		} else {
 			d.r.log.Warn("enrp: association too slow, aborting it", "assoc", id, "peer", k.Conn().RemoteAddr())
+			// RFC 9260 §9.1: an ABORT, sent by the link's own goroutine;
+			// the loop does not wait for the peer.
+			k.Abort()
 		}
-		// RFC 9260 §9.1: an ABORT, sent by the link's own goroutine; the
-		// loop does not wait for the peer.
-		k.Abort()
 		delete(d.links, id)
 		d.lost = append(d.lost, id)
 	}

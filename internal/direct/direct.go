@@ -45,6 +45,8 @@ type Pusher interface {
 	// Resume tells the Conn that a message Recv returned has been handed
 	// on; once every such message has been, f is offered messages again.
 	// A caller of Recv on a Conn with f installed calls Resume after
-	// each message it handles.
+	// each message it handles. Messages Recv returned before SetPush
+	// count too: read nothing from a Conn before installing f, or f is
+	// never offered anything (order holds either way).
 	Resume()
 }

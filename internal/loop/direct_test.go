@@ -107,6 +107,30 @@ func TestLinkDirectSendFailure(t *testing.T) {
 	})
 }
 
+// A message too large for the Conn, refused by TrySend, ends the Link as
+// the writer's refusal would: onDown hears it, and the association is
+// closed gracefully, not aborted, since it still works.
+func TestLinkDirectSendTooLarge(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l, stop := start(t)
+		defer stop()
+		c := &directConn{fakeConn: newFakeConn()}
+		c.set(true, transport.ErrMessageTooLarge)
+		var downs []error
+		k := l.Attach(c, func(time.Time, transport.Message) {}, func(_ time.Time, err error) { downs = append(downs, err) })
+		k.Send(transport.Message{PPID: 11, Data: []byte{1}})
+		synctest.Wait()
+		l.Call(t.Context(), func(time.Time) {
+			if len(downs) != 1 || !errors.Is(downs[0], transport.ErrMessageTooLarge) {
+				t.Errorf("onDown calls %v, want one with ErrMessageTooLarge", downs)
+			}
+		})
+		if !c.isClosed() || c.aborted() {
+			t.Errorf("closed %v, aborted %v: want a graceful close", c.isClosed(), c.aborted())
+		}
+	})
+}
+
 // Over memnet the Link takes messages pushed into the loop's queue; when
 // the queue is full they wait in the association and come through the
 // reader, and every message reaches onRecv once and in order.
@@ -152,21 +176,29 @@ func TestLinkPushFallbackKeepsOrder(t *testing.T) {
 		}
 		n.StepAll()
 		synctest.Wait()
-		close(release)
-		synctest.Wait()
 		if p := cc.pushed.Load(); p == 0 || p >= total {
-			t.Fatalf("%d of %d pushed: want some, with the rest through the reader", p, total)
+			t.Fatalf("%d of %d pushed: want some, with the rest waiting for the reader", p, total)
 		}
+		// More while the backlog drains: they wait behind it, or are
+		// pushed once it is gone, but never overtake it.
+		close(release)
+		for i := total; i < 2*total; i++ {
+			ca.Send(t.Context(), transport.Message{PPID: 11, Data: fmt.Appendf(nil, "%d", i)})
+			n.Step()
+		}
+		n.StepAll()
+		synctest.Wait()
 		before := cc.pushed.Load()
 		// And a few after the backlog, which are pushed again.
-		for i := total; i < total+10; i++ {
+		const total2 = 2 * total
+		for i := total2; i < total2+10; i++ {
 			ca.Send(t.Context(), transport.Message{PPID: 11, Data: fmt.Appendf(nil, "%d", i)})
 		}
 		n.StepAll()
 		synctest.Wait()
 		l.Call(t.Context(), func(time.Time) {
-			if len(got) != total+10 {
-				t.Fatalf("%d messages reached the loop, want %d", len(got), total+10)
+			if len(got) != total2+10 {
+				t.Fatalf("%d messages reached the loop, want %d", len(got), total2+10)
 			}
 			for i, v := range got {
 				if v != i {

@@ -22,8 +22,10 @@ const SendQueue = 256
 // Link drives one association for a Loop: a reader goroutine posts each
 // received message to the loop, a writer goroutine sends queued ones.
 //
-// Nothing the loop calls on a Link blocks: Send, Close and Abort only
-// queue, set flags and cancel a context. The association itself is torn
+// Nothing the loop calls on a Link waits for the network or a peer: Close
+// and Abort only set flags and cancel a context, and Send queues, or sends
+// at once when the Conn can do that without waiting (direct.Sender), which
+// takes only the transport's own short locks. The association itself is torn
 // down by the Link's writer goroutine (owned by the Loop) when it stops,
 // so a graceful close that waits for a slow or dead peer never holds up
 // the loop. A failure is reported to the loop by the reader goroutine
@@ -177,7 +179,9 @@ func (k *Link) teardown() {
 // without blocking, when the queue is full or the link is closed or has
 // failed. When nothing is queued before it and the Conn can send without
 // waiting (direct.Sender), m is sent at once, on the caller's goroutine;
-// a failure then ends the Link as a failure of the writer would.
+// a failure then ends the Link as a failure of the writer would: Send
+// reports true, as for a message queued that the writer then fails to
+// send, and Err says why.
 func (k *Link) Send(m transport.Message) bool {
 	return k.send(m, false)
 }
@@ -205,6 +209,9 @@ func (k *Link) send(m transport.Message, borrowed bool) bool {
 		if sent {
 			return true
 		}
+	}
+	if len(k.out) == cap(k.out) {
+		return false // full: no copy for a message refused
 	}
 	if borrowed {
 		m.Data = append([]byte(nil), m.Data...)
