@@ -28,20 +28,8 @@ func TestFastPathKeepsOrder(t *testing.T) {
 				n := memnet.New(1, memnet.WithRTO(10*time.Millisecond))
 				defer n.Close()
 				a, b := n.NewNode(), n.NewNode()
-				l, err := b.Listen(b.Addr(transport.PortASAP))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer l.Close()
+				c, s := openPair(t, a, b)
 				ctx := context.Background()
-				c, err := a.Dial(ctx, l.Addr())
-				if err != nil {
-					t.Fatal(err)
-				}
-				s, err := l.Accept(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
 				tc.before(n, a, b)
 				c.Send(ctx, transport.Message{PPID: 1, Data: []byte("A")})
 				synctest.Wait()
@@ -56,4 +44,25 @@ func TestFastPathKeepsOrder(t *testing.T) {
 			})
 		})
 	}
+}
+
+// openPair opens an association from a to a listener on b (closed with
+// the test) and returns both ends.
+func openPair(t *testing.T, a, b *memnet.Node) (client, server transport.Conn) {
+	t.Helper()
+	l, err := b.Listen(b.Addr(transport.PortASAP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	ctx := context.Background()
+	c, err := a.Dial(ctx, l.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := l.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, s
 }
