@@ -309,7 +309,7 @@ func (e *endpoint) send(s Send) {
 		e.log.Debug("asap: cannot encode", "type", s.Msg.ASAPType(), "err", err)
 		return
 	}
-	if !k.Send(transport.Message{PPID: transport.PPIDASAP, Data: append([]byte(nil), b...)}) {
+	if !k.SendCopy(transport.Message{PPID: transport.PPIDASAP, Data: b}) {
 		e.log.Debug("asap: send queue full, dropped", "assoc", s.Assoc)
 	}
 	e.buf = b

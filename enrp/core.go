@@ -93,6 +93,7 @@ type Core struct {
 	log   *slog.Logger
 	store *handlespace.Store
 	out   []Output
+	hr    tlv.HandleResolution // HandleASAP parses handle resolutions into it
 
 	assocs map[AssocID]*assoc
 	sup    map[peKey]*supPE         // index of timers: exactly the stored PEs of home id
@@ -302,7 +303,16 @@ func (c *Core) HandleASAP(now time.Time, id AssocID, b []byte) {
 		c.stats.Dropped++
 		return
 	}
-	m, err := c.cfg.Limits.ParseASAP(b)
+	var m tlv.ASAPMessage
+	var err error
+	if len(b) > 0 && tlv.ASAPType(b[0]) == tlv.ASAPHandleResolution {
+		// The most frequent message goes into a struct of the core's:
+		// nothing keeps it after it is handled.
+		err = c.cfg.Limits.ParseHandleResolution(b, &c.hr)
+		m = &c.hr
+	} else {
+		m, err = c.cfg.Limits.ParseASAP(b)
+	}
 	if err != nil {
 		c.stats.Malformed++
 		var pe *tlv.ParseError

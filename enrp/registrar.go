@@ -221,6 +221,9 @@ type driver struct {
 	lost   []AssocID     // aborted during a flush, for the core to hear
 	noDial []dialFailure // ConnectPeers that could not start, for the core to hear
 	err    error         // why Run stops, if not its context
+	// scratch is where send encodes; a Link copies it only when the
+	// message has to wait in its queue (loop.Link.SendCopy).
+	scratch []byte
 }
 
 // driverInput is one ENRP input the driver gives the core, for tests.
@@ -406,24 +409,33 @@ func (d *driver) send(id AssocID, ppid uint32, m tlv.Message) {
 	if k == nil {
 		return
 	}
-	b, err := tlv.Append(make([]byte, 0, m.Len()), m)
+	b, err := tlv.Append(d.scratch[:0], m)
 	if err != nil {
 		d.r.log.Warn("enrp: cannot encode message", "type", msgType(m), "err", err)
 		return
 	}
-	if !k.Send(transport.Message{PPID: ppid, Data: b}) {
+	if cap(b) <= maxScratch {
+		d.scratch = b
+	}
+	if !k.SendCopy(transport.Message{PPID: ppid, Data: b}) {
 		if err := k.Err(); err != nil {
+			// Already failed: the Link ends the association as the
+			// failure calls for (gracefully after a message too large).
 			d.r.log.Debug("enrp: association ended", "assoc", id, "err", err)
 		} else {
 			d.r.log.Warn("enrp: association too slow, aborting it", "assoc", id, "peer", k.Conn().RemoteAddr())
+			// RFC 9260 §9.1: an ABORT, sent by the link's own goroutine;
+			// the loop does not wait for the peer.
+			k.Abort()
 		}
-		// RFC 9260 §9.1: an ABORT, sent by the link's own goroutine; the
-		// loop does not wait for the peer.
-		k.Abort()
 		delete(d.links, id)
 		d.lost = append(d.lost, id)
 	}
 }
+
+// maxScratch bounds the encoding buffer the driver keeps between sends,
+// so that one large message (a handle table of many PEs) is not held on to.
+const maxScratch = 64 << 10
 
 func msgType(m tlv.Message) any {
 	switch m := m.(type) {

@@ -2,6 +2,7 @@ package tlv
 
 import (
 	"bytes"
+	"reflect"
 	"testing"
 )
 
@@ -80,5 +81,31 @@ func FuzzParseParam(f *testing.F) {
 			p, _, err := ParseParam(b)
 			return p, err
 		})
+	})
+}
+
+// FuzzParseHandleResolution: on every input ParseHandleResolution agrees
+// with ParseASAP (same message or both an error), into a struct that held
+// another message before.
+func FuzzParseHandleResolution(f *testing.F) {
+	for _, m := range sampleASAP() {
+		addSeeds(f, m)
+	}
+	f.Add(hx("05 00 0014 |" + gPHabc + "803f 0008 00000010"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want, werr := ParseASAP(b)
+		got := HandleResolution{PoolHandle: PoolHandle("stale"), Items: 9, HasItems: true, Unknown: []RawParam{{Type: 0xc123}}}
+		err := Limits{}.ParseHandleResolution(b, &got)
+		hr, isHR := want.(*HandleResolution)
+		switch {
+		case werr != nil || !isHR:
+			if err == nil {
+				t.Fatalf("ParseHandleResolution took % x, which ParseASAP parses as %T, %v", b, want, werr)
+			}
+		case err != nil:
+			t.Fatalf("ParseHandleResolution(% x) = %v; ParseASAP parsed it", b, err)
+		case !reflect.DeepEqual(&got, hr):
+			t.Fatalf("ParseHandleResolution(% x) = %+v, ParseASAP %+v", b, got, *hr)
+		}
 	})
 }

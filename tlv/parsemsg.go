@@ -63,6 +63,24 @@ func ParseASAP(b []byte) (ASAPMessage, error) { return Limits{}.ParseASAP(b) }
 // ParseENRP parses one ENRP message (RFC 5353 §2) with the default limits.
 func ParseENRP(b []byte) (ENRPMessage, error) { return Limits{}.ParseENRP(b) }
 
+// ParseHandleResolution parses an ASAP_HANDLE_RESOLUTION (RFC 5352
+// §2.2.5) into *m, checked as ParseASAP checks it, but into a message the
+// caller owns, so that a registrar answering many resolutions allocates
+// none for them. *m is overwritten; its byte slices alias b. A message of
+// another type fails with a *ParseError wrapping ErrUnknownMessage.
+func (l Limits) ParseHandleResolution(b []byte, m *HandleResolution) error {
+	var p parser
+	t, _, err := l.begin(&p, b)
+	if err != nil {
+		return err
+	}
+	if ASAPType(t) != ASAPHandleResolution {
+		return p.unknownMessage()
+	}
+	*m = HandleResolution{}
+	return p.handleOpt(HeaderLen, &m.PoolHandle, ParamHandleResolutionOption, &m.Items, &m.HasItems, &m.Unknown)
+}
+
 // ParseASAP parses one ASAP message: b holds exactly one message (one SCTP
 // message with PPID 11, or one UDP datagram for ASAP_SERVER_ANNOUNCE). The
 // result is a pointer to one of the ASAP message structs. Byte slices in the

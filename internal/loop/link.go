@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-rserpool/rserpool/internal/direct"
 	"github.com/go-rserpool/rserpool/transport"
 )
 
@@ -21,14 +22,17 @@ const SendQueue = 256
 // Link drives one association for a Loop: a reader goroutine posts each
 // received message to the loop, a writer goroutine sends queued ones.
 //
-// Nothing the loop calls on a Link blocks: Send, Close and Abort only
-// queue, set flags and cancel a context. The association itself is torn
+// Nothing the loop calls on a Link waits for the network or a peer: Close
+// and Abort only set flags and cancel a context, and Send queues, or sends
+// at once when the Conn can do that without waiting (direct.Sender), which
+// takes only the transport's own short locks. The association itself is torn
 // down by the Link's writer goroutine (owned by the Loop) when it stops,
 // so a graceful close that waits for a slow or dead peer never holds up
 // the loop. A failure is reported to the loop by the reader goroutine
 // through the loop's queue, behind the messages received before it,
 // while holding nothing the loop may wait for.
 type Link struct {
+	l      *Loop
 	conn   transport.Conn
 	out    chan transport.Message
 	onRecv func(now time.Time, m transport.Message)
@@ -44,6 +48,12 @@ type Link struct {
 	abort atomic.Bool
 	// failed holds the first error that ended the association.
 	failed atomic.Pointer[error]
+	// direct is conn's TrySend, or nil; queued counts the messages in
+	// out and in the writer's hands, so that Send goes around the writer
+	// only when nothing it was given earlier is still on its way.
+	direct direct.Sender
+	cheap  bool // direct is a direct.Cheap
+	queued atomic.Int64
 }
 
 // Attach starts driving conn with a send queue of SendQueue messages.
@@ -63,7 +73,22 @@ func (l *Loop) AttachQueue(conn transport.Conn, queue int, onRecv func(now time.
 		queue = SendQueue
 	}
 	ctx, cancel := context.WithCancel(l.ctx)
-	k := &Link{conn: conn, out: make(chan transport.Message, queue), onRecv: onRecv, onDown: onDown, ctx: ctx, cancel: cancel}
+	k := &Link{l: l, conn: conn, out: make(chan transport.Message, queue), onRecv: onRecv, onDown: onDown, ctx: ctx, cancel: cancel}
+	k.direct, _ = conn.(direct.Sender)
+	_, k.cheap = conn.(direct.Cheap)
+	// A Conn that can push received messages hands them to the loop's
+	// queue itself while it has room, without a hand-over to the reader
+	// goroutine below, which then only sees what did not fit and the end
+	// of the association.
+	pusher, _ := conn.(direct.Pusher)
+	if pusher != nil {
+		pusher.SetPush(func(m transport.Message) bool {
+			if k.closed.Load() {
+				return true // dropped, as the loop would drop it
+			}
+			return l.tryPut(work{k: k, m: m})
+		})
+	}
 	// The writer waits on the queue alone (cheaper than a select with
 	// ctx.Done for every message). When ctx ends it is woken by an empty
 	// message; if the queue is full then, it is not waiting, and it sees
@@ -87,6 +112,7 @@ func (l *Loop) AttachQueue(conn transport.Conn, queue int, onRecv func(now time.
 				}
 				return
 			}
+			k.queued.Add(-1)
 		}
 	})
 	l.Go(func(context.Context) {
@@ -101,6 +127,9 @@ func (l *Loop) AttachQueue(conn transport.Conn, queue int, onRecv func(now time.
 			// The loop skips it if the Link is closed by then.
 			if !l.put(work{k: k, m: m}) {
 				return
+			}
+			if pusher != nil {
+				pusher.Resume()
 			}
 		}
 		// Failed (here or in the writer), not closed: tell the loop,
@@ -146,16 +175,53 @@ func (k *Link) teardown() {
 	k.conn.Close()
 }
 
-// Send queues m. It reports false, without blocking, when the queue is
-// full or the link is closed or has failed.
+// Send queues m, which the Link owns from then on. It reports false,
+// without blocking, when the queue is full or the link is closed or has
+// failed. When nothing is queued before it and the Conn can send without
+// waiting (direct.Sender), m is sent at once, on the caller's goroutine;
+// a failure then ends the Link as a failure of the writer would: Send
+// reports true, as for a message queued that the writer then fails to
+// send, and Err says why.
 func (k *Link) Send(m transport.Message) bool {
+	return k.send(m, false)
+}
+
+// SendCopy is Send for a message whose Data the caller keeps: Data is
+// copied only if the message has to be queued.
+func (k *Link) SendCopy(m transport.Message) bool {
+	return k.send(m, true)
+}
+
+func (k *Link) send(m transport.Message, borrowed bool) bool {
 	if k.ctx.Err() != nil {
 		return false
 	}
+	// Around the writer only when that keeps order (nothing queued before
+	// m) and does not hold up other work: a send the loop makes itself
+	// delays what waits in its queue, while the writer would make it on
+	// another core, unless the send costs no more than the hand-over.
+	if k.direct != nil && k.queued.Load() == 0 && (k.cheap || len(k.l.work) == 0) {
+		sent, err := k.direct.TrySend(m)
+		if err != nil {
+			k.fail(err)
+			return true // as if queued: the failure is reported as the writer's would be
+		}
+		if sent {
+			return true
+		}
+	}
+	if len(k.out) == cap(k.out) {
+		return false // full: no copy for a message refused
+	}
+	if borrowed {
+		m.Data = append([]byte(nil), m.Data...)
+	}
+	k.queued.Add(1)
 	select {
 	case k.out <- m:
 		return true
 	default:
+		k.queued.Add(-1)
 		return false
 	}
 }

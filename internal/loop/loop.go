@@ -6,7 +6,11 @@
 //
 // Associations are driven by Link: a reader goroutine that posts received
 // messages to the loop and a writer goroutine with a bounded queue, so that
-// the loop never blocks on the network. The loop never waits for a peer
+// the loop never blocks on the network. With this module's transports
+// (package direct) most messages skip both: a send that needs no waiting
+// goes out on the loop's goroutine when nothing is queued before it, and a
+// received message goes into the loop's queue straight from the transport
+// while there is room; order is kept either way. The loop never waits for a peer
 // either: an association is closed (gracefully or by abort) on its Link's
 // writer goroutine, and no goroutine that may wait for the loop holds
 // anything the loop needs. Every goroutine belongs to the Loop and ends
@@ -137,16 +141,19 @@ func (l *Loop) Run(core Core, after func(now time.Time)) {
 	timer.Stop()
 	defer timer.Stop()
 	armed := time.Time{}
+	// The timer is moved only to an earlier deadline: a later one (or
+	// none) leaves it armed, and when it fires early the loop sees that
+	// nothing is due yet and arms it again. Cores whose deadline moves
+	// with every message (a keep-alive after the latest one) cost no
+	// timer reset per message that way.
 	rearm := func() {
 		d := core.NextDeadline()
-		if d.Equal(armed) {
+		if d.IsZero() || (!armed.IsZero() && !d.Before(armed)) {
 			return
 		}
 		timer.Stop()
 		armed = d
-		if !d.IsZero() {
-			timer.Reset(max(d.Sub(l.clock.Now()), 0))
-		}
+		timer.Reset(max(d.Sub(l.clock.Now()), 0))
 	}
 	for {
 		if l.ctx.Err() != nil {
@@ -221,6 +228,20 @@ func (l *Loop) put(w work) bool {
 	case l.work <- w:
 		return true
 	case <-l.ctx.Done():
+		return false
+	}
+}
+
+// tryPut queues w if there is room, without waiting. It reports true when
+// the loop has stopped: w is then dropped, as it would never run.
+func (l *Loop) tryPut(w work) bool {
+	if l.ctx.Err() != nil {
+		return true
+	}
+	select {
+	case l.work <- w:
+		return true
+	default:
 		return false
 	}
 }

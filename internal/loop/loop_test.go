@@ -52,3 +52,44 @@ func TestLoopTimerAndCall(t *testing.T) {
 		}
 	})
 }
+
+// A deadline moved later fires at the later time, once; one moved later
+// and then cleared never fires. (The loop moves its timer only to an
+// earlier deadline: a later one is seen when the earlier tick finds
+// nothing due.)
+func TestLoopDeadlineMovesLater(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		l := New(ctx, nil)
+		core := &fakeCore{}
+		done := make(chan struct{})
+		go func() { l.Run(core, nil); close(done) }()
+		start := time.Now()
+		l.Call(ctx, func(now time.Time) { core.deadline = now.Add(time.Second) })
+		l.Call(ctx, func(now time.Time) { core.deadline = now.Add(3 * time.Second) })
+		<-time.After(2 * time.Second) // virtual time
+		l.Call(ctx, func(time.Time) {
+			if len(core.fired) != 0 {
+				t.Errorf("fired %v before the deadline at +3s", core.fired)
+			}
+		})
+		<-time.After(2 * time.Second)
+		l.Call(ctx, func(now time.Time) {
+			if len(core.fired) != 1 || core.fired[0].Sub(start) != 3*time.Second {
+				t.Errorf("fired %v, want once at +3s", core.fired)
+			}
+			core.fired = nil
+			core.deadline = now.Add(time.Second)
+		})
+		l.Call(ctx, func(time.Time) { core.deadline = time.Time{} })
+		<-time.After(5 * time.Second)
+		l.Call(ctx, func(time.Time) {
+			if len(core.fired) != 0 {
+				t.Errorf("cleared deadline fired at %v", core.fired)
+			}
+		})
+		cancel()
+		<-done
+	})
+}

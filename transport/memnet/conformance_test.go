@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-rserpool/rserpool/internal/direct/directtest"
 	"github.com/go-rserpool/rserpool/transport"
 	"github.com/go-rserpool/rserpool/transport/memnet"
 	"github.com/go-rserpool/rserpool/transport/transporttest"
@@ -33,5 +34,19 @@ func TestConformance(t *testing.T) {
 func BenchmarkRoundTrip(b *testing.B) {
 	b.Run("transport=memnet", func(b *testing.B) {
 		transporttest.BenchmarkRoundTrip(b, factory())
+	})
+}
+
+// TestDirect checks memnet's fast paths for the driver loop (TrySend,
+// SetPush and Resume of package direct), over a perfect link and a lossy
+// one whose messages go through the event queue.
+func TestDirect(t *testing.T) {
+	t.Run("links=perfect", func(t *testing.T) {
+		directtest.Run(t, directtest.Factory(factory()), 10*time.Second)
+	})
+	t.Run("links=lossy", func(t *testing.T) {
+		directtest.Run(t, directtest.Factory(factory(
+			memnet.WithLink(memnet.Link{Loss: 0.05, Delay: 50 * time.Microsecond, Jitter: 200 * time.Microsecond}),
+			memnet.WithRTO(time.Millisecond))), 10*time.Second)
 	})
 }

@@ -78,7 +78,8 @@ type Option func(*config)
 func StepMode() Option { return func(c *config) { c.step = true } }
 
 // WithTrace calls fn for every delivery, drop, hold and association event,
-// with the network's lock held: fn must not call into the network.
+// with the network's lock held: fn must not call into the network, nor
+// wait for a driver loop (a loop's own sends run fn on its goroutine).
 func WithTrace(fn func(TraceEvent)) Option { return func(c *config) { c.trace = fn } }
 
 // WithLink sets the link used between nodes that SetLink has not
@@ -244,6 +245,9 @@ func (n *Network) SetLink(from, to *Node, l Link) {
 }
 
 func (n *Network) linkLocked(from, to *Node) Link {
+	if len(n.links) == 0 {
+		return n.cfg.link
+	}
 	if l, ok := n.links[[2]*Node{from, to}]; ok {
 		return l
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/go-rserpool/rserpool/internal/direct"
 	"github.com/go-rserpool/rserpool/transport"
 )
 
@@ -327,11 +328,18 @@ type conn struct {
 	lastAt   map[uint16]time.Time
 	maxAt    time.Time
 	inflight int // queued events from this end to its peer
+	// push is offered each message delivered while waiting is 0
+	// (direct.Pusher); waiting counts the messages that went to the inbox
+	// and have not been handed on by Recv's caller (Resume) yet.
+	push    func(transport.Message) bool
+	waiting int
 }
 
 var (
 	_ transport.Conn           = (*conn)(nil)
 	_ transport.PeerIdentifier = (*conn)(nil)
+	_ direct.Cheap             = (*conn)(nil)
+	_ direct.Pusher            = (*conn)(nil)
 )
 
 func newConn(n *Network, nd *Node, as *assoc, local, remote transport.Addr) *conn {
@@ -351,6 +359,31 @@ func (c *conn) PeerIdentity() (transport.Identity, bool) {
 	id := c.peerID
 	id.Certificates = slices.Clone(id.Certificates)
 	return id, true
+}
+
+// TrySend is Send without a context: a memnet send never waits.
+func (c *conn) TrySend(m transport.Message) (bool, error) {
+	return true, c.Send(context.Background(), m)
+}
+
+// CheapSend marks TrySend as costing no more than a hand-over to another
+// goroutine (direct.Cheap).
+func (c *conn) CheapSend() {}
+
+// SetPush offers f the messages delivered to c from now on (direct.Pusher).
+func (c *conn) SetPush(f func(transport.Message) bool) {
+	c.n.mu.Lock()
+	c.push = f
+	c.n.mu.Unlock()
+}
+
+// Resume counts one message from the inbox as handed on (direct.Pusher).
+func (c *conn) Resume() {
+	c.n.mu.Lock()
+	if c.waiting > 0 {
+		c.waiting--
+	}
+	c.n.mu.Unlock()
 }
 
 func (c *conn) Send(ctx context.Context, m transport.Message) error {
@@ -380,6 +413,12 @@ func (c *conn) Send(ctx context.Context, m transport.Message) error {
 // sendLocked schedules a message (or the shutdown) from c to its peer.
 func (n *Network) sendLocked(c *conn, kind evKind, m transport.Message) {
 	link := n.linkLocked(c.node, c.peer.node)
+	if kind == evData && link == (Link{}) && !n.cfg.step && c.inflight == 0 && len(c.a.held) == 0 && !n.cutLocked(c.node, c.peer.node) {
+		// A perfect link with nothing of c's queued: every message c sent
+		// before has been delivered, so order holds without the times.
+		n.deliverNowLocked(c, c.peer, m)
+		return
+	}
 	now := n.nowLocked()
 	d := link.Delay
 	if kind == evData {
@@ -420,6 +459,27 @@ func (n *Network) sendLocked(c *conn, kind evKind, m transport.Message) {
 	n.pushLocked(ev)
 }
 
+// deliverNowLocked is deliverAssocLocked for a message that goes at once
+// over a link that is not cut: it needs no event.
+func (n *Network) deliverNowLocked(from, to *conn, m transport.Message) {
+	if from.a.lost || to.closed {
+		n.traceLocked(TraceEvent{Kind: TraceDrop, From: from.local, To: to.local, PPID: m.PPID, Stream: m.Stream, Len: len(m.Data)})
+		return
+	}
+	to.deliverLocked(m)
+	n.traceLocked(TraceEvent{Kind: TraceDeliver, From: from.local, To: to.local, PPID: m.PPID, Stream: m.Stream, Len: len(m.Data)})
+}
+
+// deliverLocked offers m to the push function, else queues it for Recv.
+func (c *conn) deliverLocked(m transport.Message) {
+	if c.push != nil && c.waiting == 0 && c.push(m) {
+		return
+	}
+	c.waiting++
+	c.inbox = append(c.inbox, m)
+	signal(c.notify)
+}
+
 func (n *Network) deliverAssocLocked(ev *event) {
 	to, as := ev.to, ev.a
 	te := TraceEvent{From: ev.from.local, To: to.local, PPID: ev.msg.PPID, Stream: ev.msg.Stream, Len: len(ev.msg.Data)}
@@ -438,8 +498,7 @@ func (n *Network) deliverAssocLocked(ev *event) {
 		delete(n.assocs, as)
 	default:
 		te.Kind = TraceDeliver
-		to.inbox = append(to.inbox, ev.msg)
-		signal(to.notify)
+		to.deliverLocked(ev.msg)
 	}
 	n.traceLocked(te)
 }
@@ -472,8 +531,10 @@ func (c *conn) Recv(ctx context.Context) (transport.Message, error) {
 		if len(c.inbox) > 0 {
 			m := c.inbox[0]
 			c.inbox[0] = transport.Message{}
-			c.inbox = c.inbox[1:]
-			if len(c.inbox) > 0 {
+			if len(c.inbox) == 1 {
+				c.inbox = c.inbox[:0] // keep the array for the next one
+			} else {
+				c.inbox = c.inbox[1:]
 				signal(c.notify) // wake another receiver
 			}
 			n.mu.Unlock()

@@ -10,7 +10,13 @@ import (
 
 	pionsctp "github.com/pion/sctp"
 
+	"github.com/go-rserpool/rserpool/internal/direct"
 	"github.com/go-rserpool/rserpool/transport"
+)
+
+var (
+	_ direct.Sender = (*Conn)(nil)
+	_ direct.Pusher = (*Conn)(nil)
 )
 
 // recvQueueLen is how many received messages wait for Recv before the
@@ -35,6 +41,13 @@ type Conn struct {
 	recvCh chan transport.Message
 	queued atomic.Int64  // bytes of the messages in recvCh
 	room   chan struct{} // Recv took a message; capacity 1
+
+	// push is offered each received message while waiting is 0
+	// (direct.Pusher); waiting counts the messages sent into recvCh and
+	// not yet handed on by Recv's caller (Resume). Both under pushMu.
+	pushMu  sync.Mutex
+	push    func(transport.Message) bool
+	waiting int
 
 	mu      sync.Mutex
 	streams map[uint16]*stream
@@ -230,9 +243,17 @@ func (c *Conn) readStream(s *pionsctp.Stream) {
 			c.readerFailed(err)
 			return
 		}
+		m := transport.Message{PPID: uint32(ppi), Stream: id, Data: data}
+		c.pushMu.Lock()
+		if c.push != nil && c.waiting == 0 && c.push(m) {
+			c.pushMu.Unlock()
+			continue
+		}
+		c.waiting++
+		c.pushMu.Unlock()
 		c.queued.Add(int64(len(data)))
 		select {
-		case c.recvCh <- transport.Message{PPID: uint32(ppi), Stream: id, Data: data}:
+		case c.recvCh <- m:
 		case <-c.closed:
 			return
 		}
@@ -306,6 +327,63 @@ func (c *Conn) supervisionFailed(err error) {
 	_ = c.assoc.Close()
 }
 
+// SetPush offers f the messages received from now on (direct.Pusher).
+func (c *Conn) SetPush(f func(transport.Message) bool) {
+	c.pushMu.Lock()
+	c.push = f
+	c.pushMu.Unlock()
+}
+
+// Resume counts one message Recv returned as handed on (direct.Pusher).
+func (c *Conn) Resume() {
+	c.pushMu.Lock()
+	if c.waiting > 0 {
+		c.waiting--
+	}
+	c.pushMu.Unlock()
+}
+
+// TrySend is Send when the stream's send buffer has room (direct.Sender):
+// pion queues the message without waiting; with the buffer full it sends
+// nothing and reports false.
+func (c *Conn) TrySend(m transport.Message) (bool, error) {
+	st, err := c.sendable(context.Background(), m)
+	if err != nil {
+		return true, err
+	}
+	if st.s.BufferedAmount() > uint64(c.cfg.SendBuffer) {
+		return false, nil
+	}
+	return true, c.write(st, m)
+}
+
+// sendable checks m and the association and returns m's stream.
+func (c *Conn) sendable(ctx context.Context, m transport.Message) (*stream, error) {
+	switch {
+	case len(m.Data) > transport.MaxMessageSize:
+		return nil, fmt.Errorf("%w: %d bytes (limit %d)", transport.ErrMessageTooLarge, len(m.Data), transport.MaxMessageSize)
+	case len(m.Data) == 0:
+		return nil, transport.ErrEmptyMessage
+	}
+	if err := c.endedErr(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return c.stream(m.Stream)
+}
+
+func (c *Conn) write(st *stream, m transport.Message) error {
+	if _, err := st.s.WriteSCTP(m.Data, pionsctp.PayloadProtocolIdentifier(m.PPID)); err != nil {
+		if e := c.endedErr(); e != nil {
+			return e
+		}
+		return fmt.Errorf("%w: %w", transport.ErrAssociationLost, err)
+	}
+	return nil
+}
+
 // Send sends one whole message on stream m.Stream with payload protocol
 // identifier m.PPID. It returns once pion has queued the message; it blocks
 // only while more than [Config.SendBuffer] bytes of the stream await
@@ -313,19 +391,7 @@ func (c *Conn) supervisionFailed(err error) {
 // [transport.MaxMessageSize] fail with [transport.ErrMessageTooLarge], empty
 // ones with [transport.ErrEmptyMessage].
 func (c *Conn) Send(ctx context.Context, m transport.Message) error {
-	switch {
-	case len(m.Data) > transport.MaxMessageSize:
-		return fmt.Errorf("%w: %d bytes (limit %d)", transport.ErrMessageTooLarge, len(m.Data), transport.MaxMessageSize)
-	case len(m.Data) == 0:
-		return transport.ErrEmptyMessage
-	}
-	if err := c.endedErr(); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	st, err := c.stream(m.Stream)
+	st, err := c.sendable(ctx, m)
 	if err != nil {
 		return err
 	}
@@ -340,13 +406,7 @@ func (c *Conn) Send(ctx context.Context, m transport.Message) error {
 			return transport.ErrClosed
 		}
 	}
-	if _, err := st.s.WriteSCTP(m.Data, pionsctp.PayloadProtocolIdentifier(m.PPID)); err != nil {
-		if e := c.endedErr(); e != nil {
-			return e
-		}
-		return fmt.Errorf("%w: %w", transport.ErrAssociationLost, err)
-	}
-	return nil
+	return c.write(st, m)
 }
 
 // endedErr returns the error for using a closed or ended association, or nil.
