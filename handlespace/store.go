@@ -87,6 +87,7 @@ type Store struct {
 	ext      map[int32]*extData // PEs whose data does not fit a rec
 	reports  map[int32]uint32   // unreachable reports, of the records with flagReports
 	heap     expiryHeap
+	lazy     int // records with flagLazyExp
 	owners   map[uint32]*owner
 	pools    []*pool
 	freePool []int32
