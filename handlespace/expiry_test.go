@@ -1,11 +1,14 @@
 package handlespace
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/go-rserpool/rserpool/policy"
 	"github.com/go-rserpool/rserpool/tlv"
 )
 
@@ -185,5 +188,108 @@ func TestExpiryPostponedThenReregistered(t *testing.T) {
 	}
 	if got := popIDs(s, t0.Add(4*time.Second)); !slices.Equal(got, []uint32{1}) {
 		t.Fatalf("at 4 s removed %v, want [1]", got)
+	}
+}
+
+// TestPopExpiredBulk runs the same registrations, deadline changes and
+// expiries on two stores, one of which always pops expired PEs one by one,
+// and requires the same results: PopExpired's PEs in the same order, and
+// afterwards the same PEs, deadlines, pools, selections and checksums. The
+// expiries are large enough for the one-pass path (popExpiredBulk): pools
+// whose PEs all go at once, pools that keep some, postponed deadlines,
+// PEs without one, and registrations into the records and pools freed.
+func TestPopExpiredBulk(t *testing.T) {
+	bulk, single := newTestStore(t, Config{}), newTestStore(t, Config{})
+	single.noBulk = true
+	stores := []*Store{bulk, single}
+	rng := rand.New(rand.NewPCG(3, 4))
+	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
+	pools := []string{"a", "b", "c", "d", "e"} // e: every PE has a deadline
+	used := map[int]bool{}
+	nextID := uint32(1)
+	register := func(n int) {
+		for range n {
+			h := pools[rng.IntN(len(pools))]
+			pe := testPE(nextID, uint32(1+rng.IntN(3)))
+			pe.Policy = tlv.Policy{Type: uint32(policy.LeastUsed), Value: policy.AppendValue(nil, policy.LeastUsed, policy.Values{Load: rng.Uint32N(4) << 20})}
+			var exp time.Time
+			if rng.IntN(10) != 0 || h == "e" {
+				d := rng.IntN(1_000_000)
+				for used[d] { // distinct deadlines: one order for both stores
+					d = rng.IntN(1_000_000)
+				}
+				used[d] = true
+				exp = ms(d)
+			}
+			for _, s := range stores {
+				if _, err := s.Register(t0, tlv.PoolHandle(h), pe, exp); err != nil {
+					t.Fatal(err)
+				}
+			}
+			nextID++
+		}
+	}
+	postpone := func() {
+		for id := uint32(1); id < nextID; id++ {
+			if rng.IntN(3) != 0 {
+				continue
+			}
+			d := 1_000_000 + rng.IntN(1_000_000)
+			for used[d] {
+				d = 1_000_000 + rng.IntN(1_000_000)
+			}
+			used[d] = true
+			for _, s := range stores {
+				for _, h := range pools {
+					s.SetExpiry(t0, tlv.PoolHandle(h), id, ms(d))
+				}
+			}
+		}
+	}
+	compare := func(step string) {
+		t.Helper()
+		for _, h := range pools {
+			var got [2][]uint32
+			for i, s := range stores {
+				s.ForEachPE(tlv.PoolHandle(h), func(pe tlv.PoolElement, in Info) bool {
+					got[i] = append(got[i], pe.ID, uint32(in.Expiry.UnixMilli()))
+					return true
+				})
+				sel, _, _ := s.Select(tlv.PoolHandle(h), 5, nil)
+				for _, pe := range sel {
+					got[i] = append(got[i], pe.ID)
+				}
+			}
+			if !slices.Equal(got[0], got[1]) {
+				t.Fatalf("%s: pool %s: bulk %v, one by one %v", step, h, got[0], got[1])
+			}
+		}
+		for home := uint32(1); home <= 3; home++ {
+			if a, b := bulk.Checksum(home), single.Checksum(home); a != b {
+				t.Fatalf("%s: checksum of %d: %#x, %#x", step, home, a, b)
+			}
+		}
+		na, oka := bulk.NextExpiry()
+		nb, okb := single.NextExpiry()
+		if bulk.PEs() != single.PEs() || bulk.Pools() != single.Pools() || oka != okb || !na.Equal(nb) {
+			t.Fatalf("%s: %d PEs %d pools next %v; one by one %d %d %v", step, bulk.PEs(), bulk.Pools(), na, single.PEs(), single.Pools(), nb)
+		}
+		if got := lazyCount(bulk); got != bulk.lazy {
+			t.Fatalf("%s: %d postponed, Store.lazy %d", step, got, bulk.lazy)
+		}
+	}
+	register(600)
+	for round, until := range []int{200_000, 500_000, 1_500_000, 1_600_000, 3_000_000} {
+		postpone()
+		var got [2][]uint32
+		for i, s := range stores {
+			s.PopExpired(ms(until), func(_ tlv.PoolHandle, pe tlv.PoolElement) { got[i] = append(got[i], pe.ID) })
+		}
+		if !slices.Equal(got[0], got[1]) || len(got[0]) == 0 {
+			t.Fatalf("round %d: bulk expired %v, one by one %v", round, got[0], got[1])
+		}
+		compare(fmt.Sprintf("round %d", round))
+		register(300)
+		compare(fmt.Sprintf("round %d, registered", round))
 	}
 }

@@ -4,8 +4,10 @@ package handlespace
 // from tlv.PoolElement, and their registration deadlines.
 
 import (
+	"cmp"
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/go-rserpool/rserpool/tlv"
@@ -561,9 +563,18 @@ func (s *Store) NextExpiry() (time.Time, bool) {
 func (s *Store) PopExpired(now time.Time, fn func(handle tlv.PoolHandle, pe tlv.PoolElement)) int {
 	t := now.UnixNano()
 	n := 0
+	counted := false
 	// The keys are lower bounds of the deadlines (see setExpiry): none
 	// due, no deadline due.
 	for s.heap.len() > 0 && s.heap.exp[0] <= t {
+		// When the heap's last entry, a leaf, is due too, many may be:
+		// count them (once) and take them in one pass if they are.
+		if h := &s.heap; !counted && !s.noBulk && h.len() >= bulkMin && h.exp[h.len()-1] <= t {
+			counted = true
+			if k := h.countDue(t); k*bulkShare >= h.len() {
+				return n + s.popExpiredBulk(t, fn)
+			}
+		}
 		ri := s.heap.idx[0]
 		r := s.rec(ri)
 		if r.flags&flagLazyExp != 0 {
@@ -577,6 +588,111 @@ func (s *Store) PopExpired(now time.Time, fn func(handle tlv.PoolHandle, pe tlv.
 		}
 		s.removeRec(p, r.pool, ri, r)
 		n++
+	}
+	return n
+}
+
+// PopExpired takes the due PEs in one pass (popExpiredBulk) when the heap
+// holds at least bulkMin entries and at least one in bulkShare is due: a
+// pass over the heap, a sort of the due entries and a rebuild of the rest
+// cost less than sifting the heap down for each.
+const (
+	bulkMin   = 64
+	bulkShare = 8
+)
+
+// dueEnt is a due heap entry for popExpiredBulk.
+type dueEnt struct {
+	exp int64
+	ri  int32
+}
+
+// popExpiredBulk is PopExpired in one pass: it takes every entry with a
+// deadline not after t out of the heap and rebuilds the heap from the rest,
+// sorts the due ones by deadline, hands them to fn and removes them. A pool
+// whose PEs all go is dropped as a whole: its selector is cleared in one
+// pass and its PE-ID table and member list go with it.
+func (s *Store) popExpiredBulk(t int64, fn func(handle tlv.PoolHandle, pe tlv.PoolElement)) int {
+	h := &s.heap
+	due := s.scrDue[:0]
+	j := 0
+	for i, e := range h.exp {
+		ri := h.idx[i]
+		if e <= t {
+			if r := s.rec(ri); r.flags&flagLazyExp != 0 {
+				e = int64(binary.LittleEndian.Uint64(r.data[lazyOff:]))
+				r.flags &^= flagLazyExp
+				s.lazy--
+			}
+		}
+		if e <= t {
+			due = append(due, dueEnt{e, ri})
+			continue
+		}
+		h.exp[j] = e
+		if i != j {
+			h.idx[j] = ri
+			s.rec(ri).heap = int32(j)
+		}
+		j++
+	}
+	h.exp, h.idx = h.exp[:j], h.idx[:j]
+	for i := (j - 2) / 4; i >= 0 && j > 1; i-- {
+		h.down(i, s)
+	}
+	slices.SortFunc(due, func(a, b dueEnt) int {
+		if c := cmp.Compare(a.exp, b.exp); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ri, b.ri)
+	})
+	for _, d := range due {
+		r := s.rec(d.ri)
+		r.heap = -1
+		p := s.pools[r.pool]
+		p.due++
+		if fn != nil {
+			s.resetScratch(1)
+			fn(p.hb, s.materialize(d.ri, r, p.ptype))
+		}
+	}
+	// p.due counts a pool's due PEs; negative: the pool goes as a whole,
+	// -p.due of them are left to free.
+	for _, d := range due {
+		r := s.rec(d.ri)
+		pi := r.pool
+		p := s.pools[pi]
+		if p.due > 0 && int(p.due) == p.ids.n {
+			p.sel.Clear()
+			p.due = -p.due
+		}
+		if p.due > 0 {
+			p.due--
+			s.removeRec(p, pi, d.ri, r)
+			continue
+		}
+		s.ownerUnlink(d.ri, r, p)
+		s.pes--
+		s.freeRec(d.ri)
+		if p.due++; p.due == 0 {
+			s.dropPool(p, pi)
+		}
+	}
+	n := len(due)
+	s.scrDue = due[:0]
+	if cap(due) > 1024 {
+		s.scrDue = nil // scratch, not kept at the size of the largest purge
+	}
+	return n
+}
+
+// countDue is the number of entries whose key is not after t.
+func (h *expiryHeap) countDue(t int64) int {
+	n := 0
+	for _, e := range h.exp {
+		if e <= t {
+			n++
+		}
 	}
 	return n
 }

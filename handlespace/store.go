@@ -99,10 +99,13 @@ type Store struct {
 	scrAddrs []netip.Addr
 	scrVal   []byte
 	scrSlots []int32
+	scrDue   []dueEnt
 
 	seed uint32 // hash seed of the PE-ID tables
 
 	slots policy.SlotSpace // per-PE data of the sorted policies' selectors, by record
+
+	noBulk bool // tests: PopExpired pops one by one
 
 	lastPool  int32  // the pool findPool found last, -1 if none
 	lastOwner *owner // the owner Checksum read last, nil if none
