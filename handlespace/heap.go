@@ -36,18 +36,24 @@ func (h *expiryHeap) update(pos int32, exp int64, s *Store) {
 func (h *expiryHeap) remove(pos int32, s *Store) {
 	s.rec(h.idx[pos]).heap = -1
 	last := len(h.idx) - 1
-	if int(pos) != last {
-		h.set(int(pos), h.exp[last], h.idx[last], s)
-	}
+	exp, ri := h.exp[last], h.idx[last]
 	h.exp, h.idx = h.exp[:last], h.idx[:last]
-	if int(pos) != last {
-		h.down(int(pos), s)
-		h.up(int(pos), s)
+	if int(pos) == last {
+		return
+	}
+	// The last entry fills the hole, sifted from there without being
+	// stored in it first.
+	if i := int(pos); i > 0 && exp < h.exp[(i-1)/4] {
+		h.upFrom(i, exp, ri, s)
+	} else {
+		h.downFrom(i, exp, ri, s)
 	}
 }
 
-func (h *expiryHeap) up(i int, s *Store) {
-	exp, ri := h.exp[i], h.idx[i]
+func (h *expiryHeap) up(i int, s *Store) { h.upFrom(i, h.exp[i], h.idx[i], s) }
+
+// upFrom puts entry (exp, ri) into the hole at i, sifting it up.
+func (h *expiryHeap) upFrom(i int, exp int64, ri int32, s *Store) {
 	for i > 0 {
 		p := (i - 1) / 4
 		if h.exp[p] <= exp {
@@ -59,25 +65,40 @@ func (h *expiryHeap) up(i int, s *Store) {
 	h.set(i, exp, ri, s)
 }
 
-func (h *expiryHeap) down(i int, s *Store) {
-	exp, ri := h.exp[i], h.idx[i]
-	n := len(h.exp)
+func (h *expiryHeap) down(i int, s *Store) { h.downFrom(i, h.exp[i], h.idx[i], s) }
+
+// downFrom puts entry (exp, ri) into the hole at i, sifting it down.
+func (h *expiryHeap) downFrom(i int, exp int64, ri int32, s *Store) {
+	e := h.exp
+	n := len(e)
 	for {
 		c := 4*i + 1
 		if c >= n {
 			break
 		}
-		m := c
-		end := min(c+4, n)
-		for j := c + 1; j < end; j++ {
-			if h.exp[j] < h.exp[m] {
-				m = j
+		m, me := c, e[c]
+		if c+3 < n { // four children: no loop, no bound
+			k := e[c : c+4 : c+4]
+			if k[1] < me {
+				m, me = c+1, k[1]
+			}
+			if k[2] < me {
+				m, me = c+2, k[2]
+			}
+			if k[3] < me {
+				m, me = c+3, k[3]
+			}
+		} else {
+			for j := c + 1; j < n; j++ {
+				if e[j] < me {
+					m, me = j, e[j]
+				}
 			}
 		}
-		if h.exp[m] >= exp {
+		if me >= exp {
 			break
 		}
-		h.set(i, h.exp[m], h.idx[m], s)
+		h.set(i, me, h.idx[m], s)
 		i = m
 	}
 	h.set(i, exp, ri, s)
