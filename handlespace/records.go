@@ -70,8 +70,11 @@ const (
 // lazyOff is where a record keeps its registration deadline while the
 // deadline is later than its expiry heap key (flagLazyExp): the last 8
 // bytes of data, which the encoding and ASAP address of most PEs leave
-// free (an IPv4 PE with a policy value of up to 4 bytes, and every flagExt
-// PE). See setExpiry.
+// free: an IPv4 user transport with a policy value of up to 4 bytes (round
+// robin, least used ...) and an ASAP transport on the same address or none,
+// or with no policy value and an IPv4 ASAP address of its own; and every
+// flagExt PE. The others have their heap entry moved at once. See
+// setExpiry.
 const lazyOff = maxInline - 8
 
 // tailFree tells whether data[lazyOff:] is unused by the record's
