@@ -1,6 +1,12 @@
 package handlespace
 
-// expiryHeap is an indexed 4-ary min-heap of PE records by deadline. Each
+// heapArity is the expiry heap's number of children per entry: eight
+// deadlines fill one cache line, and an entry sinks from the top to the
+// bottom of a heap of 1,000 in 4 moves instead of 5 (each moves an entry
+// and writes its record).
+const heapArity = 8
+
+// expiryHeap is an indexed heapArity-ary min-heap of PE records by deadline. Each
 // record stores its heap position in rec.heap. The deadlines and the
 // records are kept in two parallel slices, 12 bytes an entry instead of
 // the 16 of a padded {int64, int32} struct.
@@ -43,7 +49,7 @@ func (h *expiryHeap) remove(pos int32, s *Store) {
 	}
 	// The last entry fills the hole, sifted from there without being
 	// stored in it first.
-	if i := int(pos); i > 0 && exp < h.exp[(i-1)/4] {
+	if i := int(pos); i > 0 && exp < h.exp[(i-1)/heapArity] {
 		h.upFrom(i, exp, ri, s)
 	} else {
 		h.downFrom(i, exp, ri, s)
@@ -55,7 +61,7 @@ func (h *expiryHeap) up(i int, s *Store) { h.upFrom(i, h.exp[i], h.idx[i], s) }
 // upFrom puts entry (exp, ri) into the hole at i, sifting it up.
 func (h *expiryHeap) upFrom(i int, exp int64, ri int32, s *Store) {
 	for i > 0 {
-		p := (i - 1) / 4
+		p := (i - 1) / heapArity
 		if h.exp[p] <= exp {
 			break
 		}
@@ -72,21 +78,17 @@ func (h *expiryHeap) downFrom(i int, exp int64, ri int32, s *Store) {
 	e := h.exp
 	n := len(e)
 	for {
-		c := 4*i + 1
+		c := heapArity*i + 1
 		if c >= n {
 			break
 		}
 		m, me := c, e[c]
-		if c+3 < n { // four children: no loop, no bound
-			k := e[c : c+4 : c+4]
-			if k[1] < me {
-				m, me = c+1, k[1]
-			}
-			if k[2] < me {
-				m, me = c+2, k[2]
-			}
-			if k[3] < me {
-				m, me = c+3, k[3]
+		if c+heapArity <= n { // all children: a fixed-length loop
+			k := e[c : c+heapArity : c+heapArity]
+			for j := 1; j < heapArity; j++ {
+				if k[j] < me {
+					m, me = c+j, k[j]
+				}
 			}
 		} else {
 			for j := c + 1; j < n; j++ {

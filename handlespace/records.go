@@ -640,7 +640,7 @@ func (s *Store) popExpiredBulk(t int64, fn func(handle tlv.PoolHandle, pe tlv.Po
 		j++
 	}
 	h.exp, h.idx = h.exp[:j], h.idx[:j]
-	for i := (j - 2) / 4; i >= 0 && j > 1; i-- {
+	for i := (j - 2) / heapArity; i >= 0 && j > 1; i-- {
 		h.down(i, s)
 	}
 	slices.SortFunc(due, func(a, b dueEnt) int {
