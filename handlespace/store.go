@@ -108,7 +108,7 @@ type Store struct {
 	noBulk bool // tests: PopExpired pops one by one
 
 	lastPool  int32  // the pool findPool found last, -1 if none
-	lastOwner *owner // the owner Checksum read last, nil if none
+	lastOwner *owner // the owner ownerOf found last, nil if none
 	lastHome  uint32 // its home
 }
 
