@@ -6,12 +6,13 @@ package handlespace
 // and writes its record).
 const heapArity = 8
 
-// expiryHeap is an indexed heapArity-ary min-heap of PE records by deadline. Each
-// record stores its heap position in rec.heap. The deadlines and the
-// records are kept in two parallel slices, 12 bytes an entry instead of
-// the 16 of a padded {int64, int32} struct.
+// expiryHeap is an indexed heapArity-ary min-heap of PE records by key:
+// the record's deadline or, while the deadline is postponed (setExpiry),
+// an earlier lower bound of it. Each record stores its heap position in
+// rec.heap. The keys and the records are kept in two parallel slices, 12
+// bytes an entry instead of the 16 of a padded {int64, int32} struct.
 type expiryHeap struct {
-	exp []int64 // deadline, UnixNano
+	exp []int64 // key, UnixNano
 	idx []int32 // record
 }
 
