@@ -575,7 +575,7 @@ func (s *Store) PopExpired(now time.Time, fn func(handle tlv.PoolHandle, pe tlv.
 		if h := &s.heap; !counted && !s.noBulk && h.len() >= bulkMin && h.exp[h.len()-1] <= t {
 			counted = true
 			if k := h.countDue(t); k*bulkShare >= h.len() {
-				return n + s.popExpiredBulk(t, fn)
+				return n + s.popExpiredBulk(t, k, fn)
 			}
 		}
 		ri := s.heap.idx[0]
@@ -615,8 +615,12 @@ type dueEnt struct {
 // sorts the due ones by deadline, hands them to fn and removes them. A pool
 // whose PEs all go is dropped as a whole: its selector is cleared in one
 // pass and its PE-ID table and member list go with it.
-func (s *Store) popExpiredBulk(t int64, fn func(handle tlv.PoolHandle, pe tlv.PoolElement)) int {
+// k is the number of keys not after t, which bounds the number due.
+func (s *Store) popExpiredBulk(t int64, k int, fn func(handle tlv.PoolHandle, pe tlv.PoolElement)) int {
 	h := &s.heap
+	if cap(s.scrDue) < k {
+		s.scrDue = make([]dueEnt, 0, k)
+	}
 	due := s.scrDue[:0]
 	j := 0
 	for i, e := range h.exp {
@@ -683,8 +687,8 @@ func (s *Store) popExpiredBulk(t int64, fn func(handle tlv.PoolHandle, pe tlv.Po
 	}
 	n := len(due)
 	s.scrDue = due[:0]
-	if cap(due) > 1024 {
-		s.scrDue = nil // scratch, not kept at the size of the largest purge
+	if cap(due) > 4096 {
+		s.scrDue = nil // scratch (16 bytes a PE), not kept at the size of a large purge
 	}
 	return n
 }
