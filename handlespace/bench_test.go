@@ -32,7 +32,8 @@ type benchInput struct {
 }
 
 // make fills in the inputs of PE i into reusable storage, as a registrar
-// does after parsing a message.
+// does after parsing a message: the fields that are the same for every PE
+// once, the others (identifier, ports, addresses, policy) for each PE.
 func (in *benchInput) make(pt policy.Type, i int, variant int) *tlv.PoolElement {
 	h := uint32(uint64(i+1) * 3266489917)
 	if variant != 0 {
@@ -43,16 +44,19 @@ func (in *benchInput) make(pt policy.Type, i int, variant int) *tlv.PoolElement 
 	a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 	in.uaddr[0], in.aaddr[0] = a, a
 	pe := &in.pe
-	*pe = tlv.PoolElement{
-		ID: benchID(i), HomeServerID: benchHome, RegistrationLife: 15000,
-		UserTransport: tlv.Transport{Type: tlv.ParamSCTPTransport, Port: uint16(10000 + i%50000), Addrs: in.uaddr[:]},
-		ASAPTransport: tlv.Transport{Type: tlv.ParamSCTPTransport, Port: uint16(20000 + i%40000), Addrs: in.aaddr[:]},
-		Policy:        tlv.Policy{Type: uint32(pt)},
+	if pe.UserTransport.Addrs == nil {
+		*pe = tlv.PoolElement{
+			HomeServerID: benchHome, RegistrationLife: 15000,
+			UserTransport: tlv.Transport{Type: tlv.ParamSCTPTransport, Addrs: in.uaddr[:]},
+			ASAPTransport: tlv.Transport{Type: tlv.ParamSCTPTransport, Addrs: in.aaddr[:]},
+		}
 	}
+	pe.ID = benchID(i)
+	pe.UserTransport.Port = uint16(10000 + i%50000)
+	pe.ASAPTransport.Port = uint16(20000 + i%40000)
 	v := policy.Values{Load: load, Weight: weight, Priority: weight, LoadDegradation: 0xffffffff / 100,
 		LoadDPF: 0xffffffff / 1000, WeightDPF: 0xffffffff / 1000, Distance: uint32(i % 200)}
-	b := policy.AppendValue(in.val[:0], pt, v)
-	pe.Policy.Value = b
+	pe.Policy = tlv.Policy{Type: uint32(pt), Value: policy.AppendValue(in.val[:0], pt, v)}
 	return pe
 }
 

@@ -97,8 +97,21 @@ func (s *Store) Owned(home uint32) int {
 	return 0
 }
 
+// ownerOf returns the owner of home, nil if none. A registrar's PEs mostly
+// have one home, its own: the last one found is checked before the map.
+func (s *Store) ownerOf(home uint32) *owner {
+	if o := s.lastOwner; o != nil && s.lastHome == home {
+		return o
+	}
+	o := s.owners[home]
+	if o != nil {
+		s.lastOwner, s.lastHome = o, home
+	}
+	return o
+}
+
 func (s *Store) ownerLink(ri int32, r *rec, p *pool) {
-	o := s.owners[r.home()]
+	o := s.ownerOf(r.home())
 	if o == nil {
 		o = &owner{head: -1}
 		s.owners[r.home()] = o
@@ -114,7 +127,7 @@ func (s *Store) ownerLink(ri int32, r *rec, p *pool) {
 }
 
 func (s *Store) ownerUnlink(ri int32, r *rec, p *pool) {
-	o := s.owners[r.home()]
+	o := s.ownerOf(r.home())
 	if r.oprev >= 0 {
 		s.rec(r.oprev).onext = r.onext
 	} else {

@@ -25,6 +25,7 @@ type pool struct {
 	freeSl  []int32
 	members seqList[uint32] // records in registration order, for Page
 	mseq    uint32
+	due     int32 // popExpiredBulk's count of the pool's due PEs; 0 otherwise
 }
 
 func validTransportType(t tlv.ParamType) bool {

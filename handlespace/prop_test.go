@@ -370,6 +370,9 @@ func runAgainstReference(t *testing.T, seed uint64, ops int) {
 			if s.PEs() != ref.numPEs() || s.Pools() != len(ref.pools) {
 				t.Fatalf("op %d counts: %d PEs %d pools, want %d %d", op, s.PEs(), s.Pools(), ref.numPEs(), len(ref.pools))
 			}
+			if got := lazyCount(s); got != s.lazy {
+				t.Fatalf("op %d: %d records postponed, Store.lazy %d", op, got, s.lazy)
+			}
 			gt, gok := s.NextExpiry()
 			wt, wok := ref.nextExpiry()
 			if gok != wok || !gt.Equal(wt) {

@@ -4,8 +4,10 @@ package handlespace
 // from tlv.PoolElement, and their registration deadlines.
 
 import (
+	"cmp"
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/go-rserpool/rserpool/tlv"
@@ -62,7 +64,35 @@ const (
 	flagMarked               // audit mark
 	flagExt                  // full data in Store.ext
 	flagReports              // Store.reports counts reports for it
+	flagLazyExp              // the deadline is in data[lazyOff:], later than the heap key
 )
+
+// lazyOff is where a record keeps its registration deadline while the
+// deadline is later than its expiry heap key (flagLazyExp): the last 8
+// bytes of data, which the encoding and ASAP address of most PEs leave
+// free: an IPv4 user transport with a policy value of up to 4 bytes (round
+// robin, least used ...) and an ASAP transport on the same address or none,
+// or with no policy value and an IPv4 ASAP address of its own; and every
+// flagExt PE. The others have their heap entry moved at once. See
+// setExpiry.
+const lazyOff = maxInline - 8
+
+// tailFree tells whether data[lazyOff:] is unused by the record's
+// encoding and ASAP address.
+func (r *rec) tailFree() bool {
+	if r.flags&flagExt != 0 {
+		return true // data holds only the first encHead bytes
+	}
+	n := r.encLen()
+	if r.flags&(flagAsapAddr|flagAsapSame) == flagAsapAddr {
+		if r.flags&flagAsapV4 != 0 {
+			n += 4
+		} else {
+			n += 16
+		}
+	}
+	return n <= lazyOff
+}
 
 // encLen is the length of an inline encoding: the Pool Element
 // parameter's length field (it needs no padding, see encodeInline).
@@ -116,6 +146,7 @@ func (s *Store) freeRec(i int32) {
 		delete(s.ext, i)
 	}
 	s.clearReports(i, r)
+	s.clearLazy(r)
 	*r = rec{pool: -1, heap: -1, onext: s.free}
 	s.free = i
 }
@@ -123,6 +154,10 @@ func (s *Store) freeRec(i int32) {
 // fill stores the PE's data in r: its encoding, ASAP transport, or the ext
 // data. The home in pe becomes the record's home.
 func (s *Store) fill(ri int32, r *rec, pe *tlv.PoolElement) {
+	// The new data may cover data[lazyOff:]: a postponed deadline falls
+	// back to its heap key, a lower bound, until the caller sets the
+	// deadline again.
+	s.clearLazy(r)
 	// The encoding as a resolution carries it: without the ASAP transport.
 	asap := &pe.ASAPTransport
 	ext := needsExt(pe, asap) || asap.Type > 0xff || asap.Use > 1
@@ -423,8 +458,17 @@ func (s *Store) infoInto(in *Info, ri int32, r *rec) {
 	}
 	in.Marked = r.flags&flagMarked != 0
 	if r.heap >= 0 { // a PE has a deadline exactly when it is in the heap
-		in.Expiry = time.Unix(0, s.heap.exp[r.heap])
+		in.Expiry = time.Unix(0, s.deadline(r))
 	}
+}
+
+// deadline is the registration deadline (UnixNano) of record r, which is
+// in the expiry heap.
+func (s *Store) deadline(r *rec) int64 {
+	if r.flags&flagLazyExp != 0 {
+		return int64(binary.LittleEndian.Uint64(r.data[lazyOff:]))
+	}
+	return s.heap.exp[r.heap]
 }
 
 // SetExpiry sets the PE's registration deadline (keep-alive, refresh); a
@@ -438,6 +482,15 @@ func (s *Store) SetExpiry(now time.Time, handle tlv.PoolHandle, id uint32, t tim
 	return true
 }
 
+// setExpiry sets record ri's deadline. A deadline that moves later (every
+// keep-alive and re-registration moves it so) does not move the record's
+// heap entry when the record has room for it (tailFree): the entry keeps
+// its earlier key, a lower bound of the deadline, which the record keeps
+// in data[lazyOff:] (flagLazyExp). settleTop gives such an entry its
+// deadline and sinks it once it comes to the top, so each deadline pays at
+// most one sift-down however often it moves later, and none while earlier
+// ones are still pending. The runtime's timers do the same for timers
+// reset to a later time.
 func (s *Store) setExpiry(ri int32, r *rec, t time.Time) {
 	var e int64
 	if !t.IsZero() {
@@ -447,17 +500,59 @@ func (s *Store) setExpiry(ri int32, r *rec, t time.Time) {
 		}
 	}
 	switch {
-	case e == 0 && r.heap >= 0:
-		s.heap.remove(r.heap, s)
-	case e != 0 && r.heap >= 0:
-		s.heap.update(r.heap, e, s)
-	case e != 0:
+	case e == 0:
+		if r.heap >= 0 {
+			s.clearLazy(r)
+			s.heap.remove(r.heap, s)
+		}
+	case r.heap < 0:
 		s.heap.push(ri, e, s)
+	default:
+		switch key := s.heap.exp[r.heap]; {
+		case e == key:
+			s.clearLazy(r)
+		case e > key && r.tailFree():
+			binary.LittleEndian.PutUint64(r.data[lazyOff:], uint64(e))
+			if r.flags&flagLazyExp == 0 {
+				r.flags |= flagLazyExp
+				s.lazy++
+			}
+		default:
+			s.clearLazy(r)
+			s.heap.update(r.heap, e, s)
+		}
+	}
+}
+
+// clearLazy makes the heap key of record r its deadline again (the
+// caller moves it).
+func (s *Store) clearLazy(r *rec) {
+	if r.flags&flagLazyExp != 0 {
+		r.flags &^= flagLazyExp
+		s.lazy--
+	}
+}
+
+// settleTop gives the heap's first entries their deadlines until the first
+// one has its own (see setExpiry): then its key is the earliest deadline,
+// since every key is at most its record's deadline.
+func (s *Store) settleTop() {
+	for s.heap.len() > 0 {
+		r := s.rec(s.heap.idx[0])
+		if r.flags&flagLazyExp == 0 {
+			return
+		}
+		r.flags &^= flagLazyExp
+		s.lazy--
+		s.heap.update(0, int64(binary.LittleEndian.Uint64(r.data[lazyOff:])), s)
 	}
 }
 
 // NextExpiry returns the earliest PE deadline, if any PE has one.
 func (s *Store) NextExpiry() (time.Time, bool) {
+	if s.lazy > 0 {
+		s.settleTop()
+	}
 	if s.heap.len() == 0 {
 		return time.Time{}, false
 	}
@@ -471,9 +566,24 @@ func (s *Store) NextExpiry() (time.Time, bool) {
 func (s *Store) PopExpired(now time.Time, fn func(handle tlv.PoolHandle, pe tlv.PoolElement)) int {
 	t := now.UnixNano()
 	n := 0
+	counted := false
+	// The keys are lower bounds of the deadlines (see setExpiry): none
+	// due, no deadline due.
 	for s.heap.len() > 0 && s.heap.exp[0] <= t {
+		// When the heap's last entry, a leaf, is due too, many may be:
+		// count them (once) and take them in one pass if they are.
+		if h := &s.heap; !counted && !s.noBulk && h.len() >= bulkMin && h.exp[h.len()-1] <= t {
+			counted = true
+			if k := h.countDue(t); k*bulkShare >= h.len() {
+				return n + s.popExpiredBulk(t, k, fn)
+			}
+		}
 		ri := s.heap.idx[0]
 		r := s.rec(ri)
+		if r.flags&flagLazyExp != 0 {
+			s.settleTop()
+			continue
+		}
 		p := s.pools[r.pool]
 		if fn != nil {
 			s.resetScratch(1)
@@ -481,6 +591,115 @@ func (s *Store) PopExpired(now time.Time, fn func(handle tlv.PoolHandle, pe tlv.
 		}
 		s.removeRec(p, r.pool, ri, r)
 		n++
+	}
+	return n
+}
+
+// PopExpired takes the due PEs in one pass (popExpiredBulk) when the heap
+// holds at least bulkMin entries and at least one in bulkShare is due: a
+// pass over the heap, a sort of the due entries and a rebuild of the rest
+// cost less than sifting the heap down for each.
+const (
+	bulkMin   = 64
+	bulkShare = 8
+)
+
+// dueEnt is a due heap entry for popExpiredBulk.
+type dueEnt struct {
+	exp int64
+	ri  int32
+}
+
+// popExpiredBulk is PopExpired in one pass: it takes every entry with a
+// deadline not after t out of the heap and rebuilds the heap from the rest,
+// sorts the due ones by deadline, hands them to fn and removes them. A pool
+// whose PEs all go is dropped as a whole: its selector is cleared in one
+// pass and its PE-ID table and member list go with it.
+// k is the number of keys not after t, which bounds the number due.
+func (s *Store) popExpiredBulk(t int64, k int, fn func(handle tlv.PoolHandle, pe tlv.PoolElement)) int {
+	h := &s.heap
+	if cap(s.scrDue) < k {
+		s.scrDue = make([]dueEnt, 0, k)
+	}
+	due := s.scrDue[:0]
+	j := 0
+	for i, e := range h.exp {
+		ri := h.idx[i]
+		if e <= t {
+			if r := s.rec(ri); r.flags&flagLazyExp != 0 {
+				e = int64(binary.LittleEndian.Uint64(r.data[lazyOff:]))
+				r.flags &^= flagLazyExp
+				s.lazy--
+			}
+		}
+		if e <= t {
+			due = append(due, dueEnt{e, ri})
+			continue
+		}
+		h.exp[j] = e
+		if i != j {
+			h.idx[j] = ri
+			s.rec(ri).heap = int32(j)
+		}
+		j++
+	}
+	h.exp, h.idx = h.exp[:j], h.idx[:j]
+	for i := (j - 2) / heapArity; i >= 0 && j > 1; i-- {
+		h.down(i, s)
+	}
+	slices.SortFunc(due, func(a, b dueEnt) int {
+		if c := cmp.Compare(a.exp, b.exp); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ri, b.ri)
+	})
+	for _, d := range due {
+		r := s.rec(d.ri)
+		r.heap = -1
+		p := s.pools[r.pool]
+		p.due++
+		if fn != nil {
+			s.resetScratch(1)
+			fn(p.hb, s.materialize(d.ri, r, p.ptype))
+		}
+	}
+	// p.due counts a pool's due PEs; negative: the pool goes as a whole,
+	// -p.due of them are left to free.
+	for _, d := range due {
+		r := s.rec(d.ri)
+		pi := r.pool
+		p := s.pools[pi]
+		if p.due > 0 && int(p.due) == p.ids.n {
+			p.sel.Clear()
+			p.due = -p.due
+		}
+		if p.due > 0 {
+			p.due--
+			s.removeRec(p, pi, d.ri, r)
+			continue
+		}
+		s.ownerUnlink(d.ri, r, p)
+		s.pes--
+		s.freeRec(d.ri)
+		if p.due++; p.due == 0 {
+			s.dropPool(p, pi)
+		}
+	}
+	n := len(due)
+	s.scrDue = due[:0]
+	if cap(due) > 4096 {
+		s.scrDue = nil // scratch (16 bytes a PE), not kept at the size of a large purge
+	}
+	return n
+}
+
+// countDue is the number of entries whose key is not after t.
+func (h *expiryHeap) countDue(t int64) int {
+	n := 0
+	for _, e := range h.exp {
+		if e <= t {
+			n++
+		}
 	}
 	return n
 }

@@ -87,6 +87,7 @@ type Store struct {
 	ext      map[int32]*extData // PEs whose data does not fit a rec
 	reports  map[int32]uint32   // unreachable reports, of the records with flagReports
 	heap     expiryHeap
+	lazy     int // records with flagLazyExp
 	owners   map[uint32]*owner
 	pools    []*pool
 	freePool []int32
@@ -98,13 +99,16 @@ type Store struct {
 	scrAddrs []netip.Addr
 	scrVal   []byte
 	scrSlots []int32
+	scrDue   []dueEnt
 
 	seed uint32 // hash seed of the PE-ID tables
 
 	slots policy.SlotSpace // per-PE data of the sorted policies' selectors, by record
 
+	noBulk bool // tests: PopExpired pops one by one
+
 	lastPool  int32  // the pool findPool found last, -1 if none
-	lastOwner *owner // the owner Checksum read last, nil if none
+	lastOwner *owner // the owner ownerOf found last, nil if none
 	lastHome  uint32 // its home
 }
 

@@ -320,7 +320,24 @@ func (t *btree) insertRec(nd *node, e entry, rightmost, track bool) (*node, entr
 
 // delete removes e and reports whether it was present.
 func (t *btree) delete(e entry) bool {
-	if t.root == nil || !t.deleteRec(t.root, e) {
+	if t.root == nil {
+		return false
+	}
+	if r := t.root; !r.leaf && r.kids[0].leaf {
+		// A root over leaves (a pool of up to some 3,700 members): the
+		// same as deleteRec, without the recursion.
+		i := childIndex(r, e)
+		l := r.kids[i]
+		pos := lowerBound(l.items[:l.n], e)
+		if pos == l.n || l.items[pos] != e {
+			return false
+		}
+		copy(l.items[pos:l.n-1], l.items[pos+1:l.n])
+		l.n--
+		if l.n < nodeMin {
+			t.rebalance(r, i)
+		}
+	} else if !t.deleteRec(t.root, e) {
 		return false
 	}
 	t.size--

@@ -61,6 +61,9 @@ type Selector interface {
 	// update): it resets local degradation and moves it in the order.
 	Update(slot int32, v Values)
 	Remove(slot int32)
+	// Clear removes every member, in one pass over them, which is cheaper
+	// than removing them one by one (a pool whose PEs all expire at once).
+	Clear()
 	// Select appends up to n distinct slots to dst in selection order and
 	// applies the policy's per-selection updates (RR pointer, degradation).
 	Select(n int, dst []int32) []int32

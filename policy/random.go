@@ -199,6 +199,14 @@ func (s *randomSelector) Remove(slot int32) {
 	s.n--
 }
 
+func (s *randomSelector) Clear() {
+	clear(s.fen)
+	clear(s.w)
+	clear(s.present)
+	clear(s.deg)
+	s.n = 0
+}
+
 func (s *randomSelector) Select(n int, dst []int32) []int32 {
 	start := len(dst)
 	s.saved = s.saved[:0] // weights of the slots temporarily taken out

@@ -53,6 +53,16 @@ func TestSharedSlotSpace(t *testing.T) {
 					shared[j].Remove(slot)
 					own[j].Remove(slot)
 					delete(where, slot)
+				case k == 7 && rng.IntN(100) == 0:
+					// Clear one selector: the others keep their members.
+					j = rng.IntN(3)
+					shared[j].Clear()
+					own[j].Clear()
+					for sl, jj := range where {
+						if jj == j {
+							delete(where, sl)
+						}
+					}
 				default:
 					j = rng.IntN(3)
 					n := rng.IntN(8)
@@ -68,6 +78,59 @@ func TestSharedSlotSpace(t *testing.T) {
 					t.Fatalf("selector %d: Len %d, want %d", j, shared[j].Len(), own[j].Len())
 				}
 				checkTree(t, &shared[j].(*sortedSelector).tree)
+			}
+		})
+	}
+}
+
+// TestClear: after Clear a selector of any policy is empty, and members
+// added afterwards (on slots used before, too) are selected as by a new
+// selector given the same members and the same random source.
+func TestClear(t *testing.T) {
+	for _, typ := range Types() {
+		t.Run(typ.String(), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(9, uint64(typ)))
+			sel, err := New(typ, rand.NewPCG(1, 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for slot := range int32(300) {
+				sel.Add(slot, randValues(rng))
+			}
+			sel.Select(10, nil)
+			sel.Clear()
+			if sel.Len() != 0 {
+				t.Fatalf("Len %d after Clear", sel.Len())
+			}
+			if got := sel.Select(5, nil); len(got) != 0 {
+				t.Fatalf("selected %v after Clear", got)
+			}
+			if ss, ok := sel.(*sortedSelector); ok {
+				for slot := range int32(300) {
+					if st := ss.slot(slot); st.seq != 0 {
+						t.Fatalf("slot %d still holds %+v after Clear", slot, st)
+					}
+				}
+			}
+			fresh, _ := New(typ, rand.NewPCG(1, 1))
+			re, _ := New(typ, rand.NewPCG(1, 1))
+			for slot := range int32(300) {
+				re.Add(slot, randValues(rng))
+			}
+			re.Clear()
+			for slot := int32(0); slot < 300; slot += 7 {
+				v := randValues(rng)
+				re.Add(slot, v)
+				fresh.Add(slot, v)
+			}
+			for range 50 {
+				got, want := re.Select(4, nil), fresh.Select(4, nil)
+				if !slices.Equal(got, want) {
+					t.Fatalf("after Clear selected %v, a new selector %v", got, want)
+				}
+			}
+			if re.Len() != fresh.Len() {
+				t.Fatalf("Len %d, want %d", re.Len(), fresh.Len())
 			}
 		})
 	}

@@ -245,6 +245,15 @@ func (s *sortedSelector) Remove(slot int32) {
 	s.setSlot(slot, sortedSlot{})
 }
 
+func (s *sortedSelector) Clear() {
+	for l := s.tree.first(); l != nil; l = l.next {
+		for _, e := range l.items[:l.n] {
+			s.setSlot(e.slot, sortedSlot{})
+		}
+	}
+	s.tree = btree{}
+}
+
 func (s *sortedSelector) Select(n int, dst []int32) []int32 {
 	if n <= 0 || s.tree.size == 0 {
 		return dst
