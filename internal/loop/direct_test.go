@@ -1,6 +1,7 @@
 package loop
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -230,3 +231,30 @@ func (c *countingPusher) SetPush(f func(transport.Message) bool) {
 }
 
 func (c *countingPusher) Resume() { c.p.Resume() }
+
+// A dial that fails returning a nil pointer in the Conn interface (not a
+// nil interface) is a failure: done gets no association, and a cancelled
+// dial does not call Abort on the nil pointer.
+func TestDialFailureWithTypedNil(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l, stop := start(t)
+		defer stop()
+		refused := errors.New("refused")
+		dial := func(context.Context, transport.Addr) (transport.Conn, error) {
+			var c *fakeConn
+			return c, refused
+		}
+		var gotConn transport.Conn
+		var gotErr error
+		l.DialWith(dial, testAddr, 0, func(_ time.Time, c transport.Conn, err error) { gotConn, gotErr = c, err })
+		synctest.Wait()
+		cancel := l.DialWith(dial, testAddr, 0, func(time.Time, transport.Conn, error) { t.Error("done after cancel") })
+		cancel()
+		synctest.Wait()
+		l.Call(t.Context(), func(time.Time) {
+			if gotConn != nil || !errors.Is(gotErr, refused) {
+				t.Errorf("done(%v, %v), want no association and the error", gotConn, gotErr)
+			}
+		})
+	})
+}

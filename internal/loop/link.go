@@ -299,6 +299,9 @@ func (l *Loop) DialWith(dial func(ctx context.Context, to transport.Addr) (trans
 	l.Go(func(context.Context) {
 		defer stop()
 		c, err := dial(ctx, to)
+		if err != nil {
+			c = nil // a dial that failed gives no association, whatever it returned
+		}
 		posted := l.put(work{f: func(now time.Time) {
 			if cancelled.Load() {
 				if c != nil {

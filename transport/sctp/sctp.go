@@ -430,10 +430,13 @@ func (t *Transport) Dial(ctx context.Context, to transport.Addr) (transport.Conn
 	}
 	local := transport.Addr{Kind: transport.KindSCTPUDP, AddrPort: uc.LocalAddr().(*net.UDPAddr).AddrPort()}
 	c, err := newConn(assoc, dc, local, to, &t.cfg, release)
-	if err != nil && release != nil {
-		release(nil)
+	if err != nil {
+		if release != nil {
+			release(nil)
+		}
+		return nil, err // not a nil *Conn in the interface
 	}
-	return c, err
+	return c, nil
 }
 
 // kernelPorts hands out the SCTP source ports of dialed associations to
