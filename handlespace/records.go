@@ -71,7 +71,8 @@ const (
 // deadline is later than its expiry heap key (flagLazyExp): the last 8
 // bytes of data, which the encoding and ASAP address of most PEs leave
 // free: an IPv4 user transport with a policy value of up to 4 bytes (round
-// robin, least used ...) and an ASAP transport on the same address or none,
+// robin, least used ...; DCCP: no policy value, its service code takes 4
+// bytes) and an ASAP transport on the same address or none,
 // or with no policy value and an IPv4 ASAP address of its own; and every
 // flagExt PE. The others have their heap entry moved at once. See
 // setExpiry.
@@ -604,24 +605,60 @@ const (
 	bulkShare = 8
 )
 
+// maxDueScratch bounds the due-entry scratch popExpiredBulk keeps between
+// calls (16 bytes an entry).
+const maxDueScratch = 4096
+
 // dueEnt is a due heap entry for popExpiredBulk.
 type dueEnt struct {
 	exp int64
 	ri  int32
 }
 
-// popExpiredBulk is PopExpired in one pass: it takes every entry with a
-// deadline not after t out of the heap and rebuilds the heap from the rest,
-// sorts the due ones by deadline, hands them to fn and removes them. A pool
-// whose PEs all go is dropped as a whole: its selector is cleared in one
-// pass and its PE-ID table and member list go with it.
-// k is the number of keys not after t, which bounds the number due.
+// popExpiredBulk is PopExpired in one pass: it finds every entry with a
+// deadline not after t, sorts them by deadline and hands them to fn, and
+// only then takes them out of the heap, rebuilds the heap from the rest and
+// removes them. fn runs before anything changes, so a panic in fn leaves
+// the Store as it was. A pool whose PEs all go is dropped as a whole: its
+// selector is cleared in one pass and its PE-ID table and member list go
+// with it. k is the number of keys not after t, which bounds the number
+// due.
 func (s *Store) popExpiredBulk(t int64, k int, fn func(handle tlv.PoolHandle, pe tlv.PoolElement)) int {
 	h := &s.heap
 	if cap(s.scrDue) < k {
-		s.scrDue = make([]dueEnt, 0, k)
+		// k counts keys, which may be lower bounds of later deadlines:
+		// past the size kept between calls the scratch grows as needed.
+		s.scrDue = make([]dueEnt, 0, min(k, maxDueScratch))
 	}
 	due := s.scrDue[:0]
+	for i, e := range h.exp {
+		if e > t {
+			continue
+		}
+		ri := h.idx[i]
+		if r := s.rec(ri); r.flags&flagLazyExp != 0 {
+			e = int64(binary.LittleEndian.Uint64(r.data[lazyOff:]))
+		}
+		if e <= t {
+			due = append(due, dueEnt{e, ri})
+		}
+	}
+	slices.SortFunc(due, func(a, b dueEnt) int {
+		if c := cmp.Compare(a.exp, b.exp); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ri, b.ri)
+	})
+	if fn != nil {
+		for _, d := range due {
+			r := s.rec(d.ri)
+			p := s.pools[r.pool]
+			s.resetScratch(1)
+			fn(p.hb, s.materialize(d.ri, r, p.ptype))
+		}
+	}
+	// Now the heap: the due entries go, postponed deadlines that are due
+	// are settled, and the rest is rebuilt.
 	j := 0
 	for i, e := range h.exp {
 		ri := h.idx[i]
@@ -633,8 +670,7 @@ func (s *Store) popExpiredBulk(t int64, k int, fn func(handle tlv.PoolHandle, pe
 			}
 		}
 		if e <= t {
-			due = append(due, dueEnt{e, ri})
-			continue
+			continue // in due
 		}
 		h.exp[j] = e
 		if i != j {
@@ -647,21 +683,10 @@ func (s *Store) popExpiredBulk(t int64, k int, fn func(handle tlv.PoolHandle, pe
 	for i := (j - 2) / heapArity; i >= 0 && j > 1; i-- {
 		h.down(i, s)
 	}
-	slices.SortFunc(due, func(a, b dueEnt) int {
-		if c := cmp.Compare(a.exp, b.exp); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.ri, b.ri)
-	})
 	for _, d := range due {
 		r := s.rec(d.ri)
 		r.heap = -1
-		p := s.pools[r.pool]
-		p.due++
-		if fn != nil {
-			s.resetScratch(1)
-			fn(p.hb, s.materialize(d.ri, r, p.ptype))
-		}
+		s.pools[r.pool].due++
 	}
 	// p.due counts a pool's due PEs; negative: the pool goes as a whole,
 	// -p.due of them are left to free.
@@ -687,7 +712,7 @@ func (s *Store) popExpiredBulk(t int64, k int, fn func(handle tlv.PoolHandle, pe
 	}
 	n := len(due)
 	s.scrDue = due[:0]
-	if cap(due) > 4096 {
+	if cap(due) > maxDueScratch {
 		s.scrDue = nil // scratch (16 bytes a PE), not kept at the size of a large purge
 	}
 	return n
