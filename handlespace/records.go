@@ -626,9 +626,9 @@ type dueEnt struct {
 func (s *Store) popExpiredBulk(t int64, k int, fn func(handle tlv.PoolHandle, pe tlv.PoolElement)) int {
 	h := &s.heap
 	if cap(s.scrDue) < k {
-		// k counts keys, which may be lower bounds of later deadlines:
-		// past the size kept between calls the scratch grows as needed.
-		s.scrDue = make([]dueEnt, 0, min(k, maxDueScratch))
+		// k counts keys, some of which may be lower bounds of later
+		// deadlines: an upper bound, so the scratch never grows.
+		s.scrDue = make([]dueEnt, 0, k)
 	}
 	due := s.scrDue[:0]
 	for i, e := range h.exp {
