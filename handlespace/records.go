@@ -633,14 +633,11 @@ func (s *Store) popExpiredBulk(t int64, k int, fn func(handle tlv.PoolHandle, pe
 	due := s.scrDue[:0]
 	for i, e := range h.exp {
 		if e > t {
-			continue
+			continue // a lower bound of the deadline
 		}
 		ri := h.idx[i]
-		if r := s.rec(ri); r.flags&flagLazyExp != 0 {
-			e = int64(binary.LittleEndian.Uint64(r.data[lazyOff:]))
-		}
-		if e <= t {
-			due = append(due, dueEnt{e, ri})
+		if d := s.deadline(s.rec(ri)); d <= t {
+			due = append(due, dueEnt{d, ri})
 		}
 	}
 	slices.SortFunc(due, func(a, b dueEnt) int {
@@ -663,14 +660,14 @@ func (s *Store) popExpiredBulk(t int64, k int, fn func(handle tlv.PoolHandle, pe
 	for i, e := range h.exp {
 		ri := h.idx[i]
 		if e <= t {
-			if r := s.rec(ri); r.flags&flagLazyExp != 0 {
-				e = int64(binary.LittleEndian.Uint64(r.data[lazyOff:]))
-				r.flags &^= flagLazyExp
+			r := s.rec(ri)
+			if e = s.deadline(r); r.flags&flagLazyExp != 0 {
+				r.flags &^= flagLazyExp // settled: e is its key from here on
 				s.lazy--
 			}
-		}
-		if e <= t {
-			continue // in due
+			if e <= t {
+				continue // in due
+			}
 		}
 		h.exp[j] = e
 		if i != j {
