@@ -153,6 +153,14 @@ type acceptResult struct {
 	err error
 }
 
+// Connect opens one association over f's transports, closed when the test
+// ends, and returns its dialling and accepting ends.
+func Connect(t testing.TB, f Factory) (client, server transport.Conn) {
+	t.Helper()
+	p := connect(t, f)
+	return p.c, p.s
+}
+
 func connect(t testing.TB, f Factory) pair {
 	t.Helper()
 	ctx := ctxFor(t)

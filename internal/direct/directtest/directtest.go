@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-rserpool/rserpool/internal/direct"
 	"github.com/go-rserpool/rserpool/transport"
+	"github.com/go-rserpool/rserpool/transport/transporttest"
 )
 
 // Pair opens one association and returns its two ends.
@@ -156,37 +157,7 @@ func trySend(t *testing.T, pair Pair) {
 	_ = b.Close()
 }
 
-// Factory makes pairs the way transporttest.Factory describes transports:
-// a client and a server transport and the address to listen on.
-func Factory(f func(t testing.TB) (client, server transport.Transport, listenAt transport.Addr)) Pair {
-	return func(t *testing.T) (transport.Conn, transport.Conn) {
-		client, server, at := f(t)
-		ln, err := server.Listen(at)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		type res struct {
-			c   transport.Conn
-			err error
-		}
-		acc := make(chan res, 1)
-		go func() {
-			c, err := ln.Accept(ctx)
-			acc <- res{c, err}
-		}()
-		a, err := client.Dial(ctx, ln.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := <-acc
-		if r.err != nil {
-			a.Abort()
-			t.Fatal(r.err)
-		}
-		t.Cleanup(func() { a.Abort(); r.c.Abort() })
-		return a, r.c
-	}
+// Factory makes pairs over the transports of f (transporttest.Connect).
+func Factory(f transporttest.Factory) Pair {
+	return func(t *testing.T) (transport.Conn, transport.Conn) { return transporttest.Connect(t, f) }
 }
