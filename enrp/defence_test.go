@@ -76,7 +76,7 @@ func TestRegistrarFalseReportsKeepHonestPE(t *testing.T) {
 		// A minute of virtual time: the check and several keep-alive
 		// rounds, all answered.
 		for range 60 {
-			time.Sleep(time.Second)
+			time.Sleep(time.Second) // virtual time (synctest bubble)
 			synctest.Wait()
 			select {
 			case ev := <-g.events:
@@ -180,7 +180,7 @@ func TestRegistrarAbortsIdleAndDeadAssociations(t *testing.T) {
 		if d := time.Since(start); d != idle {
 			t.Errorf("idle association aborted after %v, want %v", d, idle)
 		}
-		time.Sleep(time.Minute)
+		time.Sleep(time.Minute) // virtual time (synctest bubble)
 		synctest.Wait()
 		s := g.r.Stats()
 		if s.Associations != 1 || s.PEs != 1 || s.ASAP.IdleAborted != 1 || s.ASAP.KeepAliveAborted != 1 {
