@@ -3,6 +3,9 @@ package loop
 import (
 	"context"
 	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -92,4 +95,113 @@ func TestLoopDeadlineMovesLater(t *testing.T) {
 		cancel()
 		<-done
 	})
+}
+
+// countingClock is Real, counting its reads.
+type countingClock struct {
+	reads atomic.Int64
+}
+
+func (c *countingClock) Now() time.Time                 { c.reads.Add(1); return Real.Now() }
+func (c *countingClock) NewTimer(d time.Duration) Timer { return Real.NewTimer(d) }
+
+// Work queued while the loop is busy runs as one batch: the clock is read
+// once for all of it, every piece sees the same time, and a later batch
+// never sees an earlier one.
+func TestLoopReadsClockOncePerBatch(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clock := &countingClock{}
+	l := New(ctx, clock)
+	done := make(chan struct{})
+	go func() { l.Run(&fakeCore{}, nil); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	release := make(chan struct{})
+	started := make(chan struct{})
+	const n = 10
+	var nows [n + 1]time.Time
+	l.Post(func(now time.Time) { nows[0] = now; close(started); <-release })
+	<-started
+	before := clock.reads.Load()
+	for i := 1; i <= n; i++ {
+		l.Post(func(now time.Time) { nows[i] = now })
+	}
+	close(release)
+	var later time.Time
+	if err := l.Call(ctx, func(now time.Time) { later = now }); err != nil {
+		t.Fatal(err)
+	}
+	for i, now := range nows {
+		if !now.Equal(nows[0]) {
+			t.Errorf("work %d saw %v, the batch's first %v", i, now, nows[0])
+		}
+	}
+	// The queued ten ran in the first one's batch, so they read nothing;
+	// the Call may have run in it too, or begun a batch of its own.
+	if r := clock.reads.Load() - before; r > 1 {
+		t.Errorf("clock read %d times for work queued behind one batch, want at most 1", r)
+	}
+	if later.Before(nows[0]) {
+		t.Errorf("a later batch saw %v, before the earlier one's %v", later, nows[0])
+	}
+}
+
+// jumpClock moves on by step at every read, so that every yield looks as
+// slow as on a host whose cores are all busy.
+type jumpClock struct {
+	mu    sync.Mutex
+	t     time.Time
+	step  time.Duration
+	reads int
+}
+
+func (c *jumpClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reads++
+	c.t = c.t.Add(c.step)
+	return c.t
+}
+func (c *jumpClock) NewTimer(d time.Duration) Timer { return Real.NewTimer(d) }
+func (c *jumpClock) Reads() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reads
+}
+
+// The loop yields when its queue runs dry; a yield that takes longer than
+// slowYield turns yielding off for yieldPause.
+func TestLoopYieldsUnlessYieldsAreSlow(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		clock Clock
+		check func(yields, calls int) bool
+		want  string
+	}{
+		{"fast", Real, func(y, calls int) bool { return y >= 1 }, "at least one"},
+		// Every read 2 ms on: the first yield is slow, and the reads of
+		// the calls below all fall within yieldPause of it.
+		{"slow", &jumpClock{t: time.Unix(1e9, 0), step: 2 * slowYield}, func(y, calls int) bool { return y == 1 }, "exactly one"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			l := New(ctx, tc.clock)
+			var yields atomic.Int64
+			l.yield = func() { yields.Add(1); runtime.Gosched() }
+			done := make(chan struct{})
+			go func() { l.Run(&fakeCore{}, nil); close(done) }()
+			defer func() { cancel(); <-done }()
+			const calls = 40
+			for range calls {
+				if err := l.Call(ctx, func(time.Time) {}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if y := int(yields.Load()); !tc.check(y, calls) {
+				t.Errorf("%d yields in %d calls, want %s", y, calls, tc.want)
+			}
+		})
+	}
 }
