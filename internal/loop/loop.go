@@ -10,7 +10,9 @@
 // (package direct) most messages skip both: a send that needs no waiting
 // goes out on the loop's goroutine when nothing is queued before it, and a
 // received message goes into the loop's queue straight from the transport
-// while there is room; order is kept either way. The loop never waits for a peer
+// while there is room; order is kept either way. When its queue runs dry, a
+// loop yields its thread once before it parks, unless yields have lately
+// been slow (see Gate). The loop never waits for a peer
 // either: an association is closed (gracefully or by abort) on its Link's
 // writer goroutine, and no goroutine that may wait for the loop holds
 // anything the loop needs. Every goroutine belongs to the Loop and ends
@@ -19,7 +21,6 @@ package loop
 
 import (
 	"context"
-	"runtime"
 	"sync"
 	"time"
 
@@ -67,7 +68,7 @@ const Queue = 256
 // Loop serialises work on one goroutine.
 type Loop struct {
 	clock Clock
-	yield func() // runtime.Gosched; tests count yields
+	gate  *Gate
 	work  chan work
 	done  chan struct{}
 	ctx   context.Context
@@ -104,7 +105,7 @@ func New(ctx context.Context, clock Clock) *Loop {
 	if clock == nil {
 		clock = Real
 	}
-	return &Loop{clock: clock, yield: runtime.Gosched, work: make(chan work, Queue), done: make(chan struct{}), ctx: ctx}
+	return &Loop{clock: clock, gate: &processGate, work: make(chan work, Queue), done: make(chan struct{}), ctx: ctx}
 }
 
 // Context returns the Loop's context; goroutines started for the Loop
@@ -143,7 +144,6 @@ func (l *Loop) Run(core Core, after func(now time.Time)) {
 	timer.Stop()
 	defer timer.Stop()
 	armed := time.Time{}
-	noYield := time.Time{} // no yield before this time (see batch)
 	// The timer is moved only to an earlier deadline: a later one (or
 	// none) leaves it armed, and when it fires early the loop sees that
 	// nothing is due yet and arms it again. Cores whose deadline moves
@@ -168,10 +168,8 @@ func (l *Loop) Run(core Core, after func(now time.Time)) {
 		case w := <-l.work:
 			// Work through what is queued, up to a batch, before going
 			// back to the select and the timer: a plain receive is much
-			// cheaper than a select over several busy channels. The clock
-			// is read once per batch, and again after a yield (see batch).
-			now := l.clock.Now()
-			l.do(&w, now, after)
+			// cheaper than a select over several busy channels.
+			now := l.do(&w, after)
 			yielded := false
 			for range batch - 1 {
 				if l.ctx.Err() != nil {
@@ -179,25 +177,25 @@ func (l *Loop) Run(core Core, after func(now time.Time)) {
 				}
 				select {
 				case w = <-l.work:
-					l.do(&w, now, after)
+					now = l.do(&w, after)
 					continue
 				default:
 				}
-				if yielded || now.Before(noYield) {
+				// The queue is empty: yield once before parking (see
+				// Gate), then take what arrived meanwhile.
+				if yielded || !l.gate.open(now) {
 					break
 				}
-				// The queue is empty: yield once before parking (see
-				// batch), then take what arrived meanwhile.
 				yielded = true
-				l.yield()
-				t := l.clock.Now()
-				if t.Sub(now) > slowYield {
-					noYield = t.Add(yieldPause)
+				t := l.gate.doYield(l.clock, now)
+				if l.ctx.Err() != nil {
+					return
 				}
-				now = t
 				select {
 				case w = <-l.work:
-					l.do(&w, now, after)
+					// t was read just now: it serves as this piece's time.
+					now = t
+					l.doAt(&w, now, after)
 					continue
 				default:
 				}
@@ -217,39 +215,18 @@ func (l *Loop) Run(core Core, after func(now time.Time)) {
 	}
 }
 
-// batch bounds the work Run does between two looks at the timer. The
-// pieces of work of one batch run back to back and all see the time read
-// when the batch began: a timer that falls due during a batch waits for its
-// end in any case, so the time a piece of work sees is late by no more than
-// the timer is. Reading the clock for every piece cost the registrar's
-// resolution path about a tenth of its loop time where time.Now is slow (a
-// virtual machine without a vDSO clock: 170-250 ns a read).
-//
-// When the queue runs dry, the loop yields its thread once
-// (runtime.Gosched) before it parks. The goroutines its sends have just
-// woken (pool users reading their answers, transports) then run and queue
-// their next messages while the loop is still runnable, so they need not
-// wake it, and it takes those messages as the same batch. Parking and being
-// woken for every message was the largest cost left on the resolution path
-// over an in-memory transport; the yield cut CPU per resolution by about a
-// fifth there. An idle loop pays one yield with nothing else to run. On a
-// host whose cores are all busy, though, a yield puts the loop behind every
-// runnable goroutine, each running up to the scheduler's time slice (10 ms):
-// a resolution then took 19 ms on average instead of 2-8 µs. So a batch
-// plus its yield that took longer than slowYield turns yielding off for
-// yieldPause, and the loop parks as it did before; on a saturated host one
-// batch a yieldPause pays the wait.
+// batch bounds the work Run does between two looks at the timer.
 const batch = 64
 
-// slowYield and yieldPause: see batch. The goroutines a yield lets run
-// (readers of the loop's answers, transport goroutines) take microseconds
-// each; a millisecond means other goroutines hold the cores.
-const (
-	slowYield  = time.Millisecond
-	yieldPause = time.Second
-)
+// do runs w with the clock's time, then after, and returns that time.
+func (l *Loop) do(w *work, after func(now time.Time)) time.Time {
+	now := l.clock.Now()
+	l.doAt(w, now, after)
+	return now
+}
 
-func (l *Loop) do(w *work, now time.Time, after func(now time.Time)) {
+// doAt runs w with now, then after.
+func (l *Loop) doAt(w *work, now time.Time, after func(now time.Time)) {
 	w.run(now)
 	if after != nil {
 		after(now)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -97,111 +98,132 @@ func TestLoopDeadlineMovesLater(t *testing.T) {
 	})
 }
 
-// countingClock is Real, counting its reads.
-type countingClock struct {
-	reads atomic.Int64
-}
-
-func (c *countingClock) Now() time.Time                 { c.reads.Add(1); return Real.Now() }
-func (c *countingClock) NewTimer(d time.Duration) Timer { return Real.NewTimer(d) }
-
-// Work queued while the loop is busy runs as one batch: the clock is read
-// once for all of it, every piece sees the same time, and a later batch
-// never sees an earlier one.
-func TestLoopReadsClockOncePerBatch(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	clock := &countingClock{}
-	l := New(ctx, clock)
-	done := make(chan struct{})
-	go func() { l.Run(&fakeCore{}, nil); close(done) }()
-	defer func() { cancel(); <-done }()
-
-	release := make(chan struct{})
-	started := make(chan struct{})
-	const n = 10
-	var nows [n + 1]time.Time
-	l.Post(func(now time.Time) { nows[0] = now; close(started); <-release })
-	<-started
-	before := clock.reads.Load()
-	for i := 1; i <= n; i++ {
-		l.Post(func(now time.Time) { nows[i] = now })
-	}
-	close(release)
-	var later time.Time
-	if err := l.Call(ctx, func(now time.Time) { later = now }); err != nil {
-		t.Fatal(err)
-	}
-	for i, now := range nows {
-		if !now.Equal(nows[0]) {
-			t.Errorf("work %d saw %v, the batch's first %v", i, now, nows[0])
-		}
-	}
-	// The queued ten ran in the first one's batch, so they read nothing;
-	// the Call may have run in it too, or begun a batch of its own.
-	if r := clock.reads.Load() - before; r > 1 {
-		t.Errorf("clock read %d times for work queued behind one batch, want at most 1", r)
-	}
-	if later.Before(nows[0]) {
-		t.Errorf("a later batch saw %v, before the earlier one's %v", later, nows[0])
-	}
-}
-
 // jumpClock moves on by step at every read, so that every yield looks as
-// slow as on a host whose cores are all busy.
+// slow as on a host whose cores are all busy when step exceeds slowYield.
 type jumpClock struct {
-	mu    sync.Mutex
-	t     time.Time
-	step  time.Duration
-	reads int
+	mu   sync.Mutex
+	t    time.Time
+	step time.Duration
 }
 
 func (c *jumpClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.reads++
 	c.t = c.t.Add(c.step)
 	return c.t
 }
 func (c *jumpClock) NewTimer(d time.Duration) Timer { return Real.NewTimer(d) }
-func (c *jumpClock) Reads() int {
+
+func (c *jumpClock) set(step, jump time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.reads
+	c.step = step
+	c.t = c.t.Add(jump)
 }
 
-// The loop yields when its queue runs dry; a yield that takes longer than
-// slowYield turns yielding off for yieldPause.
-func TestLoopYieldsUnlessYieldsAreSlow(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		clock Clock
-		check func(yields, calls int) bool
-		want  string
-	}{
-		{"fast", Real, func(y, calls int) bool { return y >= 1 }, "at least one"},
-		// Every read 2 ms on: the first yield is slow, and the reads of
-		// the calls below all fall within yieldPause of it.
-		{"slow", &jumpClock{t: time.Unix(1e9, 0), step: 2 * slowYield}, func(y, calls int) bool { return y == 1 }, "exactly one"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			l := New(ctx, tc.clock)
-			var yields atomic.Int64
-			l.yield = func() { yields.Add(1); runtime.Gosched() }
-			done := make(chan struct{})
-			go func() { l.Run(&fakeCore{}, nil); close(done) }()
-			defer func() { cancel(); <-done }()
-			const calls = 40
-			for range calls {
-				if err := l.Call(ctx, func(time.Time) {}); err != nil {
-					t.Fatal(err)
-				}
+// yields runs one Call per batch (the bubble settles after each) on a loop
+// with its own Gate, calling before(i) ahead of Call i, and returns for each
+// Call whether the loop yielded after it.
+func yields(t *testing.T, clock Clock, calls int, before func(i int)) []bool {
+	out := make([]bool, calls)
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		l := New(ctx, clock)
+		var n atomic.Int64
+		l.gate = &Gate{yield: func() { n.Add(1); runtime.Gosched() }}
+		done := make(chan struct{})
+		go func() { l.Run(&fakeCore{}, nil); close(done) }()
+		for i := range calls {
+			if before != nil {
+				before(i)
 			}
-			if y := int(yields.Load()); !tc.check(y, calls) {
-				t.Errorf("%d yields in %d calls, want %s", y, calls, tc.want)
+			was := n.Load()
+			if err := l.Call(ctx, func(time.Time) {}); err != nil {
+				t.Fatal(err)
 			}
-		})
+			synctest.Wait() // the loop has yielded, or not, and parked
+			out[i] = n.Load() > was
+		}
+		cancel()
+		<-done
+	})
+	return out
+}
+
+// which lists the indexes of the true elements.
+func which(b []bool) []int {
+	var out []int
+	for i, v := range b {
+		if v {
+			out = append(out, i)
+		}
 	}
+	return out
+}
+
+// The loop yields once each time its queue runs dry.
+func TestLoopYields(t *testing.T) {
+	if y := which(yields(t, nil, 40, nil)); len(y) != 40 {
+		t.Fatalf("yields after batches %v of 40, want after every one", y)
+	}
+}
+
+// A yield that takes longer than slowYield closes the gate for yieldPause;
+// after it the loop probes again, each slow yield in a row doubles the
+// pause, and a fast one resets it.
+func TestLoopStopsYieldingWhenYieldsAreSlow(t *testing.T) {
+	// Every read 2 ms on: each yield is slow (it ends 2 ms after its batch's
+	// last piece began). A batch reads the clock once for its work, and
+	// once more when it yields.
+	clock := &jumpClock{t: time.Unix(1e9, 0), step: 2 * slowYield}
+	got := yields(t, clock, 2600, func(i int) {
+		switch i {
+		case 1600: // fast yields from here: the pause is over at once
+			clock.set(0, time.Hour)
+		case 1610: // slow again
+			clock.set(2*slowYield, 0)
+		}
+	})
+	// Batch 0 reads 2 ms and yields until 4 ms: closed until 1.004 s, the
+	// next pause 2 s. Batches 1-499 read 6-1002 ms; batch 500 (1.004 s)
+	// probes: closed until 3.006 s, next 4 s. Batch 1500 (3.006 s) probes:
+	// closed until 7.008 s. At 1600 the clock jumps an hour and yields are
+	// fast: batch 1600 probes, fast, and the pause goes back to 1 s;
+	// 1601-1609 yield as well. Batch 1610's yield is slow again: closed for
+	// 1 s, until its reads reach 1 s on, at batch 2110.
+	want := []int{0, 500, 1500}
+	for i := 1600; i <= 1610; i++ {
+		want = append(want, i)
+	}
+	want = append(want, 2110)
+	if y := which(got); !slices.Equal(y, want) {
+		t.Fatalf("yields after batches %v, want %v", y, want)
+	}
+}
+
+// A cancel during a yield stops the loop before it takes more work: a
+// hand-over queued meanwhile is aborted, never run.
+func TestLoopCancelDuringYield(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		l := New(ctx, nil)
+		c := newFakeConn()
+		ran := false
+		l.gate = &Gate{yield: func() {
+			if !l.put(work{f: func(time.Time) { ran = true }, c: c}) {
+				t.Error("the hand-over was refused")
+			}
+			cancel()
+		}}
+		done := make(chan struct{})
+		go func() { l.Run(&fakeCore{}, nil); close(done) }()
+		l.Post(func(time.Time) {})
+		<-done
+		if ran {
+			t.Error("work queued during the yield ran after the cancel")
+		}
+		if !c.aborted() {
+			t.Error("the association handed over during the yield was not aborted")
+		}
+	})
 }
