@@ -13,6 +13,14 @@ import "slices"
 // ends a run in the middle of a full leaf splits it there (within the
 // middle half). So trees filled in order or at the ends of key runs stay
 // nearly full.
+//
+// A tree made with a SlotSpace (the sorted selectors' trees) keeps, for
+// each entry's slot, the leaf that holds the entry (the leaf's number in
+// t.leaves), and rewrites it whenever an entry moves to another leaf: on
+// insertion, splits, merges and redistribution. A member then leaves
+// (deleteSlot) without a descent and without knowing its key: its leaf is
+// scanned for the slot, and only a leaf left under half full has the path
+// to it searched, to merge or rebalance it.
 
 const (
 	// nodeCap is the number of entries per leaf and children per internal
@@ -34,6 +42,7 @@ func (a entry) less(b entry) bool {
 type node struct {
 	n    int
 	leaf bool
+	id   int32 // leaf: its number in btree.leaves (>= 1); internal: 0
 	// Leaf: the entries. Internal: items[i] (i >= 1) is a separator, at most
 	// every entry under kids[i] and greater than every entry under kids[i-1].
 	items [nodeCap]entry
@@ -68,6 +77,52 @@ type btree struct {
 	// move the separator above the leftmost leaf).
 	bound    *entry
 	boundVer uint64
+	// sp, when not nil, is where the tree records each entry's leaf: the
+	// slot's narrowSlot (narrow) or sortedSlot holds the leaf's id.
+	sp     *SlotSpace
+	narrow bool
+	// leaves holds every leaf by id (leaves[0] is unused: id 0 is "none");
+	// freeIDs are the ids of the leaves that left the tree for good.
+	leaves  []*node
+	freeIDs []int32
+}
+
+// newBtree returns an empty tree that records the leaf of each entry's
+// slot in sp (see btree), in sp.narrow when narrow is set and in sp.slots
+// otherwise.
+func newBtree(sp *SlotSpace, narrow bool) btree {
+	return btree{sp: sp, narrow: narrow}
+}
+
+// place records that entry e is held by leaf l.
+func (t *btree) place(e entry, l *node) {
+	if t.sp == nil {
+		return
+	}
+	if t.narrow {
+		t.sp.narrow[e.slot].leaf = uint32(l.id)
+		return
+	}
+	t.sp.slots[e.slot].leaf = uint32(l.id)
+}
+
+// placeAll records that leaf l holds the entries es.
+func (t *btree) placeAll(es []entry, l *node) {
+	if t.sp == nil {
+		return
+	}
+	id := uint32(l.id)
+	if t.narrow {
+		ns := t.sp.narrow
+		for _, e := range es {
+			ns[e.slot].leaf = id
+		}
+		return
+	}
+	ss := t.sp.slots
+	for _, e := range es {
+		ss[e.slot].leaf = id
+	}
 }
 
 const maxFree = 4
@@ -76,9 +131,21 @@ func (t *btree) newLeaf() *node {
 	if k := len(t.freeLeaves); k > 0 {
 		nd := t.freeLeaves[k-1]
 		t.freeLeaves = t.freeLeaves[:k-1]
+		return nd // it keeps its id
+	}
+	nd := &node{leaf: true}
+	if k := len(t.freeIDs); k > 0 {
+		nd.id = t.freeIDs[k-1]
+		t.freeIDs = t.freeIDs[:k-1]
+		t.leaves[nd.id] = nd
 		return nd
 	}
-	return &node{leaf: true}
+	if len(t.leaves) == 0 {
+		t.leaves = append(t.leaves, nil) // id 0: none
+	}
+	nd.id = int32(len(t.leaves))
+	t.leaves = append(t.leaves, nd)
+	return nd
 }
 
 func (t *btree) newInternal() *node {
@@ -97,7 +164,10 @@ func (t *btree) release(nd *node) {
 	if nd.leaf {
 		if len(t.freeLeaves) < maxFree {
 			t.freeLeaves = append(t.freeLeaves, nd)
+			return
 		}
+		t.leaves[nd.id] = nil
+		t.freeIDs = append(t.freeIDs, nd.id)
 		return
 	}
 	clear(nd.kids)
@@ -183,6 +253,7 @@ func (t *btree) insert(e entry) {
 		l.items[l.n] = e
 		l.n++
 		t.size++
+		t.place(e, l)
 		return
 	}
 	t.insertAt(e, false)
@@ -207,6 +278,7 @@ func (t *btree) insertHinted(e entry) {
 		l.items[pos] = e
 		l.n++
 		t.size++
+		t.place(e, l)
 		return
 	}
 	t.hintHasLo, t.hintHasHi = false, false
@@ -237,6 +309,7 @@ func (t *btree) insertRec(nd *node, e entry, rightmost, track bool) (*node, entr
 			copy(nd.items[pos+1:nd.n+1], nd.items[pos:nd.n])
 			nd.items[pos] = e
 			nd.n++
+			t.place(e, nd)
 			if track {
 				t.hint, t.hintVer = nd, t.ver
 			}
@@ -250,6 +323,7 @@ func (t *btree) insertRec(nd *node, e entry, rightmost, track bool) (*node, entr
 		if pos == nd.n && (rightmost || runEnd) {
 			r.items[0] = e
 			r.n = 1
+			t.place(e, r)
 		} else {
 			mid := nodeCap / 2
 			if runEnd && nd.items[pos].key != e.key {
@@ -265,12 +339,14 @@ func (t *btree) insertRec(nd *node, e entry, rightmost, track bool) (*node, entr
 				copy(nd.items[pos+1:nd.n+1], nd.items[pos:nd.n])
 				nd.items[pos] = e
 				nd.n++
+				t.place(e, nd)
 			} else {
 				p := pos - mid
 				copy(r.items[p+1:r.n+1], r.items[p:r.n])
 				r.items[p] = e
 				r.n++
 			}
+			t.placeAll(r.items[:r.n], r) // e too, when it went there
 		}
 		r.next = nd.next
 		nd.next = r
@@ -350,6 +426,47 @@ func (t *btree) delete(e entry) bool {
 	return true
 }
 
+// deleteSlot removes the entry of slot, which leaf id holds (see place),
+// and returns it. The leaf is scanned for the slot; a leaf left under half
+// full is merged or rebalanced (fixLeaf), the only case that searches the
+// tree.
+func (t *btree) deleteSlot(slot int32, id uint32) entry {
+	l := t.leaves[id]
+	items := l.items[:l.n]
+	pos := 0
+	for pos < len(items) && items[pos].slot != slot {
+		pos++
+	}
+	e := items[pos] // panics if the slot is not there: a stale leaf id
+	copy(items[pos:], items[pos+1:])
+	l.n--
+	t.size--
+	if l.n < nodeMin && l != t.root {
+		t.fixLeaf(t.root, e)
+		if !t.root.leaf && t.root.n == 1 {
+			old := t.root
+			t.root = old.kids[0]
+			t.release(old)
+			t.ver++
+		}
+	}
+	return e
+}
+
+// fixLeaf rebalances the nodes on the path from nd to the leaf that held
+// e, bottom up, as deleteRec does after its deletion: the separators have
+// not changed, so e still leads to that leaf.
+func (t *btree) fixLeaf(nd *node, e entry) {
+	if nd.leaf {
+		return
+	}
+	i := childIndex(nd, e)
+	t.fixLeaf(nd.kids[i], e)
+	if nd.kids[i].n < nodeMin {
+		t.rebalance(nd, i)
+	}
+}
+
 // deleteFirst removes the smallest entry from l, the leftmost leaf, which
 // must hold one. When l keeps at least half its entries (or is the root) it
 // only shifts them: its first entry is never a separator, so no other node
@@ -400,6 +517,7 @@ func (t *btree) rebalance(nd *node, i int) {
 		total := l.n + r.n
 		if total <= nodeCap {
 			copy(l.items[l.n:], r.items[:r.n])
+			t.placeAll(r.items[:r.n], l)
 			l.n = total
 			l.next = r.next
 			removeKid(nd, j+1)
@@ -410,8 +528,14 @@ func (t *btree) rebalance(nd *node, i int) {
 		copy(buf[:], l.items[:l.n])
 		copy(buf[l.n:], r.items[:r.n])
 		k := total / 2
+		ln := l.n
 		l.n = copy(l.items[:], buf[:k])
 		r.n = copy(r.items[:], buf[k:total])
+		if ln > k { // l's last ln-k went to r
+			t.placeAll(r.items[:ln-k], r)
+		} else { // r's first k-ln went to l
+			t.placeAll(l.items[ln:k], l)
+		}
 		nd.items[j+1] = r.items[0]
 		return
 	}
