@@ -205,6 +205,48 @@ func childIndex(nd *node, e entry) int {
 	return lo - 1
 }
 
+// upperKey returns the index of the first item in s whose key exceeds k.
+// It is where an insertion puts an entry of key k: the insertions' entries
+// have a sequence number above every entry's in the tree (see insert), so
+// they go after every entry of equal key, and comparing keys is enough.
+// The halving step is a conditional move, not a branch: the comparisons
+// of an insertion's search are unpredictable.
+func upperKey(s []entry, k uint64) int {
+	base, n := 0, len(s)
+	for n > 1 {
+		half := n >> 1
+		base += half & -b2i(s[base+half].key <= k)
+		n -= half
+	}
+	if n == 1 {
+		base += b2i(s[base].key <= k)
+	}
+	return base
+}
+
+// b2i is 1 for true and 0 for false, without a branch (SETcc).
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// shiftIn inserts e into leaf l, which has room, after every entry of key
+// up to e.key (see upperKey). It looks for the place from the end, moving
+// each entry it passes up by one: the search and the shift are one pass
+// over the entries that move, which a binary search and a copy would read
+// twice, in dependent steps.
+func shiftIn(l *node, e entry) {
+	j := l.n
+	for j > 0 && l.items[j-1].key > e.key {
+		l.items[j] = l.items[j-1]
+		j--
+	}
+	l.items[j] = e
+	l.n++
+}
+
 func (t *btree) first() *node { return t.head }
 
 // firstBound returns the leftmost leaf and the separator above it: every
@@ -235,7 +277,9 @@ func (t *btree) min() (entry, bool) {
 	return l.items[0], true
 }
 
-// insert adds e, which must not be present.
+// insert adds e, whose seq must exceed that of every entry in the tree
+// (the selectors hand sequence numbers out in increasing order, renumbering
+// in order when they run out): it goes after every entry of its key.
 func (t *btree) insert(e entry) {
 	if t.root == nil {
 		t.root = t.newLeaf()
@@ -270,13 +314,7 @@ func (t *btree) insertHinted(e entry) {
 	}
 	if l := t.hint; l != nil && t.hintVer == t.ver && l.n < nodeCap &&
 		(!t.hintHasLo || !e.less(t.hintLo)) && (!t.hintHasHi || e.less(t.hintHi)) {
-		pos := l.n
-		if pos > 0 && !l.items[pos-1].less(e) {
-			pos = lowerBound(l.items[:l.n], e)
-		}
-		copy(l.items[pos+1:l.n+1], l.items[pos:l.n])
-		l.items[pos] = e
-		l.n++
+		shiftIn(l, e)
 		t.size++
 		t.place(e, l)
 		return
@@ -304,17 +342,15 @@ func (t *btree) insertAt(e entry, track bool) {
 // the leaf the hint when the insertion splits nothing.
 func (t *btree) insertRec(nd *node, e entry, rightmost, track bool) (*node, entry) {
 	if nd.leaf {
-		pos := lowerBound(nd.items[:nd.n], e)
 		if nd.n < nodeCap {
-			copy(nd.items[pos+1:nd.n+1], nd.items[pos:nd.n])
-			nd.items[pos] = e
-			nd.n++
+			shiftIn(nd, e)
 			t.place(e, nd)
 			if track {
 				t.hint, t.hintVer = nd, t.ver
 			}
 			return nil, entry{}
 		}
+		pos := upperKey(nd.items[:nd.n], e.key)
 		t.ver++
 		r := t.newLeaf()
 		// runEnd: e extends a run of equal keys (sequence numbers only
@@ -352,7 +388,8 @@ func (t *btree) insertRec(nd *node, e entry, rightmost, track bool) (*node, entr
 		nd.next = r
 		return r, r.items[0]
 	}
-	i := childIndex(nd, e)
+	// The child: the number of separators (items[1:]) not above e.
+	i := upperKey(nd.items[1:nd.n], e.key)
 	if track {
 		if i > 0 {
 			t.hintLo, t.hintHasLo = nd.items[i], true
@@ -427,18 +464,18 @@ func (t *btree) delete(e entry) bool {
 }
 
 // deleteSlot removes the entry of slot, which leaf id holds (see place),
-// and returns it. The leaf is scanned for the slot; a leaf left under half
-// full is merged or rebalanced (fixLeaf), the only case that searches the
-// tree.
+// and returns it. The leaf is scanned for the slot from the end, each entry
+// passed moving down by one, so that the search and the shift are one pass
+// over the entries after it. A leaf left under half full is merged or
+// rebalanced (fixLeaf), the only case that searches the tree.
 func (t *btree) deleteSlot(slot int32, id uint32) entry {
 	l := t.leaves[id]
-	items := l.items[:l.n]
-	pos := 0
-	for pos < len(items) && items[pos].slot != slot {
-		pos++
+	j := l.n - 1
+	e := l.items[j]
+	for e.slot != slot {
+		j-- // below 0 (a panic) if the slot is not there: a stale leaf id
+		e, l.items[j] = l.items[j], e
 	}
-	e := items[pos] // panics if the slot is not there: a stale leaf id
-	copy(items[pos:], items[pos+1:])
 	l.n--
 	t.size--
 	if l.n < nodeMin && l != t.root {
