@@ -224,6 +224,16 @@ func upperKey(s []entry, k uint64) int {
 	return base
 }
 
+// countKey is upperKey by counting the keys not above k: the loads do not
+// depend on one another.
+func countKey(s []entry, k uint64) int {
+	c := 0
+	for i := range s {
+		c += b2i(s[i].key <= k)
+	}
+	return c
+}
+
 // b2i is 1 for true and 0 for false, without a branch (SETcc).
 func b2i(b bool) int {
 	if b {
@@ -389,7 +399,7 @@ func (t *btree) insertRec(nd *node, e entry, rightmost, track bool) (*node, entr
 		return r, r.items[0]
 	}
 	// The child: the number of separators (items[1:]) not above e.
-	i := upperKey(nd.items[1:nd.n], e.key)
+	i := countKey(nd.items[1:nd.n], e.key)
 	if track {
 		if i > 0 {
 			t.hintLo, t.hintHasLo = nd.items[i], true
