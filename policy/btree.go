@@ -73,6 +73,9 @@ type btree struct {
 	// head is the leftmost leaf. It never leaves the tree: a split keeps
 	// the left half, a merge the left node, a root collapse the left spine.
 	head *node
+	// tail is the rightmost leaf (a split of it makes its new right half
+	// the tail, a merge of it into its left neighbour that neighbour).
+	tail *node
 	// firstBound's answer, valid while ver is boundVer (a shape change can
 	// move the separator above the leftmost leaf).
 	bound    *entry
@@ -293,17 +296,13 @@ func (t *btree) min() (entry, bool) {
 func (t *btree) insert(e entry) {
 	if t.root == nil {
 		t.root = t.newLeaf()
-		t.head = t.root
+		t.head, t.tail = t.root, t.root
 		t.ver++
 	}
 	// An entry after every other one (round robin puts a new member
 	// there) goes into the rightmost leaf: when it has room, appending
 	// changes no separator and needs no search.
-	l := t.root
-	for !l.leaf {
-		l = l.kids[l.n-1]
-	}
-	if l.n > 0 && l.n < nodeCap && l.items[l.n-1].less(e) {
+	if l := t.tail; l.n > 0 && l.n < nodeCap && l.items[l.n-1].less(e) {
 		l.items[l.n] = e
 		l.n++
 		t.size++
@@ -396,6 +395,9 @@ func (t *btree) insertRec(nd *node, e entry, rightmost, track bool) (*node, entr
 		}
 		r.next = nd.next
 		nd.next = r
+		if nd == t.tail {
+			t.tail = r
+		}
 		return r, r.items[0]
 	}
 	// The child: the number of separators (items[1:]) not above e.
@@ -567,6 +569,9 @@ func (t *btree) rebalance(nd *node, i int) {
 			t.placeAll(r.items[:r.n], l)
 			l.n = total
 			l.next = r.next
+			if r == t.tail {
+				t.tail = l
+			}
 			removeKid(nd, j+1)
 			t.release(r)
 			return

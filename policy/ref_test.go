@@ -333,6 +333,9 @@ func checkTree(t *testing.T, bt *btree) {
 	if total != bt.size {
 		t.Fatalf("size %d, counted %d", bt.size, total)
 	}
+	if leaves[0] != bt.head || leaves[len(leaves)-1] != bt.tail {
+		t.Fatalf("head or tail is not the first or last leaf")
+	}
 	checkLeafIDs(t, bt, leaves)
 }
 

@@ -233,8 +233,20 @@ func (s *sortedSelector) Add(slot int32, v Values) {
 // reset, a WRR member restarts in the current round, and the member goes
 // behind the others of equal key.
 func (s *sortedSelector) Update(slot int32, v Values) {
-	s.Remove(slot)
-	s.Add(slot, v)
+	if slot < 0 || int(slot) >= s.slots() || s.slot(slot).leaf == 0 {
+		s.Add(slot, v)
+		return
+	}
+	// Remove and Add, without clearing the slot in between: insert
+	// records the new leaf.
+	s.tree.deleteSlot(slot, s.slot(slot).leaf)
+	s.reserve(1)
+	key, aux := s.initial(v)
+	if !s.narrow {
+		s.sp.slots[slot].aux = aux
+	}
+	s.tree.insert(entry{key: key, seq: s.seq, slot: slot})
+	s.seq++
 }
 
 func (s *sortedSelector) Remove(slot int32) {
