@@ -144,7 +144,7 @@ func (t *btree) newLeaf() *node {
 		return nd
 	}
 	if len(t.leaves) == 0 {
-		t.leaves = append(t.leaves, nil) // id 0: none
+		t.leaves = make([]*node, 1, 16) // id 0: none
 	}
 	nd.id = int32(len(t.leaves))
 	t.leaves = append(t.leaves, nd)
@@ -170,6 +170,9 @@ func (t *btree) release(nd *node) {
 			return
 		}
 		t.leaves[nd.id] = nil
+		if t.freeIDs == nil {
+			t.freeIDs = make([]int32, 0, 16)
+		}
 		t.freeIDs = append(t.freeIDs, nd.id)
 		return
 	}
