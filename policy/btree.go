@@ -230,11 +230,21 @@ func upperKey(s []entry, k uint64) int {
 	return base
 }
 
-// countKey is upperKey by counting the keys not above k: the loads do not
-// depend on one another.
+// countKey is upperKey by counting the keys not above k, eight at a time
+// (the loads do not depend on one another), up to the first block that
+// has a key above k: s is sorted, so every key after it is above k too.
 func countKey(s []entry, k uint64) int {
-	c := 0
-	for i := range s {
+	c, i := 0, 0
+	for ; i+8 <= len(s); i += 8 {
+		q := s[i : i+8 : i+8]
+		m := b2i(q[0].key <= k) + b2i(q[1].key <= k) + b2i(q[2].key <= k) + b2i(q[3].key <= k) +
+			b2i(q[4].key <= k) + b2i(q[5].key <= k) + b2i(q[6].key <= k) + b2i(q[7].key <= k)
+		c += m
+		if m < 8 {
+			return c
+		}
+	}
+	for ; i < len(s); i++ {
 		c += b2i(s[i].key <= k)
 	}
 	return c
