@@ -44,6 +44,13 @@ func (h *expiryHeap) set(i int, exp int64, ri int32, s *Store) {
 // top pops the tombstones at the top, so that the first entry, if any, is
 // a record's.
 func (h *expiryHeap) top(s *Store) {
+	if len(h.idx) > 0 && h.idx[0] < 0 { // inlined: usually false
+		h.popDead(s)
+	}
+}
+
+//go:noinline (keeps top inlinable)
+func (h *expiryHeap) popDead(s *Store) {
 	for len(h.idx) > 0 && h.idx[0] < 0 {
 		h.dead--
 		h.removeAt(0, s)

@@ -556,7 +556,7 @@ func (s *Store) settleTop() {
 func (s *Store) NextExpiry() (time.Time, bool) {
 	if s.lazy > 0 {
 		s.settleTop()
-	} else {
+	} else if s.heap.dead > 0 {
 		s.heap.top(s)
 	}
 	if s.heap.len() == 0 {
@@ -575,9 +575,10 @@ func (s *Store) PopExpired(now time.Time, fn func(handle tlv.PoolHandle, pe tlv.
 	counted := false
 	// The keys are lower bounds of the deadlines (see setExpiry): none
 	// due, no deadline due.
-	for {
-		if s.heap.top(s); s.heap.len() == 0 || s.heap.exp[0] > t {
-			break
+	for s.heap.len() > 0 && s.heap.exp[0] <= t {
+		if s.heap.idx[0] < 0 { // a tombstone (its key is below the rest)
+			s.heap.popDead(s)
+			continue
 		}
 		// When the heap's last entry, a leaf, is due too, many may be:
 		// count them (once) and take them in one pass if they are.
