@@ -32,12 +32,15 @@
 // resolution carries it (see [Store.SelectEncoded]), from which the
 // PoolElement is read back, and the ASAP transport beside it: 88 bytes for
 // a PE with one address and a policy value of up to 8 bytes. A pool maps PE
-// identifiers to records (4 bytes a slot); the selectors of the sorted policies name their
-// members by record index in one shared slot space; deadlines sit in an
-// indexed 4-ary heap; each owner (home registrar) has an intrusive list and
+// identifiers to records (4 bytes a slot); the selectors of the sorted
+// policies name their members by record index in one shared slot space;
+// deadlines sit in an indexed 8-ary heap, in which a removed PE leaves a
+// tombstone (swept when tombstones are half the heap, popped when they
+// come to the top); each owner (home registrar) has an intrusive list and
 // a running checksum sum.
 // Register, Deregister, Lookup, SetExpiry and PopExpired per PE are
-// O(log n); Checksum is O(1); Select costs what the pool's policy costs.
+// O(log n) (Deregister's heap removal O(1) amortized); Checksum is O(1);
+// Select costs what the pool's policy costs.
 //
 // # Concurrency
 //

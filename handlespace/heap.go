@@ -11,17 +11,50 @@ const heapArity = 8
 // an earlier lower bound of it. Each record stores its heap position in
 // rec.heap. The keys and the records are kept in two parallel slices, 12
 // bytes an entry instead of the 16 of a padded {int64, int32} struct.
+//
+// Removal leaves a tombstone (record -1) with the entry's key, which keeps
+// the heap ordered as it was: no sift, and no record written but the
+// removed one. Tombstones at the top are popped by top (before the first
+// entry is read), and when they make up half the heap the live entries are
+// gathered and heapified again (O(n) for n/2 removals), as seqList does
+// with its tombstones. A deregistration burst then costs O(1) a PE instead
+// of a sift-down each (and the earliest deadline, the first to go when PEs
+// leave in the order they came, is the worst case: the last entry sinks
+// from the top to the bottom).
 type expiryHeap struct {
-	exp []int64 // key, UnixNano
-	idx []int32 // record
+	exp  []int64 // key, UnixNano
+	idx  []int32 // record; -1: a tombstone
+	dead int     // tombstones
 }
 
+// len is the number of entries, tombstones included.
 func (h *expiryHeap) len() int { return len(h.idx) }
+
+// live is the number of entries that are not tombstones.
+func (h *expiryHeap) live() int { return len(h.idx) - h.dead }
 
 // set puts entry (exp, ri) at position i and tells its record.
 func (h *expiryHeap) set(i int, exp int64, ri int32, s *Store) {
 	h.exp[i], h.idx[i] = exp, ri
-	s.rec(ri).heap = int32(i)
+	if ri >= 0 {
+		s.rec(ri).heap = int32(i)
+	}
+}
+
+// top pops the tombstones at the top, so that the first entry, if any, is
+// a record's.
+func (h *expiryHeap) top(s *Store) {
+	if len(h.idx) > 0 && h.idx[0] < 0 { // inlined: usually false
+		h.popDead(s)
+	}
+}
+
+//go:noinline (keeps top inlinable)
+func (h *expiryHeap) popDead(s *Store) {
+	for len(h.idx) > 0 && h.idx[0] < 0 {
+		h.dead--
+		h.removeAt(0, s)
+	}
 }
 
 func (h *expiryHeap) push(ri int32, exp int64, s *Store) {
@@ -40,8 +73,42 @@ func (h *expiryHeap) update(pos int32, exp int64, s *Store) {
 	}
 }
 
+// remove takes the entry at pos, a record's, out of the heap.
 func (h *expiryHeap) remove(pos int32, s *Store) {
 	s.rec(h.idx[pos]).heap = -1
+	if last := len(h.idx) - 1; int(pos) == last {
+		h.exp, h.idx = h.exp[:last], h.idx[:last]
+		return
+	}
+	h.idx[pos] = -1
+	h.dead++
+	if h.dead > 16 && 2*h.dead >= len(h.idx) {
+		h.compact(s)
+	}
+}
+
+// compact drops the tombstones and heapifies the rest.
+func (h *expiryHeap) compact(s *Store) {
+	j := 0
+	for i, ri := range h.idx {
+		if ri < 0 {
+			continue
+		}
+		if i != j {
+			h.exp[j], h.idx[j] = h.exp[i], ri
+			s.rec(ri).heap = int32(j)
+		}
+		j++
+	}
+	h.exp, h.idx, h.dead = h.exp[:j], h.idx[:j], 0
+	for i := (j - 2) / heapArity; i >= 0 && j > 1; i-- {
+		h.down(i, s)
+	}
+}
+
+// removeAt takes the entry at pos (a record's, whose heap position the
+// caller has cleared, or a tombstone) out of the heap, filling the hole.
+func (h *expiryHeap) removeAt(pos int32, s *Store) {
 	last := len(h.idx) - 1
 	exp, ri := h.exp[last], h.idx[last]
 	h.exp, h.idx = h.exp[:last], h.idx[:last]

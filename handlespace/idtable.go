@@ -66,7 +66,7 @@ func (t *idTable) init(seed uint32, maxRecs int) {
 	t.dBits = min(idDistBits, free)
 	t.tagMsk = 1<<(free-t.dBits) - 1
 	t.slots, t.n = nil, 0
-	t.resize(idTableMin, nil, nil, -1)
+	t.resize(idTableMin, nil, nil)
 }
 
 func (t *idTable) ri(slot uint32) int32 { return int32(slot&(1<<t.riBits-1)) - 1 }
@@ -80,15 +80,16 @@ func (t *idTable) home(j uint32, s *Store) uint32 {
 	return t.hash(s.rec(t.ri(sl)).id()) >> t.shift
 }
 
-// resize rehashes the table into size slots. Its entries are the live
-// records of members (the pool's members list, read in order so that the
-// records are too, rather than in the table's hash order) other than skip.
-func (t *idTable) resize(size int, s *Store, members []seqEnt[uint32], skip int32) {
+// resize rehashes the table into size slots (growing it, or for init).
+// Its entries are the live records of members (the pool's members list,
+// read in order so that the records are too, rather than in the table's
+// hash order).
+func (t *idTable) resize(size int, s *Store, members []seqEnt[uint32]) {
 	t.slots = make([]uint32, size)
 	t.shift = 32 - uint32(bits.Len(uint(size-1)))
 	mask := uint32(size - 1)
 	for _, e := range members {
-		if e.idx < 0 || e.idx == skip {
+		if e.idx < 0 {
 			continue
 		}
 		h := t.hash(s.rec(e.idx).id())
@@ -123,7 +124,7 @@ func (t *idTable) get(id uint32, s *Store) int32 {
 // the records the table holds (the pool's members, without ri).
 func (t *idTable) put(id uint32, ri int32, s *Store, members []seqEnt[uint32]) {
 	if (t.n+1)*4 > len(t.slots)*3 {
-		t.resize(2*len(t.slots), s, members, -1)
+		t.resize(2*len(t.slots), s, members)
 	}
 	h := t.hash(id)
 	mask := uint32(len(t.slots) - 1)
@@ -136,9 +137,8 @@ func (t *idTable) put(id uint32, ri int32, s *Store, members []seqEnt[uint32]) {
 	t.n++
 }
 
-// del removes id, held by record ri, which must be present. members are
-// the records the table holds (ri among them).
-func (t *idTable) del(id uint32, ri int32, s *Store, members []seqEnt[uint32]) {
+// del removes id, held by record ri, which must be present.
+func (t *idTable) del(id uint32, ri int32, s *Store) {
 	mask := uint32(len(t.slots) - 1)
 	i := t.hash(id) >> t.shift
 	for t.ri(t.slots[i]) != ri {
@@ -157,6 +157,34 @@ func (t *idTable) del(id uint32, ri int32, s *Store, members []seqEnt[uint32]) {
 	t.slots[i] = 0
 	t.n--
 	if len(t.slots) > idTableMin && t.n*8 < len(t.slots) {
-		t.resize(len(t.slots)/2, s, members, ri)
+		t.halve(s)
+	}
+}
+
+// halve rehashes the table into half its slots. The home of an entry
+// there is its home here halved (a home is the hash's top bits), which its
+// recorded distance gives, so only the entries at dMax or more from home
+// have their record read.
+func (t *idTable) halve(s *Store) {
+	old := t.slots
+	oldMask := uint32(len(old) - 1)
+	t.slots = make([]uint32, len(old)/2)
+	t.shift++
+	mask := uint32(len(t.slots) - 1)
+	for j, sl := range old {
+		if sl == 0 {
+			continue
+		}
+		var home uint32
+		if d := t.dist(sl); d < t.dMax() {
+			home = ((uint32(j) - d) & oldMask) >> 1
+		} else {
+			home = t.hash(s.rec(t.ri(sl)).id()) >> t.shift
+		}
+		i := home
+		for t.slots[i] != 0 {
+			i = (i + 1) & mask
+		}
+		t.slots[i] = t.withDist(sl, (i-home)&mask)
 	}
 }

@@ -38,7 +38,7 @@ func TestIDTable(t *testing.T) {
 				t.Fatalf("MaxPEs %d op %d get(%d) = %d, want %d", maxPEs, op, id, got, want)
 			}
 			if ok && r.IntN(2) == 0 {
-				tb.del(id, want, s, members)
+				tb.del(id, want, s)
 				members[pos[want]].idx = -1
 				s.freeRec(want)
 				delete(ref, id)
@@ -79,6 +79,68 @@ func checkIDTable(t *testing.T, tb *idTable, s *Store) {
 			if tb.slots[k] == 0 {
 				t.Fatalf("slot %d: empty slot %d after its home %d", j, k, home)
 			}
+		}
+	}
+}
+
+// TestIDTableShrink fills tables to thousands of entries (clustered keys
+// too) and empties them again, so that they halve many times (halve
+// rehashes from the recorded distances, reading only the records of
+// entries at dMax or more from home): after each halving every slot's
+// distance must be right and every entry found, and removed ones not.
+func TestIDTableShrink(t *testing.T) {
+	for _, maxPEs := range []int{1 << 14, DefaultMaxPEs, maxLimit} {
+		s, err := New(Config{MaxPEs: maxPEs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := rand.New(rand.NewPCG(5, 6))
+		var tb idTable
+		tb.init(777, maxPEs)
+		var members []seqEnt[uint32]
+		ref := map[uint32]int32{}
+		for len(ref) < 6000 {
+			id := r.Uint32()
+			if r.IntN(4) == 0 {
+				id = uint32(r.IntN(4000)) << 20 // same low bits
+			}
+			if _, ok := ref[id]; ok {
+				continue
+			}
+			ri := s.allocRec()
+			binary.BigEndian.PutUint32(s.rec(ri).data[4:], id)
+			tb.put(id, ri, s, members)
+			members = append(members, seqEnt[uint32]{idx: ri})
+			ref[id] = ri
+		}
+		ids := make([]uint32, 0, len(ref))
+		for id := range ref {
+			ids = append(ids, id)
+		}
+		r.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+		halvings := 0
+		for k, id := range ids {
+			size := len(tb.slots)
+			tb.del(id, ref[id], s)
+			delete(ref, id)
+			if len(tb.slots) == size {
+				continue
+			}
+			halvings++
+			checkIDTable(t, &tb, s)
+			for _, other := range ids[k+1:] {
+				if got := tb.get(other, s); got != ref[other] {
+					t.Fatalf("MaxPEs %d: after halving to %d, get(%d) = %d, want %d", maxPEs, len(tb.slots), other, got, ref[other])
+				}
+			}
+			for _, gone := range ids[:k+1] {
+				if got := tb.get(gone, s); got != -1 {
+					t.Fatalf("MaxPEs %d: removed %d still found (%d)", maxPEs, gone, got)
+				}
+			}
+		}
+		if halvings < 8 || tb.n != 0 || len(tb.slots) != idTableMin {
+			t.Fatalf("MaxPEs %d: %d halvings, %d entries in %d slots at the end", maxPEs, halvings, tb.n, len(tb.slots))
 		}
 	}
 }

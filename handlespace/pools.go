@@ -208,7 +208,7 @@ func (s *Store) removeRec(p *pool, pi int32, ri int32, r *rec) {
 		p.slotPE[r.slot] = -1
 		p.freeSl = append(p.freeSl, r.slot)
 	}
-	p.ids.del(r.id(), ri, s, p.members.ents)
+	p.ids.del(r.id(), ri, s)
 	p.members.remove(r.pos, func(idx, pos int32) { s.rec(idx).pos = pos })
 	s.ownerUnlink(ri, r, p)
 	if r.heap >= 0 {

@@ -538,7 +538,10 @@ func (s *Store) clearLazy(r *rec) {
 // one has its own (see setExpiry): then its key is the earliest deadline,
 // since every key is at most its record's deadline.
 func (s *Store) settleTop() {
-	for s.heap.len() > 0 {
+	for {
+		if s.heap.top(s); s.heap.len() == 0 {
+			return
+		}
 		r := s.rec(s.heap.idx[0])
 		if r.flags&flagLazyExp == 0 {
 			return
@@ -553,6 +556,8 @@ func (s *Store) settleTop() {
 func (s *Store) NextExpiry() (time.Time, bool) {
 	if s.lazy > 0 {
 		s.settleTop()
+	} else if s.heap.dead > 0 {
+		s.heap.top(s)
 	}
 	if s.heap.len() == 0 {
 		return time.Time{}, false
@@ -571,6 +576,10 @@ func (s *Store) PopExpired(now time.Time, fn func(handle tlv.PoolHandle, pe tlv.
 	// The keys are lower bounds of the deadlines (see setExpiry): none
 	// due, no deadline due.
 	for s.heap.len() > 0 && s.heap.exp[0] <= t {
+		if s.heap.idx[0] < 0 { // a tombstone (its key is below the rest)
+			s.heap.popDead(s)
+			continue
+		}
 		// When the heap's last entry, a leaf, is due too, many may be:
 		// count them (once) and take them in one pass if they are.
 		if h := &s.heap; !counted && !s.noBulk && h.len() >= bulkMin && h.exp[h.len()-1] <= t {
@@ -636,6 +645,9 @@ func (s *Store) popExpiredBulk(t int64, k int, fn func(handle tlv.PoolHandle, pe
 			continue // a lower bound of the deadline
 		}
 		ri := h.idx[i]
+		if ri < 0 {
+			continue // a tombstone
+		}
 		if d := s.deadline(s.rec(ri)); d <= t {
 			due = append(due, dueEnt{d, ri})
 		}
@@ -659,6 +671,9 @@ func (s *Store) popExpiredBulk(t int64, k int, fn func(handle tlv.PoolHandle, pe
 	j := 0
 	for i, e := range h.exp {
 		ri := h.idx[i]
+		if ri < 0 {
+			continue // a tombstone
+		}
 		if e <= t {
 			r := s.rec(ri)
 			if e = s.deadline(r); r.flags&flagLazyExp != 0 {
@@ -676,7 +691,7 @@ func (s *Store) popExpiredBulk(t int64, k int, fn func(handle tlv.PoolHandle, pe
 		}
 		j++
 	}
-	h.exp, h.idx = h.exp[:j], h.idx[:j]
+	h.exp, h.idx, h.dead = h.exp[:j], h.idx[:j], 0
 	for i := (j - 2) / heapArity; i >= 0 && j > 1; i-- {
 		h.down(i, s)
 	}
@@ -715,7 +730,8 @@ func (s *Store) popExpiredBulk(t int64, k int, fn func(handle tlv.PoolHandle, pe
 	return n
 }
 
-// countDue is the number of entries whose key is not after t.
+// countDue is the number of entries (tombstones too) whose key is not
+// after t.
 func (h *expiryHeap) countDue(t int64) int {
 	n := 0
 	for _, e := range h.exp {

@@ -13,6 +13,14 @@ import "slices"
 // ends a run in the middle of a full leaf splits it there (within the
 // middle half). So trees filled in order or at the ends of key runs stay
 // nearly full.
+//
+// A tree made with a SlotSpace (the sorted selectors' trees) keeps, for
+// each entry's slot, the leaf that holds the entry (the leaf's number in
+// t.leaves), and rewrites it whenever an entry moves to another leaf: on
+// insertion, splits, merges and redistribution. A member then leaves
+// (deleteSlot) without a descent and without knowing its key: its leaf is
+// scanned for the slot, and only a leaf left under half full has the path
+// to it searched, to merge or rebalance it.
 
 const (
 	// nodeCap is the number of entries per leaf and children per internal
@@ -34,6 +42,7 @@ func (a entry) less(b entry) bool {
 type node struct {
 	n    int
 	leaf bool
+	id   int32 // leaf: its number in btree.leaves (>= 1); internal: 0
 	// Leaf: the entries. Internal: items[i] (i >= 1) is a separator, at most
 	// every entry under kids[i] and greater than every entry under kids[i-1].
 	items [nodeCap]entry
@@ -64,10 +73,59 @@ type btree struct {
 	// head is the leftmost leaf. It never leaves the tree: a split keeps
 	// the left half, a merge the left node, a root collapse the left spine.
 	head *node
+	// tail is the rightmost leaf (a split of it makes its new right half
+	// the tail, a merge of it into its left neighbour that neighbour).
+	tail *node
 	// firstBound's answer, valid while ver is boundVer (a shape change can
 	// move the separator above the leftmost leaf).
 	bound    *entry
 	boundVer uint64
+	// sp, when not nil, is where the tree records each entry's leaf: the
+	// slot's narrowSlot (narrow) or sortedSlot holds the leaf's id.
+	sp     *SlotSpace
+	narrow bool
+	// leaves holds every leaf by id (leaves[0] is unused: id 0 is "none");
+	// freeIDs are the ids of the leaves that left the tree for good.
+	leaves  []*node
+	freeIDs []int32
+}
+
+// newBtree returns an empty tree that records the leaf of each entry's
+// slot in sp (see btree), in sp.narrow when narrow is set and in sp.slots
+// otherwise.
+func newBtree(sp *SlotSpace, narrow bool) btree {
+	return btree{sp: sp, narrow: narrow}
+}
+
+// place records that entry e is held by leaf l.
+func (t *btree) place(e entry, l *node) {
+	if t.sp == nil {
+		return
+	}
+	if t.narrow {
+		t.sp.narrow[e.slot].leaf = uint32(l.id)
+		return
+	}
+	t.sp.slots[e.slot].leaf = uint32(l.id)
+}
+
+// placeAll records that leaf l holds the entries es.
+func (t *btree) placeAll(es []entry, l *node) {
+	if t.sp == nil {
+		return
+	}
+	id := uint32(l.id)
+	if t.narrow {
+		ns := t.sp.narrow
+		for _, e := range es {
+			ns[e.slot].leaf = id
+		}
+		return
+	}
+	ss := t.sp.slots
+	for _, e := range es {
+		ss[e.slot].leaf = id
+	}
 }
 
 const maxFree = 4
@@ -76,9 +134,21 @@ func (t *btree) newLeaf() *node {
 	if k := len(t.freeLeaves); k > 0 {
 		nd := t.freeLeaves[k-1]
 		t.freeLeaves = t.freeLeaves[:k-1]
+		return nd // it keeps its id
+	}
+	nd := &node{leaf: true}
+	if k := len(t.freeIDs); k > 0 {
+		nd.id = t.freeIDs[k-1]
+		t.freeIDs = t.freeIDs[:k-1]
+		t.leaves[nd.id] = nd
 		return nd
 	}
-	return &node{leaf: true}
+	if len(t.leaves) == 0 {
+		t.leaves = make([]*node, 1, 16) // id 0: none
+	}
+	nd.id = int32(len(t.leaves))
+	t.leaves = append(t.leaves, nd)
+	return nd
 }
 
 func (t *btree) newInternal() *node {
@@ -97,7 +167,13 @@ func (t *btree) release(nd *node) {
 	if nd.leaf {
 		if len(t.freeLeaves) < maxFree {
 			t.freeLeaves = append(t.freeLeaves, nd)
+			return
 		}
+		t.leaves[nd.id] = nil
+		if t.freeIDs == nil {
+			t.freeIDs = make([]int32, 0, 16)
+		}
+		t.freeIDs = append(t.freeIDs, nd.id)
 		return
 	}
 	clear(nd.kids)
@@ -135,6 +211,68 @@ func childIndex(nd *node, e entry) int {
 	return lo - 1
 }
 
+// upperKey returns the index of the first item in s whose key exceeds k.
+// It is where an insertion puts an entry of key k: the insertions' entries
+// have a sequence number above every entry's in the tree (see insert), so
+// they go after every entry of equal key, and comparing keys is enough.
+// The halving step is a conditional move, not a branch: the comparisons
+// of an insertion's search are unpredictable.
+func upperKey(s []entry, k uint64) int {
+	base, n := 0, len(s)
+	for n > 1 {
+		half := n >> 1
+		base += half & -b2i(s[base+half].key <= k)
+		n -= half
+	}
+	if n == 1 {
+		base += b2i(s[base].key <= k)
+	}
+	return base
+}
+
+// countKey is upperKey by counting the keys not above k, eight at a time
+// (the loads do not depend on one another), up to the first block that
+// has a key above k: s is sorted, so every key after it is above k too.
+func countKey(s []entry, k uint64) int {
+	c, i := 0, 0
+	for ; i+8 <= len(s); i += 8 {
+		q := s[i : i+8 : i+8]
+		m := b2i(q[0].key <= k) + b2i(q[1].key <= k) + b2i(q[2].key <= k) + b2i(q[3].key <= k) +
+			b2i(q[4].key <= k) + b2i(q[5].key <= k) + b2i(q[6].key <= k) + b2i(q[7].key <= k)
+		c += m
+		if m < 8 {
+			return c
+		}
+	}
+	for ; i < len(s); i++ {
+		c += b2i(s[i].key <= k)
+	}
+	return c
+}
+
+// b2i is 1 for true and 0 for false, without a branch (SETcc).
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// shiftIn inserts e into leaf l, which has room, after every entry of key
+// up to e.key (see upperKey). It looks for the place from the end, moving
+// each entry it passes up by one: the search and the shift are one pass
+// over the entries that move, which a binary search and a copy would read
+// twice, in dependent steps.
+func shiftIn(l *node, e entry) {
+	j := l.n
+	for j > 0 && l.items[j-1].key > e.key {
+		l.items[j] = l.items[j-1]
+		j--
+	}
+	l.items[j] = e
+	l.n++
+}
+
 func (t *btree) first() *node { return t.head }
 
 // firstBound returns the leftmost leaf and the separator above it: every
@@ -165,24 +303,23 @@ func (t *btree) min() (entry, bool) {
 	return l.items[0], true
 }
 
-// insert adds e, which must not be present.
+// insert adds e, whose seq must exceed that of every entry in the tree
+// (the selectors hand sequence numbers out in increasing order, renumbering
+// in order when they run out): it goes after every entry of its key.
 func (t *btree) insert(e entry) {
 	if t.root == nil {
 		t.root = t.newLeaf()
-		t.head = t.root
+		t.head, t.tail = t.root, t.root
 		t.ver++
 	}
 	// An entry after every other one (round robin puts a new member
 	// there) goes into the rightmost leaf: when it has room, appending
 	// changes no separator and needs no search.
-	l := t.root
-	for !l.leaf {
-		l = l.kids[l.n-1]
-	}
-	if l.n > 0 && l.n < nodeCap && l.items[l.n-1].less(e) {
+	if l := t.tail; l.n > 0 && l.n < nodeCap && l.items[l.n-1].less(e) {
 		l.items[l.n] = e
 		l.n++
 		t.size++
+		t.place(e, l)
 		return
 	}
 	t.insertAt(e, false)
@@ -199,14 +336,9 @@ func (t *btree) insertHinted(e entry) {
 	}
 	if l := t.hint; l != nil && t.hintVer == t.ver && l.n < nodeCap &&
 		(!t.hintHasLo || !e.less(t.hintLo)) && (!t.hintHasHi || e.less(t.hintHi)) {
-		pos := l.n
-		if pos > 0 && !l.items[pos-1].less(e) {
-			pos = lowerBound(l.items[:l.n], e)
-		}
-		copy(l.items[pos+1:l.n+1], l.items[pos:l.n])
-		l.items[pos] = e
-		l.n++
+		shiftIn(l, e)
 		t.size++
+		t.place(e, l)
 		return
 	}
 	t.hintHasLo, t.hintHasHi = false, false
@@ -232,16 +364,15 @@ func (t *btree) insertAt(e entry, track bool) {
 // the leaf the hint when the insertion splits nothing.
 func (t *btree) insertRec(nd *node, e entry, rightmost, track bool) (*node, entry) {
 	if nd.leaf {
-		pos := lowerBound(nd.items[:nd.n], e)
 		if nd.n < nodeCap {
-			copy(nd.items[pos+1:nd.n+1], nd.items[pos:nd.n])
-			nd.items[pos] = e
-			nd.n++
+			shiftIn(nd, e)
+			t.place(e, nd)
 			if track {
 				t.hint, t.hintVer = nd, t.ver
 			}
 			return nil, entry{}
 		}
+		pos := upperKey(nd.items[:nd.n], e.key)
 		t.ver++
 		r := t.newLeaf()
 		// runEnd: e extends a run of equal keys (sequence numbers only
@@ -250,6 +381,7 @@ func (t *btree) insertRec(nd *node, e entry, rightmost, track bool) (*node, entr
 		if pos == nd.n && (rightmost || runEnd) {
 			r.items[0] = e
 			r.n = 1
+			t.place(e, r)
 		} else {
 			mid := nodeCap / 2
 			if runEnd && nd.items[pos].key != e.key {
@@ -265,18 +397,24 @@ func (t *btree) insertRec(nd *node, e entry, rightmost, track bool) (*node, entr
 				copy(nd.items[pos+1:nd.n+1], nd.items[pos:nd.n])
 				nd.items[pos] = e
 				nd.n++
+				t.place(e, nd)
 			} else {
 				p := pos - mid
 				copy(r.items[p+1:r.n+1], r.items[p:r.n])
 				r.items[p] = e
 				r.n++
 			}
+			t.placeAll(r.items[:r.n], r) // e too, when it went there
 		}
 		r.next = nd.next
 		nd.next = r
+		if nd == t.tail {
+			t.tail = r
+		}
 		return r, r.items[0]
 	}
-	i := childIndex(nd, e)
+	// The child: the number of separators (items[1:]) not above e.
+	i := countKey(nd.items[1:nd.n], e.key)
 	if track {
 		if i > 0 {
 			t.hintLo, t.hintHasLo = nd.items[i], true
@@ -350,6 +488,47 @@ func (t *btree) delete(e entry) bool {
 	return true
 }
 
+// deleteSlot removes the entry of slot, which leaf id holds (see place),
+// and returns it. The leaf is scanned for the slot from the end, each entry
+// passed moving down by one, so that the search and the shift are one pass
+// over the entries after it. A leaf left under half full is merged or
+// rebalanced (fixLeaf), the only case that searches the tree.
+func (t *btree) deleteSlot(slot int32, id uint32) entry {
+	l := t.leaves[id]
+	j := l.n - 1
+	e := l.items[j]
+	for e.slot != slot {
+		j-- // below 0 (a panic) if the slot is not there: a stale leaf id
+		e, l.items[j] = l.items[j], e
+	}
+	l.n--
+	t.size--
+	if l.n < nodeMin && l != t.root {
+		t.fixLeaf(t.root, e)
+		if !t.root.leaf && t.root.n == 1 {
+			old := t.root
+			t.root = old.kids[0]
+			t.release(old)
+			t.ver++
+		}
+	}
+	return e
+}
+
+// fixLeaf rebalances the nodes on the path from nd to the leaf that held
+// e, bottom up, as deleteRec does after its deletion: the separators have
+// not changed, so e still leads to that leaf.
+func (t *btree) fixLeaf(nd *node, e entry) {
+	if nd.leaf {
+		return
+	}
+	i := childIndex(nd, e)
+	t.fixLeaf(nd.kids[i], e)
+	if nd.kids[i].n < nodeMin {
+		t.rebalance(nd, i)
+	}
+}
+
 // deleteFirst removes the smallest entry from l, the leftmost leaf, which
 // must hold one. When l keeps at least half its entries (or is the root) it
 // only shifts them: its first entry is never a separator, so no other node
@@ -400,8 +579,12 @@ func (t *btree) rebalance(nd *node, i int) {
 		total := l.n + r.n
 		if total <= nodeCap {
 			copy(l.items[l.n:], r.items[:r.n])
+			t.placeAll(r.items[:r.n], l)
 			l.n = total
 			l.next = r.next
+			if r == t.tail {
+				t.tail = l
+			}
 			removeKid(nd, j+1)
 			t.release(r)
 			return
@@ -410,8 +593,14 @@ func (t *btree) rebalance(nd *node, i int) {
 		copy(buf[:], l.items[:l.n])
 		copy(buf[l.n:], r.items[:r.n])
 		k := total / 2
+		ln := l.n
 		l.n = copy(l.items[:], buf[:k])
 		r.n = copy(r.items[:], buf[k:total])
+		if ln > k { // l's last ln-k went to r
+			t.placeAll(r.items[:ln-k], r)
+		} else { // r's first k-ln went to l
+			t.placeAll(l.items[ln:k], l)
+		}
 		nd.items[j+1] = r.items[0]
 		return
 	}

@@ -172,11 +172,19 @@ func (t Type) Known() bool {
 
 // Randomized reports whether t draws members at random (by weight) rather
 // than taking them in a sort order.
-func (t Type) Randomized() bool { return infos[t].random }
+func (t Type) Randomized() bool {
+	inf := infoOf(t)
+	return inf != nil && inf.random
+}
 
 // Fields returns the u32 fields that follow the Policy Type on the wire for
 // t, in wire order; nil for an unknown t. The slice must not be modified.
-func (t Type) Fields() []Field { return infos[t].fields }
+func (t Type) Fields() []Field {
+	if inf := infoOf(t); inf != nil {
+		return inf.fields
+	}
+	return nil
+}
 
 // Mask returns v with every field that t does not carry set to zero, so that
 // values decoded from different sources compare equal.

@@ -30,11 +30,13 @@
 // injected math/rand/v2 source. Degradation grows after each selection and is
 // reset by Update.
 //
-// Every operation is O(log n) in the pool size; memory is about 27 bytes per
-// member for the sorted policies whose members keep their key (round robin,
-// priority, least used, priority least used, least used with DPF), 35 for
-// the others (weighted round robin, the degradation policies) and 13 for
-// the randomized ones.
+// Every operation is O(log n) in the pool size (removal finds the member's
+// leaf of the tree from its slot, without a search); memory is about 24 to
+// 32 bytes per member for the sorted policies whose members keep their key
+// (round robin, priority, least used, priority least used, least used with
+// DPF: 24 when members join in order, 32 with scattered keys), 30 to 37 for
+// the others (weighted round robin, the degradation policies) and 5 to 17
+// for the randomized ones.
 //
 // # Text and JSON
 //

@@ -333,6 +333,45 @@ func checkTree(t *testing.T, bt *btree) {
 	if total != bt.size {
 		t.Fatalf("size %d, counted %d", bt.size, total)
 	}
+	if leaves[0] != bt.head || leaves[len(leaves)-1] != bt.tail {
+		t.Fatalf("head or tail is not the first or last leaf")
+	}
+	checkLeafIDs(t, bt, leaves)
+}
+
+// checkLeafIDs verifies the leaf ids of a tree made with a SlotSpace: each
+// leaf is bt.leaves[its id], the ids are distinct, each entry's slot
+// records its leaf, and a freed id is nil in bt.leaves.
+func checkLeafIDs(t *testing.T, bt *btree, leaves []*node) {
+	t.Helper()
+	if bt.sp == nil {
+		return
+	}
+	seen := map[int32]bool{}
+	for _, l := range append(slices.Clip(leaves), bt.freeLeaves...) {
+		if l.id <= 0 || int(l.id) >= len(bt.leaves) || bt.leaves[l.id] != l || seen[l.id] {
+			t.Fatalf("leaf with id %d: not leaves[%d], or the id is taken twice", l.id, l.id)
+		}
+		seen[l.id] = true
+	}
+	for _, id := range bt.freeIDs {
+		if bt.leaves[id] != nil || seen[id] {
+			t.Fatalf("free leaf id %d in use", id)
+		}
+	}
+	for _, l := range leaves {
+		for _, e := range l.items[:l.n] {
+			var got uint32
+			if bt.narrow {
+				got = bt.sp.narrow[e.slot].leaf
+			} else {
+				got = bt.sp.slots[e.slot].leaf
+			}
+			if got != uint32(l.id) {
+				t.Fatalf("slot %d (entry %v) records leaf %d, is in leaf %d", e.slot, e, got, l.id)
+			}
+		}
+	}
 }
 
 func TestBtreeRandomOps(t *testing.T) {
@@ -554,5 +593,115 @@ func TestBtreeClusteredInserts(t *testing.T) {
 	checkTree(t, &bt)
 	if got := bt.all(); !slices.Equal(got, ref) {
 		t.Fatalf("contents differ")
+	}
+}
+
+// TestBtreeLeafIDs drives a tree that records each entry's leaf (as the
+// sorted selectors' trees do) through growth to three levels and back,
+// with insertions anywhere, at the ends of key runs (hinted) and at the
+// right end, removals by slot (deleteSlot, which trusts the recorded
+// leaf), by entry and of the first entry, so that leaves split, merge and
+// share their entries, against a sorted slice; after every operation (or
+// every 50th on a large tree) every slot's recorded leaf must hold it and
+// a removed slot's entry must be gone. Both slot arrays are tried.
+func TestBtreeLeafIDs(t *testing.T) {
+	for _, narrow := range []bool{true, false} {
+		t.Run(fmt.Sprint("narrow=", narrow), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(11, 12))
+			const slots = 6000
+			sp := &SlotSpace{narrow: make([]narrowSlot, slots), slots: make([]sortedSlot, slots)}
+			bt := newBtree(sp, narrow)
+			leafOf := func(slot int32) uint32 {
+				if narrow {
+					return sp.narrow[slot].leaf
+				}
+				return sp.slots[slot].leaf
+			}
+			clearSlot := func(slot int32) {
+				sp.narrow[slot], sp.slots[slot] = narrowSlot{}, sortedSlot{}
+			}
+			cmp := func(a, b entry) int {
+				if a.less(b) {
+					return -1
+				} else if b.less(a) {
+					return 1
+				}
+				return 0
+			}
+			var ref []entry
+			var free []int32 // slots not in the tree
+			for i := int32(slots - 1); i >= 0; i-- {
+				free = append(free, i)
+			}
+			seq := uint32(1)
+			ins := func(key uint64, how int) {
+				slot := free[len(free)-1]
+				free = free[:len(free)-1]
+				e := entry{key: key, seq: seq, slot: slot}
+				seq++
+				switch how {
+				case 0:
+					bt.insert(e)
+				default:
+					bt.insertHinted(e)
+				}
+				i, _ := slices.BinarySearchFunc(ref, e, cmp)
+				ref = slices.Insert(ref, i, e)
+			}
+			gone := func(i int) {
+				clearSlot(ref[i].slot)
+				free = append(free, ref[i].slot)
+				ref = slices.Delete(ref, i, i+1)
+			}
+			target := 0
+			for op := 0; op < 60000; op++ {
+				if op%15000 == 0 {
+					target = []int{400, 5000, 100, 3000}[op/15000]
+				}
+				grow := len(ref) < target
+				switch k := rng.IntN(100); {
+				case len(ref) == 0 || (grow && k < 60) || (!grow && k < 35):
+					switch rng.IntN(4) {
+					case 0:
+						ins(1<<40, 0) // right end
+					case 1:
+						ins(uint64(rng.IntN(30)), 1) // the end of a run
+					default:
+						ins(uint64(rng.IntN(1000)), 0)
+					}
+				case k < 80:
+					i := rng.IntN(len(ref))
+					e := ref[i]
+					if got := bt.deleteSlot(e.slot, leafOf(e.slot)); got != e {
+						t.Fatalf("op %d: deleteSlot(%d) removed %v, want %v", op, e.slot, got, e)
+					}
+					gone(i)
+				case k < 90:
+					i := rng.IntN(len(ref))
+					if !bt.delete(ref[i]) {
+						t.Fatalf("op %d: delete of present entry failed", op)
+					}
+					gone(i)
+				default:
+					l, _ := bt.firstBound()
+					bt.deleteFirst(l)
+					gone(0)
+				}
+				if len(ref) < 300 || op%50 == 0 {
+					checkTree(t, &bt)
+					if got := bt.all(); !slices.Equal(got, ref) && len(got)+len(ref) > 0 {
+						t.Fatalf("op %d: contents differ", op)
+					}
+					for _, sl := range free {
+						if leafOf(sl) != 0 {
+							t.Fatalf("op %d: removed slot %d records leaf %d", op, sl, leafOf(sl))
+						}
+					}
+				}
+			}
+			if len(bt.leaves) > 2*(slots/nodeMin)+maxFree+2 {
+				t.Errorf("%d leaf ids for at most %d entries: ids are not reused", len(bt.leaves), slots)
+			}
+		})
 	}
 }

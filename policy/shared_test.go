@@ -107,7 +107,7 @@ func TestClear(t *testing.T) {
 			}
 			if ss, ok := sel.(*sortedSelector); ok {
 				for slot := range int32(300) {
-					if st := ss.slot(slot); st.seq != 0 {
+					if st := ss.slot(slot); st.leaf != 0 {
 						t.Fatalf("slot %d still holds %+v after Clear", slot, st)
 					}
 				}

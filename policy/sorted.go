@@ -2,12 +2,11 @@ package policy
 
 import "math"
 
-// sortedSlot is a member of a sorted selector: its current position in the
-// tree (key, seq) and one policy-specific number. 16 bytes.
+// sortedSlot is a member of a sorted selector: the leaf of the selector's
+// tree that holds its entry, and one policy-specific number. 8 bytes.
 type sortedSlot struct {
-	key uint64
-	seq uint32 // 0: slot not present
-	aux uint32 // WRR: Weight; degradation policies: LoadDegradation
+	leaf uint32 // the leaf's id in the tree (btree.place); 0: not present
+	aux  uint32 // WRR: Weight; degradation policies: LoadDegradation
 }
 
 // sortedSelector implements the policies that take the first n members in a
@@ -32,8 +31,8 @@ type sortedSelector struct {
 // of them can share one slot space: see NewShared. Selectors of the
 // policies whose members keep the key they joined with and whose key fits
 // 32 bits (round robin, priority, least used, priority least used, least
-// used with DPF) keep 8 bytes a slot; the others (weighted round robin and
-// the degradation policies, whose keys move with each selection) 16 bytes.
+// used with DPF) keep 4 bytes a slot; the others (weighted round robin and
+// the degradation policies, whose hook reads a number of the member) 8 bytes.
 // The two kinds have a slot array each, as long as the largest slot of
 // that kind in use. The zero value is empty and ready to use.
 type SlotSpace struct {
@@ -41,15 +40,13 @@ type SlotSpace struct {
 	narrow []narrowSlot
 }
 
-// narrowSlot is sortedSlot for a selector with narrow set: the key fits
-// 32 bits and there is no aux.
+// narrowSlot is sortedSlot for a selector with narrow set: there is no aux.
 type narrowSlot struct {
-	key uint32
-	seq uint32 // 0: slot not present
+	leaf uint32 // as sortedSlot.leaf
 }
 
-// narrowType tells whether policy t's members keep the key they joined
-// with (hook leaves it, aux unused) and the key fits 32 bits (initial).
+// narrowType tells whether policy t's members need no number of their own
+// (aux): their hook leaves the key as it is (see hookUsesAux).
 func narrowType(t Type) bool {
 	switch t {
 	case RoundRobin, Priority, LeastUsed, PriorityLeastUsed, LeastUsedDPF:
@@ -62,8 +59,10 @@ func newSortedSelector(t Type, maxInc int, sp *SlotSpace) *sortedSelector {
 	if sp == nil {
 		sp = &SlotSpace{}
 	}
+	narrow := narrowType(t)
 	return &sortedSelector{
-		typ: t, maxInc: maxInc, seq: 1, sp: sp, narrow: narrowType(t),
+		typ: t, maxInc: maxInc, seq: 1, sp: sp, narrow: narrow,
+		tree:       newBtree(sp, narrow),
 		seqLimit:   math.MaxUint32 - 1,
 		roundLimit: math.MaxUint32 / 2,
 	}
@@ -72,20 +71,26 @@ func newSortedSelector(t Type, maxInc int, sp *SlotSpace) *sortedSelector {
 // slot returns the member data of slot, which grow has made room for.
 func (s *sortedSelector) slot(slot int32) sortedSlot {
 	if s.narrow {
-		n := s.sp.narrow[slot]
-		return sortedSlot{key: uint64(n.key), seq: n.seq}
+		return sortedSlot{leaf: s.sp.narrow[slot].leaf}
 	}
 	return s.sp.slots[slot]
 }
 
-// setSlot stores the member data of slot; a narrow selector's keys fit 32
-// bits and its aux is 0.
-func (s *sortedSelector) setSlot(slot int32, st sortedSlot) {
+// clearSlot marks slot not present.
+func (s *sortedSelector) clearSlot(slot int32) {
 	if s.narrow {
-		s.sp.narrow[slot] = narrowSlot{key: uint32(st.key), seq: st.seq}
+		s.sp.narrow[slot] = narrowSlot{}
 		return
 	}
-	s.sp.slots[slot] = st
+	s.sp.slots[slot] = sortedSlot{}
+}
+
+// aux returns the aux value of present slot.
+func (s *sortedSelector) aux(slot int32) uint32 {
+	if s.narrow {
+		return 0
+	}
+	return s.sp.slots[slot].aux
 }
 
 // slots is the length of the selector's kind of slot array.
@@ -197,14 +202,11 @@ func (s *sortedSelector) reserve(k int) {
 // numbers or WRR rounds.
 func (s *sortedSelector) rebuild(sub uint64) {
 	all := s.tree.all()
-	s.tree = btree{}
+	s.tree = newBtree(s.sp, s.narrow)
 	for i, e := range all {
 		e.seq = uint32(i + 1)
 		e.key -= sub
-		st := s.slot(e.slot)
-		st.seq, st.key = e.seq, e.key
-		s.setSlot(e.slot, st)
-		s.tree.insert(e)
+		s.tree.insert(e) // records the entry's new leaf
 	}
 	s.seq = uint32(len(all) + 1)
 }
@@ -214,44 +216,58 @@ func (s *sortedSelector) Add(slot int32, v Values) {
 		return
 	}
 	s.grow(slot)
-	if s.slot(slot).seq != 0 {
+	if s.slot(slot).leaf != 0 {
 		s.Remove(slot)
 	}
 	s.reserve(1)
 	key, aux := s.initial(v)
 	e := entry{key: key, seq: s.seq, slot: slot}
 	s.seq++
-	s.setSlot(slot, sortedSlot{key: key, seq: e.seq, aux: aux})
-	s.tree.insert(e)
+	if !s.narrow {
+		s.sp.slots[slot].aux = aux
+	}
+	s.tree.insert(e) // records the leaf
 }
 
 // Update re-inserts the member as if it had just been added: degradation is
 // reset, a WRR member restarts in the current round, and the member goes
 // behind the others of equal key.
 func (s *sortedSelector) Update(slot int32, v Values) {
-	s.Remove(slot)
-	s.Add(slot, v)
+	if slot < 0 || int(slot) >= s.slots() || s.slot(slot).leaf == 0 {
+		s.Add(slot, v)
+		return
+	}
+	// Remove and Add, without clearing the slot in between: insert
+	// records the new leaf.
+	s.tree.deleteSlot(slot, s.slot(slot).leaf)
+	s.reserve(1)
+	key, aux := s.initial(v)
+	if !s.narrow {
+		s.sp.slots[slot].aux = aux
+	}
+	s.tree.insert(entry{key: key, seq: s.seq, slot: slot})
+	s.seq++
 }
 
 func (s *sortedSelector) Remove(slot int32) {
 	if slot < 0 || int(slot) >= s.slots() {
 		return
 	}
-	st := s.slot(slot)
-	if st.seq == 0 {
+	leaf := s.slot(slot).leaf
+	if leaf == 0 {
 		return
 	}
-	s.tree.delete(entry{key: st.key, seq: st.seq, slot: slot})
-	s.setSlot(slot, sortedSlot{})
+	s.tree.deleteSlot(slot, leaf)
+	s.clearSlot(slot)
 }
 
 func (s *sortedSelector) Clear() {
 	for l := s.tree.first(); l != nil; l = l.next {
 		for _, e := range l.items[:l.n] {
-			s.setSlot(e.slot, sortedSlot{})
+			s.clearSlot(e.slot)
 		}
 	}
-	s.tree = btree{}
+	s.tree = newBtree(s.sp, s.narrow)
 }
 
 func (s *sortedSelector) Select(n int, dst []int32) []int32 {
@@ -275,13 +291,11 @@ func (s *sortedSelector) Select(n int, dst []int32) []int32 {
 			s.updateFirst()
 			continue
 		}
-		st := s.slot(slot)
-		s.tree.delete(entry{key: st.key, seq: st.seq, slot: slot})
-		st.key = s.hook(st.key, st.aux)
-		st.seq = s.seq
+		e := s.tree.deleteSlot(slot, s.slot(slot).leaf)
+		e.key = s.hook(e.key, s.aux(slot))
+		e.seq = s.seq
 		s.seq++
-		s.setSlot(slot, st)
-		s.tree.insertHinted(entry{key: st.key, seq: st.seq, slot: slot})
+		s.tree.insertHinted(e) // records the leaf
 	}
 	return dst
 }
@@ -299,13 +313,14 @@ func (s *sortedSelector) hookUsesAux() bool {
 // It reads the member's position from the leaf rather than from s.sp.slots
 // (which, for a large pool, is a cache miss), and when the updated entry
 // still sorts before its successor it is rewritten in place: the leftmost
-// leaf's first entry is never a separator, so no other node changes.
+// leaf's first entry is never a separator, so no other node changes, and
+// the member stays in its leaf, so its slot is not written either.
 func (s *sortedSelector) updateFirst() {
 	l, bound := s.tree.firstBound()
 	e := l.items[0]
 	var aux uint32
 	if s.hookUsesAux() {
-		aux = s.slot(e.slot).aux
+		aux = s.aux(e.slot)
 	}
 	ne := entry{key: s.hook(e.key, aux), seq: s.seq, slot: e.slot}
 	s.seq++
@@ -331,12 +346,6 @@ func (s *sortedSelector) updateFirst() {
 		l.items[j-1] = ne
 	default:
 		s.tree.deleteFirst(l)
-		s.tree.insertHinted(ne)
+		s.tree.insertHinted(ne) // records the new leaf
 	}
-	if s.narrow {
-		s.sp.narrow[e.slot] = narrowSlot{key: uint32(ne.key), seq: ne.seq}
-		return
-	}
-	st := &s.sp.slots[e.slot]
-	st.key, st.seq = ne.key, ne.seq
 }
