@@ -2,6 +2,7 @@ package memnet_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -65,4 +66,31 @@ func openPair(t *testing.T, a, b *memnet.Node) (client, server transport.Conn) {
 		t.Fatal(err)
 	}
 	return c, s
+}
+
+// Close ends every Recv waiting on the closed end, whether its context can
+// end or not (a Recv with one that cannot waits on a plain channel receive).
+func TestCloseEndsWaitingReceivers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := memnet.New(1)
+		defer n.Close()
+		a, b := n.NewNode(), n.NewNode()
+		c, _ := openPair(t, a, b)
+		cctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		errs := make(chan error, 4)
+		for _, ctx := range []context.Context{context.Background(), context.Background(), cctx, cctx} {
+			go func() {
+				_, err := c.Recv(ctx)
+				errs <- err
+			}()
+		}
+		synctest.Wait() // all four wait
+		c.Close()
+		for range 4 {
+			if err := <-errs; !errors.Is(err, transport.ErrClosed) {
+				t.Fatalf("Recv after Close: %v, want ErrClosed", err)
+			}
+		}
+	})
 }

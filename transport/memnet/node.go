@@ -319,8 +319,7 @@ type conn struct {
 	// was opened (Node.SetIdentity); zero: none. Never changes.
 	peerID transport.Identity
 
-	notify chan struct{} // a message or the end arrived
-	done   chan struct{} // closed by Close
+	notify chan struct{} // a message or the end arrived, or Close was called
 
 	inbox    []transport.Message
 	closed   bool
@@ -344,7 +343,7 @@ var (
 
 func newConn(n *Network, nd *Node, as *assoc, local, remote transport.Addr) *conn {
 	return &conn{n: n, node: nd, a: as, local: local, rem: remote,
-		notify: make(chan struct{}, 1), done: make(chan struct{}), lastAt: make(map[uint16]time.Time)}
+		notify: make(chan struct{}, 1), lastAt: make(map[uint16]time.Time)}
 }
 
 func (c *conn) LocalAddr() transport.Addr  { return c.local }
@@ -525,6 +524,7 @@ func (c *conn) Recv(ctx context.Context) (transport.Message, error) {
 	for {
 		n.mu.Lock()
 		if c.closed {
+			signal(c.notify) // wake another receiver
 			n.mu.Unlock()
 			return transport.Message{}, fmt.Errorf("memnet: recv from %v: %w", c.rem, transport.ErrClosed)
 		}
@@ -550,10 +550,16 @@ func (c *conn) Recv(ctx context.Context) (transport.Message, error) {
 		if err := ctx.Err(); err != nil {
 			return transport.Message{}, err
 		}
-		select {
-		case <-c.notify:
-		case <-c.done:
-		case <-ctx.Done():
+		// Close, the peer's end and every delivery signal notify, so it is
+		// the one channel to wait on; a context that cannot end (a
+		// receiver's usual one) makes that a plain receive, not a select.
+		if done := ctx.Done(); done == nil {
+			<-c.notify
+		} else {
+			select {
+			case <-c.notify:
+			case <-done:
+			}
 		}
 	}
 }
@@ -596,5 +602,5 @@ func (c *conn) closeLocked() {
 	}
 	c.closed = true
 	c.inbox = nil
-	close(c.done)
+	signal(c.notify) // a Recv waiting on c ends
 }
