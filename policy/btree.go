@@ -479,13 +479,18 @@ func (t *btree) delete(e entry) bool {
 		return false
 	}
 	t.size--
+	t.collapseRoot()
+	return true
+}
+
+// collapseRoot replaces an internal root left with one child by that child.
+func (t *btree) collapseRoot() {
 	if !t.root.leaf && t.root.n == 1 {
 		old := t.root
 		t.root = old.kids[0]
 		t.release(old)
 		t.ver++
 	}
-	return true
 }
 
 // deleteSlot removes the entry of slot, which leaf id holds (see place),
@@ -505,12 +510,7 @@ func (t *btree) deleteSlot(slot int32, id uint32) entry {
 	t.size--
 	if l.n < nodeMin && l != t.root {
 		t.fixLeaf(t.root, e)
-		if !t.root.leaf && t.root.n == 1 {
-			old := t.root
-			t.root = old.kids[0]
-			t.release(old)
-			t.ver++
-		}
+		t.collapseRoot()
 	}
 	return e
 }

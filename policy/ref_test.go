@@ -541,14 +541,7 @@ func TestBtreeClusteredInserts(t *testing.T) {
 	var bt btree
 	var ref []entry
 	seq := uint32(1)
-	cmp := func(a, b entry) int {
-		if a.less(b) {
-			return -1
-		} else if b.less(a) {
-			return 1
-		}
-		return 0
-	}
+	cmp := compareEntries
 	ins := func(e entry, hinted bool) {
 		if hinted {
 			bt.insertHinted(e)
@@ -620,14 +613,7 @@ func TestBtreeLeafIDs(t *testing.T) {
 			clearSlot := func(slot int32) {
 				sp.narrow[slot], sp.slots[slot] = narrowSlot{}, sortedSlot{}
 			}
-			cmp := func(a, b entry) int {
-				if a.less(b) {
-					return -1
-				} else if b.less(a) {
-					return 1
-				}
-				return 0
-			}
+			cmp := compareEntries
 			var ref []entry
 			var free []int32 // slots not in the tree
 			for i := int32(slots - 1); i >= 0; i-- {
@@ -704,4 +690,15 @@ func TestBtreeLeafIDs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// compareEntries orders entries as the tree does, for slices.SortFunc and
+// the like.
+func compareEntries(a, b entry) int {
+	if a.less(b) {
+		return -1
+	} else if b.less(a) {
+		return 1
+	}
+	return 0
 }
