@@ -39,7 +39,9 @@
 // come to the top); each owner (home registrar) has an intrusive list and
 // a running checksum sum.
 // Register, Deregister, Lookup, SetExpiry and PopExpired per PE are
-// O(log n) (Deregister's heap removal O(1) amortized); Checksum is O(1);
+// O(log n) (Deregister's heap removal is O(1) amortized, unless the
+// removed deadline was the earliest: the next NextExpiry sifts it out);
+// Checksum is O(1);
 // Select costs what the pool's policy costs.
 //
 // # Concurrency

@@ -17,10 +17,11 @@ const heapArity = 8
 // removed one. Tombstones at the top are popped by top (before the first
 // entry is read), and when they make up half the heap the live entries are
 // gathered and heapified again (O(n) for n/2 removals), as seqList does
-// with its tombstones. A deregistration burst then costs O(1) a PE instead
-// of a sift-down each (and the earliest deadline, the first to go when PEs
-// leave in the order they came, is the worst case: the last entry sinks
-// from the top to the bottom).
+// with its tombstones. A burst of deregistrations then costs O(1) a PE
+// instead of a sift-down each. A tombstone at the top is popped (one
+// sift-down) by the next top, though, and a registrar asks for the next
+// deadline after every batch of work: PEs that leave in deadline order, one
+// batch each, still pay one sift-down apiece there, only later.
 type expiryHeap struct {
 	exp  []int64 // key, UnixNano
 	idx  []int32 // record; -1: a tombstone

@@ -497,13 +497,25 @@ func (t *btree) collapseRoot() {
 // and returns it. The leaf is scanned for the slot from the end, each entry
 // passed moving down by one, so that the search and the shift are one pass
 // over the entries after it. A leaf left under half full is merged or
-// rebalanced (fixLeaf), the only case that searches the tree.
-func (t *btree) deleteSlot(slot int32, id uint32) entry {
+// rebalanced (fixLeaf), the only case that searches the tree. A leaf id
+// that does not name a leaf holding slot (a stale one, or the slot shared
+// against the Selector contract) changes nothing and gives false.
+func (t *btree) deleteSlot(slot int32, id uint32) (entry, bool) {
+	if int(id) >= len(t.leaves) || t.leaves[id] == nil || t.leaves[id].n == 0 {
+		return entry{}, false
+	}
 	l := t.leaves[id]
 	j := l.n - 1
 	e := l.items[j]
 	for e.slot != slot {
-		j-- // below 0 (a panic) if the slot is not there: a stale leaf id
+		if j == 0 {
+			// Not in this leaf: undo the shift (items[n-1] was not
+			// written; the others each moved down by one).
+			copy(l.items[1:l.n-1], l.items[:max(l.n-2, 0)])
+			l.items[0] = e
+			return entry{}, false
+		}
+		j--
 		e, l.items[j] = l.items[j], e
 	}
 	l.n--
@@ -512,7 +524,7 @@ func (t *btree) deleteSlot(slot int32, id uint32) entry {
 		t.fixLeaf(t.root, e)
 		t.collapseRoot()
 	}
-	return e
+	return e, true
 }
 
 // fixLeaf rebalances the nodes on the path from nd to the leaf that held

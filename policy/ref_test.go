@@ -658,7 +658,22 @@ func TestBtreeLeafIDs(t *testing.T) {
 				case k < 80:
 					i := rng.IntN(len(ref))
 					e := ref[i]
-					if got := bt.deleteSlot(e.slot, leafOf(e.slot)); got != e {
+					// A wrong leaf id (another leaf, an id past the
+					// table) removes nothing (checked now and then: the
+					// comparison reads the whole tree).
+					other := leafOf(ref[rng.IntN(len(ref))].slot)
+					for _, id := range []uint32{other, uint32(len(bt.leaves)) + 3} {
+						if id == leafOf(e.slot) || op%20 != 0 {
+							continue
+						}
+						if got, ok := bt.deleteSlot(e.slot, id); ok {
+							t.Fatalf("op %d: deleteSlot(%d) in leaf %d, which does not hold it, removed %v", op, e.slot, id, got)
+						}
+						if got := bt.all(); !slices.Equal(got, ref) {
+							t.Fatalf("op %d: deleteSlot with a wrong leaf id changed the tree", op)
+						}
+					}
+					if got, ok := bt.deleteSlot(e.slot, leafOf(e.slot)); !ok || got != e {
 						t.Fatalf("op %d: deleteSlot(%d) removed %v, want %v", op, e.slot, got, e)
 					}
 					gone(i)
@@ -701,4 +716,27 @@ func compareEntries(a, b entry) int {
 		return 1
 	}
 	return 0
+}
+
+// A slot added to a second selector of the same SlotSpace while the first
+// holds it breaks the Selector contract; it must not panic (the second
+// selector's Add removes the slot with a leaf id of the first's tree).
+func TestSharedSlotInTwoSelectors(t *testing.T) {
+	var sp SlotSpace
+	a, err := NewShared(LeastUsed, nil, Options{}, &sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewShared(LeastUsed, nil, Options{}, &sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range int32(200) {
+		a.Add(i, Values{Load: uint32(i)})
+	}
+	b.Add(150, Values{})
+	b.Update(150, Values{Load: 7})
+	if a.Len() != 200 || b.Len() != 1 {
+		t.Fatalf("Len: a %d (want 200), b %d (want 1)", a.Len(), b.Len())
+	}
 }

@@ -239,7 +239,9 @@ func (s *sortedSelector) Update(slot int32, v Values) {
 	}
 	// Remove and Add, without clearing the slot in between: insert
 	// records the new leaf.
-	s.tree.deleteSlot(slot, s.slot(slot).leaf)
+	if _, ok := s.tree.deleteSlot(slot, s.slot(slot).leaf); !ok {
+		s.clearSlot(slot) // not in this tree (see deleteSlot): add it
+	}
 	s.reserve(1)
 	key, aux := s.initial(v)
 	if !s.narrow {
@@ -257,7 +259,7 @@ func (s *sortedSelector) Remove(slot int32) {
 	if leaf == 0 {
 		return
 	}
-	s.tree.deleteSlot(slot, leaf)
+	s.tree.deleteSlot(slot, leaf) // false: not in this tree; clear it anyway
 	s.clearSlot(slot)
 }
 
@@ -291,7 +293,10 @@ func (s *sortedSelector) Select(n int, dst []int32) []int32 {
 			s.updateFirst()
 			continue
 		}
-		e := s.tree.deleteSlot(slot, s.slot(slot).leaf)
+		e, ok := s.tree.deleteSlot(slot, s.slot(slot).leaf)
+		if !ok {
+			continue // cannot happen: appendFirst read slot from the tree
+		}
 		e.key = s.hook(e.key, s.aux(slot))
 		e.seq = s.seq
 		s.seq++
