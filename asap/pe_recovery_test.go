@@ -261,7 +261,7 @@ func TestDriverPEHomeLostReregisters(t *testing.T) {
 		}
 
 		// A registrar comes back at the same address 3 s later.
-		time.Sleep(3 * time.Second) // let the hunt back off; not synchronisation
+		time.Sleep(3 * time.Second) // virtual time (synctest bubble): the hunt backs off
 		regL2, err := regNode.Listen(regNode.Addr(transport.PortASAP))
 		if err != nil {
 			t.Fatal(err)

@@ -69,8 +69,8 @@ func (g *Gate) open(now time.Time) bool {
 // last time the loop read before it (when its last piece of work began):
 // a yield that ends more than slowYield after it closes the gate. Timing
 // the piece with the yield saves a clock read per yield; a piece that alone
-// takes longer than slowYield closes the gate too, which costs only the
-// yields of one pause.
+// takes longer than slowYield closes the gate too, which costs only yields
+// (the loop parks as it would without them).
 func (g *Gate) doYield(clock Clock, since time.Time) time.Time {
 	if g.yield != nil {
 		g.yield()
